@@ -175,7 +175,7 @@ int mg_mbox_from_imap(const char *imap, char *out, size_t cap)
                 }
             }
         }
-        if (high || (bits & ((1u << nbits) - 1)) != 0)
+        if (high || nbits >= 6 || (bits & ((1u << nbits) - 1)) != 0)
             return -1;
         s++;
     }
