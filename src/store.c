@@ -161,7 +161,8 @@ static enum mg_code scan(struct mg_store *st, struct mg_error *err)
         st->have[st->nhave++] = uid;
     }
     closedir(d);
-    qsort(st->have, st->nhave, sizeof(*st->have), cmp_u32);
+    if (st->nhave > 1)
+        qsort(st->have, st->nhave, sizeof(*st->have), cmp_u32);
     return MG_OK;
 }
 
@@ -212,7 +213,8 @@ void mg_store_close(struct mg_store *st)
 
 bool mg_store_has(const struct mg_store *st, uint32_t uid)
 {
-    return bsearch(&uid, st->have, st->nhave, sizeof(*st->have), cmp_u32) != NULL;
+    return st->nhave > 0 &&
+           bsearch(&uid, st->have, st->nhave, sizeof(*st->have), cmp_u32) != NULL;
 }
 
 size_t mg_store_count(const struct mg_store *st)
