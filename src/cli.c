@@ -1,6 +1,8 @@
 /* cli.c - see include/mailgrab/cli.h */
 #include "mailgrab/cli.h"
 
+#include "mailgrab/store.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -8,16 +10,25 @@
 #include <string.h>
 
 enum {
-    OPT_CAFILE = 256,
+    OPT_ACCOUNT = 256,
+    OPT_ALL_MAILBOXES,
+    OPT_CAFILE,
+    OPT_CONFIG,
+    OPT_FORMAT,
     OPT_PASSWORD,
     OPT_PASSWORD_COMMAND,
     OPT_PASSWORD_FILE,
+    OPT_SUMMARY_JSON,
 };
 
 /* Sorted by long name. */
 static const struct option options[] = {
+    {"account", required_argument, NULL, OPT_ACCOUNT},
+    {"all-mailboxes", no_argument, NULL, OPT_ALL_MAILBOXES},
     {"cafile", required_argument, NULL, OPT_CAFILE},
     {"chunks", required_argument, NULL, 'c'},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"format", required_argument, NULL, OPT_FORMAT},
     {"help", no_argument, NULL, 'h'},
     {"limit", required_argument, NULL, 'l'},
     {"mailbox", required_argument, NULL, 'm'},
@@ -28,6 +39,7 @@ static const struct option options[] = {
     {"port", required_argument, NULL, 'p'},
     {"quiet", no_argument, NULL, 'q'},
     {"server", required_argument, NULL, 's'},
+    {"summary-json", required_argument, NULL, OPT_SUMMARY_JSON},
     {"timeout", required_argument, NULL, 't'},
     {"user", required_argument, NULL, 'u'},
     {"verbose", no_argument, NULL, 'v'},
@@ -37,34 +49,40 @@ static const struct option options[] = {
 
 void mg_cli_usage(FILE *f)
 {
-    fputs("usage: mailgrab --server HOST --user USER [options]\n"
+    fputs("usage: mailgrab [--server HOST --user USER] [options]\n"
           "       mailgrab stats DIR [--csv FILE|-] [--top N] [--tz ZONE] [--jobs N]\n"
           "\n"
-          "Download an IMAP mailbox over TLS with parallel connections, one .eml\n"
-          "file per message: OUTPUT/<mailbox>/<uid>.eml, byte-identical to the server.\n"
+          "Download IMAP mailboxes over TLS with parallel connections, one file per\n"
+          "message, byte-identical to the server. Runs again fetch only what is new.\n"
           "\n"
           "  -s, --server HOST          IMAPS server (e.g. imap.gmail.com)\n"
           "  -p, --port PORT            IMAPS port (default 993)\n"
           "  -u, --user USER            login name\n"
-          "  -m, --mailbox NAME         mailbox to download (default INBOX)\n"
+          "  -m, --mailbox NAME         mailbox to download, repeatable (default INBOX)\n"
+          "      --all-mailboxes        every mailbox the server lists\n"
           "  -c, --chunks N             parallel connections, 1-64 (default 4)\n"
           "  -o, --output DIR           where to store (default .)\n"
+          "      --format eml|maildir   one <uid>.eml per message (default), or Maildir\n"
           "      --cafile FILE          trust the CA certificates in FILE (PEM)\n"
           "                             instead of the system store\n"
-          "  -l, --limit N              fetch at most N messages (lowest UIDs first)\n"
+          "  -l, --limit N              fetch at most N new messages per mailbox\n"
           "  -t, --timeout SECS         give up on a silent server after SECS (default 60)\n"
           "      --password-file FILE   read the password from FILE (mode 0600)\n"
           "      --password-command CMD run CMD; its first output line is the password\n"
+          "      --config FILE          read accounts from FILE (default\n"
+          "                             ~/.config/mailgrab/config if it exists)\n"
+          "      --account NAME         run only this account of the config file\n"
+          "      --summary-json FILE    write a machine-readable summary of the run\n"
           "  -q, --quiet                print errors only\n"
           "  -v, --verbose              say what happens (repeat for more)\n"
           "  -h, --help                 this text\n"
           "  -V, --version              print the version\n"
           "\n"
-          "The password comes from MAILGRAB_PASSWORD, --password-file, --password-command,\n"
+          "The password comes from --password-file, --password-command, MAILGRAB_PASSWORD,\n"
           "or a prompt on the terminal; never from the command line.\n"
-          "Exit codes: 0 ok, 1 some messages failed, 2 usage, 3 connect, 4 TLS,\n"
-          "5 authentication, 6 mailbox, 7 local I/O, 8 protocol, 9 locked, 130 interrupted.\n"
-          "See mailgrab(1).\n",
+          "Exit codes: 0 ok (also when nothing is new), 1 some messages failed, 2 usage,\n"
+          "3 connect, 4 TLS, 5 authentication, 6 mailbox, 7 local I/O, 8 protocol,\n"
+          "9 locked, 130 interrupted. See mailgrab(1) and mailgrab.conf(5).\n",
           f);
 }
 
@@ -85,12 +103,9 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
 {
     memset(o, 0, sizeof(*o));
     o->action = MG_RUN;
-    o->port = "993";
-    o->mailbox = "INBOX";
-    o->output = ".";
-    o->chunks = 4;
-    o->timeout = 60;
     o->verbosity = MG_NORMAL;
+    mg_account_init(&o->over, "command line");
+    struct mg_account *a = &o->over;
 
     optind = 0; /* full reset, tests parse repeatedly */
     opterr = 0;
@@ -99,30 +114,43 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
     while ((c = getopt_long(argc, argv, ":c:hl:m:o:p:qs:t:u:vV", options, NULL)) != -1) {
         switch (c) {
         case 's':
-            o->server = optarg;
+            a->server = optarg;
             break;
         case 'p':
             if (!parse_num(optarg, 1, 65535, &v))
                 return mg_error_set(err, MG_E_USAGE, "--port wants a number from 1 to 65535");
-            o->port = optarg;
+            a->port = optarg;
             break;
         case 'u':
-            o->user = optarg;
+            a->user = optarg;
             break;
         case 'm':
             if (optarg[0] == '\0')
                 return mg_error_set(err, MG_E_USAGE, "--mailbox wants a name");
-            o->mailbox = optarg;
+            if (a->nmailboxes == MG_MAX_MAILBOXES)
+                return mg_error_set(err, MG_E_USAGE, "too many --mailbox options (at most %d)",
+                                    MG_MAX_MAILBOXES);
+            a->mailboxes[a->nmailboxes++] = optarg;
+            break;
+        case OPT_ALL_MAILBOXES:
+            a->all_mailboxes = 1;
             break;
         case 'c':
             if (!parse_num(optarg, 1, MG_MAX_CHUNKS, &v))
                 return mg_error_set(err, MG_E_USAGE, "--chunks wants a number from 1 to %d",
                                     MG_MAX_CHUNKS);
-            o->chunks = (unsigned)v;
+            a->chunks = (unsigned)v;
             break;
         case 'o':
-            o->output = optarg;
+            a->output = optarg;
             break;
+        case OPT_FORMAT: {
+            enum mg_format f;
+            if (mg_format_parse(optarg, &f) != 0)
+                return mg_error_set(err, MG_E_USAGE, "--format wants eml or maildir");
+            a->format = (int)f;
+            break;
+        }
         case 'l':
             if (!parse_num(optarg, 1, ULONG_MAX, &v))
                 return mg_error_set(err, MG_E_USAGE, "--limit wants a positive number");
@@ -131,14 +159,13 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
         case 't':
             if (!parse_num(optarg, 1, 3600, &v))
                 return mg_error_set(err, MG_E_USAGE, "--timeout wants seconds from 1 to 3600");
-            o->timeout = (unsigned)v;
+            a->timeout = (unsigned)v;
             break;
         case 'q':
             o->verbosity = MG_QUIET;
             break;
         case 'v':
-            if (o->verbosity < MG_DEBUG)
-                o->verbosity = o->verbosity < MG_VERBOSE ? MG_VERBOSE : MG_DEBUG;
+            o->verbosity = o->verbosity < MG_VERBOSE ? MG_VERBOSE : MG_DEBUG;
             break;
         case 'h':
             o->action = MG_HELP;
@@ -147,7 +174,16 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
             o->action = MG_VERSION;
             return MG_OK;
         case OPT_CAFILE:
-            o->cafile = optarg;
+            a->cafile = optarg;
+            break;
+        case OPT_CONFIG:
+            o->config = optarg;
+            break;
+        case OPT_ACCOUNT:
+            o->account = optarg;
+            break;
+        case OPT_SUMMARY_JSON:
+            o->summary_json = optarg;
             break;
         case OPT_PASSWORD:
             return mg_error_set(err, MG_E_USAGE,
@@ -155,10 +191,10 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
                                 "read it); use MAILGRAB_PASSWORD, --password-file or "
                                 "--password-command");
         case OPT_PASSWORD_FILE:
-            o->password_file = optarg;
+            a->password_file = optarg;
             break;
         case OPT_PASSWORD_COMMAND:
-            o->password_command = optarg;
+            a->password_command = optarg;
             break;
         case ':':
             return mg_error_set(err, MG_E_USAGE, "option %s needs a value", argv[optind - 1]);
@@ -169,14 +205,10 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
     }
     if (optind < argc)
         return mg_error_set(err, MG_E_USAGE, "unexpected argument '%s' (see --help)", argv[optind]);
-    if (o->server == NULL)
-        return mg_error_set(
-            err, MG_E_USAGE,
-            "no server given: use --server HOST (try scripts/demo for a local one)");
-    if (o->user == NULL)
-        return mg_error_set(err, MG_E_USAGE, "no user given: use --user NAME");
-    if (o->password_file != NULL && o->password_command != NULL)
+    if (a->password_file != NULL && a->password_command != NULL)
         return mg_error_set(err, MG_E_USAGE,
                             "give either --password-file or --password-command, not both");
+    if (a->all_mailboxes == 1 && a->nmailboxes > 0)
+        return mg_error_set(err, MG_E_USAGE, "give either --mailbox or --all-mailboxes, not both");
     return MG_OK;
 }

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libetpan/libetpan.h>
 
@@ -130,6 +131,43 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
     return MG_OK;
 }
 
+static bool selectable(const struct mailimap_mbx_list_flags *f)
+{
+    if (f == NULL)
+        return true;
+    if (f->mbf_type == MAILIMAP_MBX_LIST_FLAGS_SFLAG &&
+        f->mbf_sflag == MAILIMAP_MBX_LIST_SFLAG_NOSELECT)
+        return false;
+    for (clistiter *it = f->mbf_oflags ? clist_begin(f->mbf_oflags) : NULL; it != NULL;
+         it = clist_next(it)) {
+        struct mailimap_mbx_list_oflag *of = clist_content(it);
+        if (of->of_flag_ext != NULL && (strcasecmp(of->of_flag_ext, "NonExistent") == 0 ||
+                                        strcasecmp(of->of_flag_ext, "Noselect") == 0))
+            return false;
+    }
+    return true;
+}
+
+enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
+                               void *ctx, struct mg_error *err)
+{
+    clist *list = NULL;
+    int r = mailimap_list(s->imap, "", "*", &list);
+    if (r == MAILIMAP_ERROR_LIST)
+        return mg_error_set(err, MG_E_PROTOCOL, "%s refused to list mailboxes: %s", s->srv->host,
+                            server_text(s));
+    if (r != MAILIMAP_NO_ERROR)
+        return generic_error(s, r, "listing mailboxes", err);
+    for (clistiter *it = list ? clist_begin(list) : NULL; it != NULL; it = clist_next(it)) {
+        struct mailimap_mailbox_list *mb = clist_content(it);
+        if (mb->mb_name != NULL && selectable(mb->mb_flag))
+            each(mb->mb_name, ctx);
+    }
+    if (list != NULL)
+        mailimap_list_result_free(list);
+    return MG_OK;
+}
+
 /* libetpan only hands items to the attribute handler (and then frees them)
  * when a progress callback is set too; this one does nothing. */
 static void no_progress(size_t current, size_t maximum, void *ctx)
@@ -240,14 +278,46 @@ static bool fetch_body(int type, struct mailimap_msg_att_body_section *section, 
     return true;
 }
 
+/* IMAP system flags -> Maildir info letters, in the ASCII order Maildir wants. */
+static void maildir_flags(const struct mailimap_msg_att_dynamic *dyn, char *out, size_t cap)
+{
+    static const struct {
+        int type;
+        char letter;
+    } map[] = {{MAILIMAP_FLAG_DRAFT, 'D'},
+               {MAILIMAP_FLAG_FLAGGED, 'F'},
+               {MAILIMAP_FLAG_ANSWERED, 'R'},
+               {MAILIMAP_FLAG_SEEN, 'S'},
+               {MAILIMAP_FLAG_DELETED, 'T'}};
+    bool has[sizeof(map) / sizeof(map[0])] = {false};
+    if (dyn != NULL && dyn->att_list != NULL) {
+        for (clistiter *it = clist_begin(dyn->att_list); it != NULL; it = clist_next(it)) {
+            struct mailimap_flag_fetch *ff = clist_content(it);
+            if (ff->fl_type != MAILIMAP_FLAG_FETCH_OTHER || ff->fl_flag == NULL)
+                continue;
+            for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+                if (ff->fl_flag->fl_type == map[i].type)
+                    has[i] = true;
+        }
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]) && n + 1 < cap; i++)
+        if (has[i])
+            out[n++] = map[i].letter;
+    out[n] = '\0';
+}
+
 static void fetch_att(struct mailimap_msg_att *att, void *ctx)
 {
     struct mg_imap *s = ctx;
     uint32_t uid = 0;
     time_t idate = (time_t)-1;
     bool has_body = false;
+    char flags[8] = "";
     for (clistiter *it = clist_begin(att->att_list); it != NULL; it = clist_next(it)) {
         struct mailimap_msg_att_item *item = clist_content(it);
+        if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC)
+            maildir_flags(item->att_data.att_dyn, flags, sizeof(flags));
         if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC)
             continue;
         struct mailimap_msg_att_static *st = item->att_data.att_static;
@@ -271,13 +341,13 @@ static void fetch_att(struct mailimap_msg_att *att, void *ctx)
      * if any were streamed, belong to nobody. */
     if (!has_body || uid == 0) {
         if (s->in_body)
-            s->sink->done(s->sink->ctx, 0, idate);
+            s->sink->done(s->sink->ctx, 0, idate, "");
         s->in_body = false;
         return;
     }
     if (!s->in_body && !s->sink->body(s->sink->ctx, "", 0)) /* an empty message */
         s->sink_error = true;
-    if (!s->sink_error && !s->sink->done(s->sink->ctx, uid, idate))
+    if (!s->sink_error && !s->sink->done(s->sink->ctx, uid, idate, flags))
         s->sink_error = true;
     s->in_body = false;
 }

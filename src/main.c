@@ -1,8 +1,8 @@
 /*
  * main.c - the story of one mailgrab run:
- * parse options -> read the password -> set up TLS -> lock the output ->
- * log in and open the mailbox -> list and plan -> run the workers ->
- * report -> exit with a code that says what happened.
+ * parse options -> load the config file -> choose the accounts -> for each:
+ * read its password, back it up (backup.c) -> write the summary -> exit with
+ * a code that says what happened.
  */
 #include <limits.h>
 #include <signal.h>
@@ -13,149 +13,82 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mailgrab/backup.h"
 #include "mailgrab/cli.h"
+#include "mailgrab/config.h"
 #include "mailgrab/error.h"
-#include "mailgrab/imap.h"
 #include "mailgrab/log.h"
-#include "mailgrab/mboxname.h"
 #include "mailgrab/password.h"
-#include "mailgrab/plan.h"
-#include "mailgrab/pool.h"
-#include "mailgrab/store.h"
-#include "mailgrab/tls.h"
 
 #ifndef MAILGRAB_VERSION
 #define MAILGRAB_VERSION "unknown"
 #endif
 
-#define BATCH_MSGS 256
-#define BATCH_BYTES (8u << 20)
-
-static int fail(const struct mg_error *err)
+/* Which accounts this run backs up, each merged as defaults < [defaults] <
+ * [account] < command line. */
+static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_config *cfg,
+                                    struct mg_account **out, size_t *n, struct mg_error *err)
 {
-    mg_progress_end();
-    mg_err("%s", err->msg);
-    return (int)err->code;
+    size_t want = 1;
+    bool from_config = cfg->naccounts > 0 && o->over.server == NULL;
+    if (o->account != NULL) {
+        from_config = true;
+        want = 1;
+    } else if (from_config) {
+        want = cfg->naccounts;
+    }
+    struct mg_account *v = calloc(want, sizeof(*v));
+    if (v == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; from_config && i < cfg->naccounts; i++) {
+        if (o->account != NULL && strcmp(cfg->accounts[i].name, o->account) != 0)
+            continue;
+        mg_account_init(&v[k], cfg->accounts[i].name);
+        mg_account_merge(&v[k], &cfg->defaults);
+        mg_account_merge(&v[k], &cfg->accounts[i]);
+        mg_account_merge(&v[k], &o->over);
+        k++;
+    }
+    if (o->account != NULL && k == 0) {
+        free(v);
+        return mg_error_set(err, MG_E_USAGE, "no [account %s] in %s", o->account,
+                            cfg->path[0] ? cfg->path : "the config file");
+    }
+    if (!from_config) {
+        mg_account_init(&v[0], "command line");
+        mg_account_merge(&v[0], &cfg->defaults);
+        mg_account_merge(&v[0], &o->over);
+        k = 1;
+    }
+    *out = v;
+    *n = k;
+    return MG_OK;
 }
 
-static bool not_stored(uint32_t uid, void *ctx)
+static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
+                                struct mg_report *rep)
 {
-    return !mg_store_has(ctx, uid);
-}
-
-static void report(const struct mg_options *o, const char *dir, const struct mg_job_result *r,
-                   size_t already)
-{
-    bool tell =
-        mg_log_level() >= MG_VERBOSE || (mg_log_level() >= MG_NORMAL && isatty(STDERR_FILENO));
-    if (!tell)
-        return;
-    double rate = r->seconds > 0 ? (double)r->stored / r->seconds : 0;
-    fprintf(stderr,
-            "mailgrab: %s: %zu new message%s (%.1f MB) in %.2f s, %.0f msg/s, %u connection%s; "
-            "%zu already stored; in %s\n",
-            o->mailbox, r->stored, r->stored == 1 ? "" : "s", (double)r->bytes / 1e6, r->seconds,
-            rate, r->connections, r->connections == 1 ? "" : "s", already, dir);
-}
-
-static int download(const struct mg_options *o, const char *password)
-{
+    struct mg_account a = *acct;
     struct mg_error err;
     mg_error_clear(&err);
-    struct mg_tls_ctx *tls = NULL;
-    struct mg_imap *sess = NULL;
-    struct mg_store *store = NULL;
-    struct mg_msglist msgs = {0};
-    int lockfd = -1;
-    int rc;
-
-    char imap_name[1024], component[MG_MBOX_PATH_MAX + 1];
-    if (mg_mbox_to_imap(o->mailbox, imap_name, sizeof(imap_name)) != 0) {
-        mg_error_set(&err, MG_E_USAGE, "mailbox name '%s' is not valid UTF-8 or too long",
-                     o->mailbox);
-        return fail(&err);
+    memset(rep, 0, sizeof(*rep));
+    rep->account = acct->name;
+    rep->server = acct->server;
+    rep->user = acct->user;
+    char *password = NULL;
+    enum mg_code rc = mg_account_finish(&a, &err);
+    if (rc == MG_OK)
+        rc =
+            mg_password_get(a.password_file, a.password_command, a.user, a.server, &password, &err);
+    if (rc != MG_OK) {
+        mg_err("%s", err.msg);
+        rep->code = rc;
+        snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
+        return rc;
     }
-    mg_mbox_to_path(o->mailbox, component, sizeof(component));
-
-    if (mg_tls_ctx_create(o->cafile, &tls, &err) != MG_OK)
-        return fail(&err);
-    if (mg_store_lock(o->output, &lockfd, &err) != MG_OK)
-        goto out_err;
-
-    struct mg_server srv = {o->server, o->port, (int)o->timeout, tls};
-    struct mg_creds cr = {o->user, password};
-    mg_info("connecting to %s port %s as %s", o->server, o->port, o->user);
-    if (mg_imap_open(&srv, &cr, &sess, &err) != MG_OK)
-        goto out_err;
-    struct mg_mailbox_info mi;
-    if (mg_imap_examine(sess, imap_name, &mi, &err) != MG_OK)
-        goto out_err;
-    if (mg_store_open(o->output, component, &store, &err) != MG_OK)
-        goto out_err;
-    if (mi.exists > 0 && mg_imap_list(sess, &msgs, &err) != MG_OK)
-        goto out_err;
-
-    mg_msglist_sort(&msgs);
-    size_t listed = msgs.n;
-    mg_msglist_filter(&msgs, not_stored, store);
-    size_t already = listed - msgs.n;
-    if (o->limit > 0)
-        mg_msglist_truncate(&msgs, o->limit);
-    mg_info("%s: %zu messages on the server, %zu already stored, %zu to fetch", o->mailbox, listed,
-            already, msgs.n);
-
-    struct mg_job_result res;
-    memset(&res, 0, sizeof(res));
-    if (msgs.n == 0) {
-        mg_imap_close(sess, true);
-        sess = NULL;
-        report(o, mg_store_dir(store), &res, already);
-        rc = MG_OK;
-        goto out;
-    }
-    unsigned workers = o->chunks;
-    if (workers > msgs.n)
-        workers = (unsigned)msgs.n;
-    struct mg_job job = {
-        .srv = &srv,
-        .creds = &cr,
-        .mailbox = imap_name,
-        .uidvalidity = mi.uidvalidity,
-        .store = store,
-        .msgs = &msgs,
-        .workers = workers,
-        .batch_msgs = BATCH_MSGS,
-        .batch_bytes = BATCH_BYTES,
-    };
-    enum mg_code prc = mg_pool_run(&job, sess, &res);
-    sess = NULL; /* the pool closed it */
-    if (prc != MG_OK && prc != MG_E_PARTIAL) {
-        err = res.fatal;
-        goto out_err;
-    }
-    report(o, mg_store_dir(store), &res, already);
-    if (res.vanished > 0)
-        mg_warn("%zu message%s disappeared from the server during the run", res.vanished,
-                res.vanished == 1 ? "" : "s");
-    if (prc == MG_E_PARTIAL) {
-        mg_error_set(&err, MG_E_PARTIAL,
-                     "%zu of %zu messages could not be downloaded (%zu stored); run again to "
-                     "fetch the rest",
-                     res.failed, msgs.n, res.stored);
-        goto out_err;
-    }
-    rc = MG_OK;
-    goto out;
-
-out_err:
-    rc = fail(&err);
-out:
-    mg_imap_close(sess, false);
-    mg_msglist_finish(&msgs);
-    mg_store_close(store);
-    if (lockfd >= 0)
-        close(lockfd);
-    mg_tls_ctx_destroy(tls);
+    rc = mg_backup_account(&a, password, o->limit, NULL, rep);
+    mg_password_free(password);
     return rc;
 }
 
@@ -186,11 +119,43 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0);
     umask(077);
 
-    char *password = NULL;
-    if (mg_password_get(o.password_file, o.password_command, o.user, o.server, &password, &err) !=
-        MG_OK)
-        return fail(&err);
-    int rc = download(&o, password);
-    mg_password_free(password);
-    return rc;
+    struct mg_config cfg;
+    char path[PATH_MAX];
+    if (o.config == NULL)
+        mg_config_default_path(path, sizeof(path));
+    if (mg_config_load(o.config ? o.config : path, o.config != NULL, &cfg, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        return err.code;
+    }
+    struct mg_account *accounts = NULL;
+    size_t n = 0;
+    if (choose_accounts(&o, &cfg, &accounts, &n, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        mg_config_finish(&cfg);
+        return err.code;
+    }
+
+    struct mg_report *reps = calloc(n, sizeof(*reps));
+    int exit_code = reps ? MG_OK : MG_E_INTERNAL;
+    for (size_t i = 0; reps != NULL && i < n; i++) {
+        /* One failing account does not stop the others; the first failure
+         * gives the exit code. */
+        enum mg_code rc = run_account(&accounts[i], &o, &reps[i]);
+        if (rc != MG_OK && exit_code == MG_OK)
+            exit_code = rc;
+        if (rc == MG_E_INTERRUPTED)
+            break;
+    }
+    if (o.summary_json != NULL && reps != NULL &&
+        mg_summary_write(o.summary_json, reps, n, exit_code, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        if (exit_code == MG_OK)
+            exit_code = err.code;
+    }
+    for (size_t i = 0; reps != NULL && i < n; i++)
+        mg_report_finish(&reps[i]);
+    free(reps);
+    free(accounts);
+    mg_config_finish(&cfg);
+    return exit_code;
 }

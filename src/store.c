@@ -16,15 +16,24 @@
 
 #define WRITE_BUF (256 * 1024)
 
+#define STATE_FILE ".mailgrab-state"
+
 struct mg_store {
-    int dirfd;
+    enum mg_format format;
+    uint32_t uidvalidity;
+    int dirfd; /* the mailbox directory */
+    int tmpfd; /* where temp files go: dirfd, or tmp/ for Maildir */
+    int curfd; /* where final names go: dirfd, or cur/ for Maildir */
     char dir[PATH_MAX];
     uint32_t *have; /* sorted UIDs already stored */
     size_t nhave;
+    size_t cap;
 };
 
 struct pending {
     uint32_t uid;
+    time_t mtime;
+    char flags[8];
     char tmp[64];
 };
 
@@ -112,11 +121,10 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* "<digits>.eml" -> uid; 0 if the name is anything else. */
-static uint32_t parse_name(const char *name)
+/* Digits at p up to a non-digit -> value; 0 if none or out of range. */
+static uint32_t parse_uid(const char *p, const char **end)
 {
     unsigned long v = 0;
-    const char *p = name;
     if (*p < '1' || *p > '9')
         return 0;
     while (*p >= '0' && *p <= '9') {
@@ -125,80 +133,252 @@ static uint32_t parse_name(const char *name)
             return 0;
         p++;
     }
-    return strcmp(p, ".eml") == 0 ? (uint32_t)v : 0;
+    *end = p;
+    return (uint32_t)v;
 }
 
-static enum mg_code scan(struct mg_store *st, struct mg_error *err)
+/* The UID a stored file's name carries; 0 if it is no message of ours.
+ * eml: "<uid>.eml". Maildir: ",U=<uid>" before the ":2," info. */
+static uint32_t name_uid(enum mg_format f, const char *name)
 {
-    int fd = dup(st->dirfd);
+    const char *end;
+    if (f == MG_FORMAT_EML) {
+        uint32_t uid = parse_uid(name, &end);
+        return uid != 0 && strcmp(end, ".eml") == 0 ? uid : 0;
+    }
+    const char *u = strstr(name, ",U=");
+    if (u == NULL)
+        return 0;
+    uint32_t uid = parse_uid(u + 3, &end);
+    return uid != 0 && (*end == ',' || *end == ':' || *end == '\0') ? uid : 0;
+}
+
+static enum mg_code remember(struct mg_store *st, uint32_t uid, struct mg_error *err)
+{
+    if (st->nhave == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 1024;
+        uint32_t *v = reallocarray(st->have, cap, sizeof(*v));
+        if (v == NULL)
+            return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        st->have = v;
+        st->cap = cap;
+    }
+    st->have[st->nhave++] = uid;
+    return MG_OK;
+}
+
+/* Read one directory: remove our stale temp files, note stored UIDs. */
+static enum mg_code scan_dir(struct mg_store *st, int dirfd, bool collect, struct mg_error *err)
+{
+    int fd = dup(dirfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
         if (fd >= 0)
             close(fd);
         return io_error(err, "read directory", st->dir, errno);
     }
-    size_t cap = 0;
+    enum mg_code rc = MG_OK;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while (rc == MG_OK && (de = readdir(d)) != NULL) {
         if (strncmp(de->d_name, MG_TMP_PREFIX, strlen(MG_TMP_PREFIX)) == 0) {
             /* Left by a run that died: never a stored message. */
-            if (unlinkat(st->dirfd, de->d_name, 0) == 0)
+            if (unlinkat(dirfd, de->d_name, 0) == 0)
                 mg_debug("removed stale temp file %s/%s", st->dir, de->d_name);
             continue;
         }
-        uint32_t uid = parse_name(de->d_name);
-        if (uid == 0)
-            continue;
-        if (st->nhave == cap) {
-            cap = cap ? cap * 2 : 1024;
-            uint32_t *v = reallocarray(st->have, cap, sizeof(*v));
-            if (v == NULL) {
-                closedir(d);
-                return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-            }
-            st->have = v;
-        }
-        st->have[st->nhave++] = uid;
+        uint32_t uid = collect ? name_uid(st->format, de->d_name) : 0;
+        if (uid != 0)
+            rc = remember(st, uid, err);
     }
     closedir(d);
-    if (st->nhave > 1)
+    return rc;
+}
+
+static enum mg_code scan(struct mg_store *st, struct mg_error *err)
+{
+    enum mg_code rc;
+    if (st->format == MG_FORMAT_EML) {
+        rc = scan_dir(st, st->dirfd, true, err);
+    } else {
+        rc = scan_dir(st, st->tmpfd, false, err);
+        if (rc == MG_OK)
+            rc = scan_dir(st, st->curfd, true, err);
+        int newfd = openat(st->dirfd, "new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (rc == MG_OK && newfd >= 0)
+            rc = scan_dir(st, newfd, true, err);
+        if (newfd >= 0)
+            close(newfd);
+    }
+    if (rc == MG_OK && st->nhave > 1)
         qsort(st->have, st->nhave, sizeof(*st->have), cmp_u32);
+    return rc;
+}
+
+int mg_format_parse(const char *s, enum mg_format *out)
+{
+    if (strcmp(s, "eml") == 0)
+        *out = MG_FORMAT_EML;
+    else if (strcmp(s, "maildir") == 0)
+        *out = MG_FORMAT_MAILDIR;
+    else
+        return -1;
+    return 0;
+}
+
+enum mg_format mg_store_format(const struct mg_store *st)
+{
+    return st->format;
+}
+
+/* The UIDVALIDITY recorded in dir's state file: 0 none, 1 read, -1 error. */
+static int read_state(const char *dir, uint32_t *uv)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/" STATE_FILE, dir);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "uidvalidity=");
+    const char *end;
+    if (p == NULL || (*uv = parse_uid(p + strlen("uidvalidity="), &end)) == 0)
+        return -1;
+    return 1;
+}
+
+/* Record uidvalidity in the mailbox directory, atomically and durably,
+ * before any message of that generation is stored. */
+static enum mg_code write_state(struct mg_store *st, struct mg_error *err)
+{
+    char text[64];
+    int len = snprintf(text, sizeof(text), "uidvalidity=%u\n", st->uidvalidity);
+    const char *tmp = MG_TMP_PREFIX "state";
+    int fd = openat(st->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return io_error(err, "write state in", st->dir, errno);
+    bool ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!ok || renameat(st->dirfd, tmp, st->dirfd, STATE_FILE) != 0 || fsync(st->dirfd) != 0) {
+        if (ok)
+            e = errno;
+        unlinkat(st->dirfd, tmp, 0);
+        return io_error(err, "write state in", st->dir, e);
+    }
     return MG_OK;
 }
 
-enum mg_code mg_store_open(const char *output, const char *component, struct mg_store **out,
+static bool dir_has_messages(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool any = false;
+    struct dirent *de;
+    while (!any && (de = readdir(d)) != NULL)
+        any = name_uid(MG_FORMAT_EML, de->d_name) != 0 || strcmp(de->d_name, "cur") == 0;
+    closedir(d);
+    return any;
+}
+
+static int open_sub(int dirfd, const char *name)
+{
+    if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+enum mg_code mg_store_open(const char *output, const char *component, enum mg_format format,
+                           uint32_t uidvalidity, struct mg_store **out, bool *new_generation,
                            struct mg_error *err)
 {
+    *new_generation = false;
     struct mg_store *st = calloc(1, sizeof(*st));
     if (st == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    st->dirfd = -1;
-    if (snprintf(st->dir, sizeof(st->dir), "%s/%s", output, component) >= (int)sizeof(st->dir)) {
-        free(st);
-        return mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
-    }
+    st->format = format;
+    st->uidvalidity = uidvalidity;
+    st->dirfd = st->tmpfd = st->curfd = -1;
     enum mg_code rc = make_dir(output, err);
-    if (rc == MG_OK)
-        rc = make_dir(st->dir, err);
-    if (rc != MG_OK) {
-        free(st);
-        return rc;
+    if (rc != MG_OK)
+        goto err_free;
+
+    /* Which generation: the base directory if it holds this UIDVALIDITY
+     * (or nothing yet), else one named after the new UIDVALIDITY. */
+    char base[PATH_MAX - 64]; /* room for a generation suffix in st->dir */
+    if (snprintf(base, sizeof(base), "%s/%s", output, component) >= (int)sizeof(base)) {
+        rc = mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
+        goto err_free;
     }
+    uint32_t old = 0;
+    int r = read_state(base, &old);
+    if (r < 0) {
+        rc = mg_error_set(err, MG_E_IO,
+                          "cannot read %s/" STATE_FILE ": restore it or move the directory away",
+                          base);
+        goto err_free;
+    }
+    if (r == 1 && old != uidvalidity) {
+        snprintf(st->dir, sizeof(st->dir), "%s%%uidvalidity=%u", base, uidvalidity);
+        uint32_t cur = 0;
+        *new_generation = read_state(st->dir, &cur) != 1;
+    } else {
+        if (r == 0 && dir_has_messages(base))
+            mg_info("%s has messages but no record of their UIDVALIDITY; taking it as %u", base,
+                    uidvalidity);
+        snprintf(st->dir, sizeof(st->dir), "%s", base);
+    }
+    rc = make_dir(st->dir, err);
+    if (rc != MG_OK)
+        goto err_free;
     /* O_NOFOLLOW: a symlink planted in place of the mailbox directory is
      * refused rather than followed out of OUTPUT. */
     st->dirfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (st->dirfd < 0) {
         rc = io_error(err, "open directory", st->dir, errno);
-        free(st);
-        return rc;
+        goto err_close;
+    }
+    if (format == MG_FORMAT_MAILDIR) {
+        int newfd = open_sub(st->dirfd, "new");
+        st->curfd = open_sub(st->dirfd, "cur");
+        st->tmpfd = open_sub(st->dirfd, "tmp");
+        if (newfd >= 0)
+            close(newfd);
+        if (newfd < 0 || st->curfd < 0 || st->tmpfd < 0) {
+            rc = io_error(err, "create maildir folders in", st->dir, errno);
+            goto err_close;
+        }
+    } else {
+        st->curfd = dup(st->dirfd);
+        st->tmpfd = dup(st->dirfd);
+        if (st->curfd < 0 || st->tmpfd < 0) {
+            rc = io_error(err, "open directory", st->dir, errno);
+            goto err_close;
+        }
+    }
+    uint32_t have_uv = 0;
+    if (read_state(st->dir, &have_uv) != 1 || have_uv != uidvalidity) {
+        rc = write_state(st, err);
+        if (rc != MG_OK)
+            goto err_close;
     }
     rc = scan(st, err);
-    if (rc != MG_OK) {
-        mg_store_close(st);
-        return rc;
-    }
+    if (rc != MG_OK)
+        goto err_close;
     *out = st;
     return MG_OK;
+
+err_close:
+    mg_store_close(st);
+    return rc;
+err_free:
+    free(st);
+    return rc;
 }
 
 void mg_store_close(struct mg_store *st)
@@ -207,14 +387,17 @@ void mg_store_close(struct mg_store *st)
         return;
     if (st->dirfd >= 0)
         close(st->dirfd);
+    if (st->tmpfd >= 0)
+        close(st->tmpfd);
+    if (st->curfd >= 0)
+        close(st->curfd);
     free(st->have);
     free(st);
 }
 
 bool mg_store_has(const struct mg_store *st, uint32_t uid)
 {
-    return st->nhave > 0 &&
-           bsearch(&uid, st->have, st->nhave, sizeof(*st->have), cmp_u32) != NULL;
+    return st->nhave > 0 && bsearch(&uid, st->have, st->nhave, sizeof(*st->have), cmp_u32) != NULL;
 }
 
 size_t mg_store_count(const struct mg_store *st)
@@ -227,9 +410,17 @@ const char *mg_store_dir(const struct mg_store *st)
     return st->dir;
 }
 
-void mg_store_name(uint32_t uid, char *buf, size_t cap)
+/* Final name of a message in this store's layout. */
+static void final_name(const struct mg_store *st, const struct pending *m, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%u.eml", uid);
+    if (st->format == MG_FORMAT_EML) {
+        snprintf(buf, cap, "%u.eml", m->uid);
+        return;
+    }
+    /* Unique without a counter: a UID names one message per UIDVALIDITY. */
+    long long t = m->mtime != (time_t)-1 ? (long long)m->mtime : (long long)time(NULL);
+    snprintf(buf, cap, "%lld.U%uV%u.mailgrab,U=%u:2,%s", t, m->uid, st->uidvalidity, m->uid,
+             m->flags);
 }
 
 enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, struct mg_batch **out,
@@ -273,7 +464,7 @@ enum mg_code mg_batch_begin(struct mg_batch *b, struct mg_error *err)
     snprintf(b->tmp, sizeof(b->tmp), MG_TMP_PREFIX "%ld-%u-%lu", (long)getpid(), b->worker,
              b->seq++);
     b->fd =
-        openat(b->st->dirfd, b->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        openat(b->st->tmpfd, b->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (b->fd < 0)
         return io_error(err, "create a file in", b->st->dir, errno);
     b->buflen = 0;
@@ -309,7 +500,8 @@ enum mg_code mg_batch_write(struct mg_batch *b, const char *bytes, size_t len, s
     return MG_OK;
 }
 
-enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, struct mg_error *err)
+enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const char *flags,
+                          struct mg_error *err)
 {
     enum mg_code rc = flush_buf(b, b->buf, b->buflen, err);
     b->buflen = 0;
@@ -323,20 +515,22 @@ enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, struct
     b->fd = -1;
     if (close(fd) != 0) {
         rc = io_error(err, "write to", b->st->dir, errno);
-        unlinkat(b->st->dirfd, b->tmp, 0);
+        unlinkat(b->st->tmpfd, b->tmp, 0);
         return rc;
     }
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 256;
         struct pending *v = reallocarray(b->v, cap, sizeof(*v));
         if (v == NULL) {
-            unlinkat(b->st->dirfd, b->tmp, 0);
+            unlinkat(b->st->tmpfd, b->tmp, 0);
             return mg_error_set(err, MG_E_INTERNAL, "out of memory");
         }
         b->v = v;
         b->cap = cap;
     }
     b->v[b->n].uid = uid;
+    b->v[b->n].mtime = mtime;
+    snprintf(b->v[b->n].flags, sizeof(b->v[b->n].flags), "%s", flags ? flags : "");
     memcpy(b->v[b->n].tmp, b->tmp, sizeof(b->tmp));
     b->n++;
     return MG_OK;
@@ -349,7 +543,7 @@ void mg_batch_drop_current(struct mg_batch *b)
     close(b->fd);
     b->fd = -1;
     b->buflen = 0;
-    unlinkat(b->st->dirfd, b->tmp, 0);
+    unlinkat(b->st->tmpfd, b->tmp, 0);
 }
 
 enum mg_code mg_batch_commit(struct mg_batch *b,
@@ -367,36 +561,39 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
     }
     size_t done = 0;
     enum mg_code rc = MG_OK;
+    struct mg_store *st = b->st;
     for (; done < b->n; done++) {
-        char name[32];
-        mg_store_name(b->v[done].uid, name, sizeof(name));
-        if (renameat2(b->st->dirfd, b->v[done].tmp, b->st->dirfd, name, RENAME_NOREPLACE) != 0) {
-            if (errno == EINVAL) /* file system without RENAME_NOREPLACE */
-                if (renameat(b->st->dirfd, b->v[done].tmp, b->st->dirfd, name) == 0)
-                    continue;
-            if (errno == EEXIST) { /* already stored: keep the first copy */
-                unlinkat(b->st->dirfd, b->v[done].tmp, 0);
-                b->v[done].uid = 0;
-                continue;
-            }
-            rc = io_error(err, "rename a file in", b->st->dir, errno);
-            break;
+        struct pending *m = &b->v[done];
+        char name[128];
+        final_name(st, m, name, sizeof(name));
+        if (renameat2(st->tmpfd, m->tmp, st->curfd, name, RENAME_NOREPLACE) == 0)
+            continue;
+        if (errno == EINVAL && renameat(st->tmpfd, m->tmp, st->curfd, name) == 0)
+            continue;          /* file system without RENAME_NOREPLACE */
+        if (errno == EEXIST) { /* already stored: keep the first copy */
+            unlinkat(st->tmpfd, m->tmp, 0);
+            m->uid = 0;
+            continue;
         }
+        rc = io_error(err, "rename a file in", st->dir, errno);
+        break;
     }
-    if (rc == MG_OK && fsync(b->st->dirfd) != 0)
-        rc = io_error(err, "flush", b->st->dir, errno);
+    if (rc == MG_OK && fsync(st->curfd) != 0)
+        rc = io_error(err, "flush", st->dir, errno);
     if (rc == MG_OK && on_stored != NULL) {
         for (size_t i = 0; i < b->n; i++) {
             if (b->v[i].uid == 0)
                 continue;
-            char path[PATH_MAX + 32];
-            snprintf(path, sizeof(path), "%s/%u.eml", b->st->dir, b->v[i].uid);
+            char name[128], path[PATH_MAX + 160];
+            final_name(st, &b->v[i], name, sizeof(name));
+            snprintf(path, sizeof(path), "%s/%s%s", st->dir,
+                     st->format == MG_FORMAT_MAILDIR ? "cur/" : "", name);
             on_stored(ctx, b->v[i].uid, path);
         }
     }
     if (rc != MG_OK) {
         for (size_t i = done; i < b->n; i++)
-            unlinkat(b->st->dirfd, b->v[i].tmp, 0);
+            unlinkat(st->tmpfd, b->v[i].tmp, 0);
     }
     b->n = 0;
     return rc;
@@ -406,6 +603,6 @@ void mg_batch_discard(struct mg_batch *b)
 {
     mg_batch_drop_current(b);
     for (size_t i = 0; i < b->n; i++)
-        unlinkat(b->st->dirfd, b->v[i].tmp, 0);
+        unlinkat(b->st->tmpfd, b->v[i].tmp, 0);
     b->n = 0;
 }

@@ -1,8 +1,9 @@
 /*
  * cli.h - the command line: one sorted option table, parsed into mg_options.
  *
- * Owns option syntax, defaults, range checks and the --help text. No I/O
- * beyond printing help/version. Strings in mg_options point into argv.
+ * Owns option syntax, range checks and the --help text. Account settings
+ * given here override the config file (see config.h), so unset ones stay
+ * unset. No I/O beyond printing help. Strings in mg_options point into argv.
  * Not thread-safe (getopt); called once from main.
  */
 #ifndef MAILGRAB_CLI_H
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "mailgrab/config.h"
 #include "mailgrab/error.h"
 #include "mailgrab/log.h"
 
@@ -20,17 +22,11 @@ enum mg_action { MG_RUN, MG_HELP, MG_VERSION };
 
 struct mg_options {
     enum mg_action action;
-    const char *server;
-    const char *port;
-    const char *user;
-    const char *mailbox;
-    const char *output;
-    const char *cafile;
-    const char *password_file;
-    const char *password_command;
-    unsigned chunks;
+    struct mg_account over; /* what the command line sets, over any config */
+    const char *config;     /* --config, NULL: the default path if it exists */
+    const char *account;    /* --account, NULL: every account */
+    const char *summary_json;
     unsigned long limit; /* 0: no limit */
-    unsigned timeout;    /* seconds */
     enum mg_verbosity verbosity;
 };
 

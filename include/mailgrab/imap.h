@@ -46,7 +46,8 @@ struct mg_mailbox_info {
 struct mg_fetch_sink {
     void *ctx;
     bool (*body)(void *ctx, const char *bytes, size_t len);
-    bool (*done)(void *ctx, uint32_t uid, time_t internaldate);
+    /* flags: the server's system flags as Maildir letters, e.g. "FS" */
+    bool (*done)(void *ctx, uint32_t uid, time_t internaldate, const char *flags);
 };
 
 struct mg_imap;
@@ -57,6 +58,11 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
 /* EXAMINE (read-only): nothing mailgrab does can change the server's flags. */
 enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
                              struct mg_error *err);
+
+/* LIST "" "*": call each(name, ctx) for every selectable mailbox, with
+ * the name as the server sent it (modified UTF-7). */
+enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
+                               void *ctx, struct mg_error *err);
 
 /* Append every message's UID and RFC822.SIZE to out (unsorted). */
 enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err);

@@ -9,9 +9,12 @@
  * others go on; a local I/O failure or a credential/certificate refusal stops
  * the whole run. The calling thread waits in mg_pool_run and draws progress.
  *
- * Memory: everything in struct mg_job is borrowed for the duration of the run.
- * The session passed as `first` is taken over (closed by the pool).
- * Thread-safety: mg_pool_run is called by one thread; on_stored callbacks are
+ * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
+ * login), so a multi-folder backup never holds more than `workers` sessions.
+ *
+ * Memory: the pool borrows srv and creds; everything in struct mg_job is
+ * borrowed for the duration of the run.
+ * Thread-safety: the pool is driven by one thread; on_stored callbacks are
  * serialised by the pool.
  */
 #ifndef MAILGRAB_POOL_H
@@ -26,13 +29,10 @@
 #include "mailgrab/store.h"
 
 struct mg_job {
-    const struct mg_server *srv;
-    const struct mg_creds *creds;
-    const char *mailbox;  /* as sent to the server */
+    const char *mailbox;  /* as sent to the server (modified UTF-7) */
     uint32_t uidvalidity; /* every worker checks it matches */
     struct mg_store *store;
     const struct mg_msglist *msgs; /* sorted, only what is to be fetched */
-    unsigned workers;              /* connections, including `first` */
     size_t batch_msgs;             /* most messages per FETCH */
     uint64_t batch_bytes;          /* about the most bytes per FETCH */
     void (*on_stored)(void *ctx, uint32_t uid, const char *path);
@@ -44,13 +44,30 @@ struct mg_job_result {
     size_t failed;   /* gave up after retries, or never attempted */
     size_t vanished; /* the server no longer had them */
     uint64_t bytes;
-    unsigned connections; /* sessions that were opened at least once */
+    unsigned connections; /* sessions that took part */
     double seconds;
     bool interrupted;
     struct mg_error fatal; /* code != MG_OK when the run was stopped */
 };
 
-enum mg_code mg_pool_run(const struct mg_job *job, struct mg_imap *first,
-                         struct mg_job_result *res);
+struct mg_pool;
+
+/* No connection is made yet. workers >= 1 is the most sessions ever open. */
+enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
+                            unsigned workers, struct mg_pool **out, struct mg_error *err);
+
+/* The pool's first session, for LIST and listing; connected on demand. */
+enum mg_code mg_pool_control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err);
+
+/* EXAMINE mailbox on the first session and remember it is open there. */
+enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                             struct mg_error *err);
+
+/* Fetch job->msgs with up to `workers` sessions (fewer for few messages).
+ * Returns MG_OK, MG_E_PARTIAL, or the fatal code in res->fatal. */
+enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_job_result *res);
+
+/* Log out every session. Accepts NULL. */
+void mg_pool_destroy(struct mg_pool *p);
 
 #endif

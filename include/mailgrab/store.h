@@ -1,9 +1,17 @@
 /*
- * store.h - messages on disk: OUTPUT/<mailbox>/<uid>.eml, written atomically.
+ * store.h - messages on disk, written atomically, in one of two layouts:
+ *   eml:     OUTPUT/<mailbox>/<uid>.eml
+ *   maildir: OUTPUT/<mailbox>/{cur,new,tmp}/, names carrying ,U=<uid> and the
+ *            server's flags as :2,FLAGS
  *
- * Owns the output layout, the run lock, and the durability protocol. A worker
- * fills an mg_batch: each message goes to a hidden temp file (O_EXCL,
- * O_NOFOLLOW, 0600) in the mailbox directory, with its mtime set to the
+ * Owns the output layout, the run lock, UIDVALIDITY generations and the
+ * durability protocol. Each mailbox directory records the UIDVALIDITY its
+ * UIDs belong to (.mailgrab-state, written before any message). When the
+ * server's UIDVALIDITY changes, nothing stored is touched: a new generation
+ * starts beside it, OUTPUT/<mailbox>%uidvalidity=<N>.
+ *
+ * A worker fills an mg_batch: each message goes to a hidden temp file
+ * (O_EXCL, O_NOFOLLOW, 0600; in tmp/ for Maildir), with its mtime set to the
  * server's INTERNALDATE. mg_batch_commit then makes the whole batch durable
  * with one file-system flush, renames every temp file to its final name, and
  * flushes the directory once. A message counts as stored only once its final
@@ -36,10 +44,19 @@ enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err);
 
 struct mg_store;
 
-/* Open (creating 0700) OUTPUT/<component>, remove stale temp files, and
- * note which UIDs are already stored. component must be one safe path
- * component (see mboxname.h). */
-enum mg_code mg_store_open(const char *output, const char *component, struct mg_store **out,
+enum mg_format { MG_FORMAT_EML, MG_FORMAT_MAILDIR };
+
+/* "eml" / "maildir" -> format; -1 if neither. */
+int mg_format_parse(const char *s, enum mg_format *out);
+
+/*
+ * Open (creating 0700) the directory of OUTPUT/<component> for uidvalidity,
+ * remove stale temp files, and note which UIDs are already stored.
+ * component must be one safe path component (see mboxname.h). *new_generation
+ * is set when the server's UIDVALIDITY differs from what was stored before.
+ */
+enum mg_code mg_store_open(const char *output, const char *component, enum mg_format format,
+                           uint32_t uidvalidity, struct mg_store **out, bool *new_generation,
                            struct mg_error *err);
 void mg_store_close(struct mg_store *st);
 
@@ -58,7 +75,9 @@ void mg_batch_destroy(struct mg_batch *b);
 enum mg_code mg_batch_begin(struct mg_batch *b, struct mg_error *err);
 enum mg_code mg_batch_write(struct mg_batch *b, const char *bytes, size_t len,
                             struct mg_error *err);
-enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, struct mg_error *err);
+/* flags: Maildir info letters (e.g. "FS"), sorted; ignored for eml. */
+enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const char *flags,
+                          struct mg_error *err);
 /* Throw away the message begun but not ended, if any. */
 void mg_batch_drop_current(struct mg_batch *b);
 bool mg_batch_in_message(const struct mg_batch *b);
@@ -73,7 +92,7 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
 /* Remove every temp file of the batch (after a failed fetch). */
 void mg_batch_discard(struct mg_batch *b);
 
-/* Final file name of a message: "<uid>.eml". */
-void mg_store_name(uint32_t uid, char *buf, size_t cap);
+/* The layout this store writes. */
+enum mg_format mg_store_format(const struct mg_store *st);
 
 #endif

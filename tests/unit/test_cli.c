@@ -24,19 +24,25 @@ static enum mg_code parse(struct mg_options *o, struct mg_error *e, const char *
     return mg_cli_parse(argc, argv, o, e);
 }
 
-static void test_defaults(void **state)
+static void test_unset_means_unset(void **state)
 {
     struct mg_options o;
     struct mg_error e;
     assert_int_equal(parse(&o, &e, "--server imap.example.org --user bob"), MG_OK);
-    assert_string_equal(o.server, "imap.example.org");
-    assert_string_equal(o.port, "993");
-    assert_string_equal(o.mailbox, "INBOX");
-    assert_string_equal(o.output, ".");
-    assert_int_equal(o.chunks, 4);
-    assert_int_equal(o.timeout, 60);
+    assert_string_equal(o.over.server, "imap.example.org");
+    assert_string_equal(o.over.user, "bob");
+    /* Left unset so a config file can supply them; defaults come later. */
+    assert_null(o.over.port);
+    assert_null(o.over.output);
+    assert_int_equal(o.over.nmailboxes, 0);
+    assert_int_equal(o.over.chunks, 0);
+    assert_int_equal(o.over.timeout, 0);
+    assert_int_equal(o.over.format, -1);
+    assert_int_equal(o.over.all_mailboxes, -1);
     assert_int_equal(o.limit, 0);
     assert_int_equal(o.verbosity, MG_NORMAL);
+    assert_null(o.config);
+    assert_null(o.account);
 }
 
 static void test_all_options(void **state)
@@ -44,22 +50,30 @@ static void test_all_options(void **state)
     struct mg_options o;
     struct mg_error e;
     assert_int_equal(parse(&o, &e,
-                           "-s h -p 1993 -u u -m Archive -c 10 -o /tmp/x --cafile ca.pem "
-                           "-l 7 -t 5 --password-file pw -v"),
+                           "-s h -p 1993 -u u -m Archive -m Sent -c 10 -o /tmp/x --cafile ca.pem "
+                           "-l 7 -t 5 --password-file pw --format maildir --config c.ini "
+                           "--account work --summary-json s.json -v"),
                      MG_OK);
-    assert_string_equal(o.port, "1993");
-    assert_string_equal(o.mailbox, "Archive");
-    assert_int_equal(o.chunks, 10);
-    assert_string_equal(o.output, "/tmp/x");
-    assert_string_equal(o.cafile, "ca.pem");
+    assert_string_equal(o.over.port, "1993");
+    assert_int_equal(o.over.nmailboxes, 2);
+    assert_string_equal(o.over.mailboxes[0], "Archive");
+    assert_string_equal(o.over.mailboxes[1], "Sent");
+    assert_int_equal(o.over.chunks, 10);
+    assert_string_equal(o.over.output, "/tmp/x");
+    assert_string_equal(o.over.cafile, "ca.pem");
     assert_int_equal(o.limit, 7);
-    assert_int_equal(o.timeout, 5);
-    assert_string_equal(o.password_file, "pw");
+    assert_int_equal(o.over.timeout, 5);
+    assert_string_equal(o.over.password_file, "pw");
+    assert_int_equal(o.over.format, 1);
+    assert_string_equal(o.config, "c.ini");
+    assert_string_equal(o.account, "work");
+    assert_string_equal(o.summary_json, "s.json");
     assert_int_equal(o.verbosity, MG_VERBOSE);
     assert_int_equal(parse(&o, &e, "-s h -u u -vv"), MG_OK);
     assert_int_equal(o.verbosity, MG_DEBUG);
-    assert_int_equal(parse(&o, &e, "-s h -u u -q"), MG_OK);
+    assert_int_equal(parse(&o, &e, "-s h -u u -q --all-mailboxes"), MG_OK);
     assert_int_equal(o.verbosity, MG_QUIET);
+    assert_int_equal(o.over.all_mailboxes, 1);
 }
 
 static void test_refusals(void **state)
@@ -68,8 +82,8 @@ static void test_refusals(void **state)
         const char *line;
         const char *says;
     } cases[] = {
-        {"--user u", "no server"},
-        {"--server h", "no user"},
+        {"-s h -u u --format mbox", "--format"},
+        {"-s h -u u -m INBOX --all-mailboxes", "not both"},
         {"-s h -u u --chunks 0", "--chunks"},
         {"-s h -u u --chunks 65", "--chunks"},
         {"-s h -u u --chunks 4x", "--chunks"},
@@ -113,8 +127,8 @@ static void test_help_version(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_all_options),
-        cmocka_unit_test(test_refusals),     cmocka_unit_test(test_password_never_echoed),
+        cmocka_unit_test(test_unset_means_unset), cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_refusals),          cmocka_unit_test(test_password_never_echoed),
         cmocka_unit_test(test_help_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

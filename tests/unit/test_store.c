@@ -49,7 +49,7 @@ static void put(struct mg_batch *b, uint32_t uid, const char *text)
     struct mg_error e;
     assert_int_equal(mg_batch_begin(b, &e), MG_OK);
     assert_int_equal(mg_batch_write(b, text, strlen(text), &e), MG_OK);
-    assert_int_equal(mg_batch_end(b, uid, 1000000000, &e), MG_OK);
+    assert_int_equal(mg_batch_end(b, uid, 1000000000, "S", &e), MG_OK);
 }
 
 static void test_commit_is_atomic_and_private(void **state)
@@ -58,7 +58,8 @@ static void test_commit_is_atomic_and_private(void **state)
     char out[128];
     snprintf(out, sizeof(out), "%s/out", root);
     struct mg_store *st;
-    assert_int_equal(mg_store_open(out, "INBOX", &st, &e), MG_OK);
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     struct mg_batch *b;
     assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
     put(b, 7, "Subject: a\r\n\r\nbody\r\n");
@@ -85,7 +86,7 @@ static void test_commit_is_atomic_and_private(void **state)
     mg_store_close(st);
 
     /* Reopening sees both as stored. */
-    assert_int_equal(mg_store_open(out, "INBOX", &st, &e), MG_OK);
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     assert_true(mg_store_has(st, 7));
     assert_true(mg_store_has(st, 9));
     assert_false(mg_store_has(st, 8));
@@ -99,7 +100,8 @@ static void test_discard_and_stale_temps(void **state)
     char out[128];
     snprintf(out, sizeof(out), "%s/out2", root);
     struct mg_store *st;
-    assert_int_equal(mg_store_open(out, "box", &st, &e), MG_OK);
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     struct mg_batch *b;
     assert_int_equal(mg_batch_create(st, 3, &b, &e), MG_OK);
     put(b, 1, "x");
@@ -116,7 +118,7 @@ static void test_discard_and_stale_temps(void **state)
     assert_true(fd >= 0);
     close(fd);
     mg_store_close(st);
-    assert_int_equal(mg_store_open(out, "box", &st, &e), MG_OK);
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
     mg_store_close(st);
 }
@@ -127,7 +129,8 @@ static void test_existing_file_is_kept(void **state)
     char out[128];
     snprintf(out, sizeof(out), "%s/out3", root);
     struct mg_store *st;
-    assert_int_equal(mg_store_open(out, "box", &st, &e), MG_OK);
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     struct mg_batch *b;
     assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
     put(b, 5, "first");
@@ -160,6 +163,88 @@ static void test_lock_is_exclusive(void **state)
     close(fd2);
 }
 
+static void test_maildir_layout(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/md", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
+    assert_false(newgen);
+    struct mg_batch *b;
+    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_begin(b, &e), MG_OK);
+    assert_int_equal(mg_batch_write(b, "x\r\n", 3, &e), MG_OK);
+    assert_int_equal(mg_batch_end(b, 12, 1700000000, "FS", &e), MG_OK);
+    char tmpdir[256];
+    snprintf(tmpdir, sizeof(tmpdir), "%s/tmp", mg_store_dir(st));
+    assert_int_equal(count_entries(tmpdir, MG_TMP_PREFIX), 1); /* temp lives in tmp/ */
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    assert_int_equal(count_entries(tmpdir, MG_TMP_PREFIX), 0);
+    char cur[256], p[512];
+    snprintf(cur, sizeof(cur), "%s/cur", mg_store_dir(st));
+    snprintf(p, sizeof(p), "%s/1700000000.U12V7.mailgrab,U=12:2,FS", cur);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    snprintf(p, sizeof(p), "%s/new", mg_store_dir(st));
+    assert_int_equal(stat(p, &sb), 0);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+    /* The UID is found again from the name, whatever the flags became. */
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
+    assert_true(mg_store_has(st, 12));
+    assert_false(mg_store_has(st, 1));
+    mg_store_close(st);
+}
+
+static void test_uidvalidity_generations(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/gen", root);
+    struct mg_store *st;
+    bool newgen;
+    struct mg_batch *b;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 100, &st, &newgen, &e), MG_OK);
+    assert_false(newgen);
+    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    put(b, 1, "old one");
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+
+    /* The server renumbered: a new generation beside the old, which stays. */
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 200, &st, &newgen, &e), MG_OK);
+    assert_true(newgen);
+    char want[256];
+    snprintf(want, sizeof(want), "%s/INBOX%%uidvalidity=200", out);
+    assert_string_equal(mg_store_dir(st), want);
+    assert_false(mg_store_has(st, 1));
+    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    put(b, 1, "new one");
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/INBOX/1.eml", out);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_size, 7); /* "old one" untouched */
+
+    /* The same new generation again: not new any more. */
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 200, &st, &newgen, &e), MG_OK);
+    assert_false(newgen);
+    assert_true(mg_store_has(st, 1));
+    mg_store_close(st);
+    /* And the old UIDVALIDITY maps back to the base directory. */
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 100, &st, &newgen, &e), MG_OK);
+    snprintf(want, sizeof(want), "%s/INBOX", out);
+    assert_string_equal(mg_store_dir(st), want);
+    mg_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +252,8 @@ int main(void)
         cmocka_unit_test(test_discard_and_stale_temps),
         cmocka_unit_test(test_existing_file_is_kept),
         cmocka_unit_test(test_lock_is_exclusive),
+        cmocka_unit_test(test_maildir_layout),
+        cmocka_unit_test(test_uidvalidity_generations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
