@@ -160,14 +160,43 @@ static void test_home_expansion(void **state)
     unlink(path);
 }
 
-int main(void)
+static const char *example; /* config/mailgrab.conf.example, from argv */
+
+static void test_shipped_example_parses(void **state)
 {
+    FILE *in = fopen(example, "r");
+    assert_non_null(in);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof(text) - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    write_config(text, 0600);
+    struct mg_config cfg;
+    struct mg_error e;
+    if (mg_config_load(path, true, &cfg, &e) != MG_OK)
+        fail_msg("the shipped example does not load: %s", e.msg);
+    assert_int_equal(cfg.naccounts, 2);
+    for (size_t i = 0; i < cfg.naccounts; i++) {
+        struct mg_account a;
+        mg_account_init(&a, cfg.accounts[i].name);
+        mg_account_merge(&a, &cfg.defaults);
+        mg_account_merge(&a, &cfg.accounts[i]);
+        assert_int_equal(mg_account_finish(&a, &e), MG_OK);
+    }
+    mg_config_finish(&cfg);
+    unlink(path);
+}
+
+int main(int argc, char **argv)
+{
+    example = argc > 1 ? argv[1] : "config/mailgrab.conf.example";
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accounts_and_defaults),
         cmocka_unit_test(test_errors_name_file_and_line),
         cmocka_unit_test(test_private_and_missing),
         cmocka_unit_test(test_required_fields),
         cmocka_unit_test(test_home_expansion),
+        cmocka_unit_test(test_shipped_example_parses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
