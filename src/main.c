@@ -67,7 +67,7 @@ static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_
 }
 
 static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
-                                struct mg_report *rep)
+                                const char *env_password, struct mg_report *rep)
 {
     struct mg_account a = *acct;
     struct mg_error err;
@@ -79,8 +79,8 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
     char *password = NULL;
     enum mg_code rc = mg_account_finish(&a, &err);
     if (rc == MG_OK)
-        rc =
-            mg_password_get(a.password_file, a.password_command, a.user, a.server, &password, &err);
+        rc = mg_password_get(a.password_file, a.password_command, env_password, a.user, a.server,
+                             &password, &err);
     if (rc != MG_OK) {
         mg_err("%s", err.msg);
         rep->code = rc;
@@ -119,12 +119,14 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0);
     umask(077);
 
+    char *env_password = mg_password_take_env();
     struct mg_config cfg;
     char path[PATH_MAX];
     if (o.config == NULL)
         mg_config_default_path(path, sizeof(path));
     if (mg_config_load(o.config ? o.config : path, o.config != NULL, &cfg, &err) != MG_OK) {
         mg_err("%s", err.msg);
+        mg_password_free(env_password);
         return err.code;
     }
     struct mg_account *accounts = NULL;
@@ -132,6 +134,7 @@ int main(int argc, char **argv)
     if (choose_accounts(&o, &cfg, &accounts, &n, &err) != MG_OK) {
         mg_err("%s", err.msg);
         mg_config_finish(&cfg);
+        mg_password_free(env_password);
         return err.code;
     }
 
@@ -140,7 +143,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; reps != NULL && i < n; i++) {
         /* One failing account does not stop the others; the first failure
          * gives the exit code. */
-        enum mg_code rc = run_account(&accounts[i], &o, &reps[i]);
+        enum mg_code rc = run_account(&accounts[i], &o, env_password, &reps[i]);
         if (rc != MG_OK && exit_code == MG_OK)
             exit_code = rc;
         if (rc == MG_E_INTERRUPTED)
@@ -157,5 +160,6 @@ int main(int argc, char **argv)
     free(reps);
     free(accounts);
     mg_config_finish(&cfg);
+    mg_password_free(env_password);
     return exit_code;
 }

@@ -141,20 +141,27 @@ static enum mg_code from_tty(const char *user, const char *host, char **out, str
     return rc;
 }
 
-enum mg_code mg_password_get(const char *file, const char *command, const char *user,
-                             const char *host, char **out, struct mg_error *err)
+char *mg_password_take_env(void)
+{
+    const char *env = getenv("MAILGRAB_PASSWORD");
+    char *copy = (env != NULL && env[0] != '\0') ? strdup(env) : NULL;
+    if (env != NULL) {
+        /* Children (password commands, the analyzer) must not inherit it. */
+        explicit_bzero((char *)env, strlen(env));
+        unsetenv("MAILGRAB_PASSWORD");
+    }
+    return copy;
+}
+
+enum mg_code mg_password_get(const char *file, const char *command, const char *env,
+                             const char *user, const char *host, char **out, struct mg_error *err)
 {
     if (command != NULL)
         return from_command(command, out, err);
     if (file != NULL)
         return from_file(file, out, err);
-    const char *env = getenv("MAILGRAB_PASSWORD");
-    if (env != NULL && env[0] != '\0') {
-        enum mg_code rc = first_line((char *)env, strlen(env), "MAILGRAB_PASSWORD", out, err);
-        /* Children (password commands, the analyzer) need not inherit it. */
-        unsetenv("MAILGRAB_PASSWORD");
-        return rc;
-    }
+    if (env != NULL)
+        return first_line((char *)env, strlen(env), "MAILGRAB_PASSWORD", out, err);
     return from_tty(user, host, out, err);
 }
 

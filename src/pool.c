@@ -537,6 +537,14 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     for (unsigned i = 0; i < started; i++)
         pthread_join(p->w[i].thread, NULL);
     mg_progress_end();
+    /* The last worker's wake-up may still be pending if we saw running == 0
+     * before waiting for it; unblocked, SIGUSR1 would end the process. */
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGUSR1);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&wake, NULL, &zero) > 0)
+        ;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     /* A cancelled session is dead: do not hand it to the next mailbox. */
