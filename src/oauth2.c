@@ -443,7 +443,7 @@ static enum mg_code first_line(const char *bytes, size_t len, const char *what, 
     return MG_OK;
 }
 
-static void secret_free(char *s)
+void mg_oauth2_secret_free(char *s)
 {
     if (s == NULL)
         return;
@@ -451,8 +451,8 @@ static void secret_free(char *s)
     free(s);
 }
 
-static enum mg_code read_secret_file(const char *path, const char *what, char **out,
-                                     struct mg_error *err)
+enum mg_code mg_oauth2_read_secret(const char *path, const char *what, char **out,
+                                   struct mg_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -777,11 +777,12 @@ enum mg_code mg_oauth2_create(const struct mg_oauth2_cfg *cfg, struct mg_oauth2 
         goto err_free;
     }
     if (cfg->client_secret_file != NULL) {
-        rc = read_secret_file(cfg->client_secret_file, "client secret", &o->client_secret, err);
+        rc =
+            mg_oauth2_read_secret(cfg->client_secret_file, "client secret", &o->client_secret, err);
         if (rc != MG_OK)
             goto err_free;
     }
-    rc = read_secret_file(o->refresh_file, "refresh token", &o->refresh_token, err);
+    rc = mg_oauth2_read_secret(o->refresh_file, "refresh token", &o->refresh_token, err);
     if (rc != MG_OK)
         goto err_free;
     pthread_once(&curl_once, curl_init);
@@ -806,8 +807,8 @@ void mg_oauth2_destroy(struct mg_oauth2 *o)
     free(o->cafile);
     free(o->refresh_file);
     free(o->token_command);
-    secret_free(o->client_secret);
-    secret_free(o->refresh_token);
+    mg_oauth2_secret_free(o->client_secret);
+    mg_oauth2_secret_free(o->refresh_token);
     pthread_mutex_destroy(&o->lock);
     pthread_cond_destroy(&o->done);
     explicit_bzero(o, sizeof(*o));
@@ -848,7 +849,7 @@ static enum mg_code refresh_http(struct mg_oauth2 *o, struct mg_oauth2_reply *r,
     char *fresh = strdup(r->refresh_token);
     if (fresh == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    secret_free(o->refresh_token);
+    mg_oauth2_secret_free(o->refresh_token);
     o->refresh_token = fresh;
     mg_info("the token endpoint %s rotated the refresh token; %s updated", o->host,
             o->refresh_file);
@@ -939,7 +940,7 @@ enum mg_code mg_oauth2_token(struct mg_oauth2 *o, char *buf, size_t cap, struct 
         o->refreshing = false;
         o->generation++;
         pthread_cond_broadcast(&o->done);
-        secret_free(cmd_token);
+        mg_oauth2_secret_free(cmd_token);
         if (r != NULL) {
             mg_oauth2_reply_wipe(r);
             free(r);

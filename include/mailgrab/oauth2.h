@@ -98,6 +98,13 @@ void mg_oauth2_reply_wipe(struct mg_oauth2_reply *r);
 enum mg_code mg_oauth2_post(const char *url, const char *cafile, const char *body, size_t len,
                             struct mg_oauth2_reply *r, struct mg_error *err);
 
+/* First line of a private file (mg_check_private) as a fresh heap string;
+ * what names it in messages ("client secret"). Free with mg_oauth2_secret_free. */
+enum mg_code mg_oauth2_read_secret(const char *path, const char *what, char **out,
+                                   struct mg_error *err);
+/* Wipe and free a string from mg_oauth2_read_secret. Accepts NULL. */
+void mg_oauth2_secret_free(char *s);
+
 /* Replace path with data (len bytes) plus a newline, atomically: temp file
  * 0600 in the same directory, fsync, rename, fsync the directory. */
 enum mg_code mg_oauth2_write_secret(const char *path, const char *data, size_t len,
