@@ -36,9 +36,11 @@ static void *work(void *arg)
     w->rc = mg_oauth2_token(w->o, w->token[0], sizeof(w->token[0]), &w->err);
     if (!w->reject)
         return NULL;
+    /* Everyone holds the first token before anyone reports it, and everyone
+     * has reported before anyone asks again: the worst case for reject. */
+    pthread_barrier_wait(w->start);
     if (w->rc == MG_OK)
         mg_oauth2_reject(w->o, w->token[0]);
-    /* Everyone has reported before anyone asks again: the worst case. */
     pthread_barrier_wait(w->start);
     if (w->rc == MG_OK)
         w->rc = mg_oauth2_token(w->o, w->token[1], sizeof(w->token[1]), &w->err);
