@@ -285,15 +285,20 @@ static void json_wipe(struct json_object *obj, const char *key)
         explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
 }
 
-static enum mg_code copy_token(const char *s, char *dst, const char *what, const char *host,
-                               struct mg_error *err)
+static enum mg_code copy_token(struct json_object *obj, const char *key, char *dst,
+                               const char *host, struct mg_error *err)
 {
+    struct json_object *v;
+    json_object_object_get_ex(obj, key, &v);
+    const char *s = json_object_get_string(v);
     size_t n = strlen(s);
-    if (n == 0 || n >= MG_OAUTH2_TOKEN_MAX || !sasl_clean(s))
+    /* A \u0000 inside would silently shorten the token. */
+    if (n == 0 || n != (size_t)json_object_get_string_len(v) || n >= MG_OAUTH2_TOKEN_MAX ||
+        !sasl_clean(s))
         return mg_error_set(err, MG_E_OAUTH,
                             "the token endpoint %s sent an unusable %s (empty, too long or with "
                             "control characters)",
-                            host, what);
+                            host, key);
     memcpy(dst, s, n + 1);
     return MG_OK;
 }
@@ -369,12 +374,12 @@ enum mg_code mg_oauth2_parse_reply(long status, const char *body, size_t len, co
                           host);
         goto out;
     }
-    rc = copy_token(access, r->access_token, "access_token", host, err);
+    rc = copy_token(obj, "access_token", r->access_token, host, err);
     if (rc != MG_OK)
         goto out;
     const char *refresh = json_str(obj, "refresh_token");
     if (refresh != NULL && refresh[0] != '\0') {
-        rc = copy_token(refresh, r->refresh_token, "refresh_token", host, err);
+        rc = copy_token(obj, "refresh_token", r->refresh_token, host, err);
         if (rc != MG_OK)
             goto out;
     }

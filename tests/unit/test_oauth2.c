@@ -142,6 +142,8 @@ static void test_reply_errors(void **state)
         {200, "", "did not answer with a JSON object"},
         {200, "{\"access_token\":\"a\\u0001b\"}", "unusable access_token"},
         {200, "{\"access_token\":17}", "without an access_token"},
+        {200, "{\"access_token\":\"ab\\u0000cd\"}", "unusable access_token"},
+        {200, "{\"access_token\":\"A\",\"refresh_token\":\"r\\nx\"}", "unusable refresh_token"},
     };
     for (size_t i = 0; i < N(cases); i++) {
         struct mg_oauth2_reply r;
