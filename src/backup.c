@@ -204,7 +204,21 @@ static bool fatal(enum mg_code rc)
     return rc != MG_OK && rc != MG_E_PARTIAL && rc != MG_E_MAILBOX;
 }
 
-enum mg_code mg_backup_account(const struct mg_account *a, const char *password,
+/* Gmail closes sessions past 15 per account: never ask for more. */
+static unsigned cap_connections(const struct mg_account *a)
+{
+    size_t n = strlen(a->server);
+    bool google = strcasecmp(a->server, "imap.gmail.com") == 0 ||
+                  (n > 14 && strcasecmp(a->server + n - 14, ".googlemail.com") == 0) ||
+                  (n > 10 && strcasecmp(a->server + n - 10, ".gmail.com") == 0);
+    if (google && a->chunks > 15) {
+        mg_warn("Gmail allows at most 15 connections per account; using 15, not %u", a->chunks);
+        return 15;
+    }
+    return a->chunks;
+}
+
+enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds *cr,
                                unsigned long limit, const struct mg_backup_hooks *hooks,
                                struct mg_report *rep)
 {
@@ -223,9 +237,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const char *password,
     if (rc == MG_OK)
         rc = mg_store_lock(a->output, &lockfd, &err);
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
-    struct mg_creds cr = {a->user, password};
     if (rc == MG_OK)
-        rc = mg_pool_create(&srv, &cr, a->chunks, &pool, &err);
+        rc = mg_pool_create(&srv, cr, cap_connections(a), &pool, &err);
     if (rc == MG_OK) {
         mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
         struct mg_imap *ctl;

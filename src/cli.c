@@ -1,6 +1,7 @@
 /* cli.c - see include/mailgrab/cli.h */
 #include "mailgrab/cli.h"
 
+#include "mailgrab/oauth2.h"
 #include "mailgrab/store.h"
 
 #include <errno.h>
@@ -12,12 +13,20 @@
 enum {
     OPT_ACCOUNT = 256,
     OPT_ALL_MAILBOXES,
+    OPT_AUTH,
     OPT_CAFILE,
     OPT_CONFIG,
     OPT_FORMAT,
+    OPT_OAUTH2_CAFILE,
+    OPT_OAUTH2_CLIENT_ID,
+    OPT_OAUTH2_CLIENT_SECRET_FILE,
+    OPT_OAUTH2_REFRESH_TOKEN_FILE,
+    OPT_OAUTH2_TOKEN_COMMAND,
+    OPT_OAUTH2_TOKEN_URL,
     OPT_PASSWORD,
     OPT_PASSWORD_COMMAND,
     OPT_PASSWORD_FILE,
+    OPT_PROVIDER,
     OPT_SUMMARY_JSON,
 };
 
@@ -25,6 +34,7 @@ enum {
 static const struct option options[] = {
     {"account", required_argument, NULL, OPT_ACCOUNT},
     {"all-mailboxes", no_argument, NULL, OPT_ALL_MAILBOXES},
+    {"auth", required_argument, NULL, OPT_AUTH},
     {"cafile", required_argument, NULL, OPT_CAFILE},
     {"chunks", required_argument, NULL, 'c'},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -32,11 +42,18 @@ static const struct option options[] = {
     {"help", no_argument, NULL, 'h'},
     {"limit", required_argument, NULL, 'l'},
     {"mailbox", required_argument, NULL, 'm'},
+    {"oauth2-cafile", required_argument, NULL, OPT_OAUTH2_CAFILE},
+    {"oauth2-client-id", required_argument, NULL, OPT_OAUTH2_CLIENT_ID},
+    {"oauth2-client-secret-file", required_argument, NULL, OPT_OAUTH2_CLIENT_SECRET_FILE},
+    {"oauth2-refresh-token-file", required_argument, NULL, OPT_OAUTH2_REFRESH_TOKEN_FILE},
+    {"oauth2-token-command", required_argument, NULL, OPT_OAUTH2_TOKEN_COMMAND},
+    {"oauth2-token-url", required_argument, NULL, OPT_OAUTH2_TOKEN_URL},
     {"output", required_argument, NULL, 'o'},
     {"password", required_argument, NULL, OPT_PASSWORD},
     {"password-command", required_argument, NULL, OPT_PASSWORD_COMMAND},
     {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
     {"port", required_argument, NULL, 'p'},
+    {"provider", required_argument, NULL, OPT_PROVIDER},
     {"quiet", no_argument, NULL, 'q'},
     {"server", required_argument, NULL, 's'},
     {"summary-json", required_argument, NULL, OPT_SUMMARY_JSON},
@@ -50,6 +67,7 @@ static const struct option options[] = {
 void mg_cli_usage(FILE *f)
 {
     fputs("usage: mailgrab [--server HOST --user USER] [options]\n"
+          "       mailgrab login --provider gmail|outlook --oauth2-client-id ID ...\n"
           "       mailgrab stats DIR [--csv FILE|-] [--top N] [--tz ZONE] [--jobs N]\n"
           "\n"
           "Download IMAP mailboxes over TLS with parallel connections, one file per\n"
@@ -69,6 +87,13 @@ void mg_cli_usage(FILE *f)
           "  -t, --timeout SECS         give up on a silent server after SECS (default 60)\n"
           "      --password-file FILE   read the password from FILE (mode 0600)\n"
           "      --password-command CMD run CMD; its first output line is the password\n"
+          "      --auth MECH            password (default), xoauth2 or oauthbearer\n"
+          "      --provider NAME        gmail or outlook: server, port and token URL\n"
+          "      --oauth2-client-id ID  OAuth2 client id\n"
+          "      --oauth2-client-secret-file FILE\n"
+          "      --oauth2-refresh-token-file FILE  written by mailgrab login\n"
+          "      --oauth2-token-url URL the provider's token endpoint\n"
+          "      --oauth2-token-command CMD  its first output line is an access token\n"
           "      --config FILE          read accounts from FILE (default\n"
           "                             ~/.config/mailgrab/config if it exists)\n"
           "      --account NAME         run only this account of the config file\n"
@@ -175,6 +200,34 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
             return MG_OK;
         case OPT_CAFILE:
             a->cafile = optarg;
+            break;
+        case OPT_AUTH:
+            if (mg_auth_parse(optarg, &a->auth) != 0)
+                return mg_error_set(err, MG_E_USAGE,
+                                    "--auth wants password, xoauth2 or oauthbearer");
+            break;
+        case OPT_PROVIDER:
+            if (mg_oauth2_provider(optarg) == NULL)
+                return mg_error_set(err, MG_E_USAGE, "--provider wants gmail or outlook");
+            a->provider = optarg;
+            break;
+        case OPT_OAUTH2_CAFILE:
+            a->oauth2_cafile = optarg;
+            break;
+        case OPT_OAUTH2_CLIENT_ID:
+            a->oauth2_client_id = optarg;
+            break;
+        case OPT_OAUTH2_CLIENT_SECRET_FILE:
+            a->oauth2_client_secret_file = optarg;
+            break;
+        case OPT_OAUTH2_REFRESH_TOKEN_FILE:
+            a->oauth2_refresh_token_file = optarg;
+            break;
+        case OPT_OAUTH2_TOKEN_COMMAND:
+            a->oauth2_token_command = optarg;
+            break;
+        case OPT_OAUTH2_TOKEN_URL:
+            a->oauth2_token_url = optarg;
             break;
         case OPT_CONFIG:
             o->config = optarg;

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "mailgrab/cli.h"
+#include "mailgrab/imap.h"
+#include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
 #include "mailgrab/store.h"
 
@@ -21,6 +23,20 @@ void mg_account_init(struct mg_account *a, const char *name)
     a->name = name;
     a->all_mailboxes = -1;
     a->format = -1;
+    a->auth = -1;
+}
+
+int mg_auth_parse(const char *s, int *out)
+{
+    if (strcmp(s, "password") == 0)
+        *out = MG_AUTH_PASSWORD;
+    else if (strcmp(s, "xoauth2") == 0)
+        *out = MG_AUTH_XOAUTH2;
+    else if (strcmp(s, "oauthbearer") == 0)
+        *out = MG_AUTH_OAUTHBEARER;
+    else
+        return -1;
+    return 0;
 }
 
 void mg_config_default_path(char *buf, size_t cap)
@@ -174,6 +190,18 @@ static int on_value(void *user, const char *section, const char *key, const char
         str = &a->output;
     else if (!strcmp(key, "cafile"))
         str = &a->cafile;
+    else if (!strcmp(key, "oauth2_token_url"))
+        str = &a->oauth2_token_url;
+    else if (!strcmp(key, "oauth2_client_id"))
+        str = &a->oauth2_client_id;
+    else if (!strcmp(key, "oauth2_client_secret_file"))
+        str = &a->oauth2_client_secret_file;
+    else if (!strcmp(key, "oauth2_refresh_token_file"))
+        str = &a->oauth2_refresh_token_file;
+    else if (!strcmp(key, "oauth2_token_command"))
+        str = &a->oauth2_token_command;
+    else if (!strcmp(key, "oauth2_cafile"))
+        str = &a->oauth2_cafile;
 
     if (str != NULL) {
         if (value[0] == '\0')
@@ -206,6 +234,13 @@ static int on_value(void *user, const char *section, const char *key, const char
         if (mg_format_parse(value, &f) != 0)
             return fail_at(ps, "format must be eml or maildir, not '%s'", value);
         a->format = (int)f;
+    } else if (!strcmp(key, "auth")) {
+        if (mg_auth_parse(value, &a->auth) != 0)
+            return fail_at(ps, "auth must be password, xoauth2 or oauthbearer, not '%s'", value);
+    } else if (!strcmp(key, "provider")) {
+        if (mg_oauth2_provider(value) == NULL)
+            return fail_at(ps, "provider must be gmail or outlook, not '%s'", value);
+        a->provider = keep(ps, value);
     } else if (!strcmp(key, "password")) {
         return fail_at(ps, "passwords are not kept in the config file; use password_file or "
                            "password_command");
@@ -288,7 +323,16 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
     TAKE(user);
     TAKE(output);
     TAKE(cafile);
+    TAKE(provider);
+    TAKE(oauth2_token_url);
+    TAKE(oauth2_client_id);
+    TAKE(oauth2_client_secret_file);
+    TAKE(oauth2_refresh_token_file);
+    TAKE(oauth2_token_command);
+    TAKE(oauth2_cafile);
 #undef TAKE
+    if (src->auth >= 0)
+        dst->auth = src->auth;
     /* One password source wins as a whole, so a command given on the
      * command line is not combined with a file from the config. */
     if (src->password_file != NULL || src->password_command != NULL) {
@@ -311,6 +355,26 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
 
 enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
 {
+    const struct mg_oauth2_provider *pv = a->provider ? mg_oauth2_provider(a->provider) : NULL;
+    if (pv != NULL) {
+        if (a->server == NULL)
+            a->server = pv->imap_host;
+        if (a->port == NULL)
+            a->port = pv->imap_port;
+        if (a->oauth2_token_url == NULL)
+            a->oauth2_token_url = pv->token_url;
+    }
+    bool has_oauth = a->oauth2_token_command != NULL || a->oauth2_refresh_token_file != NULL;
+    if (a->auth < 0)
+        a->auth = has_oauth ? MG_AUTH_XOAUTH2 : MG_AUTH_PASSWORD;
+    if (a->auth != MG_AUTH_PASSWORD && a->oauth2_token_command == NULL &&
+        (a->oauth2_token_url == NULL || a->oauth2_client_id == NULL ||
+         a->oauth2_refresh_token_file == NULL))
+        return mg_error_set(err, MG_E_USAGE,
+                            "%s: OAuth2 needs --oauth2-token-command, or --oauth2-client-id and "
+                            "--oauth2-refresh-token-file with --provider or --oauth2-token-url "
+                            "(run mailgrab login to get a refresh token)",
+                            a->name);
     if (a->port == NULL)
         a->port = "993";
     if (a->output == NULL)

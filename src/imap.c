@@ -8,6 +8,16 @@
 #include <libetpan/libetpan.h>
 
 #include "mailgrab/log.h"
+#include "mailgrab/oauth2.h"
+
+/* Exported by libetpan 1.9.4, whose mailimap_sender.h is not installed. They
+ * let mailgrab send AUTHENTICATE with an initial response (RFC 4959) for
+ * mechanisms libetpan does not know (OAUTHBEARER). */
+int mailimap_token_send(mailstream *fd, const char *atom);
+int mailimap_space_send(mailstream *fd);
+int mailimap_crlf_send(mailstream *fd);
+
+#define SASL_MAX (2 * MG_OAUTH2_TOKEN_MAX + 1024)
 
 struct mg_imap {
     mailimap *imap;
@@ -48,6 +58,123 @@ static bool text_has(const char *text, const char *what)
     return text != NULL && strstr(text, what) != NULL;
 }
 
+/* The server said NO to our credentials: a limit, or really a refusal? */
+static enum mg_code refused(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
+{
+    const char *t = server_text(s);
+    /* A server limiting connections or busy is not a bad password. */
+    if (text_has(t, "[LIMIT]") || text_has(t, "[UNAVAILABLE]") || text_has(t, "[INUSE]") ||
+        text_has(t, "Too many") || text_has(t, "Maximum number of connections"))
+        return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
+                              "%s will not open another session for %s: %s", s->srv->host, cr->user,
+                              t);
+    if (cr->auth != MG_AUTH_PASSWORD)
+        return mg_error_set(err, MG_E_AUTH,
+                            "%s refused the OAuth2 token for %s: %s (check the account and that "
+                            "the client may use IMAP; run mailgrab login again)",
+                            s->srv->host, cr->user, t);
+    return mg_error_set(err, MG_E_AUTH,
+                        "login as %s at %s failed: %s (check the user and password; Gmail needs "
+                        "an app password or --auth xoauth2)",
+                        cr->user, s->srv->host, t);
+}
+
+/* AUTHENTICATE mech <ir>; on a "+" challenge (a refusal with details),
+ * answer with `dummy` to receive the tagged NO. Returns a libetpan code:
+ * MAILIMAP_NO_ERROR, MAILIMAP_ERROR_LOGIN on NO, or a stream/parse error. */
+static int sasl_ir(struct mg_imap *s, const char *mech, const char *ir, const char *dummy)
+{
+    mailimap *im = s->imap;
+    mailstream *st = im->imap_stream;
+    int r = mailimap_send_current_tag(im);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, "AUTHENTICATE");
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_space_send(st);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, mech);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_space_send(st);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, ir);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_crlf_send(st);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    if (mailstream_flush(st) == -1 || mailimap_read_line(im) == NULL)
+        return MAILIMAP_ERROR_STREAM;
+    if (im->imap_stream_buffer->len > 0 && im->imap_stream_buffer->str[0] == '+') {
+        if (mailimap_token_send(st, dummy) != MAILIMAP_NO_ERROR ||
+            mailimap_crlf_send(st) != MAILIMAP_NO_ERROR || mailstream_flush(st) == -1)
+            return MAILIMAP_ERROR_STREAM;
+    }
+    struct mailimap_response *resp = NULL;
+    r = mailimap_parse_response(im, &resp);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    int type = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (type != MAILIMAP_RESP_COND_STATE_OK)
+        return MAILIMAP_ERROR_LOGIN;
+    im->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+    return MAILIMAP_NO_ERROR;
+}
+
+static enum mg_code oauth_login(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
+{
+    bool bearer = cr->auth == MG_AUTH_OAUTHBEARER;
+    const char *mech = bearer ? "OAUTHBEARER" : "XOAUTH2";
+    struct mailimap_capability_data *caps = NULL;
+    if (mailimap_capability(s->imap, &caps) == MAILIMAP_NO_ERROR && caps != NULL)
+        mailimap_capability_data_free(caps);
+    if (!mailimap_has_authentication(s->imap, mech))
+        return mg_error_set(err, MG_E_AUTH,
+                            "%s does not offer AUTH=%s: use --auth %s or --auth password",
+                            s->srv->host, mech, bearer ? "xoauth2" : "oauthbearer");
+    char *token = malloc(MG_OAUTH2_TOKEN_MAX);
+    char *ir = malloc(SASL_MAX);
+    enum mg_code rc = MG_OK;
+    if (token == NULL || ir == NULL) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    /* A refused token gets one more try with a fresh one: it may have
+     * expired between our clock and the server's. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = mg_oauth2_token(cr->oauth, token, MG_OAUTH2_TOKEN_MAX, err);
+        if (rc != MG_OK)
+            goto out;
+        int k = bearer ? mg_oauthbearer_initial(cr->user, s->srv->host, s->srv->port, token, ir,
+                                                SASL_MAX)
+                       : mg_xoauth2_initial(cr->user, token, ir, SASL_MAX);
+        if (k != 0) {
+            rc = mg_error_set(err, MG_E_OAUTH, "the OAuth2 token or user name is not usable");
+            goto out;
+        }
+        int r = sasl_ir(s, mech, ir, bearer ? "AQ==" : "");
+        explicit_bzero(ir, SASL_MAX);
+        if (r == MAILIMAP_NO_ERROR) {
+            rc = MG_OK;
+            goto out;
+        }
+        if (r != MAILIMAP_ERROR_LOGIN) {
+            rc = generic_error(s, r, "authenticating", err);
+            goto out;
+        }
+        rc = refused(s, cr, err);
+        if (rc != MG_E_AUTH)
+            goto out;
+        mg_oauth2_reject(cr->oauth, token);
+        mg_info("%s refused the OAuth2 token; getting a fresh one", s->srv->host);
+    }
+out:
+    if (token != NULL)
+        explicit_bzero(token, MG_OAUTH2_TOKEN_MAX);
+    free(token);
+    free(ir);
+    return rc;
+}
+
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err)
 {
@@ -80,21 +207,16 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
         mg_imap_close(s, false);
         return rc;
     }
-    if (r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+    if (r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED && cr->auth != MG_AUTH_PASSWORD) {
+        rc = oauth_login(s, cr, err);
+        if (rc != MG_OK) {
+            mg_imap_close(s, false);
+            return rc;
+        }
+    } else if (r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
         r = mailimap_login(s->imap, cr->user, cr->password);
         if (r == MAILIMAP_ERROR_LOGIN) {
-            const char *t = server_text(s);
-            /* A server limiting connections or busy is not a bad password. */
-            if (text_has(t, "[LIMIT]") || text_has(t, "[UNAVAILABLE]") || text_has(t, "[INUSE]") ||
-                text_has(t, "Too many") || text_has(t, "Maximum number of connections"))
-                rc = mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
-                                    "%s will not open another session for %s: %s", srv->host,
-                                    cr->user, t);
-            else
-                rc = mg_error_set(err, MG_E_AUTH,
-                                  "login as %s at %s failed: %s (check the user and password; "
-                                  "Gmail needs an app password)",
-                                  cr->user, srv->host, t);
+            rc = refused(s, cr, err);
             mg_imap_close(s, false);
             return rc;
         }

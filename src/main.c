@@ -17,7 +17,10 @@
 #include "mailgrab/cli.h"
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
+#include "mailgrab/imap.h"
 #include "mailgrab/log.h"
+#include "mailgrab/login_cmd.h"
+#include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
 
 #ifndef MAILGRAB_VERSION
@@ -66,6 +69,38 @@ static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_
     return MG_OK;
 }
 
+/* Credentials for one account: a password, or a shared OAuth2 token source. */
+static enum mg_code get_creds(const struct mg_account *a, const char *env_password,
+                              struct mg_creds *cr, struct mg_error *err)
+{
+    memset(cr, 0, sizeof(*cr));
+    cr->user = a->user;
+    cr->auth = (enum mg_auth)a->auth;
+    if (cr->auth == MG_AUTH_PASSWORD) {
+        char *pw = NULL;
+        enum mg_code rc = mg_password_get(a->password_file, a->password_command, env_password,
+                                          a->user, a->server, &pw, err);
+        cr->password = pw;
+        return rc;
+    }
+    struct mg_oauth2_cfg oc = {
+        .token_url = a->oauth2_token_url,
+        .client_id = a->oauth2_client_id,
+        .client_secret_file = a->oauth2_client_secret_file,
+        .refresh_token_file = a->oauth2_refresh_token_file,
+        .token_command = a->oauth2_token_command,
+        .cafile = a->oauth2_cafile,
+    };
+    return mg_oauth2_create(&oc, &cr->oauth, err);
+}
+
+static void drop_creds(struct mg_creds *cr)
+{
+    mg_password_free((char *)cr->password);
+    mg_oauth2_destroy(cr->oauth);
+    memset(cr, 0, sizeof(*cr));
+}
+
 static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
                                 const char *env_password, struct mg_report *rep)
 {
@@ -76,19 +111,25 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
     rep->account = acct->name;
     rep->server = acct->server;
     rep->user = acct->user;
-    char *password = NULL;
+    struct mg_creds cr;
+    memset(&cr, 0, sizeof(cr));
     enum mg_code rc = mg_account_finish(&a, &err);
-    if (rc == MG_OK)
-        rc = mg_password_get(a.password_file, a.password_command, env_password, a.user, a.server,
-                             &password, &err);
+    if (rc == MG_OK) {
+        rep->server = a.server;
+        rc = get_creds(&a, env_password, &cr, &err);
+    }
     if (rc != MG_OK) {
         mg_err("%s", err.msg);
         rep->code = rc;
         snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
+        drop_creds(&cr);
         return rc;
     }
-    rc = mg_backup_account(&a, password, o->limit, NULL, rep);
-    mg_password_free(password);
+    rc = mg_backup_account(&a, &cr, o->limit, NULL, rep);
+    if (cr.oauth != NULL)
+        mg_info("%s: %lu OAuth2 token refresh%s", a.name, mg_oauth2_refreshes(cr.oauth),
+                mg_oauth2_refreshes(cr.oauth) == 1 ? "" : "es");
+    drop_creds(&cr);
     return rc;
 }
 
@@ -98,6 +139,8 @@ int main(int argc, char **argv)
     struct mg_error err;
     mg_error_clear(&err);
 
+    if (argc > 1 && strcmp(argv[1], "login") == 0)
+        return mg_login_main(argc - 1, argv + 1);
     if (mg_cli_parse(argc, argv, &o, &err) != MG_OK) {
         mg_err("%s", err.msg);
         return MG_E_USAGE;

@@ -20,6 +20,7 @@
 
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
+#include "mailgrab/imap.h"
 
 struct mg_mailbox_report {
     char name[1024]; /* UTF-8 */
@@ -53,7 +54,7 @@ struct mg_backup_hooks {
 };
 
 /* Returns the account's exit code (also in rep->code). */
-enum mg_code mg_backup_account(const struct mg_account *a, const char *password,
+enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds *cr,
                                unsigned long limit, const struct mg_backup_hooks *hooks,
                                struct mg_report *rep);
 void mg_report_finish(struct mg_report *rep);

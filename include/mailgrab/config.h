@@ -31,11 +31,22 @@ struct mg_account {
     const char *cafile;
     const char *mailboxes[MG_MAX_MAILBOXES];
     size_t nmailboxes;
-    int all_mailboxes; /* -1 unset */
-    int format;        /* enum mg_format, -1 unset */
-    unsigned chunks;   /* 0 unset */
-    unsigned timeout;  /* 0 unset */
+    int all_mailboxes;    /* -1 unset */
+    int format;           /* enum mg_format, -1 unset */
+    unsigned chunks;      /* 0 unset */
+    unsigned timeout;     /* 0 unset */
+    int auth;             /* enum mg_auth, -1 unset */
+    const char *provider; /* "gmail", "outlook": fills server, port, token URL */
+    const char *oauth2_token_url;
+    const char *oauth2_client_id;
+    const char *oauth2_client_secret_file;
+    const char *oauth2_refresh_token_file;
+    const char *oauth2_token_command;
+    const char *oauth2_cafile; /* CA bundle for the token endpoint */
 };
+
+/* "password", "xoauth2", "oauthbearer" -> enum mg_auth; -1 if none. */
+int mg_auth_parse(const char *s, int *out);
 
 struct mg_config {
     char path[4096];

@@ -30,9 +30,15 @@ struct mg_server {
     struct mg_tls_ctx *tls;
 };
 
+enum mg_auth { MG_AUTH_PASSWORD, MG_AUTH_XOAUTH2, MG_AUTH_OAUTHBEARER };
+
+struct mg_oauth2;
+
 struct mg_creds {
     const char *user;
-    const char *password; /* never logged */
+    enum mg_auth auth;
+    const char *password;    /* MG_AUTH_PASSWORD; never logged */
+    struct mg_oauth2 *oauth; /* the OAuth mechanisms: one token source for all sessions */
 };
 
 struct mg_mailbox_info {
