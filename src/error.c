@@ -6,6 +6,9 @@
 #include <string.h>
 
 static enum mg_code vset(struct mg_error *err, enum mg_code code, enum mg_retry retry,
+                         const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static enum mg_code vset(struct mg_error *err, enum mg_code code, enum mg_retry retry,
                          const char *fmt, va_list ap)
 {
     if (err == NULL)

@@ -22,6 +22,9 @@ enum mg_verbosity mg_log_level(void)
 }
 
 static void emit(const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void emit(const char *prefix, const char *fmt, va_list ap)
 {
     char line[1024];
     int n = vsnprintf(line, sizeof(line), fmt, ap);

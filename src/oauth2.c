@@ -847,17 +847,23 @@ static enum mg_code refresh_http(struct mg_oauth2 *o, struct mg_oauth2_reply *r,
         return rc;
 
     /* Rotation: the old refresh token may be dead already, so the new one
-     * must reach the disk before anyone relies on it. */
-    rc = mg_oauth2_write_secret(o->refresh_file, r->refresh_token, strlen(r->refresh_token), err);
-    if (rc != MG_OK)
-        return rc;
+     * goes to disk before anything else. If that fails the run can still go
+     * on with the new token in memory; the user has to log in again after. */
+    struct mg_error werr;
+    mg_error_clear(&werr);
+    if (mg_oauth2_write_secret(o->refresh_file, r->refresh_token, strlen(r->refresh_token),
+                               &werr) != MG_OK)
+        mg_warn("the token endpoint %s rotated the refresh token but it could not be saved (%s); "
+                "this run goes on, afterwards run mailgrab login again",
+                o->host, werr.msg);
+    else
+        mg_info("the token endpoint %s rotated the refresh token; %s updated", o->host,
+                o->refresh_file);
     char *fresh = strdup(r->refresh_token);
     if (fresh == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     mg_oauth2_secret_free(o->refresh_token);
     o->refresh_token = fresh;
-    mg_info("the token endpoint %s rotated the refresh token; %s updated", o->host,
-            o->refresh_file);
     return MG_OK;
 }
 

@@ -4,7 +4,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -215,6 +220,50 @@ static void test_providers(void **state)
     assert_null(mg_oauth2_provider(NULL));
 }
 
+static void test_write_secret(void **state)
+{
+    char dir[] = "/tmp/mg-oauth2-test.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/refresh-token", dir);
+    struct mg_error err;
+    for (int round = 0; round < 2; round++) {
+        const char *tok = round == 0 ? "1//first" : "1//second";
+        assert_int_equal(mg_oauth2_write_secret(path, tok, strlen(tok), &err), MG_OK);
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+        char buf[64] = "";
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        char want[64];
+        snprintf(want, sizeof(want), "%s\n", tok);
+        assert_string_equal(buf, want);
+        char *back = NULL;
+        assert_int_equal(mg_oauth2_read_secret(path, "refresh token", &back, &err), MG_OK);
+        assert_string_equal(back, tok);
+        mg_oauth2_secret_free(back);
+    }
+    /* No temporary file is left behind. */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.' || (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0))
+            entries++;
+    closedir(d);
+    assert_int_equal(entries, 1);
+    /* A readable secret file is refused. */
+    assert_int_equal(chmod(path, 0644), 0);
+    char *back = NULL;
+    assert_int_equal(mg_oauth2_read_secret(path, "refresh token", &back, &err), MG_E_USAGE);
+    assert_non_null(strstr(err.msg, "chmod 600"));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,7 +271,7 @@ int main(void)
         cmocka_unit_test(test_oauthbearer), cmocka_unit_test(test_form),
         cmocka_unit_test(test_reply_ok),    cmocka_unit_test(test_reply_errors),
         cmocka_unit_test(test_pkce),        cmocka_unit_test(test_url_host),
-        cmocka_unit_test(test_providers),
+        cmocka_unit_test(test_providers),   cmocka_unit_test(test_write_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

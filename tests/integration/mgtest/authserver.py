@@ -294,6 +294,24 @@ class AuthServer:
                 "active_attribute = active\n"
                 "active_value = true\n" % self.introspect_url)
 
+    def dovecot_conf(self, args_file):
+        """Lines for dovecot.conf that make Dovecot check tokens here.
+
+        Writes the oauth2 passdb's args file (it must be readable by the auth
+        process). The passwd-file passdb should also get
+        `mechanisms = plain login`, or Dovecot first tries each token as a
+        password and logs a password mismatch.
+        """
+        with open(args_file, "w") as f:
+            f.write(self.dovecot_passdb_args())
+        os.chmod(args_file, 0o644)
+        return ("auth_mechanisms = plain login xoauth2 oauthbearer\n"
+                "passdb {\n"
+                "  driver = oauth2\n"
+                "  mechanisms = xoauth2 oauthbearer\n"
+                "  args = %s\n"
+                "}\n" % args_file)
+
     # -- tokens --
     def add_user(self, user):
         """A fresh refresh token for user."""
