@@ -175,7 +175,7 @@ static void test_shipped_example_parses(void **state)
     struct mg_error e;
     if (mg_config_load(path, true, &cfg, &e) != MG_OK)
         fail_msg("the shipped example does not load: %s", e.msg);
-    assert_int_equal(cfg.naccounts, 2);
+    assert_int_equal(cfg.naccounts, 3);
     for (size_t i = 0; i < cfg.naccounts; i++) {
         struct mg_account a;
         mg_account_init(&a, cfg.accounts[i].name);
