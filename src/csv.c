@@ -98,8 +98,8 @@ static size_t width(const char *s)
     return w;
 }
 
-/* Print s cut to at most max columns, padded to max. */
-static void cell(FILE *f, const char *s, size_t max)
+/* Print s cut to at most max columns, padded to max unless last on its line. */
+static void cell(FILE *f, const char *s, size_t max, bool pad)
 {
     size_t w = 0, i = 0;
     while (s[i] != '\0') {
@@ -113,7 +113,7 @@ static void cell(FILE *f, const char *s, size_t max)
         fputc(c < 32 || c == 127 ? '?' : c, f);
         i++;
     }
-    for (; w < max; w++)
+    for (; pad && w < max; w++)
         fputc(' ', f);
 }
 
@@ -161,15 +161,15 @@ int mg_report_write(FILE *f, const struct mg_stats *s, size_t top_senders, size_
     aw = aw > 40 ? 40 : aw;
     nw = nw > 30 ? 30 : nw;
     fprintf(f, "  %8s  %10s  ", "messages", "bytes");
-    cell(f, "sender", aw);
+    cell(f, "sender", aw, true);
     fputs("  name\n", f);
     for (size_t i = 0; i < shown; i++) {
         const char *nm = mg_stats_top_name(v[i]);
         human_bytes(b, sizeof(b), v[i]->bytes);
         fprintf(f, "  %8" PRIu64 "  %10s  ", v[i]->count, b);
-        cell(f, v[i]->key, aw);
+        cell(f, v[i]->key, aw, true);
         fputs("  ", f);
-        cell(f, nm ? nm : "", nw);
+        cell(f, nm ? nm : "", nw, false);
         fputc('\n', f);
     }
     free(v);
@@ -179,7 +179,7 @@ int mg_report_write(FILE *f, const struct mg_stats *s, size_t top_senders, size_
     fprintf(f, "\nTop keywords\n");
     for (size_t i = 0; i < shown; i++) {
         fprintf(f, "  %8" PRIu64 "  ", v[i]->count);
-        cell(f, v[i]->key, 40);
+        cell(f, v[i]->key, 40, false);
         fputc('\n', f);
     }
     free(v);

@@ -196,6 +196,8 @@ static int enc_map(struct enc *e, const struct mg_strmap *m, uint8_t kind)
                     mg_buf_put_str(&e->b, x->key, x->keylen) ||
                     mg_buf_put_str(&e->b, n->key, n->keylen) || mg_buf_put_u64(&e->b, n->count))
                     return -1;
+                if (flush(e, false) != 0)
+                    return -1;
             }
         }
         if (flush(e, false) != 0)
@@ -207,8 +209,8 @@ static int enc_map(struct enc *e, const struct mg_strmap *m, uint8_t kind)
 int mg_stats_encode(const struct mg_stats *s, size_t chunk, mg_emit_fn emit, void *ctx)
 {
     struct enc e;
-    /* one sender entry with all its names can exceed the chunk: allow slack */
-    mg_buf_init(&e.b, chunk + 64 * 1024 * 1024);
+    /* an entry may end past the chunk size: allow one entry of slack */
+    mg_buf_init(&e.b, chunk + 2 * MG_STATS_KEY_MAX + 64);
     e.chunk = chunk;
     e.emit = emit;
     e.ctx = ctx;
