@@ -209,9 +209,15 @@ int mg_address_parse(const char *val, size_t n, char **addr, size_t *addrlen, ch
                     spec.len -= skip;
                 }
             }
-            found = spec.data;
-            foundlen = spec.len;
-            angle = true;
+            i = gt ? e + 1 : n + 1;
+            if (spec.len > 0) {
+                found = spec.data;
+                foundlen = spec.len;
+                angle = true;
+            } else {
+                mg_buf_reset(&phrase); /* "<>": an empty mailbox, try the next */
+                mg_buf_reset(&comment);
+            }
         } else if (c == ':') {
             /* a group name is not a display name */
             mg_buf_reset(&phrase);

@@ -86,6 +86,8 @@ static const struct addr_case addr_cases[] = {
     {"<jd (comment) @example.com>", "jd@example.com", NULL},
     {", , x@example.org", "x@example.org", NULL},
     {"Ren\xe9 <rene@example.fr>", "rene@example.fr", "René"},
+    {"<", NULL, NULL}, /* found by the fuzzer: used to loop forever */
+    {"<>, x@example.org", "x@example.org", NULL},
 };
 
 static void test_address(void **state)
