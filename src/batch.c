@@ -17,6 +17,17 @@
 #include "mailgrab/buf.h"
 #include "mailgrab/ipc.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MG_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MG_UNDER_ASAN 1
+#endif
+#endif
+#ifndef MG_UNDER_ASAN
+#define MG_UNDER_ASAN 0
+#endif
+
 /* A worker is a throwaway: cap its address space so a memory bomb kills only it. */
 #define WORKER_MAX_AS (1024UL * 1024 * 1024)
 
@@ -59,8 +70,11 @@ static void worker(int fd, const char *const *paths, size_t n, const struct mg_b
 {
     signal(SIGALRM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+#if !MG_UNDER_ASAN
+    /* (AddressSanitizer reserves terabytes of shadow memory: no cap there) */
     struct rlimit rl = {WORKER_MAX_AS, WORKER_MAX_AS};
     setrlimit(RLIMIT_AS, &rl);
+#endif
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore); /* a poisoned message leaves no core file of mail */
     mg_analyze_fn analyze = o->analyze ? o->analyze : mg_analyze_message;
