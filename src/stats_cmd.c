@@ -215,6 +215,32 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_bat
     return rc;
 }
 
+enum mg_code mg_stats_output(const struct mg_stats *s, const char *csv, bool tables, size_t top,
+                             struct mg_error *err)
+{
+    if (csv == NULL || tables) {
+        /* tables and CSV both on stdout would interleave: tables go to stderr then */
+        FILE *tf = (csv != NULL && strcmp(csv, "-") == 0) ? stderr : stdout;
+        if (mg_report_write(tf, s, top ? top : 10, top ? top : 20) != 0)
+            return mg_error_set(err, MG_E_IO, "writing the statistics failed: %s", strerror(errno));
+    }
+    if (csv == NULL)
+        return MG_OK;
+    bool to_stdout = strcmp(csv, "-") == 0;
+    FILE *f = to_stdout ? stdout : fopen(csv, "w");
+    if (f == NULL)
+        return mg_error_set(err, MG_E_IO, "cannot write %s: %s", csv, strerror(errno));
+    int rc = mg_csv_write(f, s, top);
+    int e = errno;
+    if (!to_stdout && fclose(f) != 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc != 0)
+        return mg_error_set(err, MG_E_IO, "writing %s failed: %s", csv, strerror(e));
+    return MG_OK;
+}
+
 int mg_stats_main(int argc, char **argv)
 {
     const char *dir = NULL, *csv = NULL, *tz = NULL, *stopwords = NULL;
@@ -314,22 +340,9 @@ int mg_stats_main(int argc, char **argv)
         fprintf(stderr, "mailgrab stats: %s\n", err.msg);
 
     if (rc == MG_OK) {
-        if (csv != NULL) {
-            FILE *f = strcmp(csv, "-") == 0 ? stdout : fopen(csv, "w");
-            if (f == NULL) {
-                fprintf(stderr, "mailgrab stats: cannot write %s: %s\n", csv, strerror(errno));
-                rc = MG_E_IO;
-            } else {
-                if (mg_csv_write(f, &total, top_set ? top : 0) != 0)
-                    rc = MG_E_IO;
-                if (f != stdout && fclose(f) != 0)
-                    rc = MG_E_IO;
-                if (rc != MG_OK)
-                    fprintf(stderr, "mailgrab stats: writing %s failed\n", csv);
-            }
-        } else if (mg_report_write(stdout, &total, top_set ? top : 10, top_set ? top : 20) != 0) {
-            rc = MG_E_IO;
-        }
+        rc = mg_stats_output(&total, csv, false, top_set ? top : 0, &err);
+        if (rc != MG_OK)
+            fprintf(stderr, "mailgrab stats: %s\n", err.msg);
     }
     mg_stats_finish(&total);
     mg_stopwords_finish(&sw);

@@ -16,7 +16,22 @@
 #ifndef MAILGRAB_STATS_CMD_H
 #define MAILGRAB_STATS_CMD_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mailgrab/error.h"
+#include "mailgrab/stats.h"
+
 /* argv[0] is "stats". Returns a process exit code (enum mg_code). */
 int mg_stats_main(int argc, char **argv);
+
+/*
+ * Show statistics the way the user asked: with csv NULL, the terminal tables
+ * on stdout; with csv a path (or "-" for stdout), the CSV, plus the tables too
+ * when tables is true. top 0 means the defaults (10 senders and 20 keywords in
+ * the tables, every row in the CSV). Used by `stats` and after a download.
+ */
+enum mg_code mg_stats_output(const struct mg_stats *s, const char *csv, bool tables, size_t top,
+                             struct mg_error *err);
 
 #endif
