@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -66,8 +67,13 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
 }
 
 /* The worker: analyse paths in order, one RESULT frame per message. Never returns. */
-static void worker(int fd, const char *const *paths, size_t n, const struct mg_batch_opts *o)
+static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
+                   const struct mg_batch_opts *o)
 {
+    /* a worker must not outlive the process waiting for its results */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(2);
     signal(SIGALRM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
 #if !MG_UNDER_ASAN
@@ -131,6 +137,7 @@ int mg_batch_analyze(const char *const *paths, size_t n, const struct mg_batch_o
             break;
         }
         fflush(NULL);
+        pid_t self = getpid();
         pid_t pid = fork();
         if (pid < 0) {
             close(p[0]);
@@ -140,7 +147,7 @@ int mg_batch_analyze(const char *const *paths, size_t n, const struct mg_batch_o
         }
         if (pid == 0) {
             close(p[0]);
-            worker(p[1], paths + start, n - start, o);
+            worker(p[1], self, paths + start, n - start, o);
         }
         close(p[1]);
         size_t done = 0;

@@ -320,19 +320,42 @@ static size_t encoded_word(const char *in, size_t n, const char **cs, size_t *cs
     return i + 2;
 }
 
+/*
+ * Decoded bytes of a run of adjacent encoded words in one charset. They are
+ * converted together because senders split multi-byte characters (and
+ * ISO-2022-JP escape sequences) across words.
+ */
+struct ew_run {
+    struct mg_buf bytes;
+    char charset[64];
+    size_t charset_len;
+};
+
+static int run_flush(struct ew_run *r, struct mg_buf *out)
+{
+    if (r->charset_len == 0 && r->bytes.len == 0)
+        return 0;
+    int rc = mg_to_utf8(r->charset, r->charset_len, r->bytes.data ? r->bytes.data : "",
+                        r->bytes.len, out);
+    mg_buf_reset(&r->bytes);
+    r->charset_len = 0;
+    return rc;
+}
+
 int mg_header_decode(const char *in, size_t n, struct mg_buf *out)
 {
     size_t i = 0;
     bool prev_encoded = false;
     bool pending_space = false;
-    struct mg_buf raw;
-    mg_buf_init(&raw, 64 * 1024);
+    struct ew_run run;
+    mg_buf_init(&run.bytes, 64 * 1024);
+    run.charset_len = 0;
     int rc = 0;
     size_t lit = 0; /* start of the pending literal run */
 
     while (i <= n && rc == 0) {
         if (i == n) {
-            if (mg_raw_to_utf8(in + lit, i - lit, out) != 0)
+            if (run_flush(&run, out) != 0 || mg_raw_to_utf8(in + lit, i - lit, out) != 0)
                 rc = -1;
             break;
         }
@@ -356,25 +379,33 @@ int mg_header_decode(const char *in, size_t n, struct mg_buf *out)
         char enc;
         size_t wl = (c == '=') ? encoded_word(in + i, n - i, &cs, &cslen, &enc, &txt, &txtlen) : 0;
         /* a word counts only at a token start, per RFC 2047 section 5 */
-        if (wl > 0 && i == lit) {
-            mg_buf_reset(&raw);
-            if (enc == 'B')
-                mg_base64_decode(txt, txtlen, &raw);
-            else
-                mg_qp_decode(txt, txtlen, true, &raw);
+        if (wl > 0 && i == lit && cslen < sizeof(run.charset)) {
+            bool same = prev_encoded && run.charset_len == cslen &&
+                        strncasecmp(run.charset, cs, cslen) == 0;
+            if (!same && run_flush(&run, out) != 0) {
+                rc = -1;
+                break;
+            }
+            /* whitespace between adjacent encoded words is dropped */
             if (pending_space && !prev_encoded && out->len > 0 && mg_buf_putc(out, ' ') != 0) {
                 rc = -1;
                 break;
             }
             pending_space = false;
-            if (mg_to_utf8(cs, cslen, raw.data ? raw.data : "", raw.len, out) != 0) {
-                rc = -1;
-                break;
-            }
+            memcpy(run.charset, cs, cslen);
+            run.charset_len = cslen;
+            if (enc == 'B')
+                mg_base64_decode(txt, txtlen, &run.bytes);
+            else
+                mg_qp_decode(txt, txtlen, true, &run.bytes);
             prev_encoded = true;
             i += wl;
             lit = i;
             continue;
+        }
+        if (i == lit && run_flush(&run, out) != 0) {
+            rc = -1;
+            break;
         }
         if (pending_space) {
             if (out->len > 0 && mg_buf_putc(out, ' ') != 0) {
@@ -386,7 +417,7 @@ int mg_header_decode(const char *in, size_t n, struct mg_buf *out)
         prev_encoded = false;
         i++;
     }
-    mg_buf_finish(&raw);
+    mg_buf_finish(&run.bytes);
     return rc;
 }
 

@@ -46,6 +46,11 @@ static const struct hdr_case header_cases[] = {
     {"Caf\xc3\xa9", "Café"},    /* raw UTF-8 */
     {"Caf\xe9 \x80", "Café €"}, /* raw windows-1252 */
     {"=?UTF-8?B?4oKs?=", "€"},
+    {"=?UTF-8?Q?=C3?= =?UTF-8?Q?=A9t=C3=A9?=", "été"}, /* a character split across words */
+    {"=?ISO-2022-JP?B?GyRCJDMkcxsoQg==?= =?ISO-2022-JP?B?GyRCJEskQSRPGyhC?=", "こんにちは"},
+    {"=?UTF-8?Q?a?= =?ISO-8859-1?Q?=E9?=", "aé"}, /* charsets change mid-run */
+    {"=?UTF-8?Q?a?= b =?UTF-8?Q?c?=", "a b c"},
+    {"a=?UTF-8?Q?b?=", "a=?UTF-8?Q?b?="}, /* not at a token start */
 };
 
 static void test_header_decode(void **state)
@@ -144,6 +149,10 @@ static const struct msg_case msg_cases[] = {
      "From: a@example.com\r\nContent-Type: text/plain; "
      "charset=koi8-r\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n",
      0, "a@example.com", NULL, NULL, 0, "Привет", NULL, 0},
+    {"iso-2022-jp body",
+     "From: a@example.com\r\nContent-Type: text/plain; charset=\"ISO-2022-JP\"\r\n"
+     "Content-Transfer-Encoding: 7bit\r\n\r\n\x1b$B$3$s$K$A$O\x1b(B world\r\n",
+     0, "a@example.com", NULL, NULL, 0, "こんにちは world", NULL, 0},
     {"html",
      "From: a@example.com\r\nContent-Type: text/html\r\n\r\n<html><head><style>p{color:red}</style>"
      "</head><body><p class=\"x>y\">Fish &amp; chips&nbsp;&#233;t&#xE9;</p><!-- hidden --></body>",
