@@ -3,14 +3,17 @@
 
 #include <errno.h>
 #include <stdint.h>
-#include <sys/uio.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static int write_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
     while (n > 0) {
-        ssize_t w = write(fd, c, n);
+        /* a dead peer must give EPIPE, not a SIGPIPE that kills a download */
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == ENOTSOCK)
+            w = write(fd, c, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
