@@ -128,6 +128,46 @@ static bool parse_time(const char *t, size_t n, int *h, int *m, int *s)
     return true;
 }
 
+/* YYYY-MM-DD[T ]hh:mm[:ss][Z|+hh:mm|+hhmm], which some scripts send. */
+static int parse_iso(const char *b, size_t n, time_t *out)
+{
+    while (n > 0 && b[0] == ' ') {
+        b++;
+        n--;
+    }
+    if (n < 16 || !all_digits(b, 4) || b[4] != '-' || !all_digits(b + 5, 2) || b[7] != '-' ||
+        !all_digits(b + 8, 2) || (b[10] != 'T' && b[10] != ' '))
+        return -1;
+    long y = num(b, 4), mo = num(b + 5, 2), d = num(b + 8, 2);
+    size_t i = 11, st = i;
+    while (i < n && ((b[i] >= '0' && b[i] <= '9') || b[i] == ':'))
+        i++;
+    int h, mi, sec;
+    if (!parse_time(b + st, i - st, &h, &mi, &sec))
+        return -1;
+    if (i < n && b[i] == '.') /* fractional seconds */
+        while (++i < n && b[i] >= '0' && b[i] <= '9')
+            ;
+    long zone = 0;
+    if (i < n && (b[i] == 'Z' || b[i] == 'z')) {
+        i++;
+    } else if (i < n && (b[i] == '+' || b[i] == '-')) {
+        char z[4];
+        size_t k = 0;
+        for (size_t j = i + 1; j < n && k < 4 && b[j] != ' '; j++)
+            if (b[j] != ':')
+                z[k++] = b[j];
+        if (k != 4 || !all_digits(z, 4) || num(z, 2) > 23 || num(z + 2, 2) > 59)
+            return -1;
+        zone = (num(z, 2) * 60 + num(z + 2, 2)) * (b[i] == '-' ? -1 : 1);
+    }
+    if (y < 1900 || mo < 1 || mo > 12 || d < 1 || (unsigned)d > month_days(y, (unsigned)mo))
+        return -1;
+    long long days = mg_days_from_civil(y, (unsigned)mo, (unsigned)d);
+    *out = (time_t)(days * 86400LL + h * 3600LL + mi * 60LL + sec - zone * 60LL);
+    return 0;
+}
+
 int mg_date_parse(const char *s, size_t n, time_t *out)
 {
     /* strip comments (nested, with quoted-pairs) and map separators to spaces */
@@ -156,6 +196,8 @@ int mg_date_parse(const char *s, size_t n, time_t *out)
     }
     buf[bl] = '\0';
 
+    if (parse_iso(buf, bl, out) == 0)
+        return 0;
     int day = 0, mon = 0, h = -1, mi = 0, sec = 0, zone = 0;
     long year = -1;
     bool have_zone = false, have_time = false;
@@ -186,7 +228,9 @@ int mg_date_parse(const char *s, size_t n, time_t *out)
             }
         }
         if (memchr(t, ':', tl) != NULL) {
-            if (have_time || !parse_time(t, tl, &h, &mi, &sec))
+            if (have_time)
+                continue; /* "GMT+01:00"-style junk after the time */
+            if (!parse_time(t, tl, &h, &mi, &sec))
                 return -1;
             have_time = true;
             continue;
