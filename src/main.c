@@ -22,6 +22,7 @@
 #include "mailgrab/login_cmd.h"
 #include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
+#include "mailgrab/stats_cmd.h"
 
 #ifndef MAILGRAB_VERSION
 #define MAILGRAB_VERSION "unknown"
@@ -141,6 +142,8 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "login") == 0)
         return mg_login_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "stats") == 0)
+        return mg_stats_main(argc - 1, argv + 1);
     if (mg_cli_parse(argc, argv, &o, &err) != MG_OK) {
         mg_err("%s", err.msg);
         return MG_E_USAGE;

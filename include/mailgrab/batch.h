@@ -1,0 +1,45 @@
+/*
+ * batch.h - analysing a list of message files so that no message can take
+ * the run down with it.
+ *
+ * The messages are analysed in a disposable worker process (fork, no exec)
+ * that reports one framed result per message. If the worker dies - a crash,
+ * an exceeded per-message time limit (alarm), the memory limit - the message it
+ * was on is counted as unparseable, named in a warning, and a new worker
+ * carries on with the next one. Counts already reported are never lost.
+ *
+ * Owns: nothing; the caller owns the paths, stopwords and stats.
+ * Thread-safety: forks; call only from a single-threaded process (the analyzer
+ * child or the stats command).
+ */
+#ifndef MAILGRAB_BATCH_H
+#define MAILGRAB_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mailgrab/stats.h"
+#include "mailgrab/wordcount.h"
+
+#define MG_BATCH_MAX_READ (64 * 1024 * 1024) /* bytes of one message analysed */
+#define MG_BATCH_TIMEOUT 10                  /* seconds per message */
+
+typedef int (*mg_analyze_fn)(const char *msg, size_t len, uint64_t size, time_t fallback,
+                             const struct mg_stopwords *sw, struct mg_stats *s);
+
+struct mg_batch_opts {
+    const struct mg_stopwords *stopwords; /* NULL: no stopwords */
+    unsigned timeout_secs;                /* 0: MG_BATCH_TIMEOUT */
+    mg_analyze_fn analyze;                /* NULL: mg_analyze_message (tests substitute) */
+};
+
+/*
+ * Count every file of paths[0..n) into out. Returns 0; -1 only when the worker
+ * cannot be started at all (fork/pipe failure) or memory runs out, in which
+ * case out holds the messages counted so far.
+ */
+int mg_batch_analyze(const char *const *paths, size_t n, const struct mg_batch_opts *o,
+                     struct mg_stats *out);
+
+#endif

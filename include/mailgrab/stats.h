@@ -1,0 +1,65 @@
+/*
+ * stats.h - the statistics tables of an analysis run, and their wire form.
+ *
+ * Tables: senders (count, bytes, display names seen with their counts), sender
+ * domains, keywords (messages containing the word), 24 hours, 7 weekdays
+ * (index 0 = Monday) and totals. Every counter is a sum, so tables from any
+ * split of the messages merge exactly (worker processes, --jobs).
+ *
+ * The wire form is a sequence of self-contained entries, so an encoding can be
+ * cut into chunks at entry boundaries and each chunk decoded (merged) alone.
+ * Decoding is bounded and rejects malformed input without partial damage to
+ * memory safety (counts already merged stay merged).
+ *
+ * Owns: struct mg_stats owns its tables; init/finish (finish accepts zeroed).
+ * Thread-safety: a struct mg_stats belongs to one thread at a time.
+ */
+#ifndef MAILGRAB_STATS_H
+#define MAILGRAB_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mailgrab/strmap.h"
+
+#define MG_STATS_NONE "(none)"
+#define MG_STATS_NAME_MAX 256 /* display names are cut to this many bytes */
+#define MG_STATS_KEY_MAX 4096
+
+struct mg_stats {
+    struct mg_strmap senders; /* entry: count, bytes, sub = display name -> count */
+    struct mg_strmap domains;
+    struct mg_strmap keywords;
+    uint64_t hours[24];
+    uint64_t weekdays[7];
+    uint64_t messages;
+    uint64_t bytes;
+    uint64_t unparseable;
+    uint64_t date_fallback;
+};
+
+void mg_stats_init(struct mg_stats *s);
+void mg_stats_finish(struct mg_stats *s);
+
+/* Count one message sent by addr (NULL = none) with an optional display name. */
+int mg_stats_add_sender(struct mg_stats *s, const char *addr, size_t addrlen, const char *name,
+                        size_t namelen, uint64_t bytes);
+int mg_stats_add_domain(struct mg_stats *s, const char *dom, size_t n);
+int mg_stats_add_keyword(struct mg_stats *s, const char *w, size_t n, uint64_t count);
+/* Hour and weekday of t in the process time zone (TZ). */
+void mg_stats_add_time(struct mg_stats *s, time_t t);
+
+int mg_stats_merge(struct mg_stats *dst, const struct mg_stats *src);
+
+/* The display name seen most often for a sender entry (ties: smallest), or NULL. */
+const char *mg_stats_top_name(const struct mg_strmap_entry *sender);
+
+typedef int (*mg_emit_fn)(void *ctx, const char *data, size_t len);
+/* Encode s, handing chunks of at most about chunk bytes to emit. */
+int mg_stats_encode(const struct mg_stats *s, size_t chunk, mg_emit_fn emit, void *ctx);
+/* Merge an encoded chunk into s. -1 on malformed input or OOM. */
+int mg_stats_decode(struct mg_stats *s, const char *data, size_t len);
+
+#endif

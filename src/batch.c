@@ -1,0 +1,200 @@
+/* batch.c - see include/mailgrab/batch.h */
+#include "mailgrab/batch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mailgrab/analyze.h"
+#include "mailgrab/buf.h"
+#include "mailgrab/ipc.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MG_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MG_UNDER_ASAN 1
+#endif
+#endif
+#ifndef MG_UNDER_ASAN
+#define MG_UNDER_ASAN 0
+#endif
+
+/* A worker is a throwaway: cap its address space so a memory bomb kills only it. */
+#define WORKER_MAX_AS (1024UL * 1024 * 1024)
+
+static int send_chunk(void *ctx, const char *data, size_t len)
+{
+    return mg_ipc_send(*(int *)ctx, MG_IPC_RESULT, data, len);
+}
+
+static int read_file(const char *path, struct mg_buf *b, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) != 0) {
+        close(fd);
+        return -1;
+    }
+    mg_buf_reset(b);
+    char chunk[65536];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        size_t room = b->max - b->len;
+        if (mg_buf_append(b, chunk, (size_t)r < room ? (size_t)r : room) != 0 || (size_t)r > room)
+            break; /* analyse the first MG_BATCH_MAX_READ bytes */
+    }
+    close(fd);
+    return 0;
+}
+
+/* The worker: analyse paths in order, one RESULT frame per message. Never returns. */
+static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
+                   const struct mg_batch_opts *o)
+{
+    /* a worker must not outlive the process waiting for its results */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(2);
+    signal(SIGALRM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+#if !MG_UNDER_ASAN
+    /* (AddressSanitizer reserves terabytes of shadow memory: no cap there) */
+    struct rlimit rl = {WORKER_MAX_AS, WORKER_MAX_AS};
+    setrlimit(RLIMIT_AS, &rl);
+#endif
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore); /* a poisoned message leaves no core file of mail */
+    mg_analyze_fn analyze = o->analyze ? o->analyze : mg_analyze_message;
+    unsigned timeout = o->timeout_secs ? o->timeout_secs : MG_BATCH_TIMEOUT;
+    struct mg_buf msg;
+    mg_buf_init(&msg, MG_BATCH_MAX_READ);
+    for (size_t i = 0; i < n; i++) {
+        struct mg_stats one;
+        mg_stats_init(&one);
+        struct stat st;
+        alarm(timeout);
+        int rc;
+        if (read_file(paths[i], &msg, &st) != 0) {
+            fprintf(stderr, "mailgrab: warning: %s: %s (counted as unparseable)\n", paths[i],
+                    strerror(errno));
+            memset(&st, 0, sizeof(st));
+            rc = mg_analyze_count_failed(&one, 0, time(NULL));
+        } else {
+            rc = analyze(msg.data ? msg.data : "", msg.len, (uint64_t)st.st_size, st.st_mtime,
+                         o->stopwords, &one);
+        }
+        alarm(0);
+        /* a chunk size of the frame maximum keeps each message in one frame */
+        if (rc != 0 || mg_stats_encode(&one, MG_IPC_MAX - 16384, send_chunk, &fd) != 0)
+            _exit(3);
+        mg_stats_finish(&one);
+    }
+    _exit(0);
+}
+
+static void describe(int status, char *out, size_t n)
+{
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        snprintf(out, n, "took too long");
+    else if (WIFSIGNALED(status))
+        snprintf(out, n, "crashed the analyzer (%s)", strsignal(WTERMSIG(status)));
+    else if (WIFEXITED(status))
+        snprintf(out, n, "stopped the analyzer (exit %d)", WEXITSTATUS(status));
+    else
+        snprintf(out, n, "stopped the analyzer");
+}
+
+int mg_batch_analyze(const char *const *paths, size_t n, const struct mg_batch_opts *o,
+                     struct mg_stats *out)
+{
+    struct mg_buf frame;
+    mg_buf_init(&frame, MG_IPC_MAX);
+    size_t start = 0;
+    int rc = 0;
+    while (start < n && rc == 0) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            rc = -1;
+            break;
+        }
+        fflush(NULL);
+        pid_t self = getpid();
+        pid_t pid = fork();
+        if (pid < 0) {
+            close(p[0]);
+            close(p[1]);
+            rc = -1;
+            break;
+        }
+        if (pid == 0) {
+            close(p[0]);
+            worker(p[1], self, paths + start, n - start, o);
+        }
+        close(p[1]);
+        size_t done = 0;
+        bool broken = false;
+        enum mg_ipc_type type;
+        int r;
+        /* one RESULT frame per message; decode into a scratch copy so a bad
+         * frame adds nothing */
+        while ((r = mg_ipc_recv(p[0], &type, &frame)) == 0) {
+            struct mg_stats one;
+            mg_stats_init(&one);
+            if (type != MG_IPC_RESULT || mg_stats_decode(&one, frame.data, frame.len) != 0 ||
+                one.messages != 1) {
+                mg_stats_finish(&one);
+                broken = true;
+                break;
+            }
+            int mr = mg_stats_merge(out, &one);
+            mg_stats_finish(&one);
+            if (mr != 0) {
+                rc = -1;
+                break;
+            }
+            done++;
+        }
+        close(p[0]);
+        if (broken || r < 0)
+            kill(pid, SIGKILL);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        start += done;
+        if (rc != 0 || start >= n)
+            break;
+        if (!broken && r == 1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            break; /* cannot happen: a clean exit reports every message */
+        /* the worker died on paths[start]: count it and carry on after it */
+        char why[128];
+        describe(status, why, sizeof(why));
+        fprintf(stderr, "mailgrab: warning: %s %s; counted as unparseable\n", paths[start], why);
+        struct stat st;
+        if (lstat(paths[start], &st) != 0)
+            memset(&st, 0, sizeof(st));
+        if (mg_analyze_count_failed(out, (uint64_t)st.st_size, st.st_mtime) != 0)
+            rc = -1;
+        start++;
+    }
+    mg_buf_finish(&frame);
+    return rc;
+}

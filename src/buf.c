@@ -1,0 +1,178 @@
+/* buf.c - see include/mailgrab/buf.h */
+#include "mailgrab/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void mg_buf_init(struct mg_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void mg_buf_finish(struct mg_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void mg_buf_reset(struct mg_buf *b)
+{
+    b->len = 0;
+    if (b->data != NULL)
+        b->data[0] = '\0';
+}
+
+int mg_buf_append(struct mg_buf *b, const void *p, size_t n)
+{
+    if (n > b->max || b->len > b->max - n)
+        return -1;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        if (cap > b->max + 1)
+            cap = b->max + 1;
+        char *d = realloc(b->data, cap);
+        if (d == NULL)
+            return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int mg_buf_putc(struct mg_buf *b, unsigned char c)
+{
+    return mg_buf_append(b, &c, 1);
+}
+
+int mg_buf_put_utf8(struct mg_buf *b, uint32_t cp)
+{
+    unsigned char s[4];
+    size_t n;
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        cp = 0xFFFD;
+    if (cp < 0x80) {
+        s[0] = (unsigned char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        s[0] = (unsigned char)(0xC0 | (cp >> 6));
+        s[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        s[0] = (unsigned char)(0xE0 | (cp >> 12));
+        s[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        s[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        s[0] = (unsigned char)(0xF0 | (cp >> 18));
+        s[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        s[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        s[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return mg_buf_append(b, s, n);
+}
+
+int mg_buf_put_u8(struct mg_buf *b, uint8_t v)
+{
+    return mg_buf_append(b, &v, 1);
+}
+
+int mg_buf_put_u32(struct mg_buf *b, uint32_t v)
+{
+    unsigned char s[4];
+    for (int i = 0; i < 4; i++)
+        s[i] = (unsigned char)(v >> (8 * i));
+    return mg_buf_append(b, s, sizeof(s));
+}
+
+int mg_buf_put_u64(struct mg_buf *b, uint64_t v)
+{
+    unsigned char s[8];
+    for (int i = 0; i < 8; i++)
+        s[i] = (unsigned char)(v >> (8 * i));
+    return mg_buf_append(b, s, sizeof(s));
+}
+
+int mg_buf_put_str(struct mg_buf *b, const char *s, size_t n)
+{
+    if (n > UINT32_MAX)
+        return -1;
+    int rc = mg_buf_put_u32(b, (uint32_t)n);
+    if (rc != 0)
+        return rc;
+    return mg_buf_append(b, s, n);
+}
+
+char *mg_buf_steal(struct mg_buf *b, size_t *len)
+{
+    if (b->data == NULL && mg_buf_append(b, "", 0) != 0)
+        return NULL;
+    char *d = b->data;
+    if (len != NULL)
+        *len = b->len;
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    return d;
+}
+
+int mg_read_u8(struct mg_reader *r, uint8_t *v)
+{
+    if (r->left < 1)
+        return -1;
+    *v = r->p[0];
+    r->p++;
+    r->left--;
+    return 0;
+}
+
+int mg_read_u32(struct mg_reader *r, uint32_t *v)
+{
+    if (r->left < 4)
+        return -1;
+    uint32_t x = 0;
+    for (int i = 0; i < 4; i++)
+        x |= (uint32_t)r->p[i] << (8 * i);
+    *v = x;
+    r->p += 4;
+    r->left -= 4;
+    return 0;
+}
+
+int mg_read_u64(struct mg_reader *r, uint64_t *v)
+{
+    if (r->left < 8)
+        return -1;
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x |= (uint64_t)r->p[i] << (8 * i);
+    *v = x;
+    r->p += 8;
+    r->left -= 8;
+    return 0;
+}
+
+int mg_read_str(struct mg_reader *r, const char **s, size_t *n, size_t max)
+{
+    uint32_t len;
+    if (mg_read_u32(r, &len) != 0)
+        return -1;
+    if (len > max || len > r->left)
+        return -1;
+    *s = (const char *)r->p;
+    *n = len;
+    r->p += len;
+    r->left -= len;
+    return 0;
+}

@@ -1,0 +1,87 @@
+/* ipc.c - see include/mailgrab/ipc.h */
+#include "mailgrab/ipc.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        /* a dead peer must give EPIPE, not a SIGPIPE that kills a download */
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == ENOTSOCK)
+            w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* 0 when n bytes were read, 1 on EOF before any byte, -1 otherwise. */
+static int read_all(int fd, void *p, size_t n)
+{
+    char *c = p;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, c + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return got == 0 ? 1 : -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int mg_ipc_send(int fd, enum mg_ipc_type type, const void *data, size_t len)
+{
+    if (len > MG_IPC_MAX) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    unsigned char h[8] = {(unsigned char)len,
+                          (unsigned char)(len >> 8),
+                          (unsigned char)(len >> 16),
+                          (unsigned char)(len >> 24),
+                          MG_IPC_VERSION,
+                          (unsigned char)type,
+                          0,
+                          0};
+    if (write_all(fd, h, sizeof(h)) != 0)
+        return -1;
+    return len > 0 ? write_all(fd, data, len) : 0;
+}
+
+int mg_ipc_recv(int fd, enum mg_ipc_type *type, struct mg_buf *payload)
+{
+    unsigned char h[8];
+    int rc = read_all(fd, h, sizeof(h));
+    if (rc != 0)
+        return rc;
+    uint32_t len =
+        (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    if (h[4] != MG_IPC_VERSION || h[5] == 0 || h[5] > MG_IPC_TYPE_MAX || h[6] != 0 || h[7] != 0 ||
+        len > MG_IPC_MAX)
+        return -1;
+    *type = (enum mg_ipc_type)h[5];
+    mg_buf_reset(payload);
+    char chunk[16384];
+    while (len > 0) {
+        size_t n = len < sizeof(chunk) ? len : sizeof(chunk);
+        if (read_all(fd, chunk, n) != 0)
+            return -1;
+        if (mg_buf_append(payload, chunk, n) != 0)
+            return -1;
+        len -= (uint32_t)n;
+    }
+    return 0;
+}

@@ -1,0 +1,161 @@
+/* test_batch.c - crash containment, time limits, framing, and the analyzer process */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "mailgrab/analyze.h"
+#include "mailgrab/analyzer.h"
+#include "mailgrab/batch.h"
+#include "mailgrab/ipc.h"
+
+static char dir[] = "/tmp/mg-test-batch-XXXXXX";
+
+static const char *const bodies[] = {
+    "From: a@example.com\r\nSubject: first\r\n\r\nalpha\r\n",
+    "From: b@example.com\r\nSubject: POISON\r\n\r\nbeta\r\n",
+    "From: c@example.com\r\nSubject: third\r\n\r\ngamma\r\n",
+    "From: d@example.com\r\nSubject: SLOW\r\n\r\ndelta\r\n",
+    "From: e@example.com\r\nContent-Type: multipart/mixed; boundary=\"\\\"\"\r\n\r\n--\"\r\n",
+    "From: f@example.com\r\nSubject: last\r\n\r\nepsilon\r\n",
+};
+#define NMSG (sizeof(bodies) / sizeof(bodies[0]))
+static char *paths[NMSG];
+
+static int setup(void **state)
+{
+    (void)state;
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    for (size_t i = 0; i < NMSG; i++) {
+        if (asprintf(&paths[i], "%s/%zu.eml", dir, i) < 0)
+            return -1;
+        FILE *f = fopen(paths[i], "wb");
+        if (f == NULL)
+            return -1;
+        fputs(bodies[i], f);
+        fclose(f);
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NMSG; i++) {
+        unlink(paths[i]);
+        free(paths[i]);
+    }
+    rmdir(dir);
+    return 0;
+}
+
+/* An analysis that crashes or hangs on marked messages, as a parser bug would. */
+static int hostile_analyze(const char *msg, size_t len, uint64_t size, time_t fallback,
+                           const struct mg_stopwords *sw, struct mg_stats *s)
+{
+    if (memmem(msg, len, "POISON", 6) != NULL)
+        abort();
+    if (memmem(msg, len, "SLOW", 4) != NULL)
+        for (;;)
+            pause();
+    return mg_analyze_message(msg, len, size, fallback, sw, s);
+}
+
+static void test_crash_contained(void **state)
+{
+    (void)state;
+    struct mg_batch_opts o = {NULL, 1, hostile_analyze};
+    struct mg_stats s;
+    mg_stats_init(&s);
+    assert_int_equal(mg_batch_analyze((const char *const *)paths, NMSG, &o, &s), 0);
+    assert_int_equal(s.messages, NMSG);
+    /* poison + slow (killed) + the bad boundary */
+    assert_int_equal(s.unparseable, 3);
+    static const char *const kept[] = {"a@example.com", "c@example.com", "e@example.com",
+                                       "f@example.com"};
+    for (size_t i = 0; i < 4; i++) {
+        struct mg_strmap_entry *e = mg_strmap_get(&s.senders, kept[i], 13, false);
+        assert_non_null(e);
+        assert_int_equal(e->count, 1);
+    }
+    struct mg_strmap_entry *none = mg_strmap_get(&s.senders, "(none)", 6, false);
+    assert_non_null(none);
+    assert_int_equal(none->count, 2);
+    assert_non_null(mg_strmap_get(&s.keywords, "epsilon", 7, false));
+    assert_null(mg_strmap_get(&s.keywords, "beta", 4, false));
+    mg_stats_finish(&s);
+}
+
+static void test_analyzer_process(void **state)
+{
+    (void)state;
+    struct mg_analyzer_opts o = {NULL, "UTC", 0};
+    struct mg_analyzer *a;
+    struct mg_error err;
+    assert_int_equal(mg_analyzer_start(&o, &a, &err), MG_OK);
+    for (size_t i = 0; i < NMSG; i++)
+        if (strstr(bodies[i], "SLOW") == NULL)
+            assert_int_equal(mg_analyzer_feed(a, paths[i], &err), MG_OK);
+    assert_int_equal(mg_analyzer_feed(a, "/nonexistent/mailgrab/x.eml", &err), MG_OK);
+    struct mg_stats s;
+    mg_stats_init(&s);
+    assert_int_equal(mg_analyzer_finish(a, &s, &err), MG_OK);
+    assert_int_equal(s.messages, NMSG); /* NMSG - 1 files + one unreadable */
+    assert_int_equal(s.unparseable, 2); /* bad boundary, unreadable */
+    assert_non_null(mg_strmap_get(&s.keywords, "poison", 6, false));
+    mg_stats_finish(&s);
+    mg_analyzer_destroy(a);
+    mg_analyzer_destroy(NULL);
+}
+
+static void test_ipc_malformed(void **state)
+{
+    (void)state;
+    static const unsigned char bad[][8] = {
+        {0, 0, 0, 0, 2, MG_IPC_PATH, 0, 0},     /* wrong version */
+        {0, 0, 0, 0, MG_IPC_VERSION, 99, 0, 0}, /* unknown type */
+        {0, 0, 0, 0, MG_IPC_VERSION, 0, 0, 0},
+        {0, 0, 0, 0, MG_IPC_VERSION, MG_IPC_PATH, 1, 0},    /* reserved bits */
+        {0, 0, 0, 0x7f, MG_IPC_VERSION, MG_IPC_PATH, 0, 0}, /* too long */
+        {5, 0, 0, 0, MG_IPC_VERSION, MG_IPC_PATH, 0, 0},    /* truncated payload */
+    };
+    struct mg_buf b;
+    mg_buf_init(&b, MG_IPC_MAX);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(write(p[1], bad[i], 8), 8);
+        close(p[1]);
+        enum mg_ipc_type t;
+        if (mg_ipc_recv(p[0], &t, &b) != -1)
+            fail_msg("malformed frame %zu accepted", i);
+        close(p[0]);
+    }
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(mg_ipc_send(p[1], MG_IPC_PATH, "abc", 3), 0);
+    close(p[1]);
+    enum mg_ipc_type t;
+    assert_int_equal(mg_ipc_recv(p[0], &t, &b), 0);
+    assert_int_equal(t, MG_IPC_PATH);
+    assert_int_equal(b.len, 3);
+    assert_int_equal(mg_ipc_recv(p[0], &t, &b), 1); /* clean EOF */
+    close(p[0]);
+    mg_buf_finish(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crash_contained),
+        cmocka_unit_test(test_analyzer_process),
+        cmocka_unit_test(test_ipc_malformed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
