@@ -1,5 +1,6 @@
 /* analyzer.c - see include/mailgrab/analyzer.h */
 #include "mailgrab/analyzer.h"
+#include "mailgrab/password.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -133,6 +134,7 @@ enum mg_code mg_analyzer_start(const struct mg_analyzer_opts *o, struct mg_analy
             close(sv[1]);
         }
         close_range(4, ~0U, 0);
+        mg_password_forget_env(); /* the child holds no secret */
         if (o->tz != NULL)
             setenv("TZ", o->tz, 1);
         tzset();

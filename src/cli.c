@@ -16,6 +16,7 @@ enum {
     OPT_AUTH,
     OPT_CAFILE,
     OPT_CONFIG,
+    OPT_CSV,
     OPT_FORMAT,
     OPT_OAUTH2_CAFILE,
     OPT_OAUTH2_CLIENT_ID,
@@ -27,7 +28,11 @@ enum {
     OPT_PASSWORD_COMMAND,
     OPT_PASSWORD_FILE,
     OPT_PROVIDER,
+    OPT_STATS,
+    OPT_STOPWORDS,
     OPT_SUMMARY_JSON,
+    OPT_TOP,
+    OPT_TZ,
 };
 
 /* Sorted by long name. */
@@ -38,6 +43,7 @@ static const struct option options[] = {
     {"cafile", required_argument, NULL, OPT_CAFILE},
     {"chunks", required_argument, NULL, 'c'},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"csv", required_argument, NULL, OPT_CSV},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"help", no_argument, NULL, 'h'},
     {"limit", required_argument, NULL, 'l'},
@@ -56,8 +62,12 @@ static const struct option options[] = {
     {"provider", required_argument, NULL, OPT_PROVIDER},
     {"quiet", no_argument, NULL, 'q'},
     {"server", required_argument, NULL, 's'},
+    {"stats", no_argument, NULL, OPT_STATS},
+    {"stopwords", required_argument, NULL, OPT_STOPWORDS},
     {"summary-json", required_argument, NULL, OPT_SUMMARY_JSON},
     {"timeout", required_argument, NULL, 't'},
+    {"top", required_argument, NULL, OPT_TOP},
+    {"tz", required_argument, NULL, OPT_TZ},
     {"user", required_argument, NULL, 'u'},
     {"verbose", no_argument, NULL, 'v'},
     {"version", no_argument, NULL, 'V'},
@@ -98,6 +108,10 @@ void mg_cli_usage(FILE *f)
           "                             ~/.config/mailgrab/config if it exists)\n"
           "      --account NAME         run only this account of the config file\n"
           "      --summary-json FILE    write a machine-readable summary of the run\n"
+          "      --stats                analyse what was downloaded (in a separate\n"
+          "                             process, while downloading) and print tables\n"
+          "      --csv FILE|-           write those statistics as CSV\n"
+          "      --top N, --tz ZONE, --stopwords FILE   as for mailgrab stats\n"
           "  -q, --quiet                print errors only\n"
           "  -v, --verbose              say what happens (repeat for more)\n"
           "  -h, --help                 this text\n"
@@ -237,6 +251,23 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
             break;
         case OPT_SUMMARY_JSON:
             o->summary_json = optarg;
+            break;
+        case OPT_STATS:
+            o->stats = true;
+            break;
+        case OPT_CSV:
+            o->csv = optarg;
+            break;
+        case OPT_TOP:
+            if (!parse_num(optarg, 1, 100000, &v))
+                return mg_error_set(err, MG_E_USAGE, "--top wants a number from 1 to 100000");
+            o->top = v;
+            break;
+        case OPT_TZ:
+            o->tz = optarg;
+            break;
+        case OPT_STOPWORDS:
+            o->stopwords = optarg;
             break;
         case OPT_PASSWORD:
             return mg_error_set(err, MG_E_USAGE,

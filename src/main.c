@@ -1,8 +1,10 @@
 /*
  * main.c - the story of one mailgrab run:
- * parse options -> load the config file -> choose the accounts -> for each:
- * read its password, back it up (backup.c) -> write the summary -> exit with
- * a code that says what happened.
+ * parse options -> fork the analyzer (--stats/--csv) -> load the config file
+ * -> choose the accounts -> for each: get its credentials, back it up
+ * (backup.c), feeding each stored message to the analyzer -> print the
+ * statistics -> write the summary -> exit with a code that says what
+ * happened.
  */
 #include <limits.h>
 #include <signal.h>
@@ -22,6 +24,8 @@
 #include "mailgrab/login_cmd.h"
 #include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
+#include "mailgrab/analyzer.h"
+#include "mailgrab/stats.h"
 #include "mailgrab/stats_cmd.h"
 
 #ifndef MAILGRAB_VERSION
@@ -102,8 +106,27 @@ static void drop_creds(struct mg_creds *cr)
     memset(cr, 0, sizeof(*cr));
 }
 
+/* Each committed message goes to the analyzer process, if there is one. */
+struct feed {
+    struct mg_analyzer *an;
+    bool broken;
+};
+
+static void feed_stored(void *ctx, uint32_t uid, const char *path)
+{
+    struct feed *f = ctx;
+    struct mg_error err;
+    if (f->an == NULL || f->broken)
+        return;
+    if (mg_analyzer_feed(f->an, path, &err) != MG_OK) {
+        /* Statistics are a bonus: the backup goes on without them. */
+        mg_warn("%s; statistics will be incomplete", err.msg);
+        f->broken = true;
+    }
+}
+
 static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
-                                const char *env_password, struct mg_report *rep)
+                                const char *env_password, struct feed *feed, struct mg_report *rep)
 {
     struct mg_account a = *acct;
     struct mg_error err;
@@ -126,7 +149,8 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
         drop_creds(&cr);
         return rc;
     }
-    rc = mg_backup_account(&a, &cr, o->limit, NULL, rep);
+    struct mg_backup_hooks hooks = {feed_stored, feed};
+    rc = mg_backup_account(&a, &cr, o->limit, &hooks, rep);
     if (cr.oauth != NULL)
         mg_info("%s: %lu OAuth2 token refresh%s", a.name, mg_oauth2_refreshes(cr.oauth),
                 mg_oauth2_refreshes(cr.oauth) == 1 ? "" : "es");
@@ -165,6 +189,16 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0);
     umask(077);
 
+    /* The analyzer is forked first, before any thread, TLS context or
+     * credential exists in this process. */
+    struct feed feed = {NULL, false};
+    if (o.stats || o.csv != NULL) {
+        struct mg_analyzer_opts ao = {o.stopwords, o.tz, 0};
+        if (mg_analyzer_start(&ao, &feed.an, &err) != MG_OK) {
+            mg_err("%s", err.msg);
+            return err.code;
+        }
+    }
     char *env_password = mg_password_take_env();
     struct mg_config cfg;
     char path[PATH_MAX];
@@ -173,6 +207,7 @@ int main(int argc, char **argv)
     if (mg_config_load(o.config ? o.config : path, o.config != NULL, &cfg, &err) != MG_OK) {
         mg_err("%s", err.msg);
         mg_password_free(env_password);
+        mg_analyzer_destroy(feed.an);
         return err.code;
     }
     struct mg_account *accounts = NULL;
@@ -181,6 +216,7 @@ int main(int argc, char **argv)
         mg_err("%s", err.msg);
         mg_config_finish(&cfg);
         mg_password_free(env_password);
+        mg_analyzer_destroy(feed.an);
         return err.code;
     }
 
@@ -189,11 +225,25 @@ int main(int argc, char **argv)
     for (size_t i = 0; reps != NULL && i < n; i++) {
         /* One failing account does not stop the others; the first failure
          * gives the exit code. */
-        enum mg_code rc = run_account(&accounts[i], &o, env_password, &reps[i]);
+        enum mg_code rc = run_account(&accounts[i], &o, env_password, &feed, &reps[i]);
         if (rc != MG_OK && exit_code == MG_OK)
             exit_code = rc;
         if (rc == MG_E_INTERRUPTED)
             break;
+    }
+    if (feed.an != NULL) {
+        struct mg_stats st;
+        mg_stats_init(&st);
+        enum mg_code src = mg_analyzer_finish(feed.an, &st, &err);
+        if (src == MG_OK)
+            src = mg_stats_output(&st, o.csv, o.stats, (size_t)o.top, &err);
+        if (src != MG_OK) {
+            mg_err("%s", err.msg);
+            if (exit_code == MG_OK)
+                exit_code = src;
+        }
+        mg_stats_finish(&st);
+        mg_analyzer_destroy(feed.an);
     }
     if (o.summary_json != NULL && reps != NULL &&
         mg_summary_write(o.summary_json, reps, n, exit_code, &err) != MG_OK) {

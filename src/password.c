@@ -153,6 +153,11 @@ char *mg_password_take_env(void)
     return copy;
 }
 
+void mg_password_forget_env(void)
+{
+    mg_password_free(mg_password_take_env());
+}
+
 enum mg_code mg_password_get(const char *file, const char *command, const char *env,
                              const char *user, const char *host, char **out, struct mg_error *err)
 {

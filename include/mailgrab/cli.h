@@ -26,7 +26,12 @@ struct mg_options {
     const char *config;     /* --config, NULL: the default path if it exists */
     const char *account;    /* --account, NULL: every account */
     const char *summary_json;
-    unsigned long limit; /* 0: no limit */
+    bool stats;            /* --stats: print statistics tables at the end */
+    const char *csv;       /* --csv FILE|-: statistics as CSV */
+    unsigned long top;     /* --top N: rows per table, 0 default */
+    const char *tz;        /* --tz ZONE for hours and weekdays */
+    const char *stopwords; /* --stopwords FILE */
+    unsigned long limit;   /* 0: no limit */
     enum mg_verbosity verbosity;
 };
 

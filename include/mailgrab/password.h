@@ -17,6 +17,10 @@
 /* Remove MAILGRAB_PASSWORD from the environment; return a copy or NULL. */
 char *mg_password_take_env(void);
 
+/* Wipe and remove MAILGRAB_PASSWORD without keeping it: for a forked child
+ * (the analyzer) that must hold no secret. */
+void mg_password_forget_env(void);
+
 /* env: what mg_password_take_env returned (borrowed), or NULL. */
 enum mg_code mg_password_get(const char *file, const char *command, const char *env,
                              const char *user, const char *host, char **out, struct mg_error *err);
