@@ -252,6 +252,8 @@ class Dovecot:
 
     def start(self, timeout=10.0):
         os.chmod(self.root, 0o755)  # mail processes run as the mail user
+        if os.geteuid() == 0:
+            self._check_reachable()
         make_pki(self.pki)
         with open(os.path.join(self.root, "users"), "w") as f:
             for user, password in self.users.items():
@@ -289,6 +291,17 @@ class Dovecot:
             self.stop()
             raise
         return self
+
+    def _check_reachable(self):
+        path = os.path.dirname(os.path.abspath(self.root))
+        while True:
+            if not os.stat(path).st_mode & 0o001:
+                raise DovecotError(
+                    f"{path} is not searchable by others (chmod o+x): Dovecot's mail "
+                    f"processes run as {MAIL_USER} and must reach {self.root}")
+            if path == "/":
+                return
+            path = os.path.dirname(path)
 
     def _make_maildir(self, user):
         home = os.path.join(self.root, "mail", user)
