@@ -209,6 +209,25 @@ def _signal_group(pgid, sig):
         return True
 
 
+def group_members(pgid):
+    """Pids of live (non-zombie) processes in process group pgid.
+
+    Orphaned Dovecot helpers are reparented to pid 1, which in a container may
+    never reap them; a zombie is dead, so it does not count."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(name))
+    return pids
+
+
 class DovecotError(RuntimeError):
     pass
 
@@ -274,10 +293,10 @@ class Dovecot:
                 client_limit=max(1000, 5 * self.max_connections)))
         args = ["dovecot", "-c", self.conf]
         if self.foreground:
-            self.proc = subprocess.Popen(args + ["-F"], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL,
-                                         stderr=open(os.path.join(self.root, "dovecot.stderr"), "wb"),
-                                         start_new_session=True)
+            with open(os.path.join(self.root, "dovecot.stderr"), "wb") as err:
+                self.proc = subprocess.Popen(args + ["-F"], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=err,
+                                             start_new_session=True)
         else:
             # The daemon's children inherit stdout/stderr: give them a file,
             # not a pipe we would wait on forever.
@@ -379,10 +398,11 @@ class Dovecot:
                 while time.monotonic() < deadline:
                     if self.proc is not None:
                         self.proc.poll()  # reap the master so the group can empty
-                    if not _signal_group(pgid, 0):
+                    if not group_members(pgid):
                         break
                     time.sleep(0.01)
-                _signal_group(pgid, signal.SIGKILL)
+                if group_members(pgid):
+                    _signal_group(pgid, signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait()
             self.proc = None
