@@ -72,14 +72,15 @@ class Base(unittest.TestCase):
         self.assertEqual(res.returncode, code,
                          f"expected exit {code}, got {res.returncode}" + res.describe())
 
-    def stored(self, out, mailbox="INBOX"):
+    def stored(self, out, res, mailbox="INBOX"):
         """{uid: bytes} of the .eml files mailgrab wrote."""
         box = os.path.join(out, mailbox)
+        self.assertTrue(os.path.isdir(box), f"mailgrab created no {box}" + res.describe())
         got = {}
         for name in os.listdir(box):
             if name.endswith(".eml") and not name.startswith("."):
                 stem = name[:-4]
-                self.assertTrue(stem.isdigit(), f"unexpected file name {name}")
+                self.assertTrue(stem.isdigit(), f"unexpected file name {name}" + res.describe())
                 with open(os.path.join(box, name), "rb") as f:
                     got[int(stem)] = f.read()
         return got
@@ -93,7 +94,7 @@ class Base(unittest.TestCase):
         self.assertEqual(leftovers, [], "temporary files left behind" + res.describe())
 
     def assertAllIdentical(self, out, res, uids=None):
-        got = self.stored(out)
+        got = self.stored(out, res)
         want = ref if uids is None else {u: ref[u] for u in uids}
         self.assertEqual(sorted(got), sorted(want),
                          f"stored UIDs differ: missing {sorted(set(want) - set(got))[:20]}, "
@@ -127,6 +128,7 @@ class TestDownload(Base):
         out = self.out_dir()
         res = self.mailgrab("--chunks", "4", "--limit", "20", output=out)
         self.assertExit(res, EXIT_OK)
+        self.assertEqual(len(self.stored(out, res)), 20, res.describe())
         for dirpath, dirnames, filenames in os.walk(out):
             mode = stat.S_IMODE(os.stat(dirpath).st_mode)
             self.assertEqual(mode, 0o700, f"directory {dirpath} has mode {mode:o}" + res.describe())
@@ -139,7 +141,7 @@ class TestDownload(Base):
         out = self.out_dir()
         res = self.mailgrab("--limit", "7", "--chunks", "4", output=out)
         self.assertExit(res, EXIT_OK)
-        got = self.stored(out)
+        got = self.stored(out, res)
         self.assertEqual(len(got), 7, f"stored {sorted(got)}" + res.describe())
         self.assertAllIdentical(out, res, uids=got.keys())
         self.assertNoTempFiles(out, res)
@@ -149,14 +151,14 @@ class TestDownload(Base):
         res = self.mailgrab("--limit", "3", output=out, password_file_="",
                             env={"MAILGRAB_PASSWORD": server.password("alice")})
         self.assertExit(res, EXIT_OK)
-        self.assertEqual(len(self.stored(out)), 3, res.describe())
+        self.assertEqual(len(self.stored(out, res)), 3, res.describe())
 
     def test_password_command(self):
         out = self.out_dir()
         res = self.mailgrab("--limit", "3", "--password-command", f"cat {password_file}",
                             output=out, password_file_="")
         self.assertExit(res, EXIT_OK)
-        self.assertEqual(len(self.stored(out)), 3, res.describe())
+        self.assertEqual(len(self.stored(out, res)), 3, res.describe())
 
     def test_password_not_in_argv(self):
         """No process of the run (mailgrab or a helper it forks) shows the password in argv."""
@@ -177,6 +179,7 @@ class TestDownload(Base):
         out = self.out_dir()
         res = self.mailgrab("--chunks", "4", output=out, watch=watch)
         self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res)
         self.assertTrue(seen, "never saw the mailgrab process")
         pw = server.password("alice").encode()
         leaks = [c for c in seen if pw in c]
