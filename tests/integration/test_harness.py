@@ -136,10 +136,17 @@ class TestProxy(unittest.TestCase):
     def test_close_after(self):
         def chatter(port):
             m = imaplib.IMAP4(server.host, port)
-            m.login("alice", "secret")
-            for _ in range(100):  # a few hundred bytes each
-                m.capability()
-            m.logout()
+            try:
+                m.login("alice", "secret")
+                for _ in range(100):  # a few hundred bytes each
+                    m.capability()
+                m.logout()
+            except (imaplib.IMAP4.abort, OSError):
+                try:
+                    m.shutdown()
+                except OSError:
+                    pass
+                raise
 
         with tools.Proxy(server.host, server.imap_port, "--close-after", "5000",
                          "--fault-conn", "2") as p:
