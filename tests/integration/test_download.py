@@ -7,6 +7,7 @@ MG_TEST_BIG and MG_TEST_BIG_MB shrink or grow the corpus (defaults 520, 3, 3).
 """
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -186,6 +187,65 @@ class TestDownload(Base):
         self.assertEqual(leaks, [], "password visible in a process's argv" + res.describe())
         self.assertNotIn(server.password("alice"), res.stderr + res.stdout,
                          "password printed" + res.describe())
+
+
+    def test_mtime_is_internaldate(self):
+        out = self.out_dir()
+        res = self.mailgrab("--chunks", "4", "--limit", "50", output=out)
+        self.assertExit(res, EXIT_OK)
+        dates = reference.internaldates(server)
+        got = self.stored(out, res)
+        self.assertEqual(len(got), 50, res.describe())
+        wrong = {}
+        for uid in got:
+            mtime = int(os.stat(os.path.join(out, "INBOX", f"{uid}.eml")).st_mtime)
+            if mtime != dates[uid]:
+                wrong[uid] = (mtime, dates[uid])
+        self.assertEqual(wrong, {}, "file mtime != INTERNALDATE (uid: (mtime, "
+                         "internaldate))" + res.describe())
+
+
+class TestIncremental(Base):
+    """A second run into the same directory fetches only the new messages.
+
+    Uses user bob with his own small corpus, so the shared corpus stays as is."""
+
+    def test_second_run_fetches_only_new(self):
+        user, path = "bob", os.path.join(workdir, "bob-expected.json")
+        corpus.generate(server.maildir(user), 40, path, seed=5, big=0, server=server)
+        pw = tools.write_secret(workdir, server.password(user))
+        out = self.out_dir()
+        res = self.mailgrab("--chunks", "4", output=out, password_file_=pw, user=user)
+        self.assertExit(res, EXIT_OK)
+        first = self.stored(out, res)
+        self.assertEqual(len(first), 40, res.describe())
+        inodes = {u: os.stat(os.path.join(out, "INBOX", f"{u}.eml")).st_ino for u in first}
+
+        corpus.add_messages(server.maildir(user), 6, path, seed=5, server=server)
+        mark = server.log_size()
+        res = self.mailgrab("--chunks", "4", output=out, password_file_=pw, user=user)
+        self.assertExit(res, EXIT_OK)
+        # Dovecot counts the bodies each session sent (body_count=N on logout);
+        # its log process writes asynchronously, so wait for every logout.
+        deadline = time.monotonic() + 5
+        while True:
+            log = server.log_since(mark)
+            logins = log.count("Login: user=<bob>")
+            ends = len(re.findall(r"imap\(bob\).*?Disconnected", log))
+            if (logins and ends >= logins) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        bodies = sum(int(n) for n in re.findall(
+            r"imap\(bob\).*?Disconnected.*? body_count=(\d+)", log))
+        self.assertEqual(bodies, 6, "the second run fetched other than the 6 new "
+                         "bodies; Dovecot log:\n" + log + res.describe())
+        want = reference.fetch_all(server, user=user)
+        got = self.stored(out, res)
+        self.assertEqual(len(want), 46)
+        self.assertEqual(got, want, "second run did not leave exactly the server's "
+                         "46 messages" + res.describe())
+        again = {u: os.stat(os.path.join(out, "INBOX", f"{u}.eml")).st_ino for u in first}
+        self.assertEqual(again, inodes, "old messages were rewritten" + res.describe())
 
 
 class TestErrors(Base):
