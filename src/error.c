@@ -6,6 +6,9 @@
 #include <string.h>
 
 static enum mg_code vset(struct mg_error *err, enum mg_code code, enum mg_retry retry,
+                         const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static enum mg_code vset(struct mg_error *err, enum mg_code code, enum mg_retry retry,
                          const char *fmt, va_list ap)
 {
     if (err == NULL)
@@ -47,19 +50,32 @@ void mg_error_clear(struct mg_error *err)
 const char *mg_code_name(enum mg_code code)
 {
     switch (code) {
-    case MG_OK: return "ok";
-    case MG_E_PARTIAL: return "partial";
-    case MG_E_USAGE: return "usage";
-    case MG_E_CONNECT: return "connect";
-    case MG_E_TLS: return "tls";
-    case MG_E_AUTH: return "auth";
-    case MG_E_MAILBOX: return "mailbox";
-    case MG_E_IO: return "io";
-    case MG_E_PROTOCOL: return "protocol";
-    case MG_E_LOCKED: return "locked";
-    case MG_E_OAUTH: return "oauth";
-    case MG_E_INTERNAL: return "internal";
-    case MG_E_INTERRUPTED: return "interrupted";
+    case MG_OK:
+        return "ok";
+    case MG_E_PARTIAL:
+        return "partial";
+    case MG_E_USAGE:
+        return "usage";
+    case MG_E_CONNECT:
+        return "connect";
+    case MG_E_TLS:
+        return "tls";
+    case MG_E_AUTH:
+        return "auth";
+    case MG_E_MAILBOX:
+        return "mailbox";
+    case MG_E_IO:
+        return "io";
+    case MG_E_PROTOCOL:
+        return "protocol";
+    case MG_E_LOCKED:
+        return "locked";
+    case MG_E_OAUTH:
+        return "oauth";
+    case MG_E_INTERNAL:
+        return "internal";
+    case MG_E_INTERRUPTED:
+        return "interrupted";
     }
     return "unknown";
 }

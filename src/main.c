@@ -1,5 +1,208 @@
-/* main.c - placeholder until the pipeline lands */
-int main(void)
+/*
+ * main.c - the story of one mailgrab run:
+ * parse options -> load the config file -> choose the accounts -> for each:
+ * read its password, back it up (backup.c) -> write the summary -> exit with
+ * a code that says what happened.
+ */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mailgrab/backup.h"
+#include "mailgrab/cli.h"
+#include "mailgrab/config.h"
+#include "mailgrab/error.h"
+#include "mailgrab/imap.h"
+#include "mailgrab/log.h"
+#include "mailgrab/login_cmd.h"
+#include "mailgrab/oauth2.h"
+#include "mailgrab/password.h"
+
+#ifndef MAILGRAB_VERSION
+#define MAILGRAB_VERSION "unknown"
+#endif
+
+/* Which accounts this run backs up, each merged as defaults < [defaults] <
+ * [account] < command line. */
+static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_config *cfg,
+                                    struct mg_account **out, size_t *n, struct mg_error *err)
 {
-    return 0;
+    size_t want = 1;
+    bool from_config = cfg->naccounts > 0 && o->over.server == NULL;
+    if (o->account != NULL) {
+        from_config = true;
+        want = 1;
+    } else if (from_config) {
+        want = cfg->naccounts;
+    }
+    struct mg_account *v = calloc(want, sizeof(*v));
+    if (v == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; from_config && i < cfg->naccounts; i++) {
+        if (o->account != NULL && strcmp(cfg->accounts[i].name, o->account) != 0)
+            continue;
+        mg_account_init(&v[k], cfg->accounts[i].name);
+        mg_account_merge(&v[k], &cfg->defaults);
+        mg_account_merge(&v[k], &cfg->accounts[i]);
+        mg_account_merge(&v[k], &o->over);
+        k++;
+    }
+    if (o->account != NULL && k == 0) {
+        free(v);
+        return mg_error_set(err, MG_E_USAGE, "no [account %s] in %s", o->account,
+                            cfg->path[0] ? cfg->path : "the config file");
+    }
+    if (!from_config) {
+        mg_account_init(&v[0], "command line");
+        mg_account_merge(&v[0], &cfg->defaults);
+        mg_account_merge(&v[0], &o->over);
+        k = 1;
+    }
+    *out = v;
+    *n = k;
+    return MG_OK;
+}
+
+/* Credentials for one account: a password, or a shared OAuth2 token source. */
+static enum mg_code get_creds(const struct mg_account *a, const char *env_password,
+                              struct mg_creds *cr, struct mg_error *err)
+{
+    memset(cr, 0, sizeof(*cr));
+    cr->user = a->user;
+    cr->auth = (enum mg_auth)a->auth;
+    if (cr->auth == MG_AUTH_PASSWORD) {
+        char *pw = NULL;
+        enum mg_code rc = mg_password_get(a->password_file, a->password_command, env_password,
+                                          a->user, a->server, &pw, err);
+        cr->password = pw;
+        return rc;
+    }
+    struct mg_oauth2_cfg oc = {
+        .token_url = a->oauth2_token_url,
+        .client_id = a->oauth2_client_id,
+        .client_secret_file = a->oauth2_client_secret_file,
+        .refresh_token_file = a->oauth2_refresh_token_file,
+        .token_command = a->oauth2_token_command,
+        .cafile = a->oauth2_cafile,
+    };
+    return mg_oauth2_create(&oc, &cr->oauth, err);
+}
+
+static void drop_creds(struct mg_creds *cr)
+{
+    mg_password_free((char *)cr->password);
+    mg_oauth2_destroy(cr->oauth);
+    memset(cr, 0, sizeof(*cr));
+}
+
+static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
+                                const char *env_password, struct mg_report *rep)
+{
+    struct mg_account a = *acct;
+    struct mg_error err;
+    mg_error_clear(&err);
+    memset(rep, 0, sizeof(*rep));
+    rep->account = acct->name;
+    rep->server = acct->server;
+    rep->user = acct->user;
+    struct mg_creds cr;
+    memset(&cr, 0, sizeof(cr));
+    enum mg_code rc = mg_account_finish(&a, &err);
+    if (rc == MG_OK) {
+        rep->server = a.server;
+        rc = get_creds(&a, env_password, &cr, &err);
+    }
+    if (rc != MG_OK) {
+        mg_err("%s", err.msg);
+        rep->code = rc;
+        snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
+        drop_creds(&cr);
+        return rc;
+    }
+    rc = mg_backup_account(&a, &cr, o->limit, NULL, rep);
+    if (cr.oauth != NULL)
+        mg_info("%s: %lu OAuth2 token refresh%s", a.name, mg_oauth2_refreshes(cr.oauth),
+                mg_oauth2_refreshes(cr.oauth) == 1 ? "" : "es");
+    drop_creds(&cr);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct mg_options o;
+    struct mg_error err;
+    mg_error_clear(&err);
+
+    if (argc > 1 && strcmp(argv[1], "login") == 0)
+        return mg_login_main(argc - 1, argv + 1);
+    if (mg_cli_parse(argc, argv, &o, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        return MG_E_USAGE;
+    }
+    if (o.action == MG_HELP) {
+        mg_cli_usage(stdout);
+        return 0;
+    }
+    if (o.action == MG_VERSION) {
+        printf("mailgrab %s\n", MAILGRAB_VERSION);
+        return 0;
+    }
+    mg_log_set_level(o.verbosity);
+    mg_progress_enable(o.verbosity >= MG_NORMAL && isatty(STDERR_FILENO));
+
+    /* A server closing first must not kill us; secrets stay out of cores;
+     * everything we create is private. */
+    signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_DUMPABLE, 0);
+    umask(077);
+
+    char *env_password = mg_password_take_env();
+    struct mg_config cfg;
+    char path[PATH_MAX];
+    if (o.config == NULL)
+        mg_config_default_path(path, sizeof(path));
+    if (mg_config_load(o.config ? o.config : path, o.config != NULL, &cfg, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        mg_password_free(env_password);
+        return err.code;
+    }
+    struct mg_account *accounts = NULL;
+    size_t n = 0;
+    if (choose_accounts(&o, &cfg, &accounts, &n, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        mg_config_finish(&cfg);
+        mg_password_free(env_password);
+        return err.code;
+    }
+
+    struct mg_report *reps = calloc(n, sizeof(*reps));
+    int exit_code = reps ? MG_OK : MG_E_INTERNAL;
+    for (size_t i = 0; reps != NULL && i < n; i++) {
+        /* One failing account does not stop the others; the first failure
+         * gives the exit code. */
+        enum mg_code rc = run_account(&accounts[i], &o, env_password, &reps[i]);
+        if (rc != MG_OK && exit_code == MG_OK)
+            exit_code = rc;
+        if (rc == MG_E_INTERRUPTED)
+            break;
+    }
+    if (o.summary_json != NULL && reps != NULL &&
+        mg_summary_write(o.summary_json, reps, n, exit_code, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        if (exit_code == MG_OK)
+            exit_code = err.code;
+    }
+    for (size_t i = 0; reps != NULL && i < n; i++)
+        mg_report_finish(&reps[i]);
+    free(reps);
+    free(accounts);
+    mg_config_finish(&cfg);
+    mg_password_free(env_password);
+    return exit_code;
 }

@@ -1,0 +1,81 @@
+/*
+ * config.h - accounts: from the config file, the command line, and defaults.
+ *
+ * Owns the INI file format (parsed by libinih): [defaults] and
+ * [account NAME] sections, their keys, value checks, and errors that name
+ * file:line. An mg_account holds what one backup needs; unset fields are
+ * NULL / 0 / -1 so that layers merge in order: built-in defaults < [defaults]
+ * < [account NAME] < command line.
+ *
+ * Memory: mg_config owns every string its accounts point to; an account
+ * built by merging borrows from its sources. Not thread-safe.
+ */
+#ifndef MAILGRAB_CONFIG_H
+#define MAILGRAB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mailgrab/error.h"
+
+#define MG_MAX_MAILBOXES 256
+
+struct mg_account {
+    const char *name; /* section name, or "command line" */
+    const char *server;
+    const char *port;
+    const char *user;
+    const char *password_file;
+    const char *password_command;
+    const char *output;
+    const char *cafile;
+    const char *mailboxes[MG_MAX_MAILBOXES];
+    size_t nmailboxes;
+    int all_mailboxes;    /* -1 unset */
+    int format;           /* enum mg_format, -1 unset */
+    unsigned chunks;      /* 0 unset */
+    unsigned timeout;     /* 0 unset */
+    int auth;             /* enum mg_auth, -1 unset */
+    const char *provider; /* "gmail", "outlook": fills server, port, token URL */
+    const char *oauth2_token_url;
+    const char *oauth2_client_id;
+    const char *oauth2_client_secret_file;
+    const char *oauth2_refresh_token_file;
+    const char *oauth2_token_command;
+    const char *oauth2_cafile; /* CA bundle for the token endpoint */
+};
+
+/* "password", "xoauth2", "oauthbearer" -> enum mg_auth; -1 if none. */
+int mg_auth_parse(const char *s, int *out);
+
+struct mg_config {
+    char path[4096];
+    struct mg_account defaults;
+    struct mg_account *accounts;
+    size_t naccounts;
+    char **strings; /* owned copies */
+    size_t nstrings, capstrings;
+};
+
+/* An account with every field unset. */
+void mg_account_init(struct mg_account *a, const char *name);
+
+/*
+ * Load path into cfg. A missing file is an error only when required (given
+ * with --config); otherwise cfg is left empty. A file readable by group or
+ * others is refused. Errors name file:line.
+ */
+enum mg_code mg_config_load(const char *path, bool required, struct mg_config *cfg,
+                            struct mg_error *err);
+void mg_config_finish(struct mg_config *cfg);
+
+/* $XDG_CONFIG_HOME/mailgrab/config, or ~/.config/mailgrab/config. */
+void mg_config_default_path(char *buf, size_t cap);
+
+/* Fields set in src override dst. Mailboxes are replaced as a whole. */
+void mg_account_merge(struct mg_account *dst, const struct mg_account *src);
+
+/* Fill what is still unset with built-in defaults; check what is required. */
+enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * imap.h - one IMAP session over a verified TLS stream (libetpan underneath).
+ *
+ * Owns: connecting and logging in, opening a mailbox read-only, listing UIDs
+ * with sizes, and fetching a set of messages as a stream of body pieces, all
+ * in bounded memory whatever the mailbox size. libetpan result codes become
+ * mg_code values here, with a message that says what to do.
+ *
+ * Memory: mg_imap_open returns a session owned by the caller, released with
+ * mg_imap_close. Strings in struct mg_server / mg_creds are borrowed.
+ * Thread-safety: a session is used by one thread at a time; mg_imap_cancel
+ * may be called from any other thread while the owner is blocked in I/O.
+ */
+#ifndef MAILGRAB_IMAP_H
+#define MAILGRAB_IMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mailgrab/error.h"
+#include "mailgrab/plan.h"
+#include "mailgrab/tls.h"
+
+struct mg_server {
+    const char *host;
+    const char *port;
+    int timeout_s; /* inactivity timeout for every network wait */
+    struct mg_tls_ctx *tls;
+};
+
+enum mg_auth { MG_AUTH_PASSWORD, MG_AUTH_XOAUTH2, MG_AUTH_OAUTHBEARER };
+
+struct mg_oauth2;
+
+struct mg_creds {
+    const char *user;
+    enum mg_auth auth;
+    const char *password;    /* MG_AUTH_PASSWORD; never logged */
+    struct mg_oauth2 *oauth; /* the OAuth mechanisms: one token source for all sessions */
+};
+
+struct mg_mailbox_info {
+    uint32_t uidvalidity;
+    uint32_t exists;
+    uint32_t uidnext;
+};
+
+/* Receives a fetch as it streams: body pieces of one message, then done()
+ * for it. A callback returning false aborts the fetch (its own error). */
+struct mg_fetch_sink {
+    void *ctx;
+    bool (*body)(void *ctx, const char *bytes, size_t len);
+    /* flags: the server's system flags as Maildir letters, e.g. "FS" */
+    bool (*done)(void *ctx, uint32_t uid, time_t internaldate, const char *flags);
+};
+
+struct mg_imap;
+
+enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
+                          struct mg_imap **out, struct mg_error *err);
+
+/* EXAMINE (read-only): nothing mailgrab does can change the server's flags. */
+enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
+                             struct mg_error *err);
+
+/* LIST "" "*": call each(name, ctx) for every selectable mailbox, with
+ * the name as the server sent it (modified UTF-7). */
+enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
+                               void *ctx, struct mg_error *err);
+
+/* Append every message's UID and RFC822.SIZE to out (unsorted). */
+enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err);
+
+/*
+ * UID FETCH the given UIDs (sorted) with BODY.PEEK[]; each message's bytes
+ * go to sink->body in pieces, then sink->done. Messages the server does not
+ * return are simply not reported: the caller compares. On MG_E_PROTOCOL the
+ * session is out of step and must be closed.
+ */
+enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
+                           const struct mg_fetch_sink *sink, struct mg_error *err);
+
+void mg_imap_cancel(struct mg_imap *s);
+
+/* polite: send LOGOUT first (only on a healthy session). Accepts NULL. */
+void mg_imap_close(struct mg_imap *s, bool polite);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * log.h - what mailgrab says on stderr.
+ *
+ * Owns the verbosity level and the single progress line. Messages are one line
+ * each, prefixed "mailgrab: ". Nothing that reaches this module may contain a
+ * secret: callers pass user names and host names, never passwords or tokens.
+ *
+ * Thread-safety: all functions may be called from any thread; lines from
+ * different threads never interleave.
+ */
+#ifndef MAILGRAB_LOG_H
+#define MAILGRAB_LOG_H
+
+#include <stdbool.h>
+
+enum mg_verbosity {
+    MG_QUIET = 0,   /* errors only */
+    MG_NORMAL = 1,  /* errors and warnings */
+    MG_VERBOSE = 2, /* also what happens, step by step */
+    MG_DEBUG = 3,   /* also per-batch detail */
+};
+
+void mg_log_set_level(enum mg_verbosity level);
+enum mg_verbosity mg_log_level(void);
+
+void mg_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mg_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Progress line: drawn only when enabled (stderr is a terminal and not quiet).
+ * mg_progress_show redraws it in place; mg_progress_end clears it. */
+void mg_progress_enable(bool on);
+bool mg_progress_enabled(void);
+void mg_progress_show(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mg_progress_end(void);
+
+#endif

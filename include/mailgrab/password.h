@@ -1,0 +1,28 @@
+/*
+ * password.h - where the password comes from, never argv.
+ *
+ * In order: --password-command (first line of its output), --password-file
+ * (first line; refused if group or others may read it), MAILGRAB_PASSWORD, a
+ * prompt without echo on the terminal. MAILGRAB_PASSWORD is taken out of the
+ * environment once (mg_password_take_env) so that no child inherits it, and
+ * serves every account that names no other source. The results are heap
+ * memory owned by the caller, released with mg_password_free (which wipes
+ * it). Not thread-safe.
+ */
+#ifndef MAILGRAB_PASSWORD_H
+#define MAILGRAB_PASSWORD_H
+
+#include "mailgrab/error.h"
+
+/* Remove MAILGRAB_PASSWORD from the environment; return a copy or NULL. */
+char *mg_password_take_env(void);
+
+/* env: what mg_password_take_env returned (borrowed), or NULL. */
+enum mg_code mg_password_get(const char *file, const char *command, const char *env,
+                             const char *user, const char *host, char **out, struct mg_error *err);
+void mg_password_free(char *pw);
+
+/* Refuse a secret file that group or others can read (a config file too). */
+enum mg_code mg_check_private(int fd, const char *path, struct mg_error *err);
+
+#endif

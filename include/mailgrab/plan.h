@@ -1,0 +1,85 @@
+/*
+ * plan.h - the list of messages to fetch and how it is shared among workers.
+ *
+ * Pure logic, no I/O. A mailbox listing becomes an mg_msglist (UID + size,
+ * sorted by UID). mg_plan splits it into contiguous chunks of about equal
+ * bytes, one per worker, and hands out batches: a worker takes from the front
+ * of its own chunk; when that is empty it steals the back half of the chunk
+ * with the most bytes left, so no worker idles while another has a long tail.
+ * Messages whose fetch failed are re-queued a bounded number of times.
+ *
+ * Memory: mg_msglist owns its array; mg_plan owns its chunk and retry arrays
+ * and borrows the msglist, which must outlive it.
+ * Thread-safety: none; the worker pool serialises calls with its own mutex.
+ */
+#ifndef MAILGRAB_PLAN_H
+#define MAILGRAB_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mg_msg {
+    uint32_t uid;
+    uint32_t size; /* RFC822.SIZE as listed; used for balancing and progress */
+};
+
+struct mg_msglist {
+    struct mg_msg *v;
+    size_t n;
+    size_t cap;
+};
+
+int mg_msglist_push(struct mg_msglist *l, uint32_t uid, uint32_t size);
+/* Sort by UID and drop duplicates (a server may repeat a FETCH response). */
+void mg_msglist_sort(struct mg_msglist *l);
+/* Keep only the messages for which keep(uid, ctx) is true, in order. */
+void mg_msglist_filter(struct mg_msglist *l, bool (*keep)(uint32_t uid, void *ctx), void *ctx);
+void mg_msglist_truncate(struct mg_msglist *l, size_t n);
+uint64_t mg_msglist_bytes(const struct mg_msglist *l);
+void mg_msglist_finish(struct mg_msglist *l);
+
+/*
+ * Write UIDs (sorted ascending) as an IMAP sequence set ("1:4,9,12:13") into
+ * buf. Returns how many UIDs were written; stops before buf would overflow.
+ */
+size_t mg_uidset_format(const uint32_t *uids, size_t n, char *buf, size_t cap);
+
+struct mg_chunk {
+    size_t lo, hi; /* indices into the msglist, [lo, hi) not yet handed out */
+    uint64_t bytes;
+};
+
+struct mg_plan {
+    const struct mg_msglist *msgs;
+    struct mg_chunk *chunks;
+    size_t nchunks;
+    size_t *retry; /* indices waiting for another attempt */
+    size_t nretry;
+    uint8_t *attempts; /* per message */
+    unsigned max_attempts;
+};
+
+/* Split msgs into nchunks byte-balanced contiguous chunks (nchunks >= 1). */
+int mg_plan_init(struct mg_plan *p, const struct mg_msglist *msgs, size_t nchunks,
+                 unsigned max_attempts);
+void mg_plan_finish(struct mg_plan *p);
+
+/*
+ * Hand worker w (< nchunks) up to max_n messages and about max_bytes (always
+ * at least one message when any is left). Indices go to out; returns count,
+ * 0 when nothing is left anywhere.
+ */
+size_t mg_plan_take(struct mg_plan *p, size_t w, size_t max_n, uint64_t max_bytes, size_t *out);
+
+/* Put message idx back for another try. Returns false when it has used all
+ * its attempts (the caller counts it as failed). */
+bool mg_plan_requeue(struct mg_plan *p, size_t idx);
+
+/* Put message idx back without spending an attempt (it was never sent). */
+void mg_plan_return(struct mg_plan *p, size_t idx);
+
+/* Messages not yet handed out. */
+size_t mg_plan_pending(const struct mg_plan *p);
+
+#endif

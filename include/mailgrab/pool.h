@@ -1,0 +1,73 @@
+/*
+ * pool.h - the worker pool: N threads, each with its own IMAP session,
+ * fetching one mailbox's planned messages into the store.
+ *
+ * Owns the threads, the plan's lock, retries and reconnects, cancellation on
+ * SIGINT/SIGTERM, and the progress line. Each failure is classified: a broken
+ * connection is reconnected and its batch re-queued (bounded attempts per
+ * message); a server limiting connections retires that worker while the
+ * others go on; a local I/O failure or a credential/certificate refusal stops
+ * the whole run. The calling thread waits in mg_pool_run and draws progress.
+ *
+ * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
+ * login), so a multi-folder backup never holds more than `workers` sessions.
+ *
+ * Memory: the pool borrows srv and creds; everything in struct mg_job is
+ * borrowed for the duration of the run.
+ * Thread-safety: the pool is driven by one thread; on_stored callbacks are
+ * serialised by the pool.
+ */
+#ifndef MAILGRAB_POOL_H
+#define MAILGRAB_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mailgrab/error.h"
+#include "mailgrab/imap.h"
+#include "mailgrab/plan.h"
+#include "mailgrab/store.h"
+
+struct mg_job {
+    const char *mailbox;  /* as sent to the server (modified UTF-7) */
+    uint32_t uidvalidity; /* every worker checks it matches */
+    struct mg_store *store;
+    const struct mg_msglist *msgs; /* sorted, only what is to be fetched */
+    size_t batch_msgs;             /* most messages per FETCH */
+    uint64_t batch_bytes;          /* about the most bytes per FETCH */
+    void (*on_stored)(void *ctx, uint32_t uid, const char *path);
+    void *ctx;
+};
+
+struct mg_job_result {
+    size_t stored;
+    size_t failed;   /* gave up after retries, or never attempted */
+    size_t vanished; /* the server no longer had them */
+    uint64_t bytes;
+    unsigned connections; /* sessions that took part */
+    double seconds;
+    bool interrupted;
+    struct mg_error fatal; /* code != MG_OK when the run was stopped */
+};
+
+struct mg_pool;
+
+/* No connection is made yet. workers >= 1 is the most sessions ever open. */
+enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
+                            unsigned workers, struct mg_pool **out, struct mg_error *err);
+
+/* The pool's first session, for LIST and listing; connected on demand. */
+enum mg_code mg_pool_control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err);
+
+/* EXAMINE mailbox on the first session and remember it is open there. */
+enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                             struct mg_error *err);
+
+/* Fetch job->msgs with up to `workers` sessions (fewer for few messages).
+ * Returns MG_OK, MG_E_PARTIAL, or the fatal code in res->fatal. */
+enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_job_result *res);
+
+/* Log out every session. Accepts NULL. */
+void mg_pool_destroy(struct mg_pool *p);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * store.h - messages on disk, written atomically, in one of two layouts:
+ *   eml:     OUTPUT/<mailbox>/<uid>.eml
+ *   maildir: OUTPUT/<mailbox>/{cur,new,tmp}/, names carrying ,U=<uid> and the
+ *            server's flags as :2,FLAGS
+ *
+ * Owns the output layout, the run lock, UIDVALIDITY generations and the
+ * durability protocol. Each mailbox directory records the UIDVALIDITY its
+ * UIDs belong to (.mailgrab-state, written before any message). When the
+ * server's UIDVALIDITY changes, nothing stored is touched: a new generation
+ * starts beside it, OUTPUT/<mailbox>%uidvalidity=<N>.
+ *
+ * A worker fills an mg_batch: each message goes to a hidden temp file
+ * (O_EXCL, O_NOFOLLOW, 0600; in tmp/ for Maildir), with its mtime set to the
+ * server's INTERNALDATE. mg_batch_commit then makes the whole batch durable
+ * with one file-system flush, renames every temp file to its final name, and
+ * flushes the directory once. A message counts as stored only once its final
+ * name exists; a run killed at any moment leaves only temp files, which the
+ * next run removes. Directories are 0700, files 0600.
+ *
+ * Memory: mg_store and mg_batch are created/destroyed by their owner; the
+ * store must outlive its batches. Paths passed in are borrowed.
+ * Thread-safety: an mg_store may be shared by threads (read-only after open);
+ * each mg_batch belongs to one thread.
+ */
+#ifndef MAILGRAB_STORE_H
+#define MAILGRAB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mailgrab/error.h"
+
+#define MG_TMP_PREFIX ".mg-tmp-"
+
+/*
+ * Create OUTPUT (0700) if needed and take its run lock: an exclusive flock on
+ * OUTPUT/.mailgrab.lock that the kernel drops when the process dies.
+ * Returns the lock fd in *fd; MG_E_LOCKED if another run holds it.
+ */
+enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err);
+
+struct mg_store;
+
+enum mg_format { MG_FORMAT_EML, MG_FORMAT_MAILDIR };
+
+/* "eml" / "maildir" -> format; -1 if neither. */
+int mg_format_parse(const char *s, enum mg_format *out);
+
+/*
+ * Open (creating 0700) the directory of OUTPUT/<component> for uidvalidity,
+ * remove stale temp files, and note which UIDs are already stored.
+ * component must be one safe path component (see mboxname.h). *new_generation
+ * is set when the server's UIDVALIDITY differs from what was stored before.
+ */
+enum mg_code mg_store_open(const char *output, const char *component, enum mg_format format,
+                           uint32_t uidvalidity, struct mg_store **out, bool *new_generation,
+                           struct mg_error *err);
+void mg_store_close(struct mg_store *st);
+
+/* Was uid already stored when the store was opened? */
+bool mg_store_has(const struct mg_store *st, uint32_t uid);
+size_t mg_store_count(const struct mg_store *st);
+const char *mg_store_dir(const struct mg_store *st);
+
+struct mg_batch;
+
+enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, struct mg_batch **out,
+                             struct mg_error *err);
+void mg_batch_destroy(struct mg_batch *b);
+
+/* Start a message's temp file; write its bytes; finish it as uid. */
+enum mg_code mg_batch_begin(struct mg_batch *b, struct mg_error *err);
+enum mg_code mg_batch_write(struct mg_batch *b, const char *bytes, size_t len,
+                            struct mg_error *err);
+/* flags: Maildir info letters (e.g. "FS"), sorted; ignored for eml. */
+enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const char *flags,
+                          struct mg_error *err);
+/* Throw away the message begun but not ended, if any. */
+void mg_batch_drop_current(struct mg_batch *b);
+bool mg_batch_in_message(const struct mg_batch *b);
+
+size_t mg_batch_count(const struct mg_batch *b);
+
+/* Make every ended message durable under its final name; on_stored is called
+ * for each (may be NULL). Afterwards the batch is empty. */
+enum mg_code mg_batch_commit(struct mg_batch *b,
+                             void (*on_stored)(void *ctx, uint32_t uid, const char *path),
+                             void *ctx, struct mg_error *err);
+/* Remove every temp file of the batch (after a failed fetch). */
+void mg_batch_discard(struct mg_batch *b);
+
+/* The layout this store writes. */
+enum mg_format mg_store_format(const struct mg_store *st);
+
+#endif

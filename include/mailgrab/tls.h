@@ -1,0 +1,44 @@
+/*
+ * tls.h - TCP + TLS transport for libetpan, built on OpenSSL.
+ *
+ * libetpan's own TLS verifies nothing, so mailgrab brings its own: one shared
+ * client context (TLS >= 1.2, the system CA store or --cafile, certificate and
+ * host name verification, SNI) and a libetpan mailstream_low driver doing
+ * non-blocking I/O with poll(), an inactivity timeout, and a cancel that works
+ * from any thread. The driver's read never returns 0: end of stream, timeout
+ * and cancel are all -1, because libetpan 1.9.4 spins on a 0 mid-literal.
+ *
+ * Memory: mg_tls_ctx is created once and destroyed after every stream using it
+ * is gone. A mailstream from mg_tls_connect belongs to its caller (normally
+ * handed to mailimap_connect, which then owns it).
+ * Thread-safety: mg_tls_ctx may be shared by all threads; a stream is used by
+ * one thread, except mg_tls_cancel, which may be called from any thread.
+ */
+#ifndef MAILGRAB_TLS_H
+#define MAILGRAB_TLS_H
+
+#include <libetpan/libetpan.h>
+
+#include "mailgrab/error.h"
+
+struct mg_tls_ctx;
+
+/* cafile NULL: the system CA store. */
+enum mg_code mg_tls_ctx_create(const char *cafile, struct mg_tls_ctx **out, struct mg_error *err);
+void mg_tls_ctx_destroy(struct mg_tls_ctx *ctx);
+
+/*
+ * Resolve host, connect to port within timeout_s, and complete a verified TLS
+ * handshake. Codes: MG_E_CONNECT (unknown host, refused, timeout), MG_E_TLS
+ * (handshake or verification failed; never retried).
+ */
+enum mg_code mg_tls_connect(struct mg_tls_ctx *ctx, const char *host, const char *port,
+                            int timeout_s, mailstream **out, struct mg_error *err);
+
+/* Wake a blocked read or write on s with an error; the stream is dead after. */
+void mg_tls_cancel(mailstream *s);
+
+/* Why the last read or write on s failed, as text for an error message. */
+const char *mg_tls_last_error(mailstream *s);
+
+#endif

@@ -1,0 +1,406 @@
+/* config.c - see include/mailgrab/config.h */
+#include "mailgrab/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "mailgrab/cli.h"
+#include "mailgrab/imap.h"
+#include "mailgrab/oauth2.h"
+#include "mailgrab/password.h"
+#include "mailgrab/store.h"
+
+void mg_account_init(struct mg_account *a, const char *name)
+{
+    memset(a, 0, sizeof(*a));
+    a->name = name;
+    a->all_mailboxes = -1;
+    a->format = -1;
+    a->auth = -1;
+}
+
+int mg_auth_parse(const char *s, int *out)
+{
+    if (strcmp(s, "password") == 0)
+        *out = MG_AUTH_PASSWORD;
+    else if (strcmp(s, "xoauth2") == 0)
+        *out = MG_AUTH_XOAUTH2;
+    else if (strcmp(s, "oauthbearer") == 0)
+        *out = MG_AUTH_OAUTHBEARER;
+    else
+        return -1;
+    return 0;
+}
+
+void mg_config_default_path(char *buf, size_t cap)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    if (xdg != NULL && xdg[0] == '/')
+        snprintf(buf, cap, "%s/mailgrab/config", xdg);
+    else
+        snprintf(buf, cap, "%s/.config/mailgrab/config", home ? home : ".");
+}
+
+struct parse {
+    struct mg_config *cfg;
+    struct mg_error *err;
+    FILE *f;
+    unsigned line;
+    struct mg_account *cur; /* NULL: before any section */
+    bool new_section;       /* a [header] line was read since the last key */
+    bool failed;
+};
+
+static bool fail_at(struct parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static bool fail_at(struct parse *ps, const char *fmt, ...)
+{
+    if (!ps->failed) {
+        char what[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        mg_error_set(ps->err, MG_E_USAGE, "%s:%u: %s", ps->cfg->path, ps->line, what);
+        ps->failed = true;
+    }
+    return false;
+}
+
+static const char *keep(struct parse *ps, const char *v)
+{
+    struct mg_config *c = ps->cfg;
+    char *copy;
+    const char *home = getenv("HOME");
+    if (v[0] == '~' && v[1] == '/' && home != NULL) {
+        size_t n = strlen(home) + strlen(v);
+        copy = malloc(n);
+        if (copy != NULL)
+            snprintf(copy, n, "%s%s", home, v + 1);
+    } else {
+        copy = strdup(v);
+    }
+    if (copy == NULL)
+        return NULL;
+    if (c->nstrings == c->capstrings) {
+        size_t cap = c->capstrings ? c->capstrings * 2 : 64;
+        char **s = reallocarray(c->strings, cap, sizeof(*s));
+        if (s == NULL) {
+            free(copy);
+            return NULL;
+        }
+        c->strings = s;
+        c->capstrings = cap;
+    }
+    c->strings[c->nstrings++] = copy;
+    return copy;
+}
+
+static bool parse_bool(const char *v, int *out)
+{
+    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on"))
+        *out = 1;
+    else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") ||
+             !strcasecmp(v, "off"))
+        *out = 0;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end;
+    if (v[0] < '0' || v[0] > '9')
+        return false;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno != 0 || *end != '\0' || n < min || n > max)
+        return false;
+    *out = n;
+    return true;
+}
+
+static struct mg_account *section_account(struct parse *ps, const char *section)
+{
+    struct mg_config *c = ps->cfg;
+    if (strcmp(section, "defaults") == 0)
+        return &c->defaults;
+    if (strncmp(section, "account ", 8) != 0 || section[8] == '\0') {
+        fail_at(ps, "unknown section [%s]; use [account NAME] or [defaults]", section);
+        return NULL;
+    }
+    const char *name = section + 8;
+    for (size_t i = 0; i < c->naccounts; i++)
+        if (strcmp(c->accounts[i].name, name) == 0) {
+            fail_at(ps, "account '%s' is defined twice", name);
+            return NULL;
+        }
+    struct mg_account *v = reallocarray(c->accounts, c->naccounts + 1, sizeof(*v));
+    if (v == NULL) {
+        fail_at(ps, "out of memory");
+        return NULL;
+    }
+    c->accounts = v;
+    const char *kept = keep(ps, name);
+    if (kept == NULL) {
+        fail_at(ps, "out of memory");
+        return NULL;
+    }
+    mg_account_init(&c->accounts[c->naccounts], kept);
+    return &c->accounts[c->naccounts++];
+}
+
+static int on_value(void *user, const char *section, const char *key, const char *value)
+{
+    struct parse *ps = user;
+    if (ps->failed)
+        return 0;
+    if (section[0] == '\0')
+        return fail_at(ps, "'%s' is outside any section; put it under [account NAME] or [defaults]",
+                       key);
+    if (ps->cur == NULL || ps->new_section) {
+        /* inih reports a section only through its keys (our reader sees the
+         * headers), so an empty section is simply absent, which is harmless. */
+        ps->new_section = false;
+        ps->cur = section_account(ps, section);
+        if (ps->cur == NULL)
+            return 0;
+    }
+    struct mg_account *a = ps->cur;
+    unsigned long n;
+    const char **str = NULL;
+    if (!strcmp(key, "server"))
+        str = &a->server;
+    else if (!strcmp(key, "user"))
+        str = &a->user;
+    else if (!strcmp(key, "password_file"))
+        str = &a->password_file;
+    else if (!strcmp(key, "password_command"))
+        str = &a->password_command;
+    else if (!strcmp(key, "output"))
+        str = &a->output;
+    else if (!strcmp(key, "cafile"))
+        str = &a->cafile;
+    else if (!strcmp(key, "oauth2_token_url"))
+        str = &a->oauth2_token_url;
+    else if (!strcmp(key, "oauth2_client_id"))
+        str = &a->oauth2_client_id;
+    else if (!strcmp(key, "oauth2_client_secret_file"))
+        str = &a->oauth2_client_secret_file;
+    else if (!strcmp(key, "oauth2_refresh_token_file"))
+        str = &a->oauth2_refresh_token_file;
+    else if (!strcmp(key, "oauth2_token_command"))
+        str = &a->oauth2_token_command;
+    else if (!strcmp(key, "oauth2_cafile"))
+        str = &a->oauth2_cafile;
+
+    if (str != NULL) {
+        if (value[0] == '\0')
+            return fail_at(ps, "'%s' needs a value", key);
+        if ((*str = keep(ps, value)) == NULL)
+            return fail_at(ps, "out of memory");
+    } else if (!strcmp(key, "port")) {
+        if (!parse_uint(value, 1, 65535, &n))
+            return fail_at(ps, "port must be a number from 1 to 65535, not '%s'", value);
+        a->port = keep(ps, value);
+    } else if (!strcmp(key, "mailbox")) {
+        if (value[0] == '\0')
+            return fail_at(ps, "'mailbox' needs a name");
+        if (a->nmailboxes == MG_MAX_MAILBOXES)
+            return fail_at(ps, "too many mailboxes (at most 256; use all_mailboxes)");
+        a->mailboxes[a->nmailboxes++] = keep(ps, value);
+    } else if (!strcmp(key, "all_mailboxes")) {
+        if (!parse_bool(value, &a->all_mailboxes))
+            return fail_at(ps, "all_mailboxes must be yes or no, not '%s'", value);
+    } else if (!strcmp(key, "chunks")) {
+        if (!parse_uint(value, 1, MG_MAX_CHUNKS, &n))
+            return fail_at(ps, "chunks must be a number from 1 to 64, not '%s'", value);
+        a->chunks = (unsigned)n;
+    } else if (!strcmp(key, "timeout")) {
+        if (!parse_uint(value, 1, 3600, &n))
+            return fail_at(ps, "timeout must be seconds from 1 to 3600, not '%s'", value);
+        a->timeout = (unsigned)n;
+    } else if (!strcmp(key, "format")) {
+        enum mg_format f;
+        if (mg_format_parse(value, &f) != 0)
+            return fail_at(ps, "format must be eml or maildir, not '%s'", value);
+        a->format = (int)f;
+    } else if (!strcmp(key, "auth")) {
+        if (mg_auth_parse(value, &a->auth) != 0)
+            return fail_at(ps, "auth must be password, xoauth2 or oauthbearer, not '%s'", value);
+    } else if (!strcmp(key, "provider")) {
+        if (mg_oauth2_provider(value) == NULL)
+            return fail_at(ps, "provider must be gmail or outlook, not '%s'", value);
+        a->provider = keep(ps, value);
+    } else if (!strcmp(key, "password")) {
+        return fail_at(ps, "passwords are not kept in the config file; use password_file or "
+                           "password_command");
+    } else {
+        return fail_at(ps, "unknown key '%s' in [%s]", key, section);
+    }
+    return 1;
+}
+
+/* Reads for inih and counts lines, so errors can name file:line. */
+static char *reader(char *str, int num, void *stream)
+{
+    struct parse *ps = stream;
+    char *r = fgets(str, num, ps->f);
+    if (r != NULL) {
+        ps->line++;
+        const char *p = r + strspn(r, " \t");
+        if (*p == '[')
+            ps->new_section = true;
+    }
+    return r;
+}
+
+enum mg_code mg_config_load(const char *path, bool required, struct mg_config *cfg,
+                            struct mg_error *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    mg_account_init(&cfg->defaults, "defaults");
+    snprintf(cfg->path, sizeof(cfg->path), "%s", path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (!required && errno == ENOENT)
+            return MG_OK;
+        return mg_error_set(err, MG_E_USAGE, "cannot read config file %s: %s", path,
+                            strerror(errno));
+    }
+    enum mg_code rc = mg_check_private(fd, path, err);
+    if (rc != MG_OK) {
+        close(fd);
+        return rc;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (f == NULL) {
+        close(fd);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    struct parse ps = {.cfg = cfg, .err = err, .f = f};
+    ini_allow_multiline = false; /* keeps line numbers exact */
+    int r = ini_parse_stream(reader, &ps, on_value, &ps);
+    fclose(f);
+    if (ps.failed) {
+        mg_config_finish(cfg);
+        return MG_E_USAGE;
+    }
+    if (r != 0) {
+        mg_config_finish(cfg);
+        return mg_error_set(err, MG_E_USAGE,
+                            "%s:%d: not a 'key = value' line or a [section] header", path,
+                            r > 0 ? r : 0);
+    }
+    return MG_OK;
+}
+
+void mg_config_finish(struct mg_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nstrings; i++)
+        free(cfg->strings[i]);
+    free(cfg->strings);
+    free(cfg->accounts);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
+{
+#define TAKE(f)                                                                                    \
+    if (src->f != NULL)                                                                            \
+    dst->f = src->f
+    TAKE(server);
+    TAKE(port);
+    TAKE(user);
+    TAKE(output);
+    TAKE(cafile);
+    TAKE(provider);
+    TAKE(oauth2_token_url);
+    TAKE(oauth2_client_id);
+    TAKE(oauth2_client_secret_file);
+    TAKE(oauth2_refresh_token_file);
+    TAKE(oauth2_token_command);
+    TAKE(oauth2_cafile);
+#undef TAKE
+    if (src->auth >= 0)
+        dst->auth = src->auth;
+    /* One password source wins as a whole, so a command given on the
+     * command line is not combined with a file from the config. */
+    if (src->password_file != NULL || src->password_command != NULL) {
+        dst->password_file = src->password_file;
+        dst->password_command = src->password_command;
+    }
+    if (src->nmailboxes > 0) {
+        memcpy(dst->mailboxes, src->mailboxes, src->nmailboxes * sizeof(src->mailboxes[0]));
+        dst->nmailboxes = src->nmailboxes;
+    }
+    if (src->all_mailboxes >= 0)
+        dst->all_mailboxes = src->all_mailboxes;
+    if (src->format >= 0)
+        dst->format = src->format;
+    if (src->chunks > 0)
+        dst->chunks = src->chunks;
+    if (src->timeout > 0)
+        dst->timeout = src->timeout;
+}
+
+enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
+{
+    const struct mg_oauth2_provider *pv = a->provider ? mg_oauth2_provider(a->provider) : NULL;
+    if (pv != NULL) {
+        if (a->server == NULL)
+            a->server = pv->imap_host;
+        if (a->port == NULL)
+            a->port = pv->imap_port;
+        if (a->oauth2_token_url == NULL)
+            a->oauth2_token_url = pv->token_url;
+    }
+    bool has_oauth = a->oauth2_token_command != NULL || a->oauth2_refresh_token_file != NULL;
+    if (a->auth < 0)
+        a->auth = has_oauth ? MG_AUTH_XOAUTH2 : MG_AUTH_PASSWORD;
+    if (a->auth != MG_AUTH_PASSWORD && a->oauth2_token_command == NULL &&
+        (a->oauth2_token_url == NULL || a->oauth2_client_id == NULL ||
+         a->oauth2_refresh_token_file == NULL))
+        return mg_error_set(err, MG_E_USAGE,
+                            "%s: OAuth2 needs --oauth2-token-command, or --oauth2-client-id and "
+                            "--oauth2-refresh-token-file with --provider or --oauth2-token-url "
+                            "(run mailgrab login to get a refresh token)",
+                            a->name);
+    if (a->port == NULL)
+        a->port = "993";
+    if (a->output == NULL)
+        a->output = ".";
+    if (a->chunks == 0)
+        a->chunks = 4;
+    if (a->timeout == 0)
+        a->timeout = 60;
+    if (a->format < 0)
+        a->format = MG_FORMAT_EML;
+    if (a->all_mailboxes < 0)
+        a->all_mailboxes = 0;
+    if (a->nmailboxes == 0 && !a->all_mailboxes) {
+        a->mailboxes[0] = "INBOX";
+        a->nmailboxes = 1;
+    }
+    if (a->server == NULL)
+        return mg_error_set(err, MG_E_USAGE,
+                            "%s: no server given: use --server HOST or a config file "
+                            "(try scripts/demo for a local one)",
+                            a->name);
+    if (a->user == NULL)
+        return mg_error_set(err, MG_E_USAGE, "%s: no user given: use --user NAME", a->name);
+    if (a->password_file != NULL && a->password_command != NULL)
+        return mg_error_set(err, MG_E_USAGE,
+                            "%s: give either a password file or a password command, not both",
+                            a->name);
+    return MG_OK;
+}

@@ -1,0 +1,575 @@
+/* imap.c - see include/mailgrab/imap.h */
+#include "mailgrab/imap.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libetpan/libetpan.h>
+
+#include "mailgrab/log.h"
+#include "mailgrab/oauth2.h"
+
+/* Exported by libetpan 1.9.4, whose mailimap_sender.h is not installed. They
+ * let mailgrab send AUTHENTICATE with an initial response (RFC 4959) for
+ * mechanisms libetpan does not know (OAUTHBEARER). */
+int mailimap_token_send(mailstream *fd, const char *atom);
+int mailimap_space_send(mailstream *fd);
+int mailimap_crlf_send(mailstream *fd);
+
+#define SASL_MAX (2 * MG_OAUTH2_TOKEN_MAX + 1024)
+
+struct mg_imap {
+    mailimap *imap;
+    const struct mg_server *srv;
+    /* Fetch state, valid during mg_imap_fetch. */
+    const struct mg_fetch_sink *sink;
+    bool in_body;    /* body pieces of the current message have begun */
+    bool sink_error; /* a sink callback asked to stop */
+};
+
+/* The server's last response text, bounded, for messages. */
+static const char *server_text(struct mg_imap *s)
+{
+    const char *t = s->imap ? s->imap->imap_response : NULL;
+    return (t != NULL && *t != '\0') ? t : "no reason given";
+}
+
+static enum mg_code stream_error(struct mg_imap *s, const char *doing, struct mg_error *err)
+{
+    return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW, "connection to %s lost while %s: %s",
+                          s->srv->host, doing, mg_tls_last_error(s->imap->imap_stream));
+}
+
+/* Map a libetpan failure that is not specific to one command. */
+static enum mg_code generic_error(struct mg_imap *s, int r, const char *doing, struct mg_error *err)
+{
+    if (r == MAILIMAP_ERROR_STREAM)
+        return stream_error(s, doing, err);
+    if (r == MAILIMAP_ERROR_MEMORY)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory while %s", doing);
+    return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                          "%s sent a response mailgrab cannot parse while %s (libetpan error %d)",
+                          s->srv->host, doing, r);
+}
+
+static bool text_has(const char *text, const char *what)
+{
+    return text != NULL && strstr(text, what) != NULL;
+}
+
+/* The server said NO to our credentials: a limit, or really a refusal? */
+static enum mg_code refused(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
+{
+    const char *t = server_text(s);
+    /* A server limiting connections or busy is not a bad password. */
+    if (text_has(t, "[LIMIT]") || text_has(t, "[UNAVAILABLE]") || text_has(t, "[INUSE]") ||
+        text_has(t, "Too many") || text_has(t, "Maximum number of connections"))
+        return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
+                              "%s will not open another session for %s: %s", s->srv->host, cr->user,
+                              t);
+    if (cr->auth != MG_AUTH_PASSWORD)
+        return mg_error_set(err, MG_E_AUTH,
+                            "%s refused the OAuth2 token for %s: %s (check the account and that "
+                            "the client may use IMAP; run mailgrab login again)",
+                            s->srv->host, cr->user, t);
+    return mg_error_set(err, MG_E_AUTH,
+                        "login as %s at %s failed: %s (check the user and password; Gmail needs "
+                        "an app password or --auth xoauth2)",
+                        cr->user, s->srv->host, t);
+}
+
+/* AUTHENTICATE mech <ir>; on a "+" challenge (a refusal with details),
+ * answer with `dummy` to receive the tagged NO. Returns a libetpan code:
+ * MAILIMAP_NO_ERROR, MAILIMAP_ERROR_LOGIN on NO, or a stream/parse error. */
+static int sasl_ir(struct mg_imap *s, const char *mech, const char *ir, const char *dummy)
+{
+    mailimap *im = s->imap;
+    mailstream *st = im->imap_stream;
+    int r = mailimap_send_current_tag(im);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, "AUTHENTICATE");
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_space_send(st);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, mech);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_space_send(st);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, ir);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_crlf_send(st);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    if (mailstream_flush(st) == -1 || mailimap_read_line(im) == NULL)
+        return MAILIMAP_ERROR_STREAM;
+    if (im->imap_stream_buffer->len > 0 && im->imap_stream_buffer->str[0] == '+') {
+        if (mailimap_token_send(st, dummy) != MAILIMAP_NO_ERROR ||
+            mailimap_crlf_send(st) != MAILIMAP_NO_ERROR || mailstream_flush(st) == -1)
+            return MAILIMAP_ERROR_STREAM;
+    }
+    struct mailimap_response *resp = NULL;
+    r = mailimap_parse_response(im, &resp);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    int type = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (type != MAILIMAP_RESP_COND_STATE_OK)
+        return MAILIMAP_ERROR_LOGIN;
+    im->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+    return MAILIMAP_NO_ERROR;
+}
+
+static enum mg_code oauth_login(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
+{
+    bool bearer = cr->auth == MG_AUTH_OAUTHBEARER;
+    const char *mech = bearer ? "OAUTHBEARER" : "XOAUTH2";
+    struct mailimap_capability_data *caps = NULL;
+    if (mailimap_capability(s->imap, &caps) == MAILIMAP_NO_ERROR && caps != NULL)
+        mailimap_capability_data_free(caps);
+    if (!mailimap_has_authentication(s->imap, mech))
+        return mg_error_set(err, MG_E_AUTH,
+                            "%s does not offer AUTH=%s: use --auth %s or --auth password",
+                            s->srv->host, mech, bearer ? "xoauth2" : "oauthbearer");
+    char *token = malloc(MG_OAUTH2_TOKEN_MAX);
+    char *ir = malloc(SASL_MAX);
+    enum mg_code rc = MG_OK;
+    if (token == NULL || ir == NULL) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    /* A refused token gets one more try with a fresh one: it may have
+     * expired between our clock and the server's. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = mg_oauth2_token(cr->oauth, token, MG_OAUTH2_TOKEN_MAX, err);
+        if (rc != MG_OK)
+            goto out;
+        int k = bearer ? mg_oauthbearer_initial(cr->user, s->srv->host, s->srv->port, token, ir,
+                                                SASL_MAX)
+                       : mg_xoauth2_initial(cr->user, token, ir, SASL_MAX);
+        if (k != 0) {
+            rc = mg_error_set(err, MG_E_OAUTH, "the OAuth2 token or user name is not usable");
+            goto out;
+        }
+        int r = sasl_ir(s, mech, ir, bearer ? "AQ==" : "");
+        explicit_bzero(ir, SASL_MAX);
+        if (r == MAILIMAP_NO_ERROR) {
+            rc = MG_OK;
+            goto out;
+        }
+        if (r != MAILIMAP_ERROR_LOGIN) {
+            rc = generic_error(s, r, "authenticating", err);
+            goto out;
+        }
+        rc = refused(s, cr, err);
+        if (rc != MG_E_AUTH)
+            goto out;
+        mg_oauth2_reject(cr->oauth, token);
+        mg_info("%s refused the OAuth2 token; getting a fresh one", s->srv->host);
+    }
+out:
+    if (token != NULL)
+        explicit_bzero(token, MG_OAUTH2_TOKEN_MAX);
+    free(token);
+    free(ir);
+    return rc;
+}
+
+enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
+                          struct mg_imap **out, struct mg_error *err)
+{
+    struct mg_imap *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    s->srv = srv;
+
+    mailstream *stream = NULL;
+    enum mg_code rc = mg_tls_connect(srv->tls, srv->host, srv->port, srv->timeout_s, &stream, err);
+    if (rc != MG_OK) {
+        free(s);
+        return rc;
+    }
+    s->imap = mailimap_new(0, NULL);
+    if (s->imap == NULL) {
+        mailstream_close(stream);
+        free(s);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    mailimap_set_timeout(s->imap, srv->timeout_s);
+
+    int r = mailimap_connect(s->imap, stream); /* the session owns stream now */
+    if (r != MAILIMAP_NO_ERROR_NON_AUTHENTICATED && r != MAILIMAP_NO_ERROR_AUTHENTICATED) {
+        if (r == MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION)
+            rc = mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER, "%s refused the session: %s",
+                                srv->host, server_text(s));
+        else
+            rc = generic_error(s, r, "reading the greeting", err);
+        mg_imap_close(s, false);
+        return rc;
+    }
+    if (r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED && cr->auth != MG_AUTH_PASSWORD) {
+        rc = oauth_login(s, cr, err);
+        if (rc != MG_OK) {
+            mg_imap_close(s, false);
+            return rc;
+        }
+    } else if (r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+        r = mailimap_login(s->imap, cr->user, cr->password);
+        if (r == MAILIMAP_ERROR_LOGIN) {
+            rc = refused(s, cr, err);
+            mg_imap_close(s, false);
+            return rc;
+        }
+        if (r != MAILIMAP_NO_ERROR) {
+            rc = generic_error(s, r, "logging in", err);
+            if (err->retry == MG_RETRY_NOW)
+                err->retry = MG_RETRY_LATER; /* dropped at login: often a limit */
+            mg_imap_close(s, false);
+            return rc;
+        }
+    }
+    *out = s;
+    return MG_OK;
+}
+
+enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
+                             struct mg_error *err)
+{
+    int r = mailimap_examine(s->imap, mailbox);
+    if (r == MAILIMAP_ERROR_EXAMINE)
+        return mg_error_set(err, MG_E_MAILBOX,
+                            "mailbox '%s' cannot be opened: %s (check --mailbox; names are "
+                            "case-sensitive except INBOX)",
+                            mailbox, server_text(s));
+    if (r != MAILIMAP_NO_ERROR)
+        return generic_error(s, r, "opening the mailbox", err);
+    struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    memset(info, 0, sizeof(*info));
+    if (si != NULL) {
+        info->uidvalidity = si->sel_uidvalidity;
+        info->exists = si->sel_exists;
+        info->uidnext = si->sel_uidnext;
+    }
+    return MG_OK;
+}
+
+static bool selectable(const struct mailimap_mbx_list_flags *f)
+{
+    if (f == NULL)
+        return true;
+    if (f->mbf_type == MAILIMAP_MBX_LIST_FLAGS_SFLAG &&
+        f->mbf_sflag == MAILIMAP_MBX_LIST_SFLAG_NOSELECT)
+        return false;
+    for (clistiter *it = f->mbf_oflags ? clist_begin(f->mbf_oflags) : NULL; it != NULL;
+         it = clist_next(it)) {
+        struct mailimap_mbx_list_oflag *of = clist_content(it);
+        if (of->of_flag_ext != NULL && (strcasecmp(of->of_flag_ext, "NonExistent") == 0 ||
+                                        strcasecmp(of->of_flag_ext, "Noselect") == 0))
+            return false;
+    }
+    return true;
+}
+
+enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
+                               void *ctx, struct mg_error *err)
+{
+    clist *list = NULL;
+    int r = mailimap_list(s->imap, "", "*", &list);
+    if (r == MAILIMAP_ERROR_LIST)
+        return mg_error_set(err, MG_E_PROTOCOL, "%s refused to list mailboxes: %s", s->srv->host,
+                            server_text(s));
+    if (r != MAILIMAP_NO_ERROR)
+        return generic_error(s, r, "listing mailboxes", err);
+    for (clistiter *it = list ? clist_begin(list) : NULL; it != NULL; it = clist_next(it)) {
+        struct mailimap_mailbox_list *mb = clist_content(it);
+        if (mb->mb_name != NULL && selectable(mb->mb_flag))
+            each(mb->mb_name, ctx);
+    }
+    if (list != NULL)
+        mailimap_list_result_free(list);
+    return MG_OK;
+}
+
+/* libetpan only hands items to the attribute handler (and then frees them)
+ * when a progress callback is set too; this one does nothing. */
+static void no_progress(size_t current, size_t maximum, void *ctx)
+{
+}
+
+struct list_ctx {
+    struct mg_msglist *out;
+    bool oom;
+};
+
+static void list_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct list_ctx *lc = ctx;
+    uint32_t uid = 0, size = 0;
+    bool has_size = false;
+    for (clistiter *it = clist_begin(att->att_list); it != NULL; it = clist_next(it)) {
+        struct mailimap_msg_att_item *item = clist_content(it);
+        if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC)
+            continue;
+        struct mailimap_msg_att_static *st = item->att_data.att_static;
+        if (st->att_type == MAILIMAP_MSG_ATT_UID)
+            uid = st->att_data.att_uid;
+        else if (st->att_type == MAILIMAP_MSG_ATT_RFC822_SIZE) {
+            size = st->att_data.att_rfc822_size;
+            has_size = true;
+        }
+    }
+    /* Unsolicited FETCH responses (flag changes) carry no size: skip them. */
+    if (uid != 0 && has_size && mg_msglist_push(lc->out, uid, size) != 0)
+        lc->oom = true;
+}
+
+static void set_handlers(struct mg_imap *s, mailimap_msg_att_handler *att,
+                         mailimap_msg_body_handler *body, void *ctx)
+{
+    mailimap_set_progress_callback(s->imap, att ? no_progress : NULL, att ? no_progress : NULL,
+                                   NULL);
+    mailimap_set_msg_att_handler(s->imap, att, ctx);
+    mailimap_set_msg_body_handler(s->imap, body, ctx);
+}
+
+enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err)
+{
+    struct mailimap_set *set = mailimap_set_new_interval(1, 0); /* 1:* */
+    struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
+    if (set == NULL || ft == NULL)
+        goto oom;
+    if (mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_uid()) != 0 ||
+        mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_rfc822_size()) != 0)
+        goto oom;
+
+    struct list_ctx lc = {out, false};
+    set_handlers(s, list_att, NULL, &lc);
+    clist *result = NULL;
+    int r = mailimap_uid_fetch(s->imap, set, ft, &result);
+    set_handlers(s, NULL, NULL, NULL);
+    mailimap_set_free(set);
+    mailimap_fetch_type_free(ft);
+    if (result != NULL)
+        mailimap_fetch_list_free(result);
+    if (lc.oom)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
+    if (r == MAILIMAP_ERROR_UID_FETCH)
+        return mg_error_set(err, MG_E_PROTOCOL, "%s refused to list the mailbox: %s", s->srv->host,
+                            server_text(s));
+    if (r != MAILIMAP_NO_ERROR)
+        return generic_error(s, r, "listing messages", err);
+    return MG_OK;
+
+oom:
+    if (set != NULL)
+        mailimap_set_free(set);
+    if (ft != NULL)
+        mailimap_fetch_type_free(ft);
+    return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+}
+
+static time_t imap_date_to_time(const struct mailimap_date_time *d)
+{
+    if (d == NULL)
+        return (time_t)-1;
+    struct tm tm = {.tm_year = d->dt_year - 1900,
+                    .tm_mon = d->dt_month - 1,
+                    .tm_mday = d->dt_day,
+                    .tm_hour = d->dt_hour,
+                    .tm_min = d->dt_min,
+                    .tm_sec = d->dt_sec};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return t;
+    /* dt_zone is +-HHMM as an integer: -0130 is -130. */
+    int z = d->dt_zone;
+    int sign = z < 0 ? -1 : 1;
+    z *= sign;
+    return t - sign * ((z / 100) * 3600 + (z % 100) * 60);
+}
+
+static bool fetch_body(int type, struct mailimap_msg_att_body_section *section, const char *bytes,
+                       size_t len, void *ctx)
+{
+    struct mg_imap *s = ctx;
+    s->in_body = true;
+    if (!s->sink->body(s->sink->ctx, bytes, len)) {
+        s->sink_error = true;
+        return false;
+    }
+    return true;
+}
+
+/* IMAP system flags -> Maildir info letters, in the ASCII order Maildir wants. */
+static void maildir_flags(const struct mailimap_msg_att_dynamic *dyn, char *out, size_t cap)
+{
+    static const struct {
+        int type;
+        char letter;
+    } map[] = {{MAILIMAP_FLAG_DRAFT, 'D'},
+               {MAILIMAP_FLAG_FLAGGED, 'F'},
+               {MAILIMAP_FLAG_ANSWERED, 'R'},
+               {MAILIMAP_FLAG_SEEN, 'S'},
+               {MAILIMAP_FLAG_DELETED, 'T'}};
+    bool has[sizeof(map) / sizeof(map[0])] = {false};
+    if (dyn != NULL && dyn->att_list != NULL) {
+        for (clistiter *it = clist_begin(dyn->att_list); it != NULL; it = clist_next(it)) {
+            struct mailimap_flag_fetch *ff = clist_content(it);
+            if (ff->fl_type != MAILIMAP_FLAG_FETCH_OTHER || ff->fl_flag == NULL)
+                continue;
+            for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+                if (ff->fl_flag->fl_type == map[i].type)
+                    has[i] = true;
+        }
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]) && n + 1 < cap; i++)
+        if (has[i])
+            out[n++] = map[i].letter;
+    out[n] = '\0';
+}
+
+static void fetch_att(struct mailimap_msg_att *att, void *ctx)
+{
+    struct mg_imap *s = ctx;
+    uint32_t uid = 0;
+    time_t idate = (time_t)-1;
+    bool has_body = false;
+    char flags[8] = "";
+    for (clistiter *it = clist_begin(att->att_list); it != NULL; it = clist_next(it)) {
+        struct mailimap_msg_att_item *item = clist_content(it);
+        if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC)
+            maildir_flags(item->att_data.att_dyn, flags, sizeof(flags));
+        if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC)
+            continue;
+        struct mailimap_msg_att_static *st = item->att_data.att_static;
+        switch (st->att_type) {
+        case MAILIMAP_MSG_ATT_UID:
+            uid = st->att_data.att_uid;
+            break;
+        case MAILIMAP_MSG_ATT_INTERNALDATE:
+            idate = imap_date_to_time(st->att_data.att_internal_date);
+            break;
+        case MAILIMAP_MSG_ATT_BODY_SECTION:
+            has_body = true;
+            break;
+        default:
+            break;
+        }
+    }
+    if (s->sink_error)
+        return;
+    /* A FETCH without BODY[] is a flag update, not an answer to us; its bytes,
+     * if any were streamed, belong to nobody. */
+    if (!has_body || uid == 0) {
+        if (s->in_body)
+            s->sink->done(s->sink->ctx, 0, idate, "");
+        s->in_body = false;
+        return;
+    }
+    if (!s->in_body && !s->sink->body(s->sink->ctx, "", 0)) /* an empty message */
+        s->sink_error = true;
+    if (!s->sink_error && !s->sink->done(s->sink->ctx, uid, idate, flags))
+        s->sink_error = true;
+    s->in_body = false;
+}
+
+static struct mailimap_set *uid_set(const uint32_t *uids, size_t n)
+{
+    struct mailimap_set *set = mailimap_set_new_empty();
+    if (set == NULL)
+        return NULL;
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+            j++;
+        if (mailimap_set_add_interval(set, uids[i], uids[j]) != MAILIMAP_NO_ERROR) {
+            mailimap_set_free(set);
+            return NULL;
+        }
+        i = j + 1;
+    }
+    return set;
+}
+
+enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
+                           const struct mg_fetch_sink *sink, struct mg_error *err)
+{
+    struct mailimap_set *set = uid_set(uids, n);
+    struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
+    struct mailimap_section *sec = NULL;
+    struct mailimap_fetch_att *body = NULL;
+    if (set == NULL || ft == NULL)
+        goto oom;
+    sec = mailimap_section_new(NULL);
+    body = sec ? mailimap_fetch_att_new_body_peek_section(sec) : NULL;
+    if (body == NULL) {
+        if (sec != NULL)
+            mailimap_section_free(sec);
+        goto oom;
+    }
+    if (mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_uid()) != 0 ||
+        mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_rfc822_size()) != 0 ||
+        mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_internaldate()) !=
+            0 ||
+        mailimap_fetch_type_new_fetch_att_list_add(ft, body) != 0) {
+        mailimap_fetch_att_free(body);
+        goto oom;
+    }
+
+    s->sink = sink;
+    s->in_body = false;
+    s->sink_error = false;
+    set_handlers(s, fetch_att, fetch_body, s);
+    clist *result = NULL;
+    int r = mailimap_uid_fetch(s->imap, set, ft, &result);
+    set_handlers(s, NULL, NULL, NULL);
+    mailimap_set_free(set);
+    mailimap_fetch_type_free(ft);
+    if (result != NULL)
+        mailimap_fetch_list_free(result);
+    s->sink = NULL;
+
+    if (s->sink_error)
+        return MG_E_IO; /* the sink has filled in its own error */
+    if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH)
+        return generic_error(s, r, "fetching messages", err);
+    if (s->in_body)
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "%s ended a message without its attributes", s->srv->host);
+    if (r == MAILIMAP_ERROR_UID_FETCH) /* a tagged NO: the caller sees what is missing */
+        mg_debug("%s answered FETCH with: %s", s->srv->host, server_text(s));
+    return MG_OK;
+
+oom:
+    if (set != NULL)
+        mailimap_set_free(set);
+    if (ft != NULL)
+        mailimap_fetch_type_free(ft);
+    return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+}
+
+void mg_imap_cancel(struct mg_imap *s)
+{
+    if (s != NULL && s->imap != NULL)
+        mg_tls_cancel(s->imap->imap_stream);
+}
+
+void mg_imap_close(struct mg_imap *s, bool polite)
+{
+    if (s == NULL)
+        return;
+    if (s->imap != NULL) {
+        if (polite)
+            mailimap_logout(s->imap);
+        /* mailimap_free on a live stream would send LOGOUT and wait out a
+         * whole timeout on a broken one: close the stream ourselves first. */
+        if (s->imap->imap_stream != NULL) {
+            mailstream_close(s->imap->imap_stream);
+            s->imap->imap_stream = NULL;
+        }
+        mailimap_free(s->imap);
+    }
+    free(s);
+}

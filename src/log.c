@@ -1,0 +1,97 @@
+/* log.c - see include/mailgrab/log.h */
+#include "mailgrab/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static enum mg_verbosity level = MG_NORMAL;
+static bool progress_on;
+static bool progress_drawn;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+void mg_log_set_level(enum mg_verbosity l)
+{
+    level = l;
+}
+
+enum mg_verbosity mg_log_level(void)
+{
+    return level;
+}
+
+static void emit(const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void emit(const char *prefix, const char *fmt, va_list ap)
+{
+    char line[1024];
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    if (n < 0)
+        return;
+    /* Server text can carry control bytes; a log line must stay one line. */
+    for (char *p = line; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    pthread_mutex_lock(&lock);
+    if (progress_drawn) {
+        fputs("\r\033[K", stderr);
+        progress_drawn = false;
+    }
+    fprintf(stderr, "mailgrab: %s%s\n", prefix, line);
+    pthread_mutex_unlock(&lock);
+}
+
+#define DEFINE_LOG(name, min, prefix)                                                              \
+    void name(const char *fmt, ...)                                                                \
+    {                                                                                              \
+        if (level < (min))                                                                         \
+            return;                                                                                \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        emit(prefix, fmt, ap);                                                                     \
+        va_end(ap);                                                                                \
+    }
+
+DEFINE_LOG(mg_err, MG_QUIET, "error: ")
+DEFINE_LOG(mg_warn, MG_NORMAL, "warning: ")
+DEFINE_LOG(mg_info, MG_VERBOSE, "")
+DEFINE_LOG(mg_debug, MG_DEBUG, "")
+
+void mg_progress_enable(bool on)
+{
+    progress_on = on;
+}
+
+bool mg_progress_enabled(void)
+{
+    return progress_on;
+}
+
+void mg_progress_show(const char *fmt, ...)
+{
+    if (!progress_on)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&lock);
+    fprintf(stderr, "\r\033[K%s", line);
+    fflush(stderr);
+    progress_drawn = true;
+    pthread_mutex_unlock(&lock);
+}
+
+void mg_progress_end(void)
+{
+    pthread_mutex_lock(&lock);
+    if (progress_drawn) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        progress_drawn = false;
+    }
+    pthread_mutex_unlock(&lock);
+}

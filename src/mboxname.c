@@ -1,0 +1,228 @@
+/* mboxname.c - see include/mailgrab/mboxname.h */
+#include "mailgrab/mboxname.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+/* Decode one UTF-8 sequence at s; returns its length, 0 if invalid. */
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+{
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    size_t len;
+    uint32_t c, min;
+    if ((s[0] & 0xe0) == 0xc0) {
+        len = 2, c = s[0] & 0x1f, min = 0x80;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        len = 3, c = s[0] & 0x0f, min = 0x800;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        len = 4, c = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+struct out {
+    char *p;
+    size_t len, cap;
+    bool overflow;
+};
+
+static void put(struct out *o, char c)
+{
+    if (o->len + 1 >= o->cap) {
+        o->overflow = true;
+        return;
+    }
+    o->p[o->len++] = c;
+    o->p[o->len] = '\0';
+}
+
+int mg_mbox_to_imap(const char *name, char *out, size_t cap)
+{
+    struct out o = {out, 0, cap, cap == 0};
+    const unsigned char *s = (const unsigned char *)name;
+    if (cap > 0)
+        out[0] = '\0';
+    while (*s != '\0') {
+        if (*s >= 0x20 && *s < 0x7f) {
+            put(&o, (char)*s);
+            if (*s == '&')
+                put(&o, '-');
+            s++;
+            continue;
+        }
+        /* A run of non-printable-ASCII characters becomes one &...- block. */
+        uint32_t bits = 0;
+        int nbits = 0;
+        put(&o, '&');
+        while (*s != '\0' && !(*s >= 0x20 && *s < 0x7f)) {
+            uint32_t cp;
+            size_t n = utf8_decode(s, &cp);
+            if (n == 0)
+                return -1;
+            s += n;
+            uint16_t units[2];
+            int nu = 1;
+            if (cp >= 0x10000) {
+                cp -= 0x10000;
+                units[0] = (uint16_t)(0xd800 | (cp >> 10));
+                units[1] = (uint16_t)(0xdc00 | (cp & 0x3ff));
+                nu = 2;
+            } else {
+                units[0] = (uint16_t)cp;
+            }
+            for (int u = 0; u < nu; u++) {
+                bits = (bits << 16) | units[u];
+                nbits += 16;
+                while (nbits >= 6) {
+                    nbits -= 6;
+                    put(&o, b64[(bits >> nbits) & 0x3f]);
+                }
+            }
+        }
+        if (nbits > 0)
+            put(&o, b64[(bits << (6 - nbits)) & 0x3f]);
+        put(&o, '-');
+    }
+    return o.overflow ? -1 : 0;
+}
+
+static int b64_value(unsigned char c)
+{
+    const char *p = c ? strchr(b64, c) : NULL;
+    return p ? (int)(p - b64) : -1;
+}
+
+static void put_utf8(struct out *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        put(o, (char)cp);
+    } else if (cp < 0x800) {
+        put(o, (char)(0xc0 | (cp >> 6)));
+        put(o, (char)(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+        put(o, (char)(0xe0 | (cp >> 12)));
+        put(o, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        put(o, (char)(0x80 | (cp & 0x3f)));
+    } else {
+        put(o, (char)(0xf0 | (cp >> 18)));
+        put(o, (char)(0x80 | ((cp >> 12) & 0x3f)));
+        put(o, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        put(o, (char)(0x80 | (cp & 0x3f)));
+    }
+}
+
+int mg_mbox_from_imap(const char *imap, char *out, size_t cap)
+{
+    struct out o = {out, 0, cap, cap == 0};
+    const unsigned char *s = (const unsigned char *)imap;
+    if (cap > 0)
+        out[0] = '\0';
+    while (*s != '\0') {
+        if (*s != '&') {
+            if (*s < 0x20 || *s >= 0x7f)
+                return -1;
+            put(&o, (char)*s++);
+            continue;
+        }
+        s++;
+        if (*s == '-') {
+            put(&o, '&');
+            s++;
+            continue;
+        }
+        uint32_t bits = 0, high = 0;
+        int nbits = 0;
+        while (*s != '-') {
+            int v = b64_value(*s);
+            if (v < 0)
+                return -1;
+            s++;
+            bits = (bits << 6) | (uint32_t)v;
+            nbits += 6;
+            if (nbits >= 16) {
+                nbits -= 16;
+                uint32_t u = (bits >> nbits) & 0xffff;
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    if (high)
+                        return -1;
+                    high = u;
+                } else if (u >= 0xdc00 && u <= 0xdfff) {
+                    if (!high)
+                        return -1;
+                    put_utf8(&o, 0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00));
+                    high = 0;
+                } else {
+                    if (high)
+                        return -1;
+                    put_utf8(&o, u);
+                }
+            }
+        }
+        if (high || nbits >= 6 || (bits & ((1u << nbits) - 1)) != 0)
+            return -1;
+        s++;
+    }
+    return o.overflow ? -1 : 0;
+}
+
+/* FNV-1a: a stable suffix that keeps cut names apart, not a security hash. */
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+int mg_mbox_to_path(const char *name, char *out, size_t cap)
+{
+    char buf[4 * MG_MBOX_PATH_MAX];
+    size_t len = 0;
+    const unsigned char *s = (const unsigned char *)name;
+    bool cut = false;
+
+    while (*s != '\0') {
+        uint32_t cp;
+        size_t n = utf8_decode(s, &cp);
+        bool plain = n > 1 || (n == 1 && cp >= 0x20 && cp < 0x7f && cp != '/' && cp != '\\' &&
+                               cp != '%' && !(len == 0 && cp == '.'));
+        size_t need = plain ? n : 3;
+        if (len + need > MG_MBOX_PATH_MAX - 9) {
+            cut = true;
+            break;
+        }
+        if (plain) {
+            memcpy(buf + len, s, n);
+            len += n;
+            s += n;
+        } else {
+            snprintf(buf + len, 4, "%%%02X", *s);
+            len += 3;
+            s++;
+        }
+    }
+    buf[len] = '\0';
+    if (len == 0)
+        snprintf(buf, sizeof(buf), "%%00");
+    if (cut)
+        snprintf(buf + len, sizeof(buf) - len, "~%08x", fnv1a(name));
+    snprintf(out, cap, "%s", buf);
+    return 0;
+}

@@ -1,0 +1,565 @@
+/* pool.c - see include/mailgrab/pool.h */
+#include "mailgrab/pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mailgrab/log.h"
+
+#define MAX_ATTEMPTS 3
+#define MAX_FAILS 3
+#define MAILBOX_MAX 1024
+
+/* A connection slot: lives as long as the pool. */
+struct slot {
+    struct mg_imap *sess;       /* guarded by mu while a run may cancel it */
+    char examined[MAILBOX_MAX]; /* mailbox open on sess, "" if none */
+};
+
+/* A worker thread's state during one run. */
+struct worker {
+    struct mg_pool *p;
+    unsigned id;
+    pthread_t thread;
+    struct slot *slot;
+    struct mg_batch *batch;
+    size_t *idx;    /* plan indices of the batch, ordered like uids */
+    uint32_t *uids; /* sorted */
+    size_t (*pairs)[2];
+    bool *got;
+    size_t n;
+    bool used; /* had a session during this run */
+    struct mg_error err;
+    bool sink_failed;
+};
+
+struct mg_pool {
+    const struct mg_server *srv;
+    const struct mg_creds *creds;
+    unsigned nslots;
+    struct slot *slots;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* per run, guarded by mu */
+    const struct mg_job *job;
+    struct mg_plan plan;
+    struct worker *w;
+    unsigned nw;
+    size_t inflight;
+    unsigned running;
+    bool abort;
+    struct mg_job_result *res;
+    pthread_t waiter; /* the thread in mg_pool_run, woken when the last worker ends */
+    atomic_uint_fast64_t bytes_seen; /* streamed, for progress */
+    atomic_size_t stored;
+};
+
+enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
+                            unsigned workers, struct mg_pool **out, struct mg_error *err)
+{
+    struct mg_pool *p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->slots = calloc(workers ? workers : 1, sizeof(*p->slots))) == NULL) {
+        free(p);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    p->srv = srv;
+    p->creds = creds;
+    p->nslots = workers ? workers : 1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    *out = p;
+    return MG_OK;
+}
+
+void mg_pool_destroy(struct mg_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (unsigned i = 0; i < p->nslots; i++)
+        mg_imap_close(p->slots[i].sess, true);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->slots);
+    free(p);
+}
+
+static void set_session(struct mg_pool *p, struct slot *s, struct mg_imap *sess)
+{
+    pthread_mutex_lock(&p->mu);
+    s->sess = sess;
+    s->examined[0] = '\0';
+    if (sess != NULL && p->abort)
+        mg_imap_cancel(sess);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void drop_session(struct mg_pool *p, struct slot *s)
+{
+    pthread_mutex_lock(&p->mu);
+    struct mg_imap *sess = s->sess;
+    s->sess = NULL;
+    s->examined[0] = '\0';
+    pthread_mutex_unlock(&p->mu);
+    mg_imap_close(sess, false);
+}
+
+enum mg_code mg_pool_control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err)
+{
+    struct slot *s = &p->slots[0];
+    if (s->sess == NULL) {
+        struct mg_imap *sess;
+        enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
+        if (rc != MG_OK)
+            return rc;
+        set_session(p, s, sess);
+    }
+    *out = s->sess;
+    return MG_OK;
+}
+
+/* EXAMINE mailbox on slot s unless it is open there already. */
+static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *mailbox,
+                               struct mg_mailbox_info *mi, struct mg_error *err)
+{
+    s->examined[0] = '\0'; /* a failed EXAMINE closes the old mailbox too */
+    enum mg_code rc = mg_imap_examine(s->sess, mailbox, mi, err);
+    if (rc == MG_OK)
+        snprintf(s->examined, sizeof(s->examined), "%s", mailbox);
+    else if (rc != MG_E_MAILBOX)
+        drop_session(p, s); /* out of step after a protocol error */
+    return rc;
+}
+
+enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                             struct mg_error *err)
+{
+    struct mg_imap *sess;
+    enum mg_code rc = mg_pool_control(p, &sess, err);
+    if (rc != MG_OK)
+        return rc;
+    return examine_on(p, &p->slots[0], mailbox, mi, err);
+}
+
+/* Caller holds mu. Stop the run: first fatal error wins. */
+static void set_fatal(struct mg_pool *p, const struct mg_error *e)
+{
+    if (p->res->fatal.code == MG_OK)
+        p->res->fatal = *e;
+    p->abort = true;
+    for (unsigned i = 0; i < p->nw; i++)
+        mg_imap_cancel(p->w[i].slot->sess);
+    pthread_cond_broadcast(&p->cv);
+}
+
+static bool sink_body(void *ctx, const char *bytes, size_t len)
+{
+    struct worker *w = ctx;
+    if (!mg_batch_in_message(w->batch) && mg_batch_begin(w->batch, &w->err) != MG_OK)
+        goto fail;
+    if (len > 0 && mg_batch_write(w->batch, bytes, len, &w->err) != MG_OK)
+        goto fail;
+    atomic_fetch_add(&w->p->bytes_seen, len);
+    return true;
+fail:
+    w->sink_failed = true;
+    return false;
+}
+
+static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
+{
+    struct worker *w = ctx;
+    size_t lo = 0, hi = w->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (w->uids[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (uid == 0 || lo == w->n || w->uids[lo] != uid || w->got[lo]) {
+        /* Not asked for, or sent twice: a server that lies gets nothing stored. */
+        if (uid != 0)
+            mg_debug("worker %u: ignoring unrequested or repeated UID %u", w->id, uid);
+        mg_batch_drop_current(w->batch);
+        return true;
+    }
+    if (mg_batch_end(w->batch, uid, idate, flags, &w->err) != MG_OK) {
+        w->sink_failed = true;
+        return false;
+    }
+    w->got[lo] = true;
+    return true;
+}
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const size_t *x = a, *y = b; /* [uid, idx] */
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+/* Order the batch by UID (retries may come in any order). */
+static void prepare_batch(struct worker *w)
+{
+    const struct mg_msglist *m = w->p->job->msgs;
+    for (size_t i = 0; i < w->n; i++) {
+        w->pairs[i][0] = m->v[w->idx[i]].uid;
+        w->pairs[i][1] = w->idx[i];
+    }
+    qsort(w->pairs, w->n, sizeof(w->pairs[0]), cmp_pair);
+    for (size_t i = 0; i < w->n; i++) {
+        w->uids[i] = (uint32_t)w->pairs[i][0];
+        w->idx[i] = w->pairs[i][1];
+        w->got[i] = false;
+    }
+}
+
+static void sleep_ms(struct mg_pool *p, unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->abort && pthread_cond_timedwait(&p->cv, &p->mu, &until) != ETIMEDOUT)
+        ;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Make sure the worker's slot has a session with the job's mailbox open. */
+static enum mg_code ready_session(struct worker *w, struct mg_error *err)
+{
+    struct mg_pool *p = w->p;
+    struct slot *s = w->slot;
+    if (s->sess == NULL) {
+        struct mg_imap *sess;
+        enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
+        if (rc != MG_OK)
+            return rc;
+        set_session(p, s, sess);
+    }
+    w->used = true;
+    if (strcmp(s->examined, p->job->mailbox) == 0)
+        return MG_OK;
+    struct mg_mailbox_info mi;
+    enum mg_code rc = examine_on(p, s, p->job->mailbox, &mi, err);
+    if (rc == MG_OK && mi.uidvalidity != p->job->uidvalidity)
+        rc = mg_error_set(err, MG_E_PROTOCOL,
+                          "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
+                          p->job->mailbox, p->job->uidvalidity, mi.uidvalidity);
+    return rc;
+}
+
+static void on_stored(void *ctx, uint32_t uid, const char *path)
+{
+    struct worker *w = ctx;
+    struct mg_pool *p = w->p;
+    atomic_fetch_add(&p->stored, 1);
+    if (p->job->on_stored != NULL)
+        p->job->on_stored(p->job->ctx, uid, path);
+}
+
+static enum mg_code run_batch(struct worker *w, struct mg_error *err)
+{
+    struct mg_pool *p = w->p;
+    struct mg_fetch_sink sink = {w, sink_body, sink_done};
+    w->sink_failed = false;
+    enum mg_code rc = mg_imap_fetch(w->slot->sess, w->uids, w->n, &sink, err);
+    if (w->sink_failed) {
+        *err = w->err;
+        rc = err->code;
+    }
+    if (rc != MG_OK) {
+        mg_batch_discard(w->batch);
+        return rc;
+    }
+    pthread_mutex_lock(&p->mu); /* on_stored callbacks are serialised */
+    rc = mg_batch_commit(w->batch, on_stored, w, err);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* Caller holds mu. Account what arrived; re-queue what did not. */
+static void settle_batch(struct worker *w, bool fetched)
+{
+    struct mg_pool *p = w->p;
+    const struct mg_msglist *m = p->job->msgs;
+    for (size_t i = 0; i < w->n; i++) {
+        if (fetched && w->got[i]) {
+            p->res->stored++;
+            p->res->bytes += m->v[w->idx[i]].size;
+        } else if (!mg_plan_requeue(&p->plan, w->idx[i])) {
+            if (fetched) {
+                p->res->vanished++;
+                mg_warn("message UID %u was not returned by the server %d times; skipped",
+                        w->uids[i], MAX_ATTEMPTS);
+            } else {
+                p->res->failed++;
+            }
+        }
+    }
+    w->n = 0;
+}
+
+/* Caller holds mu. A batch that never reached the server costs no attempt. */
+static void give_back(struct worker *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        mg_plan_return(&w->p->plan, w->idx[i]);
+    w->n = 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct mg_pool *p = w->p;
+    const struct mg_job *job = p->job;
+    unsigned fails = 0;
+
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        if (p->abort)
+            break;
+        w->n = mg_plan_take(&p->plan, w->id, job->batch_msgs, job->batch_bytes, w->idx);
+        if (w->n == 0) {
+            if (p->inflight == 0)
+                break;
+            pthread_cond_wait(&p->cv, &p->mu); /* a failing batch may come back */
+            continue;
+        }
+        p->inflight++;
+        pthread_mutex_unlock(&p->mu);
+
+        prepare_batch(w);
+        struct mg_error err;
+        mg_error_clear(&err);
+        enum mg_code rc = ready_session(w, &err);
+        bool sent = rc == MG_OK;
+        if (sent)
+            rc = run_batch(w, &err);
+
+        pthread_mutex_lock(&p->mu);
+        if (sent)
+            settle_batch(w, rc == MG_OK);
+        else
+            give_back(w);
+        p->inflight--;
+        pthread_cond_broadcast(&p->cv);
+        if (rc == MG_OK) {
+            fails = 0;
+            continue;
+        }
+        if (p->abort)
+            break;
+        if (err.retry == MG_RETRY_NONE || rc == MG_E_IO || rc == MG_E_INTERNAL) {
+            set_fatal(p, &err); /* credentials, certificate, disk: stop everything */
+            break;
+        }
+        pthread_mutex_unlock(&p->mu);
+        drop_session(p, w->slot);
+        pthread_mutex_lock(&p->mu);
+        if (++fails >= MAX_FAILS) {
+            /* Retire; the others take over this worker's share. */
+            mg_warn("connection %u gives up after %u failures: %s", w->id, fails, err.msg);
+            if (p->running == 1 && mg_plan_pending(&p->plan) > 0)
+                set_fatal(p, &err); /* the last one: nobody else will fetch */
+            break;
+        }
+        mg_info("connection %u: %s; retrying", w->id, err.msg);
+        pthread_mutex_unlock(&p->mu);
+        sleep_ms(p, err.retry == MG_RETRY_LATER ? 1000u << fails : 200u * fails);
+        pthread_mutex_lock(&p->mu);
+    }
+    if (--p->running == 0)
+        pthread_kill(p->waiter, SIGUSR1); /* end mg_pool_run's wait at once */
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void human_bytes(uint64_t b, char *buf, size_t cap)
+{
+    if (b >= 1000000000)
+        snprintf(buf, cap, "%.2f GB", (double)b / 1e9);
+    else if (b >= 1000000)
+        snprintf(buf, cap, "%.1f MB", (double)b / 1e6);
+    else
+        snprintf(buf, cap, "%.1f kB", (double)b / 1e3);
+}
+
+static void show_progress(struct mg_pool *p, double t0, uint64_t total)
+{
+    size_t done = atomic_load(&p->stored);
+    uint64_t bytes = atomic_load(&p->bytes_seen);
+    double el = now_s() - t0;
+    double rate = el > 0 ? (double)done / el : 0;
+    double brate = el > 0 ? (double)bytes / el : 0;
+    char b1[32], b2[32];
+    human_bytes(bytes, b1, sizeof(b1));
+    human_bytes((uint64_t)brate, b2, sizeof(b2));
+    char eta[32] = "--";
+    if (brate > 0 && total > bytes)
+        snprintf(eta, sizeof(eta), "%.0fs", (double)(total - bytes) / brate);
+    mg_progress_show("%s: %zu/%zu messages  %s  %.0f msg/s  %s/s  ETA %s", p->job->mailbox, done,
+                     p->job->msgs->n, b1, rate, b2, eta);
+}
+
+static void free_workers(struct mg_pool *p)
+{
+    for (unsigned i = 0; i < p->nw; i++) {
+        mg_batch_destroy(p->w[i].batch);
+        free(p->w[i].idx);
+        free(p->w[i].uids);
+        free(p->w[i].pairs);
+        free(p->w[i].got);
+    }
+    free(p->w);
+    p->w = NULL;
+    p->nw = 0;
+}
+
+static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_error *err)
+{
+    p->w = calloc(nw, sizeof(*p->w));
+    if (p->w == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    p->nw = nw;
+    size_t bm = p->job->batch_msgs;
+    for (unsigned i = 0; i < nw; i++) {
+        struct worker *w = &p->w[i];
+        w->p = p;
+        w->id = i;
+        w->slot = &p->slots[i];
+        w->idx = calloc(bm, sizeof(*w->idx));
+        w->uids = calloc(bm, sizeof(*w->uids));
+        w->pairs = calloc(bm, sizeof(*w->pairs));
+        w->got = calloc(bm, sizeof(*w->got));
+        if (w->idx == NULL || w->uids == NULL || w->pairs == NULL || w->got == NULL)
+            return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        enum mg_code rc = mg_batch_create(p->job->store, i, &w->batch, err);
+        if (rc != MG_OK)
+            return rc;
+    }
+    return MG_OK;
+}
+
+enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_job_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    unsigned nw = p->nslots;
+    if (job->msgs->n < nw)
+        nw = (unsigned)job->msgs->n;
+    if (nw == 0)
+        return MG_OK;
+    p->job = job;
+    p->res = res;
+    p->abort = false;
+    p->inflight = 0;
+    p->running = 0;
+    atomic_store(&p->bytes_seen, 0);
+    atomic_store(&p->stored, 0);
+    if (mg_plan_init(&p->plan, job->msgs, nw, MAX_ATTEMPTS) != 0)
+        return mg_error_set(&res->fatal, MG_E_INTERNAL, "out of memory");
+    if (alloc_workers(p, nw, &res->fatal) != MG_OK) {
+        free_workers(p);
+        mg_plan_finish(&p->plan);
+        return res->fatal.code;
+    }
+
+    /* Signals go to this thread only, taken by sigtimedwait below. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1); /* not a stop: the last worker saying it is done */
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    p->waiter = pthread_self();
+
+    double t0 = now_s();
+    uint64_t total = mg_msglist_bytes(job->msgs);
+    unsigned started = 0;
+    for (; started < nw; started++) {
+        pthread_mutex_lock(&p->mu);
+        p->running++;
+        pthread_mutex_unlock(&p->mu);
+        if (pthread_create(&p->w[started].thread, NULL, worker_main, &p->w[started]) != 0) {
+            pthread_mutex_lock(&p->mu);
+            p->running--;
+            if (started == 0) {
+                struct mg_error e;
+                mg_error_set(&e, MG_E_INTERNAL, "cannot start a worker thread");
+                set_fatal(p, &e);
+            }
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+    }
+
+    /* Wait for the workers; draw progress; turn a signal into a clean stop. */
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        bool done = p->running == 0;
+        pthread_mutex_unlock(&p->mu);
+        if (done)
+            break;
+        struct timespec tick = {0, 250000000};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig > 0 && sig != SIGUSR1) {
+            pthread_mutex_lock(&p->mu);
+            if (!res->interrupted) {
+                res->interrupted = true;
+                struct mg_error e;
+                mg_error_set(&e, MG_E_INTERRUPTED,
+                             "interrupted by signal %d; messages stored so far are kept", sig);
+                set_fatal(p, &e);
+            }
+            pthread_mutex_unlock(&p->mu);
+        }
+        show_progress(p, t0, total);
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(p->w[i].thread, NULL);
+    mg_progress_end();
+    /* The last worker's wake-up may still be pending if we saw running == 0
+     * before waiting for it; unblocked, SIGUSR1 would end the process. */
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGUSR1);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&wake, NULL, &zero) > 0)
+        ;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    /* A cancelled session is dead: do not hand it to the next mailbox. */
+    if (p->abort)
+        for (unsigned i = 0; i < nw; i++)
+            drop_session(p, &p->slots[i]);
+    for (unsigned i = 0; i < nw; i++)
+        res->connections += p->w[i].used;
+    /* Whatever was never handed out or never settled did not arrive. */
+    res->failed += mg_plan_pending(&p->plan);
+    res->seconds = now_s() - t0;
+    free_workers(p);
+    mg_plan_finish(&p->plan);
+    p->job = NULL;
+    if (res->fatal.code != MG_OK)
+        return res->fatal.code;
+    return res->failed > 0 ? MG_E_PARTIAL : MG_OK;
+}

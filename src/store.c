@@ -1,0 +1,608 @@
+/* store.c - see include/mailgrab/store.h */
+#include "mailgrab/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mailgrab/log.h"
+
+#define WRITE_BUF (256 * 1024)
+
+#define STATE_FILE ".mailgrab-state"
+
+struct mg_store {
+    enum mg_format format;
+    uint32_t uidvalidity;
+    int dirfd; /* the mailbox directory */
+    int tmpfd; /* where temp files go: dirfd, or tmp/ for Maildir */
+    int curfd; /* where final names go: dirfd, or cur/ for Maildir */
+    char dir[PATH_MAX];
+    uint32_t *have; /* sorted UIDs already stored */
+    size_t nhave;
+    size_t cap;
+};
+
+struct pending {
+    uint32_t uid;
+    time_t mtime;
+    char flags[8];
+    char tmp[64];
+};
+
+struct mg_batch {
+    struct mg_store *st;
+    unsigned worker;
+    unsigned long seq;
+    /* current message */
+    int fd;
+    char tmp[64];
+    char *buf;
+    size_t buflen;
+    /* ended messages waiting for commit */
+    struct pending *v;
+    size_t n, cap;
+};
+
+static enum mg_code io_error(struct mg_error *err, const char *what, const char *path, int e)
+{
+    if (e == ENOSPC || e == EDQUOT)
+        return mg_error_set(err, MG_E_IO,
+                            "disk full while %s %s: free some space and run again (messages "
+                            "already stored are kept)",
+                            what, path);
+    return mg_error_set(err, MG_E_IO, "cannot %s %s: %s", what, path, strerror(e));
+}
+
+static enum mg_code make_dir(const char *path, struct mg_error *err)
+{
+    if (mkdir(path, 0700) == 0) {
+        /* Make the new entry durable in its parent. */
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", path);
+        char *slash = strrchr(parent, '/');
+        if (slash == parent)
+            slash[1] = '\0';
+        else if (slash != NULL)
+            *slash = '\0';
+        else
+            snprintf(parent, sizeof(parent), ".");
+        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd >= 0) {
+            fsync(pfd);
+            close(pfd);
+        }
+        return MG_OK;
+    }
+    if (errno == EEXIST) {
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return MG_OK;
+        return mg_error_set(err, MG_E_IO, "%s exists and is not a directory", path);
+    }
+    return io_error(err, "create directory", path, errno);
+}
+
+enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err)
+{
+    enum mg_code rc = make_dir(output, err);
+    if (rc != MG_OK)
+        return rc;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/.mailgrab.lock", output) >= (int)sizeof(path))
+        return mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
+    int lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lfd < 0)
+        return io_error(err, "open lock file", path, errno);
+    if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(lfd);
+        if (e == EWOULDBLOCK)
+            return mg_error_set(err, MG_E_LOCKED,
+                                "another mailgrab run is writing to %s; this run exits (try again "
+                                "when it has finished)",
+                                output);
+        return io_error(err, "lock", path, e);
+    }
+    *fd = lfd;
+    return MG_OK;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Digits at p up to a non-digit -> value; 0 if none or out of range. */
+static uint32_t parse_uid(const char *p, const char **end)
+{
+    unsigned long v = 0;
+    if (*p < '1' || *p > '9')
+        return 0;
+    while (*p >= '0' && *p <= '9') {
+        v = v * 10 + (unsigned long)(*p - '0');
+        if (v > UINT32_MAX)
+            return 0;
+        p++;
+    }
+    *end = p;
+    return (uint32_t)v;
+}
+
+/* The UID a stored file's name carries; 0 if it is no message of ours.
+ * eml: "<uid>.eml". Maildir: ",U=<uid>" before the ":2," info. */
+static uint32_t name_uid(enum mg_format f, const char *name)
+{
+    const char *end;
+    if (f == MG_FORMAT_EML) {
+        uint32_t uid = parse_uid(name, &end);
+        return uid != 0 && strcmp(end, ".eml") == 0 ? uid : 0;
+    }
+    const char *u = strstr(name, ",U=");
+    if (u == NULL)
+        return 0;
+    uint32_t uid = parse_uid(u + 3, &end);
+    return uid != 0 && (*end == ',' || *end == ':' || *end == '\0') ? uid : 0;
+}
+
+static enum mg_code remember(struct mg_store *st, uint32_t uid, struct mg_error *err)
+{
+    if (st->nhave == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 1024;
+        uint32_t *v = reallocarray(st->have, cap, sizeof(*v));
+        if (v == NULL)
+            return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        st->have = v;
+        st->cap = cap;
+    }
+    st->have[st->nhave++] = uid;
+    return MG_OK;
+}
+
+/* Read one directory: remove our stale temp files, note stored UIDs. */
+static enum mg_code scan_dir(struct mg_store *st, int dirfd, bool collect, struct mg_error *err)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return io_error(err, "read directory", st->dir, errno);
+    }
+    enum mg_code rc = MG_OK;
+    struct dirent *de;
+    while (rc == MG_OK && (de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, MG_TMP_PREFIX, strlen(MG_TMP_PREFIX)) == 0) {
+            /* Left by a run that died: never a stored message. */
+            if (unlinkat(dirfd, de->d_name, 0) == 0)
+                mg_debug("removed stale temp file %s/%s", st->dir, de->d_name);
+            continue;
+        }
+        uint32_t uid = collect ? name_uid(st->format, de->d_name) : 0;
+        if (uid != 0)
+            rc = remember(st, uid, err);
+    }
+    closedir(d);
+    return rc;
+}
+
+static enum mg_code scan(struct mg_store *st, struct mg_error *err)
+{
+    enum mg_code rc;
+    if (st->format == MG_FORMAT_EML) {
+        rc = scan_dir(st, st->dirfd, true, err);
+    } else {
+        rc = scan_dir(st, st->tmpfd, false, err);
+        if (rc == MG_OK)
+            rc = scan_dir(st, st->curfd, true, err);
+        int newfd = openat(st->dirfd, "new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (rc == MG_OK && newfd >= 0)
+            rc = scan_dir(st, newfd, true, err);
+        if (newfd >= 0)
+            close(newfd);
+    }
+    if (rc == MG_OK && st->nhave > 1)
+        qsort(st->have, st->nhave, sizeof(*st->have), cmp_u32);
+    return rc;
+}
+
+int mg_format_parse(const char *s, enum mg_format *out)
+{
+    if (strcmp(s, "eml") == 0)
+        *out = MG_FORMAT_EML;
+    else if (strcmp(s, "maildir") == 0)
+        *out = MG_FORMAT_MAILDIR;
+    else
+        return -1;
+    return 0;
+}
+
+enum mg_format mg_store_format(const struct mg_store *st)
+{
+    return st->format;
+}
+
+/* The UIDVALIDITY recorded in dir's state file: 0 none, 1 read, -1 error. */
+static int read_state(const char *dir, uint32_t *uv)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/" STATE_FILE, dir);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "uidvalidity=");
+    const char *end;
+    if (p == NULL || (*uv = parse_uid(p + strlen("uidvalidity="), &end)) == 0)
+        return -1;
+    return 1;
+}
+
+/* Record uidvalidity in the mailbox directory, atomically and durably,
+ * before any message of that generation is stored. */
+static enum mg_code write_state(struct mg_store *st, struct mg_error *err)
+{
+    char text[64];
+    int len = snprintf(text, sizeof(text), "uidvalidity=%u\n", st->uidvalidity);
+    const char *tmp = MG_TMP_PREFIX "state";
+    int fd = openat(st->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return io_error(err, "write state in", st->dir, errno);
+    bool ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!ok || renameat(st->dirfd, tmp, st->dirfd, STATE_FILE) != 0 || fsync(st->dirfd) != 0) {
+        if (ok)
+            e = errno;
+        unlinkat(st->dirfd, tmp, 0);
+        return io_error(err, "write state in", st->dir, e);
+    }
+    return MG_OK;
+}
+
+static bool dir_has_messages(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool any = false;
+    struct dirent *de;
+    while (!any && (de = readdir(d)) != NULL)
+        any = name_uid(MG_FORMAT_EML, de->d_name) != 0 || strcmp(de->d_name, "cur") == 0;
+    closedir(d);
+    return any;
+}
+
+static int open_sub(int dirfd, const char *name)
+{
+    if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+enum mg_code mg_store_open(const char *output, const char *component, enum mg_format format,
+                           uint32_t uidvalidity, struct mg_store **out, bool *new_generation,
+                           struct mg_error *err)
+{
+    *new_generation = false;
+    struct mg_store *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    st->format = format;
+    st->uidvalidity = uidvalidity;
+    st->dirfd = st->tmpfd = st->curfd = -1;
+    enum mg_code rc = make_dir(output, err);
+    if (rc != MG_OK)
+        goto err_free;
+
+    /* Which generation: the base directory if it holds this UIDVALIDITY
+     * (or nothing yet), else one named after the new UIDVALIDITY. */
+    char base[PATH_MAX - 64]; /* room for a generation suffix in st->dir */
+    if (snprintf(base, sizeof(base), "%s/%s", output, component) >= (int)sizeof(base)) {
+        rc = mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
+        goto err_free;
+    }
+    uint32_t old = 0;
+    int r = read_state(base, &old);
+    if (r < 0) {
+        rc = mg_error_set(err, MG_E_IO,
+                          "cannot read %s/" STATE_FILE ": restore it or move the directory away",
+                          base);
+        goto err_free;
+    }
+    if (r == 1 && old != uidvalidity) {
+        snprintf(st->dir, sizeof(st->dir), "%s%%uidvalidity=%u", base, uidvalidity);
+        uint32_t cur = 0;
+        *new_generation = read_state(st->dir, &cur) != 1;
+    } else {
+        if (r == 0 && dir_has_messages(base))
+            mg_info("%s has messages but no record of their UIDVALIDITY; taking it as %u", base,
+                    uidvalidity);
+        snprintf(st->dir, sizeof(st->dir), "%s", base);
+    }
+    rc = make_dir(st->dir, err);
+    if (rc != MG_OK)
+        goto err_free;
+    /* O_NOFOLLOW: a symlink planted in place of the mailbox directory is
+     * refused rather than followed out of OUTPUT. */
+    st->dirfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (st->dirfd < 0) {
+        rc = io_error(err, "open directory", st->dir, errno);
+        goto err_close;
+    }
+    if (format == MG_FORMAT_MAILDIR) {
+        int newfd = open_sub(st->dirfd, "new");
+        st->curfd = open_sub(st->dirfd, "cur");
+        st->tmpfd = open_sub(st->dirfd, "tmp");
+        if (newfd >= 0)
+            close(newfd);
+        if (newfd < 0 || st->curfd < 0 || st->tmpfd < 0) {
+            rc = io_error(err, "create maildir folders in", st->dir, errno);
+            goto err_close;
+        }
+    } else {
+        st->curfd = dup(st->dirfd);
+        st->tmpfd = dup(st->dirfd);
+        if (st->curfd < 0 || st->tmpfd < 0) {
+            rc = io_error(err, "open directory", st->dir, errno);
+            goto err_close;
+        }
+    }
+    uint32_t have_uv = 0;
+    if (read_state(st->dir, &have_uv) != 1 || have_uv != uidvalidity) {
+        rc = write_state(st, err);
+        if (rc != MG_OK)
+            goto err_close;
+    }
+    rc = scan(st, err);
+    if (rc != MG_OK)
+        goto err_close;
+    *out = st;
+    return MG_OK;
+
+err_close:
+    mg_store_close(st);
+    return rc;
+err_free:
+    free(st);
+    return rc;
+}
+
+void mg_store_close(struct mg_store *st)
+{
+    if (st == NULL)
+        return;
+    if (st->dirfd >= 0)
+        close(st->dirfd);
+    if (st->tmpfd >= 0)
+        close(st->tmpfd);
+    if (st->curfd >= 0)
+        close(st->curfd);
+    free(st->have);
+    free(st);
+}
+
+bool mg_store_has(const struct mg_store *st, uint32_t uid)
+{
+    return st->nhave > 0 && bsearch(&uid, st->have, st->nhave, sizeof(*st->have), cmp_u32) != NULL;
+}
+
+size_t mg_store_count(const struct mg_store *st)
+{
+    return st->nhave;
+}
+
+const char *mg_store_dir(const struct mg_store *st)
+{
+    return st->dir;
+}
+
+/* Final name of a message in this store's layout. */
+static void final_name(const struct mg_store *st, const struct pending *m, char *buf, size_t cap)
+{
+    if (st->format == MG_FORMAT_EML) {
+        snprintf(buf, cap, "%u.eml", m->uid);
+        return;
+    }
+    /* Unique without a counter: a UID names one message per UIDVALIDITY. */
+    long long t = m->mtime != (time_t)-1 ? (long long)m->mtime : (long long)time(NULL);
+    snprintf(buf, cap, "%lld.U%uV%u.mailgrab,U=%u:2,%s", t, m->uid, st->uidvalidity, m->uid,
+             m->flags);
+}
+
+enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, struct mg_batch **out,
+                             struct mg_error *err)
+{
+    struct mg_batch *b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->buf = malloc(WRITE_BUF)) == NULL) {
+        free(b);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    b->st = st;
+    b->worker = worker;
+    b->fd = -1;
+    *out = b;
+    return MG_OK;
+}
+
+void mg_batch_destroy(struct mg_batch *b)
+{
+    if (b == NULL)
+        return;
+    mg_batch_discard(b);
+    free(b->v);
+    free(b->buf);
+    free(b);
+}
+
+bool mg_batch_in_message(const struct mg_batch *b)
+{
+    return b->fd >= 0;
+}
+
+size_t mg_batch_count(const struct mg_batch *b)
+{
+    return b->n;
+}
+
+enum mg_code mg_batch_begin(struct mg_batch *b, struct mg_error *err)
+{
+    mg_batch_drop_current(b);
+    snprintf(b->tmp, sizeof(b->tmp), MG_TMP_PREFIX "%ld-%u-%lu", (long)getpid(), b->worker,
+             b->seq++);
+    b->fd =
+        openat(b->st->tmpfd, b->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (b->fd < 0)
+        return io_error(err, "create a file in", b->st->dir, errno);
+    b->buflen = 0;
+    return MG_OK;
+}
+
+static enum mg_code flush_buf(struct mg_batch *b, const char *p, size_t len, struct mg_error *err)
+{
+    while (len > 0) {
+        ssize_t w = write(b->fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return io_error(err, "write to", b->st->dir, w < 0 ? errno : EIO);
+        p += w;
+        len -= (size_t)w;
+    }
+    return MG_OK;
+}
+
+enum mg_code mg_batch_write(struct mg_batch *b, const char *bytes, size_t len, struct mg_error *err)
+{
+    if (b->buflen + len > WRITE_BUF) {
+        enum mg_code rc = flush_buf(b, b->buf, b->buflen, err);
+        b->buflen = 0;
+        if (rc != MG_OK)
+            return rc;
+        if (len > WRITE_BUF / 2)
+            return flush_buf(b, bytes, len, err);
+    }
+    memcpy(b->buf + b->buflen, bytes, len);
+    b->buflen += len;
+    return MG_OK;
+}
+
+enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const char *flags,
+                          struct mg_error *err)
+{
+    enum mg_code rc = flush_buf(b, b->buf, b->buflen, err);
+    b->buflen = 0;
+    if (rc != MG_OK)
+        return rc;
+    if (mtime != (time_t)-1) {
+        struct timespec ts[2] = {{.tv_sec = mtime}, {.tv_sec = mtime}};
+        futimens(b->fd, ts);
+    }
+    int fd = b->fd;
+    b->fd = -1;
+    if (close(fd) != 0) {
+        rc = io_error(err, "write to", b->st->dir, errno);
+        unlinkat(b->st->tmpfd, b->tmp, 0);
+        return rc;
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        struct pending *v = reallocarray(b->v, cap, sizeof(*v));
+        if (v == NULL) {
+            unlinkat(b->st->tmpfd, b->tmp, 0);
+            return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        }
+        b->v = v;
+        b->cap = cap;
+    }
+    b->v[b->n].uid = uid;
+    b->v[b->n].mtime = mtime;
+    snprintf(b->v[b->n].flags, sizeof(b->v[b->n].flags), "%s", flags ? flags : "");
+    memcpy(b->v[b->n].tmp, b->tmp, sizeof(b->tmp));
+    b->n++;
+    return MG_OK;
+}
+
+void mg_batch_drop_current(struct mg_batch *b)
+{
+    if (b->fd < 0)
+        return;
+    close(b->fd);
+    b->fd = -1;
+    b->buflen = 0;
+    unlinkat(b->st->tmpfd, b->tmp, 0);
+}
+
+enum mg_code mg_batch_commit(struct mg_batch *b,
+                             void (*on_stored)(void *ctx, uint32_t uid, const char *path),
+                             void *ctx, struct mg_error *err)
+{
+    if (b->n == 0)
+        return MG_OK;
+    /* One flush for the whole batch: the data of every temp file reaches
+     * the disk before any of them gets its final name. */
+    if (syncfs(b->st->dirfd) != 0) {
+        enum mg_code rc = io_error(err, "flush", b->st->dir, errno);
+        mg_batch_discard(b);
+        return rc;
+    }
+    size_t done = 0;
+    enum mg_code rc = MG_OK;
+    struct mg_store *st = b->st;
+    for (; done < b->n; done++) {
+        struct pending *m = &b->v[done];
+        char name[128];
+        final_name(st, m, name, sizeof(name));
+        if (renameat2(st->tmpfd, m->tmp, st->curfd, name, RENAME_NOREPLACE) == 0)
+            continue;
+        if (errno == EINVAL && renameat(st->tmpfd, m->tmp, st->curfd, name) == 0)
+            continue;          /* file system without RENAME_NOREPLACE */
+        if (errno == EEXIST) { /* already stored: keep the first copy */
+            unlinkat(st->tmpfd, m->tmp, 0);
+            m->uid = 0;
+            continue;
+        }
+        rc = io_error(err, "rename a file in", st->dir, errno);
+        break;
+    }
+    if (rc == MG_OK && fsync(st->curfd) != 0)
+        rc = io_error(err, "flush", st->dir, errno);
+    if (rc == MG_OK && on_stored != NULL) {
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->v[i].uid == 0)
+                continue;
+            char name[128], path[PATH_MAX + 160];
+            final_name(st, &b->v[i], name, sizeof(name));
+            snprintf(path, sizeof(path), "%s/%s%s", st->dir,
+                     st->format == MG_FORMAT_MAILDIR ? "cur/" : "", name);
+            on_stored(ctx, b->v[i].uid, path);
+        }
+    }
+    if (rc != MG_OK) {
+        for (size_t i = done; i < b->n; i++)
+            unlinkat(st->tmpfd, b->v[i].tmp, 0);
+    }
+    b->n = 0;
+    return rc;
+}
+
+void mg_batch_discard(struct mg_batch *b)
+{
+    mg_batch_drop_current(b);
+    for (size_t i = 0; i < b->n; i++)
+        unlinkat(b->st->tmpfd, b->v[i].tmp, 0);
+    b->n = 0;
+}

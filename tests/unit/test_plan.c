@@ -1,0 +1,202 @@
+/* Unit tests: message lists, UID set text, chunk planning and stealing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mailgrab/plan.h"
+
+static void test_uidset_format(void **state)
+{
+    static const struct {
+        uint32_t uids[8];
+        size_t n;
+        size_t cap;
+        const char *want;
+        size_t want_n;
+    } cases[] = {
+        {{1}, 1, 64, "1", 1},
+        {{1, 2, 3, 4}, 4, 64, "1:4", 4},
+        {{1, 2, 4, 9, 10, 11}, 6, 64, "1:2,4,9:11", 6},
+        {{4294967294u, 4294967295u}, 2, 64, "4294967294:4294967295", 2},
+        {{1, 3, 5}, 3, 4, "1,3", 2}, /* "1,3,5" does not fit in 4 bytes */
+        {{7}, 1, 1, "", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[64];
+        size_t got = mg_uidset_format(cases[i].uids, cases[i].n, buf, cases[i].cap);
+        assert_int_equal(got, cases[i].want_n);
+        assert_string_equal(buf, cases[i].want);
+    }
+}
+
+static void fill(struct mg_msglist *l, size_t n, const uint32_t *sizes)
+{
+    memset(l, 0, sizeof(*l));
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(mg_msglist_push(l, (uint32_t)(i + 1), sizes ? sizes[i] : 100), 0);
+}
+
+static void test_msglist_sort_dedupe_filter(void **state)
+{
+    struct mg_msglist l = {0};
+    uint32_t uids[] = {5, 3, 9, 3, 1, 9};
+    for (size_t i = 0; i < 6; i++)
+        mg_msglist_push(&l, uids[i], uids[i] * 10);
+    mg_msglist_sort(&l);
+    assert_int_equal(l.n, 4);
+    assert_int_equal(l.v[0].uid, 1);
+    assert_int_equal(l.v[3].uid, 9);
+    assert_int_equal(mg_msglist_bytes(&l), 10 + 30 + 50 + 90);
+    mg_msglist_truncate(&l, 2);
+    assert_int_equal(l.n, 2);
+    mg_msglist_finish(&l);
+}
+
+/* Every message lands in exactly one chunk, in order, chunks contiguous. */
+static void check_partition(const struct mg_plan *p, size_t n)
+{
+    size_t next = 0;
+    for (size_t c = 0; c < p->nchunks; c++) {
+        assert_int_equal(p->chunks[c].lo, next);
+        assert_true(p->chunks[c].hi >= p->chunks[c].lo);
+        uint64_t b = 0;
+        for (size_t i = p->chunks[c].lo; i < p->chunks[c].hi; i++)
+            b += p->msgs->v[i].size;
+        assert_int_equal(b, p->chunks[c].bytes);
+        next = p->chunks[c].hi;
+    }
+    assert_int_equal(next, n);
+}
+
+static void test_plan_balances_bytes(void **state)
+{
+    /* One huge message among small ones: it gets a chunk nearly to itself. */
+    uint32_t sizes[12] = {10, 10, 10, 10, 10, 1000, 10, 10, 10, 10, 10, 10};
+    struct mg_msglist l;
+    fill(&l, 12, sizes);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 2, 3), 0);
+    check_partition(&p, 12);
+    assert_true(p.chunks[0].bytes >= 1000 || p.chunks[1].bytes >= 1000);
+    uint64_t small = p.chunks[0].bytes < p.chunks[1].bytes ? p.chunks[0].bytes : p.chunks[1].bytes;
+    assert_true(small <= 110); /* all the rest, not more */
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
+static void test_plan_shapes(void **state)
+{
+    static const struct {
+        size_t n, chunks;
+    } cases[] = {{0, 4}, {1, 4}, {3, 10}, {10, 10}, {11, 10}, {1000, 7}, {5, 1}};
+    for (size_t t = 0; t < sizeof(cases) / sizeof(cases[0]); t++) {
+        struct mg_msglist l;
+        fill(&l, cases[t].n, NULL);
+        struct mg_plan p;
+        assert_int_equal(mg_plan_init(&p, &l, cases[t].chunks, 3), 0);
+        check_partition(&p, cases[t].n);
+        size_t nonempty = 0;
+        for (size_t c = 0; c < p.nchunks; c++) {
+            size_t len = p.chunks[c].hi - p.chunks[c].lo;
+            nonempty += len > 0;
+            if (cases[t].n >= cases[t].chunks) /* equal sizes: equal counts +-1 */
+                assert_true(len >= cases[t].n / cases[t].chunks - 1 &&
+                            len <= cases[t].n / cases[t].chunks + 2);
+        }
+        size_t want = cases[t].n < cases[t].chunks ? cases[t].n : cases[t].chunks;
+        assert_int_equal(nonempty, want);
+        assert_int_equal(mg_plan_pending(&p), cases[t].n);
+        mg_plan_finish(&p);
+        mg_msglist_finish(&l);
+    }
+}
+
+static void test_plan_take_and_steal(void **state)
+{
+    struct mg_msglist l;
+    fill(&l, 100, NULL);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 2, 3), 0);
+    size_t out[100];
+    char seen[100] = {0};
+    /* Worker 1 drains its own chunk, then steals from worker 0's. */
+    size_t total = 0, n;
+    while ((n = mg_plan_take(&p, 1, 10, UINT64_MAX, out)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(seen[out[i]], 0);
+            seen[out[i]] = 1;
+        }
+        total += n;
+        if (total >= 60)
+            break;
+    }
+    assert_true(total >= 60); /* more than its own 50: it stole */
+    while ((n = mg_plan_take(&p, 0, 7, UINT64_MAX, out)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(seen[out[i]], 0);
+            seen[out[i]] = 1;
+        }
+        total += n;
+    }
+    assert_int_equal(total, 100);
+    assert_int_equal(mg_plan_pending(&p), 0);
+    assert_int_equal(mg_plan_take(&p, 1, 10, UINT64_MAX, out), 0);
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
+static void test_plan_byte_limit(void **state)
+{
+    uint32_t sizes[5] = {600, 600, 600, 5000, 1};
+    struct mg_msglist l;
+    fill(&l, 5, sizes);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 1, 3), 0);
+    size_t out[5];
+    assert_int_equal(mg_plan_take(&p, 0, 10, 1000, out), 1); /* 600+600 > 1000 */
+    assert_int_equal(mg_plan_take(&p, 0, 10, 1300, out), 2);
+    assert_int_equal(mg_plan_take(&p, 0, 10, 1000, out), 1); /* oversize alone */
+    assert_int_equal(out[0], 3);
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
+static void test_plan_requeue_bounded(void **state)
+{
+    struct mg_msglist l;
+    fill(&l, 3, NULL);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 1, 2), 0);
+    size_t out[3];
+    assert_int_equal(mg_plan_take(&p, 0, 3, UINT64_MAX, out), 3);
+    assert_true(mg_plan_requeue(&p, 1));
+    assert_int_equal(mg_plan_pending(&p), 1);
+    assert_int_equal(mg_plan_take(&p, 0, 3, UINT64_MAX, out), 1);
+    assert_int_equal(out[0], 1);
+    assert_false(mg_plan_requeue(&p, 1)); /* second failure: give up */
+    mg_plan_return(&p, 2);                /* never sent: no attempt spent */
+    assert_int_equal(mg_plan_take(&p, 0, 3, UINT64_MAX, out), 1);
+    assert_int_equal(out[0], 2);
+    assert_int_equal(mg_plan_pending(&p), 0);
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uidset_format),
+        cmocka_unit_test(test_msglist_sort_dedupe_filter),
+        cmocka_unit_test(test_plan_balances_bytes),
+        cmocka_unit_test(test_plan_shapes),
+        cmocka_unit_test(test_plan_take_and_steal),
+        cmocka_unit_test(test_plan_byte_limit),
+        cmocka_unit_test(test_plan_requeue_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
