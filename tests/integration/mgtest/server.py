@@ -14,6 +14,7 @@ Ports (all picked at runtime):
 untrusted_ca_file is a CA that signed nothing this server serves.
 """
 
+import grp
 import os
 import pwd
 import shutil
@@ -52,6 +53,13 @@ subjectAltName = @san
 [san]
 {san}
 """
+
+
+def dovecot_binary():
+    """dovecot lives in sbin, which a normal user's PATH may lack."""
+    return (os.environ.get("DOVECOT") or shutil.which("dovecot")
+            or shutil.which("dovecot", path="/usr/sbin:/usr/local/sbin:/sbin")
+            or "dovecot")
 
 
 def free_port(host="127.0.0.1"):
@@ -175,6 +183,7 @@ service anvil {{
     mode = 0
   }}
 }}
+{unprivileged}
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
@@ -290,8 +299,9 @@ class Dovecot:
                 imap_port=self.imap_port, imaps_port=self.imaps_port,
                 wrong_name_port=self.wrong_name_port,
                 process_limit=max(200, 2 * self.max_connections),
-                client_limit=max(1000, 5 * self.max_connections)))
-        args = ["dovecot", "-c", self.conf]
+                client_limit=max(1000, 5 * self.max_connections),
+                unprivileged=self._unprivileged_conf()))
+        args = [dovecot_binary(), "-c", self.conf]
         if self.foreground:
             with open(os.path.join(self.root, "dovecot.stderr"), "wb") as err:
                 self.proc = subprocess.Popen(args + ["-F"], stdin=subprocess.DEVNULL,
@@ -310,6 +320,19 @@ class Dovecot:
             self.stop()
             raise
         return self
+
+    def _unprivileged_conf(self):
+        """Without root, every Dovecot service runs as us and nothing chroots."""
+        if os.geteuid() == 0:
+            return ""
+        user = pwd.getpwuid(os.getuid()).pw_name
+        group = grp.getgrgid(os.getgid()).gr_name
+        lines = [f"default_login_user = {user}", f"default_internal_user = {user}",
+                 f"default_internal_group = {group}"]
+        for svc in ("imap-login", "anvil", "auth", "auth-worker", "stats", "log",
+                    "config", "imap"):
+            lines.append(f"service {svc} {{\n  chroot =\n  user = \n}}")
+        return "\n".join(lines) + "\n"
 
     def _check_reachable(self):
         path = os.path.dirname(os.path.abspath(self.root))
