@@ -63,7 +63,7 @@ class Base(unittest.TestCase):
         return tempfile.mkdtemp(prefix="out-", dir=workdir) + "/mail"
 
     def mailgrab(self, *extra, output=None, password_file_=None, env=None,
-                 timeout=300, watch=None, **kw):
+                 timeout=90, watch=None, **kw):
         pw = password_file if password_file_ is None else password_file_
         argv = tools.mailgrab_argv(server, password_file=pw or None, output=output,
                                    extra=extra, **kw)
@@ -305,7 +305,7 @@ class TestFaults(Base):
                          *proxy_args) as proxy:
             out = self.out_dir()
             res = self.mailgrab("--chunks", "4", *extra, output=out, port=proxy.port,
-                                timeout=120)
+                                timeout=90)
             log = proxy.log()
         self.assertIn("fault:", log, "the proxy never injected its fault (mailgrab "
                       "opened fewer connections or read less?)\n" + log + res.describe())

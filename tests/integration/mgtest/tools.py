@@ -65,12 +65,14 @@ def run(argv, env_extra=None, timeout=300, watch=None):
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                              env=env, start_new_session=True)
+        killed = False
         try:
             deadline = t0 + timeout
             while p.poll() is None:
                 if time.monotonic() > deadline:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
+                    killed = True
                     break
                 if watch:
                     watch(p.pid)
@@ -82,8 +84,10 @@ def run(argv, env_extra=None, timeout=300, watch=None):
         seconds = time.monotonic() - t0
         out.seek(0)
         err.seek(0)
-        return Run(argv, p.returncode, out.read().decode("utf-8", "replace"),
-                   err.read().decode("utf-8", "replace"), seconds)
+        stderr = err.read().decode("utf-8", "replace")
+        if killed:
+            stderr += f"\n[test harness: killed, no exit within {timeout} s]"
+        return Run(argv, p.returncode, out.read().decode("utf-8", "replace"), stderr, seconds)
 
 
 class Proxy:
