@@ -157,6 +157,15 @@ class TestProxy(unittest.TestCase):
             log = p.log()
         self.assertIn("conn 2: fault: closing after 5000", log)
 
+        with tools.Proxy(server.host, server.imap_port, "--close-after", "5000",
+                         "--fault-times", "1") as p:
+            with self.assertRaises((imaplib.IMAP4.abort, OSError)):
+                chatter(p.port)  # the first to carry 5000 bytes is cut
+            chatter(p.port)
+            chatter(p.port)
+            log = p.log()
+        self.assertEqual(log.count("fault:"), 1, log)
+
     def test_stall_after(self):
         with tools.Proxy(server.host, server.imap_port, "--stall-after", "10") as p:
             s = socket.create_connection((server.host, p.port), timeout=1)

@@ -8,7 +8,7 @@
  *
  *   mgproxy --listen 127.0.0.1:PORT|0 --target HOST:PORT
  *           [--delay-ms N] [--close-after BYTES] [--stall-after BYTES]
- *           [--fault-conn K] [--max-seconds S] [--port-file FILE]
+ *           [--fault-conn K] [--fault-times N] [--max-seconds S] [--port-file FILE]
  *
  * --delay-ms N      every byte is held N ms before it is sent on, in each
  *                   direction (RTT grows by 2N).  Data is queued with a due
@@ -20,6 +20,10 @@
  *                   sees a silent server) until the client closes it.
  * --fault-conn K    which accepted connection (1-based, in accept order) the
  *                   fault applies to; 0, the default, means every connection.
+ * --fault-times N   inject at most N faults in all (default 0: no limit).  With
+ *                   --fault-times 1 and no --fault-conn, the first connection
+ *                   to carry BYTES is the one cut, whichever it is; the
+ *                   connections opened after that are left alone.
  * --max-seconds S   exit after S seconds (default 600) so a crashed test
  *                   cannot leave the proxy running.
  * --port-file FILE  write the listening port (decimal + newline) to FILE,
@@ -81,6 +85,7 @@ struct opts {
     uint64_t close_after, stall_after;
     bool have_close, have_stall;
     unsigned fault_conn;
+    unsigned fault_times;
     long max_seconds;
 };
 
@@ -88,6 +93,7 @@ static struct opts opt = {.max_seconds = 600};
 static struct conn **conns;
 static size_t nconns, capconns;
 static unsigned accepted;
+static unsigned faults_fired;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -254,8 +260,10 @@ static void do_accept(int lfd, const struct addrinfo *target)
 /* The server->client byte budget left before the fault fires, or UINT64_MAX. */
 static uint64_t fault_budget(const struct conn *c)
 {
-    if (!c->faulted)
-        return UINT64_MAX;
+    if (!c->faulted || c->stalled)
+        return c->stalled ? 0 : UINT64_MAX;
+    if (opt.fault_times && faults_fired >= opt.fault_times)
+        return UINT64_MAX; /* the allowed faults were spent elsewhere */
     uint64_t limit = opt.have_close ? opt.close_after : opt.stall_after;
     if (opt.have_close && opt.have_stall && opt.stall_after < limit)
         limit = opt.stall_after;
@@ -333,6 +341,7 @@ static void check_fault(struct conn *c)
     if (c->dead || c->stalled || !c->faulted || fault_budget(c) != 0 || c->down.queued)
         return;
     /* Every budgeted byte has reached the client. */
+    faults_fired++;
     if (opt.have_close && (!opt.have_stall || opt.close_after <= opt.stall_after)) {
         logf_("conn %u: fault: closing after %llu server->client bytes", c->id,
               (unsigned long long)c->down.moved);
@@ -349,7 +358,7 @@ static void usage(void)
 {
     fputs("usage: mgproxy --listen HOST:PORT|0 --target HOST:PORT [--delay-ms N]\n"
           "               [--close-after BYTES] [--stall-after BYTES] [--fault-conn K]\n"
-          "               [--max-seconds S] [--port-file FILE]\n",
+          "               [--fault-times N] [--max-seconds S] [--port-file FILE]\n",
           stderr);
     exit(2);
 }
@@ -360,6 +369,7 @@ static void parse_args(int argc, char **argv)
         {"close-after", required_argument, NULL, 'c'},
         {"delay-ms", required_argument, NULL, 'd'},
         {"fault-conn", required_argument, NULL, 'k'},
+        {"fault-times", required_argument, NULL, 'n'},
         {"listen", required_argument, NULL, 'l'},
         {"max-seconds", required_argument, NULL, 'm'},
         {"port-file", required_argument, NULL, 'p'},
@@ -388,6 +398,11 @@ static void parse_args(int argc, char **argv)
             if (v > UINT32_MAX)
                 usage();
             opt.fault_conn = (unsigned)v;
+            break;
+        case 'n':
+            if (v > UINT32_MAX)
+                usage();
+            opt.fault_times = (unsigned)v;
             break;
         case 'l':
             opt.listen = optarg;
