@@ -289,6 +289,16 @@ class Dovecot:
         os.chmod(os.path.join(self.root, "users"), 0o644)
         for user in self.users:
             self._make_maildir(user)
+        # Ports are picked free, then bound by Dovecot a moment later; another
+        # process may take one in between, so a bind failure gets new ports.
+        for attempt in range(3):
+            try:
+                return self._launch(timeout)
+            except DovecotError as e:
+                if attempt == 2 or "Address already in use" not in str(e):
+                    raise
+
+    def _launch(self, timeout):
         self.imaps_port = free_port()
         self.imap_port = self._wanted_imap_port or free_port()
         self.wrong_name_port = free_port(self.wrong_name_host)
@@ -317,7 +327,7 @@ class Dovecot:
         try:
             self._wait_ready(timeout)
         except BaseException:
-            self.stop()
+            self.stop(cleanup=False)
             raise
         return self
 
