@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""mailgrab against a real Dovecot: byte identity, limits, every error class,
+network faults, file modes and password handling.
+
+One Dovecot and one corpus serve the whole module.  MG_TEST_MESSAGES,
+MG_TEST_BIG and MG_TEST_BIG_MB shrink or grow the corpus (defaults 520, 3, 3).
+"""
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+import unittest
+
+from mgtest import corpus, reference, tools
+from mgtest.server import Dovecot, free_port
+
+N_MESSAGES = int(os.environ.get("MG_TEST_MESSAGES", "520"))
+N_BIG = int(os.environ.get("MG_TEST_BIG", "3"))
+BIG_MB = int(os.environ.get("MG_TEST_BIG_MB", "3"))
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CONNECT, EXIT_TLS = 0, 1, 2, 3, 4
+EXIT_AUTH, EXIT_MAILBOX = 5, 6
+
+server = None
+workdir = None
+expected = None
+ref = None  # {uid: bytes}
+password_file = None
+
+
+def setUpModule():
+    global server, workdir, expected, ref, password_file
+    tools.binary("MAILGRAB")  # fail at once, loudly, if the binary is missing
+    workdir = tempfile.mkdtemp(prefix="mgtest-dl-")
+    server = Dovecot()
+    server.start()
+    try:
+        expected = corpus.generate(server.maildir(), N_MESSAGES,
+                                   os.path.join(workdir, "expected.json"),
+                                   big=N_BIG, big_size=BIG_MB << 20, server=server)
+        ref = reference.fetch_all(server)
+        password_file = tools.write_secret(workdir, server.password("alice"))
+    except BaseException:
+        server.stop()
+        raise
+
+
+def tearDownModule():
+    if server is not None:
+        server.stop()
+    if workdir and not os.environ.get("MG_KEEP_TMP"):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Base(unittest.TestCase):
+    maxDiff = 2000
+
+    def out_dir(self):
+        """A path that does not exist yet; mailgrab creates it."""
+        return tempfile.mkdtemp(prefix="out-", dir=workdir) + "/mail"
+
+    def mailgrab(self, *extra, output=None, password_file_=None, env=None,
+                 timeout=90, watch=None, **kw):
+        pw = password_file if password_file_ is None else password_file_
+        argv = tools.mailgrab_argv(server, password_file=pw or None, output=output,
+                                   extra=extra, **kw)
+        return tools.run(argv, env_extra=env, timeout=timeout, watch=watch)
+
+    def assertExit(self, res, code):
+        self.assertEqual(res.returncode, code,
+                         f"expected exit {code}, got {res.returncode}" + res.describe())
+
+    def stored(self, out, res, mailbox="INBOX"):
+        """{uid: bytes} of the .eml files mailgrab wrote."""
+        box = os.path.join(out, mailbox)
+        self.assertTrue(os.path.isdir(box), f"mailgrab created no {box}" + res.describe())
+        got = {}
+        for name in os.listdir(box):
+            if name.endswith(".eml") and not name.startswith("."):
+                stem = name[:-4]
+                self.assertTrue(stem.isdigit(), f"unexpected file name {name}" + res.describe())
+                with open(os.path.join(box, name), "rb") as f:
+                    got[int(stem)] = f.read()
+        return got
+
+    def assertNoTempFiles(self, out, res):
+        leftovers = []
+        for dirpath, dirnames, filenames in os.walk(out):
+            for n in dirnames + filenames:
+                if "tmp" in n.lower() or n.endswith(".part"):
+                    leftovers.append(os.path.join(dirpath, n))
+        self.assertEqual(leftovers, [], "temporary files left behind" + res.describe())
+
+    def assertAllIdentical(self, out, res, uids=None):
+        got = self.stored(out, res)
+        want = ref if uids is None else {u: ref[u] for u in uids}
+        self.assertEqual(sorted(got), sorted(want),
+                         f"stored UIDs differ: missing {sorted(set(want) - set(got))[:20]}, "
+                         f"extra {sorted(set(got) - set(want))[:20]}" + res.describe())
+        bad = [u for u in want if got[u] != want[u]]
+        if bad:
+            u = bad[0]
+            a, b = got[u], want[u]
+            k = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
+            self.fail(f"{len(bad)} messages differ from the server's BODY[]; first uid {u}: "
+                      f"stored {len(a)} bytes, server {len(b)} bytes, first difference at "
+                      f"offset {k}: {a[k:k + 40]!r} vs {b[k:k + 40]!r}" + res.describe())
+
+
+class TestDownload(Base):
+    def test_corpus_is_as_built(self):
+        """Harness check: the server serves exactly the corpus expected.json describes."""
+        self.assertEqual(len(ref), expected["total"]["messages"])
+        self.assertEqual(sum(map(len, ref.values())), expected["total"]["bytes"])
+
+    def test_byte_identical_with_chunks(self):
+        for chunks in (1, 4, 10):
+            with self.subTest(chunks=chunks):
+                out = self.out_dir()
+                res = self.mailgrab("--chunks", str(chunks), "--quiet", output=out)
+                self.assertExit(res, EXIT_OK)
+                self.assertAllIdentical(out, res)
+                self.assertNoTempFiles(out, res)
+
+    def test_modes(self):
+        out = self.out_dir()
+        res = self.mailgrab("--chunks", "4", "--limit", "20", output=out)
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(len(self.stored(out, res)), 20, res.describe())
+        for dirpath, dirnames, filenames in os.walk(out):
+            mode = stat.S_IMODE(os.stat(dirpath).st_mode)
+            self.assertEqual(mode, 0o700, f"directory {dirpath} has mode {mode:o}" + res.describe())
+            for n in filenames:
+                p = os.path.join(dirpath, n)
+                mode = stat.S_IMODE(os.stat(p).st_mode)
+                self.assertEqual(mode, 0o600, f"file {p} has mode {mode:o}" + res.describe())
+
+    def test_limit(self):
+        out = self.out_dir()
+        res = self.mailgrab("--limit", "7", "--chunks", "4", output=out)
+        self.assertExit(res, EXIT_OK)
+        got = self.stored(out, res)
+        self.assertEqual(len(got), 7, f"stored {sorted(got)}" + res.describe())
+        self.assertAllIdentical(out, res, uids=got.keys())
+        self.assertNoTempFiles(out, res)
+
+    def test_password_from_environment(self):
+        out = self.out_dir()
+        res = self.mailgrab("--limit", "3", output=out, password_file_="",
+                            env={"MAILGRAB_PASSWORD": server.password("alice")})
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(len(self.stored(out, res)), 3, res.describe())
+
+    def test_password_command(self):
+        out = self.out_dir()
+        res = self.mailgrab("--limit", "3", "--password-command", f"cat {password_file}",
+                            output=out, password_file_="")
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(len(self.stored(out, res)), 3, res.describe())
+
+    def test_password_not_in_argv(self):
+        """No process of the run (mailgrab or a helper it forks) shows the password in argv."""
+        seen = []
+
+        def watch(pid):
+            for p in os.listdir("/proc"):
+                if not p.isdigit():
+                    continue
+                try:
+                    if os.getpgid(int(p)) != pid:  # the run's own process group
+                        continue
+                    with open(f"/proc/{p}/cmdline", "rb") as f:
+                        seen.append(f.read())
+                except (OSError, ProcessLookupError):
+                    pass
+
+        out = self.out_dir()
+        res = self.mailgrab("--chunks", "4", output=out, watch=watch)
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res)
+        self.assertTrue(seen, "never saw the mailgrab process")
+        pw = server.password("alice").encode()
+        leaks = [c for c in seen if pw in c]
+        self.assertEqual(leaks, [], "password visible in a process's argv" + res.describe())
+        self.assertNotIn(server.password("alice"), res.stderr + res.stdout,
+                         "password printed" + res.describe())
+
+
+    def test_mtime_is_internaldate(self):
+        out = self.out_dir()
+        res = self.mailgrab("--chunks", "4", "--limit", "50", output=out)
+        self.assertExit(res, EXIT_OK)
+        dates = reference.internaldates(server)
+        got = self.stored(out, res)
+        self.assertEqual(len(got), 50, res.describe())
+        wrong = {}
+        for uid in got:
+            mtime = int(os.stat(os.path.join(out, "INBOX", f"{uid}.eml")).st_mtime)
+            if mtime != dates[uid]:
+                wrong[uid] = (mtime, dates[uid])
+        self.assertEqual(wrong, {}, "file mtime != INTERNALDATE (uid: (mtime, "
+                         "internaldate))" + res.describe())
+
+
+class TestIncremental(Base):
+    """A second run into the same directory fetches only the new messages.
+
+    Uses user bob with his own small corpus, so the shared corpus stays as is."""
+
+    def test_second_run_fetches_only_new(self):
+        user, path = "bob", os.path.join(workdir, "bob-expected.json")
+        corpus.generate(server.maildir(user), 40, path, seed=5, big=0, server=server)
+        pw = tools.write_secret(workdir, server.password(user))
+        out = self.out_dir()
+        res = self.mailgrab("--chunks", "4", output=out, password_file_=pw, user=user)
+        self.assertExit(res, EXIT_OK)
+        first = self.stored(out, res)
+        self.assertEqual(len(first), 40, res.describe())
+        inodes = {u: os.stat(os.path.join(out, "INBOX", f"{u}.eml")).st_ino for u in first}
+
+        corpus.add_messages(server.maildir(user), 6, path, seed=5, server=server)
+        mark = server.log_size()
+        res = self.mailgrab("--chunks", "4", output=out, password_file_=pw, user=user)
+        self.assertExit(res, EXIT_OK)
+        # Dovecot counts the bodies each session sent (body_count=N on logout);
+        # its log process writes asynchronously, so wait for every logout.
+        deadline = time.monotonic() + 5
+        while True:
+            log = server.log_since(mark)
+            logins = log.count("Login: user=<bob>")
+            ends = len(re.findall(r"imap\(bob\).*?Disconnected", log))
+            if (logins and ends >= logins) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        bodies = sum(int(n) for n in re.findall(
+            r"imap\(bob\).*?Disconnected.*? body_count=(\d+)", log))
+        self.assertEqual(bodies, 6, "the second run fetched other than the 6 new "
+                         "bodies; Dovecot log:\n" + log + res.describe())
+        want = reference.fetch_all(server, user=user)
+        got = self.stored(out, res)
+        self.assertEqual(len(want), 46)
+        self.assertEqual(got, want, "second run did not leave exactly the server's "
+                         "46 messages" + res.describe())
+        again = {u: os.stat(os.path.join(out, "INBOX", f"{u}.eml")).st_ino for u in first}
+        self.assertEqual(again, inodes, "old messages were rewritten" + res.describe())
+
+
+class TestErrors(Base):
+    def test_wrong_password(self):
+        bad = tools.write_secret(workdir, "not-the-password")
+        out = self.out_dir()
+        res = self.mailgrab(output=out, password_file_=bad)
+        self.assertExit(res, EXIT_AUTH)
+        self.assertNotIn("not-the-password", res.stderr)
+
+    def test_untrusted_ca(self):
+        mark = server.log_size()
+        res = self.mailgrab(output=self.out_dir(), cafile=server.untrusted_ca_file)
+        self.assertExit(res, EXIT_TLS)
+        log = self._wait_log(mark, "Disconnected")
+        self.assertIn("no auth attempts", log, "Dovecot log:\n" + log + res.describe())
+        for needle in ("Login: user=<alice>", "auth failed", "Password mismatch",
+                       "method=PLAIN", "method=LOGIN"):
+            self.assertNotIn(needle, log, "credentials reached the server over an "
+                             "untrusted connection; Dovecot log:\n" + log + res.describe())
+
+    def test_wrong_host_name(self):
+        res = self.mailgrab(output=self.out_dir(), host=server.wrong_name_host,
+                            port=server.wrong_name_port)
+        self.assertExit(res, EXIT_TLS)
+
+    def test_unknown_mailbox(self):
+        res = self.mailgrab("--mailbox", "NoSuchFolder", output=self.out_dir())
+        self.assertExit(res, EXIT_MAILBOX)
+
+    def test_closed_port(self):
+        res = self.mailgrab("--timeout", "5", output=self.out_dir(), port=free_port())
+        self.assertExit(res, EXIT_CONNECT)
+
+    def test_unknown_host(self):
+        res = self.mailgrab("--timeout", "5", output=self.out_dir(),
+                            host="no-such-host.invalid")
+        self.assertExit(res, EXIT_CONNECT)
+
+    def _wait_log(self, mark, needle, seconds=3.0):
+        deadline = time.monotonic() + seconds
+        while True:
+            log = server.log_since(mark)
+            if needle in log or time.monotonic() > deadline:
+                return log
+            time.sleep(0.05)
+
+
+class TestFaults(Base):
+    """mgproxy breaks one of mailgrab's connections (the first to carry
+    FAULT_AFTER bytes from the server, whichever that is); mailgrab must fetch
+    the lost messages again and finish in bounded time."""
+
+    FAULT_AFTER = "200000"  # server->client bytes: past the login, inside a FETCH
+
+    def _faulted_run(self, *proxy_args, extra=()):
+        with tools.Proxy(server.host, server.imaps_port, "--fault-times", "1",
+                         *proxy_args) as proxy:
+            out = self.out_dir()
+            res = self.mailgrab("--chunks", "4", *extra, output=out, port=proxy.port,
+                                timeout=90)
+            log = proxy.log()
+        self.assertEqual(log.count("fault:"), 1, "the proxy did not inject exactly "
+                         "one fault\n" + log + res.describe())
+        self.assertLess(res.seconds, 60, "run took too long" + res.describe())
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res)
+        self.assertNoTempFiles(out, res)
+        return res
+
+    def test_connection_closed_mid_message(self):
+        self._faulted_run("--close-after", self.FAULT_AFTER)
+
+    def test_connection_stalls(self):
+        self._faulted_run("--stall-after", self.FAULT_AFTER, extra=("--timeout", "3"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

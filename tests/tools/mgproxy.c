@@ -1,0 +1,563 @@
+/*
+ * mgproxy.c - fault-injecting TCP proxy for mailgrab's integration tests and
+ * benchmarks.
+ *
+ * Owns: one listening socket and, per accepted client, a connection to the
+ * target; it forwards bytes both ways with poll() in a single thread and can
+ * add latency, cut a connection, or freeze it.  No dependencies beyond POSIX.
+ *
+ *   mgproxy --listen 127.0.0.1:PORT|0 --target HOST:PORT
+ *           [--delay-ms N] [--close-after BYTES] [--stall-after BYTES]
+ *           [--fault-conn K] [--fault-times N] [--max-seconds S] [--port-file FILE]
+ *
+ * --delay-ms N      every byte is held N ms before it is sent on, in each
+ *                   direction (RTT grows by 2N).  Data is queued with a due
+ *                   time, so throughput is not limited by the delay.
+ * --close-after B   after B server->client bytes have been forwarded on a
+ *                   faulted connection, both of its sockets are closed.
+ * --stall-after B   after B server->client bytes, the faulted connection stops
+ *                   forwarding in both directions but stays open (the client
+ *                   sees a silent server) until the client closes it.
+ * --fault-conn K    which accepted connection (1-based, in accept order) the
+ *                   fault applies to; 0, the default, means every connection.
+ * --fault-times N   inject at most N faults in all (default 0: no limit).  With
+ *                   --fault-times 1 and no --fault-conn, the first connection
+ *                   to carry BYTES is the one cut, whichever it is; the
+ *                   connections opened after that are left alone.
+ * --max-seconds S   exit after S seconds (default 600) so a crashed test
+ *                   cannot leave the proxy running.
+ * --port-file FILE  write the listening port (decimal + newline) to FILE,
+ *                   atomically, once the proxy accepts connections.
+ *
+ * Each event (accept, fault, close) is one line on stderr, so tests can check
+ * that a fault really happened.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_MAX (256 * 1024)
+#define QUEUE_MAX (16 * 1024 * 1024) /* per direction; back-pressure above */
+
+struct chunk {
+    struct chunk *next;
+    int64_t due_ms;
+    size_t len, off;
+    unsigned char data[];
+};
+
+struct dir {
+    int from, to;
+    struct chunk *head, *tail;
+    size_t queued;
+    uint64_t moved; /* bytes read from `from` */
+    bool eof;       /* `from` said EOF; shut `to` once drained */
+    bool shut;
+};
+
+struct conn {
+    unsigned id;
+    int client, server;
+    struct dir up;   /* client -> server */
+    struct dir down; /* server -> client */
+    bool faulted;    /* the fault applies to this connection */
+    bool stalled;
+    bool dead;
+};
+
+struct opts {
+    const char *listen, *target, *port_file;
+    int64_t delay_ms;
+    uint64_t close_after, stall_after;
+    bool have_close, have_stall;
+    unsigned fault_conn;
+    unsigned fault_times;
+    long max_seconds;
+};
+
+static struct opts opt = {.max_seconds = 600};
+static struct conn **conns;
+static size_t nconns, capconns;
+static unsigned accepted;
+static unsigned faults_fired;
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("mgproxy: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *what)
+{
+    logf_("%s: %s", what, strerror(errno));
+    exit(1);
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || *s == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Splits "HOST:PORT" (last colon) and resolves it. */
+static struct addrinfo *resolve(const char *hostport, bool passive)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || (size_t)(colon - hostport) >= sizeof host) {
+        logf_("bad address '%s' (want HOST:PORT)", hostport);
+        exit(2);
+    }
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    if (passive)
+        hints.ai_flags = AI_PASSIVE;
+    struct addrinfo *ai;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc) {
+        logf_("%s: %s", hostport, gai_strerror(rc));
+        exit(2);
+    }
+    return ai;
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        die("fcntl");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void write_port_file(int lfd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0)
+        die("getsockname");
+    unsigned port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    logf_("listening on port %u", port);
+    if (!opt.port_file)
+        return;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", opt.port_file) >= (int)sizeof tmp) {
+        logf_("port file name too long");
+        exit(2);
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        die(tmp);
+    fprintf(f, "%u\n", port);
+    if (fclose(f) != 0 || rename(tmp, opt.port_file) != 0)
+        die(opt.port_file);
+}
+
+static void dir_free(struct dir *d)
+{
+    while (d->head) {
+        struct chunk *c = d->head;
+        d->head = c->next;
+        free(c);
+    }
+    d->tail = NULL;
+    d->queued = 0;
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+    if (c->dead)
+        return;
+    logf_("conn %u: closed (%s); client->server %llu bytes, server->client %llu bytes", c->id,
+          why, (unsigned long long)c->up.moved, (unsigned long long)c->down.moved);
+    close(c->client);
+    close(c->server);
+    dir_free(&c->up);
+    dir_free(&c->down);
+    c->dead = true;
+}
+
+static void do_accept(int lfd, const struct addrinfo *target)
+{
+    int cfd = accept(lfd, NULL, NULL);
+    if (cfd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            logf_("accept: %s", strerror(errno));
+        return;
+    }
+    unsigned id = ++accepted;
+    int sfd = -1;
+    for (const struct addrinfo *a = target; a; a = a->ai_next) {
+        sfd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (sfd < 0)
+            continue;
+        if (connect(sfd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        close(sfd);
+        sfd = -1;
+    }
+    if (sfd < 0) {
+        logf_("conn %u: target %s unreachable: %s", id, opt.target, strerror(errno));
+        close(cfd);
+        return;
+    }
+    set_nonblock(cfd);
+    set_nonblock(sfd);
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        die("calloc");
+    c->id = id;
+    c->client = cfd;
+    c->server = sfd;
+    c->up.from = cfd;
+    c->up.to = sfd;
+    c->down.from = sfd;
+    c->down.to = cfd;
+    c->faulted = (opt.have_close || opt.have_stall) && (opt.fault_conn == 0 || opt.fault_conn == id);
+    if (nconns == capconns) {
+        capconns = capconns ? 2 * capconns : 16;
+        conns = realloc(conns, capconns * sizeof *conns);
+        if (!conns)
+            die("realloc");
+    }
+    conns[nconns++] = c;
+    logf_("conn %u: accepted%s", id, c->faulted ? " (fault armed)" : "");
+}
+
+/* The server->client byte budget left before the fault fires, or UINT64_MAX. */
+static uint64_t fault_budget(const struct conn *c)
+{
+    if (!c->faulted || c->stalled)
+        return c->stalled ? 0 : UINT64_MAX;
+    if (opt.fault_times && faults_fired >= opt.fault_times)
+        return UINT64_MAX; /* the allowed faults were spent elsewhere */
+    uint64_t limit = opt.have_close ? opt.close_after : opt.stall_after;
+    if (opt.have_close && opt.have_stall && opt.stall_after < limit)
+        limit = opt.stall_after;
+    return c->down.moved >= limit ? 0 : limit - c->down.moved;
+}
+
+/* Reads what `from` has into the queue. Returns false if the connection died. */
+static bool dir_read(struct conn *c, struct dir *d, uint64_t budget)
+{
+    static unsigned char buf[READ_MAX];
+    size_t want = sizeof buf;
+    if (budget < want)
+        want = (size_t)budget;
+    if (want == 0)
+        return true;
+    ssize_t n = read(d->from, buf, want);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return true;
+        conn_close(c, strerror(errno));
+        return false;
+    }
+    if (n == 0) {
+        d->eof = true;
+        return true;
+    }
+    struct chunk *ch = malloc(sizeof *ch + (size_t)n);
+    if (!ch)
+        die("malloc");
+    memcpy(ch->data, buf, (size_t)n);
+    ch->len = (size_t)n;
+    ch->off = 0;
+    ch->due_ms = now_ms() + opt.delay_ms;
+    ch->next = NULL;
+    if (d->tail)
+        d->tail->next = ch;
+    else
+        d->head = ch;
+    d->tail = ch;
+    d->queued += (size_t)n;
+    d->moved += (uint64_t)n;
+    return true;
+}
+
+/* Writes every due chunk `to` accepts. Returns false if the connection died. */
+static bool dir_write(struct conn *c, struct dir *d, int64_t now)
+{
+    while (d->head && d->head->due_ms <= now) {
+        struct chunk *ch = d->head;
+        ssize_t n = write(d->to, ch->data + ch->off, ch->len - ch->off);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return true;
+            conn_close(c, strerror(errno));
+            return false;
+        }
+        ch->off += (size_t)n;
+        d->queued -= (size_t)n;
+        if (ch->off < ch->len)
+            return true;
+        d->head = ch->next;
+        if (!d->head)
+            d->tail = NULL;
+        free(ch);
+    }
+    if (d->eof && !d->head && !d->shut) {
+        shutdown(d->to, SHUT_WR);
+        d->shut = true;
+    }
+    return true;
+}
+
+static void check_fault(struct conn *c)
+{
+    if (c->dead || c->stalled || !c->faulted || fault_budget(c) != 0 || c->down.queued)
+        return;
+    /* Every budgeted byte has reached the client. */
+    faults_fired++;
+    if (opt.have_close && (!opt.have_stall || opt.close_after <= opt.stall_after)) {
+        logf_("conn %u: fault: closing after %llu server->client bytes", c->id,
+              (unsigned long long)c->down.moved);
+        conn_close(c, "fault injected");
+    } else {
+        logf_("conn %u: fault: stalling after %llu server->client bytes", c->id,
+              (unsigned long long)c->down.moved);
+        c->stalled = true;
+        dir_free(&c->up);
+    }
+}
+
+static void usage(void)
+{
+    fputs("usage: mgproxy --listen HOST:PORT|0 --target HOST:PORT [--delay-ms N]\n"
+          "               [--close-after BYTES] [--stall-after BYTES] [--fault-conn K]\n"
+          "               [--fault-times N] [--max-seconds S] [--port-file FILE]\n",
+          stderr);
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"close-after", required_argument, NULL, 'c'},
+        {"delay-ms", required_argument, NULL, 'd'},
+        {"fault-conn", required_argument, NULL, 'k'},
+        {"fault-times", required_argument, NULL, 'n'},
+        {"listen", required_argument, NULL, 'l'},
+        {"max-seconds", required_argument, NULL, 'm'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"stall-after", required_argument, NULL, 's'},
+        {"target", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    uint64_t v = 0;
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (ch != 'l' && ch != 't' && ch != 'p' && (!optarg || !parse_u64(optarg, &v))) {
+            logf_("bad number for option: %s", optarg ? optarg : "");
+            usage();
+        }
+        switch (ch) {
+        case 'c':
+            opt.close_after = v;
+            opt.have_close = true;
+            break;
+        case 'd':
+            if (v > 3600 * 1000)
+                usage();
+            opt.delay_ms = (int64_t)v;
+            break;
+        case 'k':
+            if (v > UINT32_MAX)
+                usage();
+            opt.fault_conn = (unsigned)v;
+            break;
+        case 'n':
+            if (v > UINT32_MAX)
+                usage();
+            opt.fault_times = (unsigned)v;
+            break;
+        case 'l':
+            opt.listen = optarg;
+            break;
+        case 'm':
+            if (v == 0 || v > 86400 * 7)
+                usage();
+            opt.max_seconds = (long)v;
+            break;
+        case 'p':
+            opt.port_file = optarg;
+            break;
+        case 's':
+            opt.stall_after = v;
+            opt.have_stall = true;
+            break;
+        case 't':
+            opt.target = optarg;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (optind != argc || !opt.listen || !opt.target)
+        usage();
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+
+    char lbuf[300];
+    /* "--listen 0" or ":0" means 127.0.0.1 on a free port */
+    if (strchr(opt.listen, ':') == NULL) {
+        snprintf(lbuf, sizeof lbuf, "127.0.0.1:%s", opt.listen);
+        opt.listen = lbuf;
+    }
+    struct addrinfo *lai = resolve(opt.listen, true);
+    struct addrinfo *target = resolve(opt.target, false);
+    int lfd = socket(lai->ai_family, lai->ai_socktype | SOCK_CLOEXEC, lai->ai_protocol);
+    if (lfd < 0)
+        die("socket");
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(lfd, lai->ai_addr, lai->ai_addrlen) < 0)
+        die("bind");
+    if (listen(lfd, 128) < 0)
+        die("listen");
+    freeaddrinfo(lai);
+    set_nonblock(lfd);
+    write_port_file(lfd);
+
+    const int64_t end = now_ms() + (int64_t)opt.max_seconds * 1000;
+    struct pollfd *pfds = NULL;
+    size_t cappfds = 0;
+    for (;;) {
+        int64_t now = now_ms();
+        if (now >= end) {
+            logf_("max-seconds reached, exiting");
+            break;
+        }
+        /* drop dead connections */
+        size_t w = 0;
+        for (size_t i = 0; i < nconns; i++) {
+            if (conns[i]->dead)
+                free(conns[i]);
+            else
+                conns[w++] = conns[i];
+        }
+        nconns = w;
+
+        if (cappfds < 1 + 2 * nconns) {
+            cappfds = 2 * (1 + 2 * nconns);
+            pfds = realloc(pfds, cappfds * sizeof *pfds);
+            if (!pfds)
+                die("realloc");
+        }
+        int64_t timeout = end - now;
+        pfds[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (size_t i = 0; i < nconns; i++) {
+            struct conn *c = conns[i];
+            short ce = 0, se = 0;
+            if (c->stalled) {
+                ce = POLLIN; /* only to notice the client going away */
+            } else {
+                if (!c->up.eof && c->up.queued < QUEUE_MAX)
+                    ce |= POLLIN;
+                if (!c->down.eof && c->down.queued < QUEUE_MAX && fault_budget(c) > 0)
+                    se |= POLLIN;
+                struct dir *ds[2] = {&c->up, &c->down};
+                for (int k = 0; k < 2; k++) {
+                    struct chunk *h = ds[k]->head;
+                    if (!h)
+                        continue;
+                    if (h->due_ms <= now) {
+                        if (ds[k]->to == c->client)
+                            ce |= POLLOUT;
+                        else
+                            se |= POLLOUT;
+                    } else if (h->due_ms - now < timeout) {
+                        timeout = h->due_ms - now;
+                    }
+                }
+            }
+            /* A finished side with nothing to do is not polled at all: its
+             * POLLHUP would otherwise wake us in a loop. */
+            bool cidle = ce == 0 && c->up.eof;
+            bool sidle = se == 0 && c->down.eof;
+            pfds[1 + 2 * i] = (struct pollfd){.fd = cidle ? -1 : c->client, .events = ce};
+            pfds[2 + 2 * i] =
+                (struct pollfd){.fd = (c->stalled || sidle) ? -1 : c->server, .events = se};
+        }
+        int n = poll(pfds, 1 + 2 * nconns, (int)(timeout > 1000 ? 1000 : timeout));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll");
+        }
+        now = now_ms();
+        size_t live = nconns; /* accepted connections are polled next round */
+        for (size_t i = 0; i < live; i++) {
+            struct conn *c = conns[i];
+            short cr = pfds[1 + 2 * i].revents, sr = pfds[2 + 2 * i].revents;
+            if (c->stalled) {
+                if (cr) {
+                    unsigned char sink[4096];
+                    ssize_t r = read(c->client, sink, sizeof sink);
+                    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+                        conn_close(c, "client left a stalled connection");
+                }
+                continue;
+            }
+            if ((cr & POLLIN) || (cr & (POLLHUP | POLLERR)))
+                if (!dir_read(c, &c->up, UINT64_MAX))
+                    continue;
+            if ((sr & POLLIN) || (sr & (POLLHUP | POLLERR)))
+                if (!dir_read(c, &c->down, fault_budget(c)))
+                    continue;
+            if (!dir_write(c, &c->up, now) || !dir_write(c, &c->down, now))
+                continue;
+            check_fault(c);
+            if (!c->dead && c->up.shut && c->down.shut)
+                conn_close(c, "both sides finished");
+        }
+        if (pfds[0].revents & POLLIN)
+            do_accept(lfd, target);
+    }
+    for (size_t i = 0; i < nconns; i++) {
+        conn_close(conns[i], "proxy exiting");
+        free(conns[i]);
+    }
+    free(conns);
+    free(pfds);
+    freeaddrinfo(target);
+    close(lfd);
+    return 0;
+}
