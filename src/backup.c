@@ -207,13 +207,11 @@ static bool fatal(enum mg_code rc)
 /* Gmail closes sessions past 15 per account: never ask for more. */
 static unsigned cap_connections(const struct mg_account *a)
 {
-    size_t n = strlen(a->server);
-    bool google = strcasecmp(a->server, "imap.gmail.com") == 0 ||
-                  (n > 14 && strcasecmp(a->server + n - 14, ".googlemail.com") == 0) ||
-                  (n > 10 && strcasecmp(a->server + n - 10, ".gmail.com") == 0);
-    if (google && a->chunks > 15) {
-        mg_warn("Gmail allows at most 15 connections per account; using 15, not %u", a->chunks);
-        return 15;
+    unsigned most = mg_server_max_connections(a->server);
+    if (most > 0 && a->chunks > most) {
+        mg_warn("%s allows at most %u connections per account; using %u, not %u", a->server, most,
+                most, a->chunks);
+        return most;
     }
     return a->chunks;
 }

@@ -353,6 +353,21 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
         dst->timeout = src->timeout;
 }
 
+static bool host_is(const char *host, const char *domain)
+{
+    size_t h = strlen(host), d = strlen(domain);
+    if (h == d)
+        return strcasecmp(host, domain) == 0;
+    return h > d && host[h - d - 1] == '.' && strcasecmp(host + h - d, domain) == 0;
+}
+
+unsigned mg_server_max_connections(const char *host)
+{
+    if (host != NULL && (host_is(host, "gmail.com") || host_is(host, "googlemail.com")))
+        return 15;
+    return 0;
+}
+
 enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
 {
     const struct mg_oauth2_provider *pv = a->provider ? mg_oauth2_provider(a->provider) : NULL;

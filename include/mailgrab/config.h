@@ -75,6 +75,10 @@ void mg_config_default_path(char *buf, size_t cap);
 /* Fields set in src override dst. Mailboxes are replaced as a whole. */
 void mg_account_merge(struct mg_account *dst, const struct mg_account *src);
 
+/* The most connections a known server allows one account (Gmail: 15), or
+ * 0 when mailgrab knows no limit for host. */
+unsigned mg_server_max_connections(const char *host);
+
 /* Fill what is still unset with built-in defaults; check what is required. */
 enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err);
 
