@@ -1,6 +1,8 @@
 /* analyze.c - see include/mailgrab/analyze.h */
 #include "mailgrab/analyze.h"
 
+#include <string.h>
+
 #include "mailgrab/msgparse.h"
 
 int mg_analyze_count_failed(struct mg_stats *s, uint64_t size, time_t fallback)
@@ -35,7 +37,11 @@ int mg_analyze_message(const char *msg, size_t len, uint64_t size, time_t fallba
     rc = mg_stats_add_sender(s, m.from_addr, m.from_addr_len, m.from_name, m.from_name_len, size);
     size_t dl;
     const char *dom = mg_msginfo_domain(&m, &dl);
-    if (rc == 0 && dom != NULL)
+    if (dom == NULL) { /* like senders: every message is counted somewhere */
+        dom = "(none)";
+        dl = strlen(dom);
+    }
+    if (rc == 0)
         rc = mg_stats_add_domain(s, dom, dl);
 
     struct mg_strmap words;

@@ -116,6 +116,7 @@ def generate(root, count=300, seed=1234):
         headers = []
         if rng.random() < 0.08:
             key = "(none)"
+            truth["sender_domain"]["(none)"] = truth["sender_domain"].get("(none)", 0) + 1
         else:
             name, addr = rng.choice(SENDERS)
             headers.append("From: " + from_header(rng, name, addr))
