@@ -77,12 +77,34 @@ enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *
     return MG_OK;
 }
 
+static void *logout_main(void *arg)
+{
+    mg_imap_close(arg, true);
+    return NULL;
+}
+
 void mg_pool_destroy(struct mg_pool *p)
 {
     if (p == NULL)
         return;
-    for (unsigned i = 0; i < p->nslots; i++)
-        mg_imap_close(p->slots[i].sess, true);
+    /* LOGOUT waits a round trip for its answer: say goodbye on every
+     * session at once rather than one after another. */
+    pthread_t *t = calloc(p->nslots, sizeof(*t));
+    bool *spawned = calloc(p->nslots, sizeof(*spawned));
+    for (unsigned i = 0; i < p->nslots; i++) {
+        if (p->slots[i].sess == NULL)
+            continue;
+        if (t != NULL && spawned != NULL &&
+            pthread_create(&t[i], NULL, logout_main, p->slots[i].sess) == 0)
+            spawned[i] = true;
+        else
+            mg_imap_close(p->slots[i].sess, true);
+    }
+    for (unsigned i = 0; t != NULL && spawned != NULL && i < p->nslots; i++)
+        if (spawned[i])
+            pthread_join(t[i], NULL);
+    free(t);
+    free(spawned);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p->slots);
@@ -264,13 +286,15 @@ static void on_stored(void *ctx, uint32_t uid, const char *path)
     struct worker *w = ctx;
     struct mg_pool *p = w->p;
     atomic_fetch_add(&p->stored, 1);
-    if (p->job->on_stored != NULL)
+    if (p->job->on_stored != NULL) {
+        pthread_mutex_lock(&p->mu); /* the job's callback is serialised */
         p->job->on_stored(p->job->ctx, uid, path);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 static enum mg_code run_batch(struct worker *w, struct mg_error *err)
 {
-    struct mg_pool *p = w->p;
     struct mg_fetch_sink sink = {w, sink_body, sink_done};
     w->sink_failed = false;
     enum mg_code rc = mg_imap_fetch(w->slot->sess, w->uids, w->n, &sink, err);
@@ -282,10 +306,8 @@ static enum mg_code run_batch(struct worker *w, struct mg_error *err)
         mg_batch_discard(w->batch);
         return rc;
     }
-    pthread_mutex_lock(&p->mu); /* on_stored callbacks are serialised */
-    rc = mg_batch_commit(w->batch, on_stored, w, err);
-    pthread_mutex_unlock(&p->mu);
-    return rc;
+    /* No lock here: workers flush and rename their batches in parallel. */
+    return mg_batch_commit(w->batch, on_stored, w, err);
 }
 
 /* Caller holds mu. Account what arrived; re-queue what did not. */

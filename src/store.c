@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "mailgrab/log.h"
@@ -21,25 +22,31 @@
 struct mg_store {
     enum mg_format format;
     uint32_t uidvalidity;
-    int dirfd; /* the mailbox directory */
-    int tmpfd; /* where temp files go: dirfd, or tmp/ for Maildir */
-    int curfd; /* where final names go: dirfd, or cur/ for Maildir */
+    int dirfd;              /* the mailbox directory */
+    int tmpfd;              /* where temp files go: dirfd, or tmp/ for Maildir */
+    int curfd;              /* where final names go: dirfd, or cur/ for Maildir */
+    atomic_bool tmpfile_ok; /* O_TMPFILE and /proc/self/fd work here */
     char dir[PATH_MAX];
     uint32_t *have; /* sorted UIDs already stored */
     size_t nhave;
     size_t cap;
 };
 
+/* A message written but not yet named. Normally an unnamed O_TMPFILE inode
+ * kept open (fd); where the file system cannot do that, a hidden temp file
+ * (tmp) to be renamed. */
 struct pending {
     uint32_t uid;
     time_t mtime;
     char flags[8];
+    int fd;
     char tmp[64];
 };
 
 struct mg_batch {
     struct mg_store *st;
     unsigned worker;
+    long pid;
     unsigned long seq;
     /* current message */
     int fd;
@@ -370,6 +377,7 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
     rc = scan(st, err);
     if (rc != MG_OK)
         goto err_close;
+    atomic_store(&st->tmpfile_ok, access("/proc/self/fd", X_OK) == 0);
     *out = st;
     return MG_OK;
 
@@ -433,6 +441,7 @@ enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, struct mg_bat
     }
     b->st = st;
     b->worker = worker;
+    b->pid = (long)getpid();
     b->fd = -1;
     *out = b;
     return MG_OK;
@@ -461,14 +470,36 @@ size_t mg_batch_count(const struct mg_batch *b)
 enum mg_code mg_batch_begin(struct mg_batch *b, struct mg_error *err)
 {
     mg_batch_drop_current(b);
-    snprintf(b->tmp, sizeof(b->tmp), MG_TMP_PREFIX "%ld-%u-%lu", (long)getpid(), b->worker,
-             b->seq++);
+    b->buflen = 0;
+    b->tmp[0] = '\0';
+    /* An unnamed file costs the directory nothing until it is linked in at
+     * commit, and a run killed before then leaves nothing behind at all. */
+    if (atomic_load(&b->st->tmpfile_ok)) {
+        b->fd = openat(b->st->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        if (b->fd >= 0)
+            return MG_OK;
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+            atomic_store(&b->st->tmpfile_ok, false); /* this file system cannot */
+        else if (errno != EMFILE && errno != ENFILE)
+            return io_error(err, "create a file in", b->st->dir, errno);
+    }
+    snprintf(b->tmp, sizeof(b->tmp), MG_TMP_PREFIX "%ld-%u-%lu", b->pid, b->worker, b->seq++);
     b->fd =
         openat(b->st->tmpfd, b->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (b->fd < 0)
+    if (b->fd < 0) {
+        b->tmp[0] = '\0';
         return io_error(err, "create a file in", b->st->dir, errno);
-    b->buflen = 0;
+    }
     return MG_OK;
+}
+
+/* Close and remove a message that will not be named. */
+static void forget(struct mg_store *st, int fd, const char *tmp)
+{
+    if (fd >= 0)
+        close(fd);
+    if (tmp[0] != '\0')
+        unlinkat(st->tmpfd, tmp, 0);
 }
 
 static enum mg_code flush_buf(struct mg_batch *b, const char *p, size_t len, struct mg_error *err)
@@ -505,34 +536,42 @@ enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const 
 {
     enum mg_code rc = flush_buf(b, b->buf, b->buflen, err);
     b->buflen = 0;
-    if (rc != MG_OK)
+    if (rc != MG_OK) {
+        mg_batch_drop_current(b);
         return rc;
+    }
     if (mtime != (time_t)-1) {
         struct timespec ts[2] = {{.tv_sec = mtime}, {.tv_sec = mtime}};
         futimens(b->fd, ts);
     }
     int fd = b->fd;
-    b->fd = -1;
-    if (close(fd) != 0) {
-        rc = io_error(err, "write to", b->st->dir, errno);
-        unlinkat(b->st->tmpfd, b->tmp, 0);
-        return rc;
+    if (b->tmp[0] != '\0') { /* a named temp file need not stay open */
+        if (close(fd) != 0) {
+            rc = io_error(err, "write to", b->st->dir, errno);
+            b->fd = -1;
+            mg_batch_drop_current(b);
+            return rc;
+        }
+        fd = -1;
     }
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 256;
         struct pending *v = reallocarray(b->v, cap, sizeof(*v));
         if (v == NULL) {
-            unlinkat(b->st->tmpfd, b->tmp, 0);
+            forget(b->st, fd, b->tmp);
+            b->fd = -1;
             return mg_error_set(err, MG_E_INTERNAL, "out of memory");
         }
         b->v = v;
         b->cap = cap;
     }
-    b->v[b->n].uid = uid;
-    b->v[b->n].mtime = mtime;
-    snprintf(b->v[b->n].flags, sizeof(b->v[b->n].flags), "%s", flags ? flags : "");
-    memcpy(b->v[b->n].tmp, b->tmp, sizeof(b->tmp));
-    b->n++;
+    struct pending *m = &b->v[b->n++];
+    m->uid = uid;
+    m->mtime = mtime;
+    snprintf(m->flags, sizeof(m->flags), "%s", flags ? flags : "");
+    m->fd = fd;
+    memcpy(m->tmp, b->tmp, sizeof(b->tmp));
+    b->fd = -1;
     return MG_OK;
 }
 
@@ -540,10 +579,27 @@ void mg_batch_drop_current(struct mg_batch *b)
 {
     if (b->fd < 0)
         return;
-    close(b->fd);
+    forget(b->st, b->fd, b->tmp);
     b->fd = -1;
     b->buflen = 0;
-    unlinkat(b->st->tmpfd, b->tmp, 0);
+}
+
+/* Give message m its final name; 0, or an errno value. EEXIST: another copy
+ * is stored already, which is kept. */
+static int name_it(struct mg_store *st, struct pending *m, const char *name)
+{
+    if (m->tmp[0] != '\0') {
+        if (renameat2(st->tmpfd, m->tmp, st->curfd, name, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno == EINVAL && renameat(st->tmpfd, m->tmp, st->curfd, name) == 0)
+            return 0; /* file system without RENAME_NOREPLACE */
+        return errno;
+    }
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);
+    if (linkat(AT_FDCWD, proc, st->curfd, name, AT_SYMLINK_FOLLOW) == 0)
+        return 0;
+    return errno;
 }
 
 enum mg_code mg_batch_commit(struct mg_batch *b,
@@ -566,17 +622,20 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
         struct pending *m = &b->v[done];
         char name[128];
         final_name(st, m, name, sizeof(name));
-        if (renameat2(st->tmpfd, m->tmp, st->curfd, name, RENAME_NOREPLACE) == 0)
-            continue;
-        if (errno == EINVAL && renameat(st->tmpfd, m->tmp, st->curfd, name) == 0)
-            continue;          /* file system without RENAME_NOREPLACE */
-        if (errno == EEXIST) { /* already stored: keep the first copy */
-            unlinkat(st->tmpfd, m->tmp, 0);
+        int e = name_it(st, m, name);
+        if (e == EEXIST) { /* already stored: keep the first copy */
+            forget(st, m->fd, m->tmp);
+            m->fd = -1;
             m->uid = 0;
             continue;
         }
-        rc = io_error(err, "rename a file in", st->dir, errno);
-        break;
+        if (e != 0) {
+            rc = io_error(err, "name a file in", st->dir, e);
+            break;
+        }
+        if (m->fd >= 0)
+            close(m->fd);
+        m->fd = -1;
     }
     if (rc == MG_OK && fsync(st->curfd) != 0)
         rc = io_error(err, "flush", st->dir, errno);
@@ -591,10 +650,8 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
             on_stored(ctx, b->v[i].uid, path);
         }
     }
-    if (rc != MG_OK) {
-        for (size_t i = done; i < b->n; i++)
-            unlinkat(st->tmpfd, b->v[i].tmp, 0);
-    }
+    for (size_t i = done; i < b->n; i++) /* what a failure left unnamed */
+        forget(st, b->v[i].fd, b->v[i].tmp);
     b->n = 0;
     return rc;
 }
@@ -603,6 +660,6 @@ void mg_batch_discard(struct mg_batch *b)
 {
     mg_batch_drop_current(b);
     for (size_t i = 0; i < b->n; i++)
-        unlinkat(b->st->tmpfd, b->v[i].tmp, 0);
+        forget(b->st, b->v[i].fd, b->v[i].tmp);
     b->n = 0;
 }

@@ -64,9 +64,12 @@ static void test_commit_is_atomic_and_private(void **state)
     assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
     put(b, 7, "Subject: a\r\n\r\nbody\r\n");
     put(b, 9, "");
-    /* Before commit nothing has a final name. */
+    /* Before commit nothing has a final name; the messages are unnamed
+     * files (or, without O_TMPFILE, hidden temp files). */
     assert_int_equal(count_entries(mg_store_dir(st), "7.eml"), 0);
-    assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 2);
+    assert_int_equal(count_entries(mg_store_dir(st), "9.eml"), 0);
+    size_t temps = count_entries(mg_store_dir(st), MG_TMP_PREFIX);
+    assert_true(temps == 0 || temps == 2);
     assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
     assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
 
@@ -177,9 +180,10 @@ static void test_maildir_layout(void **state)
     assert_int_equal(mg_batch_begin(b, &e), MG_OK);
     assert_int_equal(mg_batch_write(b, "x\r\n", 3, &e), MG_OK);
     assert_int_equal(mg_batch_end(b, 12, 1700000000, "FS", &e), MG_OK);
-    char tmpdir[256];
+    char tmpdir[256], curdir[256];
     snprintf(tmpdir, sizeof(tmpdir), "%s/tmp", mg_store_dir(st));
-    assert_int_equal(count_entries(tmpdir, MG_TMP_PREFIX), 1); /* temp lives in tmp/ */
+    snprintf(curdir, sizeof(curdir), "%s/cur", mg_store_dir(st));
+    assert_int_equal(count_entries(curdir, "1700000000"), 0); /* not named before commit */
     assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
     assert_int_equal(count_entries(tmpdir, MG_TMP_PREFIX), 0);
     char cur[256], p[512];
