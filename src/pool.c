@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "mailgrab/log.h"
@@ -463,6 +464,15 @@ static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_erro
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     p->nw = nw;
     size_t bm = p->job->batch_msgs;
+    /* Share the descriptors left (beyond sockets and the like) among the
+     * workers' open unnamed files. */
+    struct rlimit rl;
+    size_t budget = bm;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t spare = rl.rlim_cur > 256 ? (size_t)rl.rlim_cur - 256 : 0;
+        if (spare / nw < budget)
+            budget = spare / nw;
+    }
     for (unsigned i = 0; i < nw; i++) {
         struct worker *w = &p->w[i];
         w->p = p;
@@ -474,7 +484,7 @@ static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_erro
         w->got = calloc(bm, sizeof(*w->got));
         if (w->idx == NULL || w->uids == NULL || w->pairs == NULL || w->got == NULL)
             return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-        enum mg_code rc = mg_batch_create(p->job->store, i, &w->batch, err);
+        enum mg_code rc = mg_batch_create(p->job->store, i, budget, &w->batch, err);
         if (rc != MG_OK)
             return rc;
     }

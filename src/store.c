@@ -48,6 +48,7 @@ struct mg_batch {
     unsigned worker;
     long pid;
     unsigned long seq;
+    size_t max_open, nopen; /* unnamed files held open until commit */
     /* current message */
     int fd;
     char tmp[64];
@@ -431,8 +432,8 @@ static void final_name(const struct mg_store *st, const struct pending *m, char 
              m->flags);
 }
 
-enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, struct mg_batch **out,
-                             struct mg_error *err)
+enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, size_t max_open,
+                             struct mg_batch **out, struct mg_error *err)
 {
     struct mg_batch *b = calloc(1, sizeof(*b));
     if (b == NULL || (b->buf = malloc(WRITE_BUF)) == NULL) {
@@ -442,6 +443,7 @@ enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, struct mg_bat
     b->st = st;
     b->worker = worker;
     b->pid = (long)getpid();
+    b->max_open = max_open;
     b->fd = -1;
     *out = b;
     return MG_OK;
@@ -474,7 +476,7 @@ enum mg_code mg_batch_begin(struct mg_batch *b, struct mg_error *err)
     b->tmp[0] = '\0';
     /* An unnamed file costs the directory nothing until it is linked in at
      * commit, and a run killed before then leaves nothing behind at all. */
-    if (atomic_load(&b->st->tmpfile_ok)) {
+    if (atomic_load(&b->st->tmpfile_ok) && b->nopen < b->max_open) {
         b->fd = openat(b->st->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
         if (b->fd >= 0)
             return MG_OK;
@@ -572,6 +574,8 @@ enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const 
     m->fd = fd;
     memcpy(m->tmp, b->tmp, sizeof(b->tmp));
     b->fd = -1;
+    if (fd >= 0)
+        b->nopen++;
     return MG_OK;
 }
 
@@ -653,6 +657,7 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
     for (size_t i = done; i < b->n; i++) /* what a failure left unnamed */
         forget(st, b->v[i].fd, b->v[i].tmp);
     b->n = 0;
+    b->nopen = 0;
     return rc;
 }
 
@@ -662,4 +667,5 @@ void mg_batch_discard(struct mg_batch *b)
     for (size_t i = 0; i < b->n; i++)
         forget(b->st, b->v[i].fd, b->v[i].tmp);
     b->n = 0;
+    b->nopen = 0;
 }

@@ -67,8 +67,11 @@ const char *mg_store_dir(const struct mg_store *st);
 
 struct mg_batch;
 
-enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, struct mg_batch **out,
-                             struct mg_error *err);
+/* max_open: how many finished messages the batch may keep as open unnamed
+ * files until commit; past that it uses named temp files, which need no
+ * descriptor once written. */
+enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, size_t max_open,
+                             struct mg_batch **out, struct mg_error *err);
 void mg_batch_destroy(struct mg_batch *b);
 
 /* Start a message's temp file; write its bytes; finish it as uid. */

@@ -125,6 +125,18 @@ class TestDownload(Base):
                 self.assertAllIdentical(out, res)
                 self.assertNoTempFiles(out, res)
 
+    def test_few_file_descriptors(self):
+        # Unnamed files stay open until their batch commits; with almost no
+        # descriptors to spare, mailgrab must fall back to named temp files
+        # rather than fail (it once exited 7: "Too many open files").
+        out = self.out_dir()
+        argv = ["prlimit", "--nofile=64:64", "--"] + tools.mailgrab_argv(
+            server, password_file=password_file, output=out, extra=("--chunks", "10", "--quiet"))
+        res = tools.run(argv, timeout=90)
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res)
+        self.assertNoTempFiles(out, res)
+
     def test_modes(self):
         out = self.out_dir()
         res = self.mailgrab("--chunks", "4", "--limit", "20", output=out)

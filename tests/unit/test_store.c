@@ -61,7 +61,7 @@ static void test_commit_is_atomic_and_private(void **state)
     bool newgen;
     assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     struct mg_batch *b;
-    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
     put(b, 7, "Subject: a\r\n\r\nbody\r\n");
     put(b, 9, "");
     /* Before commit nothing has a final name; the messages are unnamed
@@ -106,7 +106,7 @@ static void test_discard_and_stale_temps(void **state)
     bool newgen;
     assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     struct mg_batch *b;
-    assert_int_equal(mg_batch_create(st, 3, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_create(st, 3, 256, &b, &e), MG_OK);
     put(b, 1, "x");
     assert_int_equal(mg_batch_begin(b, &e), MG_OK); /* a message cut off mid-way */
     mg_batch_discard(b);
@@ -135,7 +135,7 @@ static void test_existing_file_is_kept(void **state)
     bool newgen;
     assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     struct mg_batch *b;
-    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
     put(b, 5, "first");
     assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
     put(b, 5, "second copy");
@@ -166,6 +166,35 @@ static void test_lock_is_exclusive(void **state)
     close(fd2);
 }
 
+static void test_descriptor_budget(void **state)
+{
+    /* With no descriptors to spare, messages go through named temp files
+     * and still commit; nothing is left behind. */
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/budget", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 1, &st, &newgen, &e), MG_OK);
+    struct mg_batch *b;
+    assert_int_equal(mg_batch_create(st, 0, 1, &b, &e), MG_OK);
+    put(b, 1, "one");
+    put(b, 2, "two");
+    put(b, 3, "three");
+    assert_true(count_entries(mg_store_dir(st), MG_TMP_PREFIX) >= 2); /* over budget: named */
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
+    put(b, 4, "four");
+    put(b, 5, "five");
+    mg_batch_discard(b);
+    assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 1, &st, &newgen, &e), MG_OK);
+    assert_int_equal(mg_store_count(st), 3);
+    mg_store_close(st);
+}
+
 static void test_maildir_layout(void **state)
 {
     struct mg_error e;
@@ -176,7 +205,7 @@ static void test_maildir_layout(void **state)
     assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
     assert_false(newgen);
     struct mg_batch *b;
-    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
     assert_int_equal(mg_batch_begin(b, &e), MG_OK);
     assert_int_equal(mg_batch_write(b, "x\r\n", 3, &e), MG_OK);
     assert_int_equal(mg_batch_end(b, 12, 1700000000, "FS", &e), MG_OK);
@@ -213,7 +242,7 @@ static void test_uidvalidity_generations(void **state)
     struct mg_batch *b;
     assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 100, &st, &newgen, &e), MG_OK);
     assert_false(newgen);
-    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
     put(b, 1, "old one");
     assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
     mg_batch_destroy(b);
@@ -226,7 +255,7 @@ static void test_uidvalidity_generations(void **state)
     snprintf(want, sizeof(want), "%s/INBOX%%uidvalidity=200", out);
     assert_string_equal(mg_store_dir(st), want);
     assert_false(mg_store_has(st, 1));
-    assert_int_equal(mg_batch_create(st, 0, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
     put(b, 1, "new one");
     assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
     mg_batch_destroy(b);
@@ -256,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_discard_and_stale_temps),
         cmocka_unit_test(test_existing_file_is_kept),
         cmocka_unit_test(test_lock_is_exclusive),
+        cmocka_unit_test(test_descriptor_budget),
         cmocka_unit_test(test_maildir_layout),
         cmocka_unit_test(test_uidvalidity_generations),
     };
