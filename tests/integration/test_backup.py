@@ -769,5 +769,210 @@ class TestPoolRuns(Base):
                 self.assertNoTemp(out, res)
 
 
+class TestConfig(Base):
+    """Accounts from a config file: [defaults], precedence, MAILGRAB_PASSWORD,
+    one failing account, permission and syntax errors."""
+
+    @classmethod
+    def setUpClass(cls):
+        for user, n, seed in (("alice", 15, 201), ("bob", 10, 202), ("env1", 4, 203),
+                              ("env2", 6, 204)):
+            corpus.generate(server.maildir(user), n, os.path.join(workdir, f"cfg-{user}.json"),
+                            seed=seed, big=0, server=server)
+
+    def write_config(self, body, mode=0o600):
+        d = tempfile.mkdtemp(prefix="cfg-", dir=workdir)
+        path = os.path.join(d, "config")
+        head = ("# mailgrab test accounts\n[defaults]\nserver = 127.0.0.1\n"
+                f"port = {server.imaps_port}\ncafile = {server.ca_file}\n"
+                "chunks = 3\ntimeout = 30\n\n")
+        with open(path, "w") as f:
+            f.write(head + body)
+        os.chmod(path, mode)
+        return path, head.count("\n")
+
+    def run_config(self, *args, env=None):
+        argv = [tools.binary("MAILGRAB"), *args]
+        env = dict({"XDG_CONFIG_HOME": config_home}, **(env or {}))
+        return tools.run(argv, env_extra=env, timeout=90)
+
+    def two_accounts(self, first_password_file=None):
+        out_a, out_b = self.out_dir(), self.out_dir()
+        pw_line = f"password_file = {first_password_file}\n" if first_password_file else ""
+        body = (f"[account home]\nuser = alice\n{pw_line}output = {out_a}\n\n"
+                f"[account work]\nuser = bob\npassword_file = {self.secret('bob')}\n"
+                f"output = {out_b}\nformat = maildir\n")
+        path, _ = self.write_config(body)
+        return path, out_a, out_b
+
+    def test_all_accounts_in_turn(self):
+        path, out_a, out_b = self.two_accounts()
+        res = self.run_config("--config", path, env={"MAILGRAB_PASSWORD": "secret"})
+        self.assertExit(res, EXIT_OK)
+        self.assertSilent(res)
+        self.assertBox(os.path.join(out_a, "INBOX"), server_mail(server, "alice"), res)
+        self.assertBox(os.path.join(out_b, "INBOX"), server_mail(server, "bob"), res, "maildir")
+
+    def test_env_password_serves_every_account(self):
+        """Regression: MAILGRAB_PASSWORD used to reach only the first account."""
+        out_1, out_2 = self.out_dir(), self.out_dir()
+        path, _ = self.write_config(f"[account one]\nuser = env1\noutput = {out_1}\n\n"
+                                    f"[account two]\nuser = env2\noutput = {out_2}\n")
+        res = self.run_config("--config", path, env={"MAILGRAB_PASSWORD": "shared pw"})
+        self.assertExit(res, EXIT_OK)
+        self.assertSilent(res)
+        self.assertBox(os.path.join(out_1, "INBOX"), server_mail(server, "env1"), res)
+        self.assertBox(os.path.join(out_2, "INBOX"), server_mail(server, "env2"), res)
+
+    def test_command_line_wins_and_account_selects(self):
+        path, out_a, out_b = self.two_accounts()
+        cli_out = self.out_dir()
+        mark = server.log_size()
+        res = self.run_config("--config", path, "--account", "home", "--output", cli_out,
+                              "--chunks", "1", "--format", "maildir",
+                              env={"MAILGRAB_PASSWORD": "secret"})
+        self.assertExit(res, EXIT_OK)
+        self.assertSilent(res)
+        log, logins = wait_sessions(server, mark, "alice")
+        self.assertEqual(logins, 1, "--chunks 1 did not override chunks = 3\n" + log
+                         + res.describe())
+        self.assertNotIn("user=<bob>", log, "--account home also ran bob's account")
+        self.assertBox(os.path.join(cli_out, "INBOX"), server_mail(server, "alice"), res,
+                       "maildir")
+        self.assertFalse(os.path.exists(out_a), "the config's output was used" + res.describe())
+        self.assertFalse(os.path.exists(out_b), "another account ran" + res.describe())
+
+        res = self.run_config("--config", path, "--account", "work")
+        self.assertExit(res, EXIT_OK)
+        self.assertBox(os.path.join(out_b, "INBOX"), server_mail(server, "bob"), res, "maildir")
+        self.assertFalse(os.path.exists(out_a), "--account work also ran home" + res.describe())
+
+    def test_failing_account_does_not_stop_the_others(self):
+        bad = tools.write_secret(workdir, "not-the-password")
+        path, out_a, out_b = self.two_accounts(first_password_file=bad)
+        summary = os.path.join(workdir, f"summary-{os.getpid()}-fail.json")
+        res = self.run_config("--config", path, "--summary-json", summary)
+        self.assertExit(res, EXIT_AUTH)
+        self.assertIn("alice", res.stderr, "the error does not say which account failed"
+                      + res.describe())
+        self.assertBox(os.path.join(out_b, "INBOX"), server_mail(server, "bob"), res, "maildir")
+        with open(summary) as f:
+            s = json.load(f)
+        got = [(a["account"], a["exit_code"], a["status"]) for a in s["accounts"]]
+        self.assertEqual(got, [("home", 5, "auth"), ("work", 0, "ok")],
+                         json.dumps(s, indent=1) + res.describe())
+        self.assertEqual(s["exit_code"], 5)
+
+    def test_group_readable_config_refused(self):
+        out = self.out_dir()
+        path, _ = self.write_config(f"[account home]\nuser = alice\noutput = {out}\n",
+                                    mode=0o640)
+        res = self.run_config("--config", path, env={"MAILGRAB_PASSWORD": "secret"})
+        self.assertExit(res, EXIT_USAGE)
+        self.assertIn("chmod 600", res.stderr, res.describe())
+        self.assertFalse(os.path.exists(out), "ran anyway" + res.describe())
+
+    def test_errors_name_file_and_line(self):
+        out = self.out_dir()
+        for bad, why in (("colour = blue", "unknown key"),
+                         ("this line has no equals sign", "malformed line"),
+                         ("chunks = many", "bad value")):
+            with self.subTest(why):
+                path, n = self.write_config(
+                    f"[account home]\nuser = alice\noutput = {out}\n{bad}\nmailbox = INBOX\n")
+                line = n + 4
+                res = self.run_config("--config", path, env={"MAILGRAB_PASSWORD": "secret"})
+                self.assertExit(res, EXIT_USAGE)
+                self.assertIn(f"{path}:{line}", res.stderr,
+                              f"{why} not reported as file:line" + res.describe())
+                self.assertFalse(os.path.exists(out), "ran anyway" + res.describe())
+
+
+class TestExampleFiles(Base):
+    """config/mailgrab.cron runs as written; the systemd units verify."""
+
+    SRC = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "..", "..", "config"))
+
+    def test_cron_line(self):
+        self._cron_line(make_cache=True)
+
+    # KNOWN BUG (reported, not fixed here): --summary-json does not create the
+    # directory it writes into (src/summary.c opens PATH.tmp-PID directly), so
+    # the documented cron line fails with exit 7 on an account without
+    # ~/.cache, before backing up anything.  When fixed this reports an
+    # "unexpected success": remove the decorator then.
+    @unittest.expectedFailure
+    def test_cron_line_fresh_home(self):
+        self._cron_line(make_cache=False)
+
+    def _cron_line(self, make_cache):
+        with open(os.path.join(self.SRC, "mailgrab.cron")) as f:
+            lines = [l for l in f.read().splitlines() if l.strip() and not l.startswith("#")]
+        self.assertEqual(len(lines), 1, lines)
+        fields = lines[0].split(None, 5)
+        self.assertEqual(len(fields), 6, lines[0])
+        for field, (lo, hi) in zip(fields[:5], [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]):
+            if field != "*":
+                self.assertTrue(field.isdigit() and lo <= int(field) <= hi,
+                                f"bad cron field {field!r}")
+        command = fields[5]
+        self.assertTrue(command.startswith("mailgrab "), command)
+
+        # Run the command as cron would: /bin/sh, a bare environment, the
+        # user's ~/.config/mailgrab/config, nothing else prepared.
+        if not os.listdir(os.path.join(server.maildir("cron"), "cur")):
+            corpus.generate(server.maildir("cron"), 8, os.path.join(workdir, "cron.json"),
+                            seed=301, big=0, server=server)
+        home = tempfile.mkdtemp(prefix="home-", dir=workdir)
+        os.makedirs(os.path.join(home, ".config", "mailgrab"))
+        if make_cache:
+            os.makedirs(os.path.join(home, ".cache"))
+        pw = os.path.join(home, ".config", "mailgrab", "pw")
+        with open(pw, "w") as f:
+            f.write(server.password("cron") + "\n")
+        os.chmod(pw, 0o600)
+        cfg = os.path.join(home, ".config", "mailgrab", "config")
+        with open(cfg, "w") as f:
+            f.write(f"[defaults]\noutput = ~/mail-backup\nformat = maildir\n\n[account test]\n"
+                    f"server = 127.0.0.1\nport = {server.imaps_port}\nuser = cron\n"
+                    f"password_file = ~/.config/mailgrab/pw\ncafile = {server.ca_file}\n"
+                    "all_mailboxes = yes\n")
+        os.chmod(cfg, 0o600)
+        bindir = os.path.dirname(tools.binary("MAILGRAB"))
+        env = {"HOME": home, "PATH": f"{bindir}:/usr/bin:/bin", "SHELL": "/bin/sh",
+               "LOGNAME": "root"}
+        r = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True,
+                           text=True, timeout=90, stdin=subprocess.DEVNULL)
+        res = tools.Run(["/bin/sh", "-c", command], r.returncode, r.stdout, r.stderr, 0)
+        self.assertExit(res, EXIT_OK)
+        self.assertSilent(res)
+        self.assertBox(os.path.join(home, "mail-backup", "INBOX"), server_mail(server, "cron"),
+                       res, "maildir")
+        with open(os.path.join(home, ".cache", "mailgrab-last.json")) as f:
+            self.assertEqual(json.load(f)["exit_code"], 0)
+
+    def test_systemd_units(self):
+        analyze = shutil.which("systemd-analyze")
+        if analyze is None:
+            self.skipTest("systemd-analyze is not installed")
+        d = tempfile.mkdtemp(prefix="units-", dir=workdir)
+        for name in ("mailgrab.service", "mailgrab.timer"):
+            with open(os.path.join(self.SRC, name)) as f:
+                text = f.read()
+            # verify checks that ExecStart exists: point it at the built binary.
+            text = text.replace("/usr/local/bin/mailgrab", tools.binary("MAILGRAB"))
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        r = subprocess.run([analyze, "verify", "--man=no", "mailgrab.service",
+                            "mailgrab.timer"], cwd=d, capture_output=True, text=True,
+                           timeout=60)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        noise = [l for l in out.splitlines() if "mailgrab" in l]
+        self.assertEqual(noise, [], "systemd-analyze complains:\n" + out)
+
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
