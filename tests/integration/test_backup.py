@@ -363,25 +363,32 @@ class TestKill9(Base):
         out = self.out_dir()
         box = os.path.join(out, "INBOX")
         # Kill points: one before anything is stored, one while a temp file is
-        # being written, the rest at random stored counts, increasing.
-        points = [("start", 0)] + [("tmp", 0)] + [
-            ("count", c) for c in sorted(rng.sample(range(10, self.N - 10), self.KILLS - 2))]
+        # being written, the rest a random moment after the run's first commit
+        # (a batch of renames), so each lands in a different phase.
+        points = [("start", 0.1), ("tmp", 0)] + [
+            ("commit", round(rng.uniform(0.0, 0.25), 3)) for _ in range(self.KILLS - 2)]
         kills, log = 0, []
-        with tools.Proxy(self.dc.host, self.dc.imaps_port, "--delay-ms", "15") as proxy:
+        with tools.Proxy(self.dc.host, self.dc.imaps_port, "--delay-ms", "20") as proxy:
             for kind, arg in points:
                 argv = self.argv(self.USER, "--chunks", "4", "--format", fmt, output=out,
                                  port=proxy.port)
                 env = dict(os.environ, XDG_CONFIG_HOME=config_home)
                 env.pop("MAILGRAB_PASSWORD", None)
+                at_start, _ = self._count(box, fmt)
                 p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=env, start_new_session=True)
                 t0 = time.monotonic()
+                committed = None
                 try:
                     while p.poll() is None and time.monotonic() - t0 < 60:
                         n, tmp = self._count(box, fmt)
-                        if ((kind == "start" and time.monotonic() - t0 > 0.1)
+                        now = time.monotonic()
+                        if committed is None and n > at_start:
+                            committed = now
+                        if ((kind == "start" and now - t0 >= arg)
                                 or (kind == "tmp" and tmp)
-                                or (kind == "count" and n >= arg)):
+                                or (kind == "commit" and committed is not None
+                                    and now - committed >= arg)):
                             os.killpg(p.pid, signal.SIGKILL)
                             break
                         time.sleep(0.003)
@@ -390,8 +397,10 @@ class TestKill9(Base):
                         os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
                 n, _ = self._count(box, fmt)
-                log.append(f"{kind} {arg}: exit {p.returncode}, {n} stored")
+                log.append(f"{kind} {arg}: exit {p.returncode}, stored {at_start} -> {n}")
                 kills += p.returncode == -signal.SIGKILL
+        if os.environ.get("MG_TEST_VERBOSE"):
+            print(f"\n{fmt} kill points (seed {seed}):\n" + "\n".join(log))
         self.assertGreaterEqual(kills, 5, f"only {kills} runs were killed mid-download "
                                 f"(seed {seed}):\n" + "\n".join(log))
         res = self.mailgrab(self.USER, "--chunks", "4", "--format", fmt, output=out)
