@@ -513,6 +513,7 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
         mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_rfc822_size()) != 0 ||
         mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_internaldate()) !=
             0 ||
+        mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_flags()) != 0 ||
         mailimap_fetch_type_new_fetch_att_list_add(ft, body) != 0) {
         mailimap_fetch_att_free(body);
         goto oom;

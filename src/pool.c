@@ -15,6 +15,10 @@
 
 #define MAX_ATTEMPTS 3
 #define MAX_FAILS 3
+/* A worker's first batch is small so files and durable progress appear
+ * after one round trip; each success doubles it up to the job's limits. */
+#define FIRST_BATCH_MSGS 16
+#define FIRST_BATCH_BYTES (1u << 20)
 #define MAILBOX_MAX 1024
 
 /* A connection slot: lives as long as the pool. */
@@ -347,12 +351,15 @@ static void *worker_main(void *arg)
     struct mg_pool *p = w->p;
     const struct mg_job *job = p->job;
     unsigned fails = 0;
+    size_t want_msgs = FIRST_BATCH_MSGS < job->batch_msgs ? FIRST_BATCH_MSGS : job->batch_msgs;
+    uint64_t want_bytes =
+        FIRST_BATCH_BYTES < job->batch_bytes ? FIRST_BATCH_BYTES : job->batch_bytes;
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->abort)
             break;
-        w->n = mg_plan_take(&p->plan, w->id, job->batch_msgs, job->batch_bytes, w->idx);
+        w->n = mg_plan_take(&p->plan, w->id, want_msgs, want_bytes, w->idx);
         if (w->n == 0) {
             if (p->inflight == 0)
                 break;
@@ -379,6 +386,8 @@ static void *worker_main(void *arg)
         pthread_cond_broadcast(&p->cv);
         if (rc == MG_OK) {
             fails = 0;
+            want_msgs = want_msgs * 2 < job->batch_msgs ? want_msgs * 2 : job->batch_msgs;
+            want_bytes = want_bytes * 2 < job->batch_bytes ? want_bytes * 2 : job->batch_bytes;
             continue;
         }
         if (p->abort)

@@ -8,9 +8,26 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mailgrab/backup.h"
+
+/* Create the directories above path (0700), like mkdir -p; failures show
+ * up when the file itself cannot be created. */
+static void make_parents(const char *path)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+        return;
+    for (char *p = dir + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(dir, 0700);
+        *p = '/';
+    }
+}
 
 static json_object *box_json(const struct mg_mailbox_report *r)
 {
@@ -64,6 +81,7 @@ enum mg_code mg_summary_write(const char *path, const struct mg_report *reps, si
         json_object_put(root);
         return mg_error_set(err, MG_E_USAGE, "--summary-json path too long");
     }
+    make_parents(path); /* e.g. ~/.cache on a fresh account */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         json_object_put(root);

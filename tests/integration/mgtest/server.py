@@ -170,7 +170,7 @@ first_valid_uid = {uid}
 last_valid_uid = 0
 first_valid_gid = {gid}
 last_valid_gid = 0
-mail_location = maildir:{root}/mail/%u/Maildir:INDEX={root}/index/%u:CONTROL={root}/control/%u
+mail_location = maildir:{root}/mail/%u/Maildir:INDEX={root}/index/%u:CONTROL={root}/control/%u{layout}
 mail_fsync = never
 maildir_very_dirty_syncs = no
 
@@ -252,8 +252,11 @@ class Dovecot:
     wrong_name_host = "127.0.0.2"
 
     def __init__(self, max_connections=100, root=None, foreground=True,
-                 imap_port=None):
+                 imap_port=None, layout=None):
+        """layout: None for Maildir++ (hierarchy separator "."), or a Dovecot
+        maildir LAYOUT such as "fs" (separator "/", folders as directories)."""
         self.max_connections = max_connections
+        self.layout = layout
         self._own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="mgdc-")
         self.foreground = foreground
@@ -308,6 +311,7 @@ class Dovecot:
                 uid=self.uid, gid=self.gid, max_conn=self.max_connections,
                 imap_port=self.imap_port, imaps_port=self.imaps_port,
                 wrong_name_port=self.wrong_name_port,
+                layout=f":LAYOUT={self.layout}" if self.layout else "",
                 process_limit=max(200, 2 * self.max_connections),
                 client_limit=max(1000, 5 * self.max_connections),
                 unprivileged=self._unprivileged_conf()))
