@@ -312,6 +312,38 @@ class TestShortTokens(Base):
     def test_connection_cut_mid_message(self):
         self._cut_up_download("cut", "oauthbearer")
 
+    def test_token_dies_before_its_expiry(self):
+        """The authorization server kills every access token 4 s into the run
+        (expires_in said an hour): the next logins are refused after the `+`
+        challenge, the refusal reaches the shared cache, one refresh serves
+        all connections, and the download completes."""
+        rt_file = self.refresh_token_file("bob")
+        mark = server.log_size()
+        t0 = time.monotonic()
+        killed = []
+
+        def watch(pid):
+            if not killed and time.monotonic() - t0 > 4:
+                auth.expire_access_tokens()
+                killed.append(time.monotonic() - t0)
+
+        out = self.out_dir()
+        with ByeProxy(server, after_bytes=140000, times=12) as bye, \
+                tools.Proxy(server.host, bye.port, "--delay-ms", "200") as delay:
+            res = self.mailgrab("--chunks", "4", "-v", *self.oauth_args(rt_file),
+                                user="bob", port=delay.port, output=out, watch=watch,
+                                timeout=120)
+        log = server.log_since(mark)
+        refused = log.count("oauth2 failed: Introspection failed")
+        facts = (f"\n{res.seconds:.1f} s, {self.refreshes()} refreshes, {refused} refused "
+                 f"logins, {bye.byes} sessions ended by the server")
+        print(facts, file=sys.stderr)
+        self.assertTrue(killed, "the run ended before the tokens were killed" + facts)
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res, ref_bob)
+        self.assertGreaterEqual(refused, 1, "no login used the dead token" + facts + log[-3000:])
+        self.assertEqual(self.refreshes(), 2, facts + res.describe())
+
 
 class TestTokenFailures(Base):
     def test_revoked_refresh_token(self):
