@@ -34,13 +34,14 @@ N_ALICE = 200
 N_BOB = 3072  # tiny messages: 12 batches of 256
 
 workdir = auth = server = plain_server = None
-ref_alice = ref_bob = plain_ref = None
+ref_alice = ref_bob = plain_ref = ref_carol = None
 secret_file = None
 
 
-def tiny_corpus(srv, user, n):
-    """n small messages (~420 bytes) in user's Maildir."""
-    cur = os.path.join(srv.maildir(user), "cur")
+def tiny_corpus(srv, user, n, folder=""):
+    """n small messages (~420 bytes) in user's Maildir (or its .folder)."""
+    cur = os.path.join(srv.maildir(user), folder and "." + folder, "cur")
+    os.makedirs(cur, exist_ok=True)
     for i in range(n):
         body = (f"tiny message {i} for the token lifetime test\r\n" * (i % 7 + 3)).encode()
         head = (f"From: sender{i}@example.org\r\nTo: {user}@example.org\r\n"
@@ -55,6 +56,7 @@ def tiny_corpus(srv, user, n):
 
 def setUpModule():
     global workdir, auth, server, plain_server, ref_alice, ref_bob, plain_ref, secret_file
+    global ref_carol
     tools.binary("MAILGRAB")
     workdir = tempfile.mkdtemp(prefix="mgtest-oauth-")
     os.chmod(workdir, 0o755)
@@ -67,6 +69,10 @@ def setUpModule():
         tiny_corpus(server, "bob", N_BOB)
         ref_alice = reference.fetch_all(server, "alice")
         ref_bob = reference.fetch_all(server, "bob")
+        tiny_corpus(server, "carol", 600)
+        tiny_corpus(server, "carol", 50, folder="Archive")
+        ref_carol = {box: reference.fetch_all(server, "carol", mailbox=box)
+                     for box in ("INBOX", "Archive")}
         plain_server = Dovecot(max_connections=2).start()
         corpus.generate(plain_server.maildir("alice"), N_ALICE,
                         os.path.join(workdir, "expected-plain.json"),
@@ -122,8 +128,8 @@ class Base(unittest.TestCase):
         self.assertEqual(res.returncode, code,
                          f"expected exit {code}, got {res.returncode}" + res.describe())
 
-    def stored(self, out, res):
-        box = os.path.join(out, "INBOX")
+    def stored(self, out, res, mailbox="INBOX"):
+        box = os.path.join(out, mailbox)
         self.assertTrue(os.path.isdir(box), f"mailgrab created no {box}" + res.describe())
         got = {}
         for name in os.listdir(box):
@@ -132,8 +138,8 @@ class Base(unittest.TestCase):
                     got[int(name[:-4])] = f.read()
         return got
 
-    def assertAllIdentical(self, out, res, want):
-        got = self.stored(out, res)
+    def assertAllIdentical(self, out, res, want, mailbox="INBOX"):
+        got = self.stored(out, res, mailbox)
         self.assertEqual(sorted(got), sorted(want),
                          f"stored UIDs differ: missing {sorted(set(want) - set(got))[:20]}, "
                          f"extra {sorted(set(got) - set(want))[:20]}" + res.describe())
@@ -343,6 +349,37 @@ class TestShortTokens(Base):
         self.assertAllIdentical(out, res, ref_bob)
         self.assertGreaterEqual(refused, 1, "no login used the dead token" + facts + log[-3000:])
         self.assertEqual(self.refreshes(), 2, facts + res.describe())
+
+
+class TestControlSessionEnded(Base):
+    """The session mailgrab lists and opens mailboxes on (its first one) is
+    ended by the server, as Gmail does when the session's token expires:
+    mailgrab should reconnect, as it does for a fetching session."""
+
+    def test_bye_during_the_listing(self):
+        rt_file = self.refresh_token_file("bob")
+        out = self.out_dir()
+        # bob's listing of 3072 sizes is ~110 kB: the BYE lands inside it.
+        with ByeProxy(server, after_bytes=20000, times=1) as bye:
+            res = self.mailgrab("--chunks", "2", "-v", *self.oauth_args(rt_file),
+                                user="bob", port=bye.port, output=out)
+        self.assertEqual(bye.byes, 1, "no BYE was sent" + res.describe())
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res, ref_bob)
+
+    def test_idle_session_ended_between_mailboxes(self):
+        rt_file = self.refresh_token_file("carol")
+        out = self.out_dir()
+        # A session the server has been silent on for 1 s gets a BYE.
+        with ByeProxy(server, after_bytes=0, times=4, mode="idle", idle_after=1.0) as bye, \
+                tools.Proxy(server.host, bye.port, "--delay-ms", "100") as delay:
+            res = self.mailgrab("--chunks", "4", "-v", *self.oauth_args(rt_file),
+                                "-m", "INBOX", "-m", "Archive", user="carol",
+                                port=delay.port, output=out)
+        self.assertGreaterEqual(bye.byes, 1, "no session was ended" + res.describe())
+        self.assertExit(res, EXIT_OK)
+        for box in ("INBOX", "Archive"):
+            self.assertAllIdentical(out, res, ref_carol[box], mailbox=box)
 
 
 class TestTokenFailures(Base):

@@ -31,9 +31,10 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 
 
 class ByeProxy:
-    def __init__(self, server, after_bytes, times, mode="bye"):
+    def __init__(self, server, after_bytes, times, mode="bye", idle_after=1.0):
         self.server = server
         self.mode = mode
+        self.idle_after = idle_after
         self.lost = set()  # UIDs of the FETCH commands interrupted so far
         self.after_bytes = after_bytes
         self.times = times
@@ -113,11 +114,23 @@ class ByeProxy:
         """Server to client, one whole response at a time."""
         sent = 0
         while True:
-            response = await reader.readuntil(b"\r\n")
+            if self.mode == "idle":
+                try:
+                    response = await asyncio.wait_for(reader.readuntil(b"\r\n"),
+                                                      self.idle_after)
+                except asyncio.TimeoutError:
+                    if sent < self.after_bytes or self.byes >= self.times:
+                        continue
+                    self.byes += 1
+                    writer.write(BYE)
+                    await writer.drain()
+                    return
+            else:
+                response = await reader.readuntil(b"\r\n")
             while m := _LITERAL.search(response):
                 response += await reader.readexactly(int(m.group(1)))
                 response += await reader.readuntil(b"\r\n")
-            if (sent >= self.after_bytes and self.byes < self.times
+            if (self.mode != "idle" and sent >= self.after_bytes and self.byes < self.times
                     and re.match(rb"\* \d+ FETCH ", response)
                     and not fetching & self.lost):
                 self.byes += 1
