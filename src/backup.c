@@ -77,10 +77,7 @@ static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *poo
                                  struct mg_error *err)
 {
     if (a->all_mailboxes) {
-        struct mg_imap *ctl;
-        enum mg_code rc = mg_pool_control(pool, &ctl, err);
-        if (rc == MG_OK)
-            rc = mg_imap_mailboxes(ctl, add_listed, b, err);
+        enum mg_code rc = mg_pool_mailboxes(pool, add_listed, b, err);
         if (rc != MG_OK)
             return rc;
         if (b->bad_name)
@@ -129,29 +126,21 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_mailbox_info mi;
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
-    enum mg_code rc = mg_pool_examine(pool, x->imap, &mi, err);
+    enum mg_code rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
     if (rc != MG_OK)
-        return rc;
+        goto out;
     r->uidvalidity = mi.uidvalidity;
     bool newgen = false;
     rc = mg_store_open(a->output, x->path, (enum mg_format)a->format, mi.uidvalidity, &store,
                        &newgen, err);
     if (rc != MG_OK)
-        return rc;
+        goto out;
     snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
     if (newgen)
         mg_warn("%s: the server renumbered this mailbox (UIDVALIDITY is now %u); what was "
                 "stored before is kept as it was, the new generation goes to %s",
                 x->utf8, mi.uidvalidity, r->dir);
 
-    if (mi.exists > 0) {
-        struct mg_imap *ctl;
-        rc = mg_pool_control(pool, &ctl, err);
-        if (rc == MG_OK)
-            rc = mg_imap_list(ctl, &msgs, err);
-        if (rc != MG_OK)
-            goto out;
-    }
     mg_msglist_sort(&msgs);
     r->listed = msgs.n;
     mg_msglist_filter(&msgs, not_stored, store);
@@ -239,8 +228,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         rc = mg_pool_create(&srv, cr, cap_connections(a), &pool, &err);
     if (rc == MG_OK) {
         mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
-        struct mg_imap *ctl;
-        rc = mg_pool_control(pool, &ctl, &err);
+        rc = mg_pool_connect(pool, &err);
     }
     if (rc == MG_OK)
         rc = select_boxes(a, pool, &b, &err);

@@ -337,9 +337,9 @@ enum mg_code mg_oauth2_parse_reply(long status, const char *body, size_t len, co
         printable(obj != NULL ? json_str(obj, "error_description") : NULL, d, sizeof(d));
         if (error != NULL && strcmp(error, "invalid_grant") == 0)
             rc = mg_error_set(err, MG_E_OAUTH,
-                              "the refresh token was revoked or has expired (Google expires "
-                              "them after 7 days for apps in testing status): run mailgrab "
-                              "login again");
+                              "invalid_grant: the refresh token was revoked or has expired "
+                              "(Google expires them after 7 days for apps in testing status): "
+                              "run mailgrab login again");
         else if (error != NULL && strcmp(error, "invalid_client") == 0)
             rc = mg_error_set(err, MG_E_OAUTH,
                               "the token endpoint %s does not accept this client id or secret "

@@ -136,7 +136,7 @@ static void drop_session(struct mg_pool *p, struct slot *s)
     mg_imap_close(sess, false);
 }
 
-enum mg_code mg_pool_control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err)
+static enum mg_code control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err)
 {
     struct slot *s = &p->slots[0];
     if (s->sess == NULL) {
@@ -148,6 +148,12 @@ enum mg_code mg_pool_control(struct mg_pool *p, struct mg_imap **out, struct mg_
     }
     *out = s->sess;
     return MG_OK;
+}
+
+enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
+{
+    struct mg_imap *sess;
+    return control(p, &sess, err);
 }
 
 /* EXAMINE mailbox on slot s unless it is open there already. */
@@ -163,14 +169,66 @@ static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *ma
     return rc;
 }
 
-enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
-                             struct mg_error *err)
+typedef enum mg_code (*control_op)(struct mg_pool *p, struct mg_imap *sess, void *arg,
+                                   struct mg_error *err);
+
+/* Run op on the control session; when the session breaks or cannot be
+ * opened for a passing reason, open a new one and try again. */
+static enum mg_code with_control(struct mg_pool *p, control_op op, void *arg, struct mg_error *err)
 {
-    struct mg_imap *sess;
-    enum mg_code rc = mg_pool_control(p, &sess, err);
-    if (rc != MG_OK)
-        return rc;
-    return examine_on(p, &p->slots[0], mailbox, mi, err);
+    for (unsigned attempt = 1;; attempt++) {
+        struct mg_imap *sess;
+        enum mg_code rc = control(p, &sess, err);
+        if (rc == MG_OK)
+            rc = op(p, sess, arg, err);
+        if (rc == MG_OK || err->retry == MG_RETRY_NONE || attempt >= MAX_FAILS)
+            return rc;
+        drop_session(p, &p->slots[0]);
+        mg_info("%s; reconnecting", err->msg);
+        unsigned ms = err->retry == MG_RETRY_LATER ? 1000u << attempt : 200u * attempt;
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+struct list_arg {
+    const char *mailbox;
+    struct mg_mailbox_info *mi;
+    struct mg_msglist *out;
+    void (*each)(const char *name, void *ctx);
+    void *ctx;
+};
+
+static enum mg_code list_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
+                            struct mg_error *err)
+{
+    struct list_arg *la = arg;
+    la->out->n = 0; /* a retry starts over */
+    enum mg_code rc = examine_on(p, &p->slots[0], la->mailbox, la->mi, err);
+    if (rc == MG_OK && la->mi->exists > 0)
+        rc = mg_imap_list(sess, la->out, err);
+    return rc;
+}
+
+static enum mg_code mailboxes_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
+                                 struct mg_error *err)
+{
+    struct list_arg *la = arg;
+    return mg_imap_mailboxes(sess, la->each, la->ctx, err);
+}
+
+enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                          struct mg_msglist *out, struct mg_error *err)
+{
+    struct list_arg la = {.mailbox = mailbox, .mi = mi, .out = out};
+    return with_control(p, list_op, &la, err);
+}
+
+enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
+                               void *ctx, struct mg_error *err)
+{
+    struct list_arg la = {.each = each, .ctx = ctx};
+    return with_control(p, mailboxes_op, &la, err);
 }
 
 /* Caller holds mu. Stop the run: first fatal error wins. */

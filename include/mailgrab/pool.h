@@ -56,12 +56,20 @@ struct mg_pool;
 enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
                             unsigned workers, struct mg_pool **out, struct mg_error *err);
 
-/* The pool's first session, for LIST and listing; connected on demand. */
-enum mg_code mg_pool_control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err);
+/* Connect the pool's first session (the control session) now, so that
+ * credential and certificate problems show before anything else. */
+enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err);
 
-/* EXAMINE mailbox on the first session and remember it is open there. */
-enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
-                             struct mg_error *err);
+/* LIST "" "*" on the control session (see mg_imap_mailboxes). */
+enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
+                               void *ctx, struct mg_error *err);
+
+/* EXAMINE mailbox on the control session and list its UIDs and sizes into
+ * out (replacing what it held). A server that ends the control session
+ * (Gmail does when a token expires) costs a reconnect, not the run: both
+ * these calls retry on a new session a few times. */
+enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                          struct mg_msglist *out, struct mg_error *err);
 
 /* Fetch job->msgs with up to `workers` sessions (fewer for few messages).
  * Returns MG_OK, MG_E_PARTIAL, or the fatal code in res->fatal. */

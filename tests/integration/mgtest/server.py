@@ -252,9 +252,11 @@ class Dovecot:
     wrong_name_host = "127.0.0.2"
 
     def __init__(self, max_connections=100, root=None, foreground=True,
-                 imap_port=None, layout=None):
+                 imap_port=None, layout=None, auth_server=None):
         """layout: None for Maildir++ (hierarchy separator "."), or a Dovecot
-        maildir LAYOUT such as "fs" (separator "/", folders as directories)."""
+        maildir LAYOUT such as "fs" (separator "/", folders as directories).
+        auth_server: an mgtest.authserver.AuthServer to check XOAUTH2 and
+        OAUTHBEARER tokens against."""
         self.max_connections = max_connections
         self.layout = layout
         self._own_root = root is None
@@ -270,6 +272,9 @@ class Dovecot:
         self.untrusted_ca_file = os.path.join(self.pki, "untrusted-ca.pem")
         self.log_file = os.path.join(self.root, "dovecot.log")
         self.imaps_port = self.imap_port = self.wrong_name_port = None
+        # An mgtest.authserver.AuthServer (started): Dovecot also offers
+        # XOAUTH2 and OAUTHBEARER and checks tokens by introspection there.
+        self.auth_server = auth_server
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -315,6 +320,7 @@ class Dovecot:
                 process_limit=max(200, 2 * self.max_connections),
                 client_limit=max(1000, 5 * self.max_connections),
                 unprivileged=self._unprivileged_conf()))
+        self._add_oauth2_conf()
         args = [dovecot_binary(), "-c", self.conf]
         if self.foreground:
             with open(os.path.join(self.root, "dovecot.stderr"), "wb") as err:
@@ -334,6 +340,22 @@ class Dovecot:
             self.stop(cleanup=False)
             raise
         return self
+
+    def _add_oauth2_conf(self):
+        """With auth_server: passwords keep their mechanisms, tokens go to a
+        second passdb (driver oauth2) that asks auth_server about them."""
+        if self.auth_server is None:
+            return
+        with open(self.conf) as f:
+            text = f.read()
+        old_passdb = "passdb {\n  driver = passwd-file\n"
+        if "auth_mechanisms = plain login\n" not in text or old_passdb not in text:
+            raise DovecotError("oauth2: config template changed; update _add_oauth2_conf")
+        text = text.replace("auth_mechanisms = plain login\n", "")
+        text = text.replace(old_passdb, old_passdb + "  mechanisms = plain login\n")
+        text += self.auth_server.dovecot_conf(os.path.join(self.root, "oauth2-passdb.args"))
+        with open(self.conf, "w") as f:
+            f.write(text)
 
     def _unprivileged_conf(self):
         """Without root, every Dovecot service runs as us and nothing chroots."""

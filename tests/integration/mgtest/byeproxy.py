@@ -1,0 +1,155 @@
+"""A TLS front for Dovecot's plain IMAP port that ends sessions the way Gmail
+does when their OAuth2 token expires: an untagged `* BYE`, sent between two
+FETCH responses of a running command, then the connection is closed.
+
+Dovecot never does this by itself (it keeps a session whose token expired).
+The proxy understands IMAP framing just enough (lines and {n} literals) to
+put the BYE on a response boundary, never inside a message.  With
+mode="cut" it instead closes the connection halfway through a message.
+
+A session is ended at the first FETCH response after it has carried
+after_bytes to the client, at most `times` in all, and never during a
+UID FETCH that asks for a UID an earlier ended session was fetching: each
+batch of the client is lost at most once, so the test does not depend on how
+often the client retries before giving a message up.
+
+    with ByeProxy(server, after_bytes=100000, times=8) as p:
+        p.port, p.byes
+
+It serves server.pki's certificate for 127.0.0.1, so mailgrab verifies it
+with server.ca_file as usual.
+"""
+
+import asyncio
+import os
+import re
+import ssl
+import threading
+
+BYE = b"* BYE Session expired, please login again.\r\n"
+_LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
+
+
+class ByeProxy:
+    def __init__(self, server, after_bytes, times, mode="bye", idle_after=1.0):
+        self.server = server
+        self.mode = mode
+        self.idle_after = idle_after
+        self.lost = set()  # UIDs of the FETCH commands interrupted so far
+        self.after_bytes = after_bytes
+        self.times = times
+        self.byes = 0
+        self.sessions = 0
+        self.port = None
+        self._loop = None
+        self._thread = None
+
+    def __enter__(self):
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        if not ready.wait(10) or self.port is None:
+            raise AssertionError("byeproxy did not start")
+        return self
+
+    def __exit__(self, *exc):
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        return False
+
+    def _run(self, ready):
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._main(ready))
+        self._loop.close()
+
+    async def _main(self, ready):
+        self._stop = asyncio.Event()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        pki = self.server.pki
+        ctx.load_cert_chain(os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
+        srv = await asyncio.start_server(self._session, "127.0.0.1", 0, ssl=ctx)
+        self.port = srv.sockets[0].getsockname()[1]
+        ready.set()
+        async with srv:
+            await self._stop.wait()
+            srv.close()
+
+    async def _session(self, c_reader, c_writer):
+        self.sessions += 1
+        try:
+            s_reader, s_writer = await asyncio.open_connection(self.server.host,
+                                                               self.server.imap_port)
+        except OSError:
+            c_writer.close()
+            return
+        fetching = set()  # UIDs of this session's current UID FETCH
+        up = asyncio.ensure_future(self._up(c_reader, s_writer, fetching))
+        try:
+            await self._down(s_reader, c_writer, fetching)
+        except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            up.cancel()
+            for w in (c_writer, s_writer):
+                try:
+                    w.close()
+                except (OSError, ssl.SSLError):
+                    pass
+
+    async def _up(self, reader, writer, fetching):
+        """Client to server, line by line (mailgrab sends no literals)."""
+        try:
+            while data := await reader.readline():
+                m = re.match(rb"\S+ UID FETCH ([0-9:,*]+) ", data)
+                if m:
+                    fetching.clear()
+                    fetching.update(_uids(m.group(1)))
+                writer.write(data)
+                await writer.drain()
+        except (OSError, ssl.SSLError):
+            pass
+        writer.close()
+
+    async def _down(self, reader, writer, fetching):
+        """Server to client, one whole response at a time."""
+        sent = 0
+        while True:
+            if self.mode == "idle":
+                try:
+                    response = await asyncio.wait_for(reader.readuntil(b"\r\n"),
+                                                      self.idle_after)
+                except asyncio.TimeoutError:
+                    if sent < self.after_bytes or self.byes >= self.times:
+                        continue
+                    self.byes += 1
+                    writer.write(BYE)
+                    await writer.drain()
+                    return
+            else:
+                response = await reader.readuntil(b"\r\n")
+            while m := _LITERAL.search(response):
+                response += await reader.readexactly(int(m.group(1)))
+                response += await reader.readuntil(b"\r\n")
+            if (self.mode != "idle" and sent >= self.after_bytes and self.byes < self.times
+                    and re.match(rb"\* \d+ FETCH ", response)
+                    and not fetching & self.lost):
+                self.byes += 1
+                self.lost |= fetching
+                writer.write(BYE if self.mode == "bye" else response[:len(response) // 2])
+                await writer.drain()
+                return
+            writer.write(response)
+            await writer.drain()
+            sent += len(response)
+
+
+def _uids(seq_set):
+    """The UIDs of an IMAP sequence set such as 1:5,9 (no *)."""
+    out = set()
+    for part in seq_set.decode().split(","):
+        lo, _, hi = part.partition(":")
+        if lo == "*" or hi == "*":
+            continue
+        lo, hi = int(lo), int(hi or lo)
+        out.update(range(min(lo, hi), max(lo, hi) + 1))
+    return out
