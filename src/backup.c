@@ -188,6 +188,14 @@ out:
     return rc;
 }
 
+void mg_backup_err(const struct mg_account *a, const char *msg)
+{
+    if (strcmp(a->name, "command line") == 0)
+        mg_err("%s", msg);
+    else
+        mg_err("[%s] %s", a->name, msg);
+}
+
 static bool fatal(enum mg_code rc)
 {
     return rc != MG_OK && rc != MG_E_PARTIAL && rc != MG_E_MAILBOX;
@@ -235,7 +243,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     if (rc == MG_OK && b.n > 0 && (rep->boxes = calloc(b.n, sizeof(*rep->boxes))) == NULL)
         rc = mg_error_set(&err, MG_E_INTERNAL, "out of memory");
     if (rc != MG_OK) {
-        mg_err("%s", err.msg);
+        mg_backup_err(a, err.msg);
         rep->code = rc;
         snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
         goto out;
@@ -250,7 +258,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         r->code = rc;
         if (rc == MG_OK)
             continue;
-        mg_err("%s", err.msg);
+        mg_backup_err(a, err.msg);
         snprintf(r->error, sizeof(r->error), "%s", err.msg);
         if (fatal(rc)) {
             worst = rc;

@@ -144,7 +144,7 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
         rc = get_creds(&a, env_password, &cr, &err);
     }
     if (rc != MG_OK) {
-        mg_err("%s", err.msg);
+        mg_backup_err(&a, err.msg);
         rep->code = rc;
         snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
         drop_creds(&cr);

@@ -606,24 +606,27 @@ static int name_it(struct mg_store *st, struct pending *m, const char *name)
     return errno;
 }
 
-enum mg_code mg_batch_commit(struct mg_batch *b,
-                             void (*on_stored)(void *ctx, uint32_t uid, const char *path),
-                             void *ctx, struct mg_error *err)
+/* Commit in steps: the data of every file, then the names, then the names'
+ * flush; only then is each message reported stored. */
+static enum mg_code flush_data(struct mg_store *st, struct mg_error *err)
 {
-    if (b->n == 0)
-        return MG_OK;
-    /* One flush for the whole batch: the data of every temp file reaches
-     * the disk before any of them gets its final name. */
-    if (syncfs(b->st->dirfd) != 0) {
-        enum mg_code rc = io_error(err, "flush", b->st->dir, errno);
-        mg_batch_discard(b);
-        return rc;
-    }
-    size_t done = 0;
-    enum mg_code rc = MG_OK;
+    if (syncfs(st->dirfd) != 0)
+        return io_error(err, "flush", st->dir, errno);
+    return MG_OK;
+}
+
+static enum mg_code flush_names(struct mg_store *st, struct mg_error *err)
+{
+    if (fsync(st->curfd) != 0)
+        return io_error(err, "flush", st->dir, errno);
+    return MG_OK;
+}
+
+static enum mg_code link_batch(struct mg_batch *b, struct mg_error *err)
+{
     struct mg_store *st = b->st;
-    for (; done < b->n; done++) {
-        struct pending *m = &b->v[done];
+    for (size_t i = 0; i < b->n; i++) {
+        struct pending *m = &b->v[i];
         char name[128];
         final_name(st, m, name, sizeof(name));
         int e = name_it(st, m, name);
@@ -634,31 +637,59 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
             continue;
         }
         if (e != 0) {
-            rc = io_error(err, "name a file in", st->dir, e);
-            break;
+            enum mg_code rc = io_error(err, "name a file in", st->dir, e);
+            for (size_t j = i; j < b->n; j++) /* what the failure left unnamed */
+                forget(st, b->v[j].fd, b->v[j].tmp);
+            b->n = 0;
+            b->nopen = 0;
+            return rc;
         }
         if (m->fd >= 0)
             close(m->fd);
         m->fd = -1;
     }
-    if (rc == MG_OK && fsync(st->curfd) != 0)
-        rc = io_error(err, "flush", st->dir, errno);
-    if (rc == MG_OK && on_stored != NULL) {
-        for (size_t i = 0; i < b->n; i++) {
-            if (b->v[i].uid == 0)
-                continue;
-            char name[128], path[PATH_MAX + 160];
-            final_name(st, &b->v[i], name, sizeof(name));
-            snprintf(path, sizeof(path), "%s/%s%s", st->dir,
-                     st->format == MG_FORMAT_MAILDIR ? "cur/" : "", name);
-            on_stored(ctx, b->v[i].uid, path);
-        }
+    return MG_OK;
+}
+
+static void report_batch(struct mg_batch *b,
+                         void (*on_stored)(void *ctx, uint32_t uid, const char *path), void *ctx)
+{
+    struct mg_store *st = b->st;
+    for (size_t i = 0; on_stored != NULL && i < b->n; i++) {
+        if (b->v[i].uid == 0)
+            continue;
+        char name[128], path[PATH_MAX + 160];
+        final_name(st, &b->v[i], name, sizeof(name));
+        snprintf(path, sizeof(path), "%s/%s%s", st->dir,
+                 st->format == MG_FORMAT_MAILDIR ? "cur/" : "", name);
+        on_stored(ctx, b->v[i].uid, path);
     }
-    for (size_t i = done; i < b->n; i++) /* what a failure left unnamed */
-        forget(st, b->v[i].fd, b->v[i].tmp);
     b->n = 0;
     b->nopen = 0;
-    return rc;
+}
+
+enum mg_code mg_batch_commit(struct mg_batch *b,
+                             void (*on_stored)(void *ctx, uint32_t uid, const char *path),
+                             void *ctx, struct mg_error *err)
+{
+    if (b->n == 0)
+        return MG_OK;
+    /* Data first, for every file; then the names; then the names' flush. */
+    enum mg_code rc = flush_data(b->st, err);
+    if (rc != MG_OK) {
+        mg_batch_discard(b);
+        return rc;
+    }
+    rc = link_batch(b, err);
+    if (rc == MG_OK)
+        rc = flush_names(b->st, err);
+    if (rc != MG_OK) {
+        b->n = 0;
+        b->nopen = 0;
+        return rc;
+    }
+    report_batch(b, on_stored, ctx);
+    return MG_OK;
 }
 
 void mg_batch_discard(struct mg_batch *b)

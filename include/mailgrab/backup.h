@@ -59,6 +59,9 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
                                struct mg_report *rep);
 void mg_report_finish(struct mg_report *rep);
 
+/* Print an error of account a; a named account's errors say which one. */
+void mg_backup_err(const struct mg_account *a, const char *msg);
+
 /* Write the run's reports as JSON to path (atomically, mode 0600). */
 enum mg_code mg_summary_write(const char *path, const struct mg_report *reps, size_t n,
                               int exit_code, struct mg_error *err);

@@ -879,7 +879,9 @@ class TestConfig(Base):
         summary = os.path.join(workdir, f"summary-{os.getpid()}-fail.json")
         res = self.run_config("--config", path, "--summary-json", summary)
         self.assertExit(res, EXIT_AUTH)
-        self.assertIn("alice", res.stderr, "the error does not say which account failed"
+        self.assertIn("alice", res.stderr, "the error does not say which user failed"
+                      + res.describe())
+        self.assertIn("[home]", res.stderr, "the error does not name the account"
                       + res.describe())
         self.assertBox(os.path.join(out_b, "INBOX"), server_mail(server, "bob"), res, "maildir")
         with open(summary) as f:
