@@ -407,45 +407,27 @@ out:
 
 /* ---- I/O: files, commands, HTTPS ---- */
 
-static ssize_t read_fd(int fd, char *buf, size_t cap)
+/* A token or client secret as read by the shared secret readers: trailing
+ * blanks trimmed, and nothing that could break a SASL string or an HTTP
+ * form. Frees *s on failure. */
+static enum mg_code check_secret(char **s, const char *what, struct mg_error *err)
 {
-    size_t len = 0;
-    while (len < cap) {
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    return (ssize_t)len;
-}
-
-/* First line of bytes (len) into a fresh heap string in *out. */
-static enum mg_code first_line(const char *bytes, size_t len, const char *what, char **out,
-                               struct mg_error *err)
-{
-    size_t n = 0;
-    while (n < len && bytes[n] != '\n' && bytes[n] != '\r')
-        n++;
-    while (n > 0 && (bytes[n - 1] == ' ' || bytes[n - 1] == '\t'))
-        n--;
+    size_t n = strlen(*s);
+    while (n > 0 && ((*s)[n - 1] == ' ' || (*s)[n - 1] == '\t'))
+        (*s)[--n] = '\0';
+    enum mg_code rc = MG_OK;
     if (n == 0)
-        return mg_error_set(err, MG_E_OAUTH, "%s is empty", what);
-    if (n >= MG_OAUTH2_TOKEN_MAX)
-        return mg_error_set(err, MG_E_OAUTH, "%s is too long", what);
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)bytes[i] < 0x20 || bytes[i] == 0x7f)
-            return mg_error_set(err, MG_E_OAUTH, "%s contains control characters", what);
-    char *s = malloc(n + 1);
-    if (s == NULL)
-        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    memcpy(s, bytes, n);
-    s[n] = '\0';
-    *out = s;
-    return MG_OK;
+        rc = mg_error_set(err, MG_E_OAUTH, "%s is empty", what);
+    else if (n >= MG_OAUTH2_TOKEN_MAX)
+        rc = mg_error_set(err, MG_E_OAUTH, "%s is too long", what);
+    for (size_t i = 0; rc == MG_OK && i < n; i++)
+        if ((unsigned char)(*s)[i] < 0x20 || (*s)[i] == 0x7f)
+            rc = mg_error_set(err, MG_E_OAUTH, "%s contains control characters", what);
+    if (rc != MG_OK) {
+        mg_oauth2_secret_free(*s);
+        *s = NULL;
+    }
+    return rc;
 }
 
 void mg_oauth2_secret_free(char *s)
@@ -459,71 +441,21 @@ void mg_oauth2_secret_free(char *s)
 enum mg_code mg_oauth2_read_secret(const char *path, const char *what, char **out,
                                    struct mg_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mg_error_set(err, errno == ENOENT ? MG_E_USAGE : MG_E_IO,
-                            "cannot read the %s file %s: %s%s", what, path, strerror(errno),
-                            errno == ENOENT ? " (run mailgrab login first?)" : "");
-    enum mg_code rc = mg_check_private(fd, path, err);
-    if (rc == MG_OK) {
-        char buf[MG_OAUTH2_TOKEN_MAX + 2];
-        ssize_t n = read_fd(fd, buf, sizeof(buf));
-        if (n < 0) {
-            rc = mg_error_set(err, MG_E_IO, "cannot read %s: %s", path, strerror(errno));
-        } else {
-            char label[600];
-            snprintf(label, sizeof(label), "the %s file %s", what, path);
-            rc = first_line(buf, (size_t)n, label, out, err);
-        }
-        explicit_bzero(buf, sizeof(buf));
-    }
-    close(fd);
-    return rc;
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return mg_error_set(err, MG_E_USAGE,
+                            "the %s file %s does not exist (run mailgrab login "
+                            "first?)",
+                            what, path);
+    enum mg_code rc = mg_secret_file(path, what, out, err);
+    return rc == MG_OK ? check_secret(out, what, err) : rc;
 }
 
 static enum mg_code run_command(const char *cmd, char **out, struct mg_error *err)
 {
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) != 0)
-        return mg_error_set(err, MG_E_INTERNAL, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return mg_error_set(err, MG_E_INTERNAL, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        /* Only async-signal-safe calls: other threads may hold locks. */
-        if (dup2(pfd[1], STDOUT_FILENO) < 0)
-            _exit(127);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    char buf[MG_OAUTH2_TOKEN_MAX + 2];
-    ssize_t n = read_fd(pfd[0], buf, sizeof(buf));
-    /* Drain the rest so the command is not killed by SIGPIPE. */
-    char sink[512];
-    while (n >= 0 && read_fd(pfd[0], sink, sizeof(sink)) == (ssize_t)sizeof(sink))
-        ;
-    explicit_bzero(sink, sizeof(sink));
-    close(pfd[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    enum mg_code rc;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        rc = mg_error_set(err, MG_E_OAUTH,
-                          "--oauth2-token-command failed (exit status %d); run it by hand to "
-                          "see why",
-                          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    else if (n < 0)
-        rc = mg_error_set(err, MG_E_OAUTH, "cannot read the output of --oauth2-token-command: %s",
-                          strerror(errno));
-    else
-        rc = first_line(buf, (size_t)n, "the output of --oauth2-token-command", out, err);
-    explicit_bzero(buf, sizeof(buf));
-    return rc;
+    enum mg_code rc = mg_secret_command(cmd, "--oauth2-token-command", out, err);
+    if (rc == MG_E_USAGE)
+        err->code = rc = MG_E_OAUTH; /* no token: the OAuth2 exit status */
+    return rc == MG_OK ? check_secret(out, "the output of --oauth2-token-command", err) : rc;
 }
 
 enum mg_code mg_oauth2_write_secret(const char *path, const char *data, size_t len,

@@ -136,18 +136,23 @@ static void drop_session(struct mg_pool *p, struct slot *s)
     mg_imap_close(sess, false);
 }
 
+/* Give slot s a logged-in session unless it has one. */
+static enum mg_code open_slot(struct mg_pool *p, struct slot *s, struct mg_error *err)
+{
+    if (s->sess != NULL)
+        return MG_OK;
+    struct mg_imap *sess;
+    enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
+    if (rc == MG_OK)
+        set_session(p, s, sess);
+    return rc;
+}
+
 static enum mg_code control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err)
 {
-    struct slot *s = &p->slots[0];
-    if (s->sess == NULL) {
-        struct mg_imap *sess;
-        enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
-        if (rc != MG_OK)
-            return rc;
-        set_session(p, s, sess);
-    }
-    *out = s->sess;
-    return MG_OK;
+    enum mg_code rc = open_slot(p, &p->slots[0], err);
+    *out = p->slots[0].sess;
+    return rc;
 }
 
 enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
@@ -325,13 +330,9 @@ static enum mg_code ready_session(struct worker *w, struct mg_error *err)
 {
     struct mg_pool *p = w->p;
     struct slot *s = w->slot;
-    if (s->sess == NULL) {
-        struct mg_imap *sess;
-        enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
-        if (rc != MG_OK)
-            return rc;
-        set_session(p, s, sess);
-    }
+    enum mg_code orc = open_slot(p, s, err);
+    if (orc != MG_OK)
+        return orc;
     w->used = true;
     if (strcmp(s->examined, p->job->mailbox) == 0)
         return MG_OK;

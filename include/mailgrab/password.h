@@ -26,6 +26,15 @@ enum mg_code mg_password_get(const char *file, const char *command, const char *
                              const char *user, const char *host, char **out, struct mg_error *err);
 void mg_password_free(char *pw);
 
+/*
+ * The first line of a private file, or of what a command (run with
+ * /bin/sh -c) prints, as a fresh heap string freed with mg_password_free.
+ * what names the secret in messages ("password", "--password-command").
+ * Shared by passwords and OAuth2 secrets; failures are MG_E_USAGE.
+ */
+enum mg_code mg_secret_file(const char *path, const char *what, char **out, struct mg_error *err);
+enum mg_code mg_secret_command(const char *cmd, const char *what, char **out, struct mg_error *err);
+
 /* Refuse a secret file that group or others can read (a config file too). */
 enum mg_code mg_check_private(int fd, const char *path, struct mg_error *err);
 
