@@ -201,8 +201,8 @@ static void conn_close(struct conn *c, const char *why)
 {
     if (c->dead)
         return;
-    logf_("conn %u: closed (%s); client->server %llu bytes, server->client %llu bytes", c->id,
-          why, (unsigned long long)c->up.moved, (unsigned long long)c->down.moved);
+    logf_("conn %u: closed (%s); client->server %llu bytes, server->client %llu bytes", c->id, why,
+          (unsigned long long)c->up.moved, (unsigned long long)c->down.moved);
     close(c->client);
     close(c->server);
     dir_free(&c->up);
@@ -246,7 +246,8 @@ static void do_accept(int lfd, const struct addrinfo *target)
     c->up.to = sfd;
     c->down.from = sfd;
     c->down.to = cfd;
-    c->faulted = (opt.have_close || opt.have_stall) && (opt.fault_conn == 0 || opt.fault_conn == id);
+    c->faulted =
+        (opt.have_close || opt.have_stall) && (opt.fault_conn == 0 || opt.fault_conn == id);
     if (nconns == capconns) {
         capconns = capconns ? 2 * capconns : 16;
         conns = realloc(conns, capconns * sizeof *conns);
