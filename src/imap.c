@@ -332,6 +332,17 @@ static void set_handlers(struct mg_imap *s, mailimap_msg_att_handler *att,
     mailimap_set_msg_body_handler(s->imap, body, ctx);
 }
 
+/* Free what a FETCH command was being built from, and say why. */
+static enum mg_code fetch_oom(struct mailimap_set *set, struct mailimap_fetch_type *ft,
+                              struct mg_error *err)
+{
+    if (set != NULL)
+        mailimap_set_free(set);
+    if (ft != NULL)
+        mailimap_fetch_type_free(ft);
+    return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+}
+
 enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err)
 {
     struct mailimap_set *set = mailimap_set_new_interval(1, 0); /* 1:* */
@@ -361,11 +372,7 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
     return MG_OK;
 
 oom:
-    if (set != NULL)
-        mailimap_set_free(set);
-    if (ft != NULL)
-        mailimap_fetch_type_free(ft);
-    return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    return fetch_oom(set, ft, err);
 }
 
 static time_t imap_date_to_time(const struct mailimap_date_time *d)
@@ -544,11 +551,7 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
     return MG_OK;
 
 oom:
-    if (set != NULL)
-        mailimap_set_free(set);
-    if (ft != NULL)
-        mailimap_fetch_type_free(ft);
-    return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    return fetch_oom(set, ft, err);
 }
 
 void mg_imap_cancel(struct mg_imap *s)
