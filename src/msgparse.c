@@ -527,24 +527,6 @@ static void walk_part(struct walk *w, const char *hdr, size_t hdrlen, const char
     }
 }
 
-static char *take(struct mg_buf *b, size_t *len)
-{
-    size_t s = 0, e = b->len;
-    while (s < e && b->data[s] == ' ')
-        s++;
-    while (e > s && b->data[e - 1] == ' ')
-        e--;
-    if (e == s)
-        return NULL;
-    char *r = malloc(e - s + 1);
-    if (r == NULL)
-        return NULL;
-    memcpy(r, b->data + s, e - s);
-    r[e - s] = '\0';
-    *len = e - s;
-    return r;
-}
-
 int mg_msg_parse(const char *msg, size_t len, struct mg_msginfo *out)
 {
     memset(out, 0, sizeof(*out));
@@ -581,7 +563,7 @@ int mg_msg_parse(const char *msg, size_t len, struct mg_msginfo *out)
     mg_buf_init(&w.conv, MG_MSG_MAX_TEXT);
     if (mg_header_find(hdr, hdrlen, "Subject", &v, &vl) == 0) {
         mg_header_decode(v, vl, &w.conv);
-        out->subject = take(&w.conv, &out->subject_len);
+        out->subject = dup_trimmed(&w.conv, &out->subject_len, false);
     }
     walk_part(&w, hdr, hdrlen, body, bodylen, 0);
     out->flags |= w.flags;

@@ -5,6 +5,7 @@ One imaplib IMAP4_SSL connection verified with the test CA fetches
 Maildir is left untouched) and returns {uid: bytes}.
 """
 
+import contextlib
 import imaplib
 import re
 import ssl
@@ -12,8 +13,9 @@ import ssl
 _UID = re.compile(rb"\bUID (\d+)")
 
 
-def fetch_all(server, user="alice", password=None, mailbox="INBOX"):
-    """{uid: BODY[] bytes} of every message in mailbox."""
+@contextlib.contextmanager
+def _examined(server, user, password, mailbox):
+    """A verified session with mailbox open read-only; yields its EXISTS."""
     ctx = ssl.create_default_context(cafile=server.ca_file)
     imap = imaplib.IMAP4_SSL(server.host, server.imaps_port, ssl_context=ctx)
     try:
@@ -21,7 +23,18 @@ def fetch_all(server, user="alice", password=None, mailbox="INBOX"):
         typ, data = imap.select(mailbox, readonly=True)
         if typ != "OK":
             raise RuntimeError(f"SELECT {mailbox}: {data}")
-        if int(data[0]) == 0:
+        yield imap, int(data[0])
+    finally:
+        try:
+            imap.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+def fetch_all(server, user="alice", password=None, mailbox="INBOX"):
+    """{uid: BODY[] bytes} of every message in mailbox."""
+    with _examined(server, user, password, mailbox) as (imap, exists):
+        if exists == 0:
             return {}
         typ, data = imap.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
         if typ != "OK":
@@ -35,11 +48,6 @@ def fetch_all(server, user="alice", password=None, mailbox="INBOX"):
                 raise RuntimeError(f"FETCH response without UID: {item[0][:200]!r}")
             out[int(m.group(1))] = item[1]
         return out
-    finally:
-        try:
-            imap.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
 
 
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
@@ -49,12 +57,8 @@ def internaldates(server, user="alice", password=None, mailbox="INBOX"):
     """{uid: INTERNALDATE as POSIX seconds} of every message in mailbox."""
     import datetime
 
-    ctx = ssl.create_default_context(cafile=server.ca_file)
-    imap = imaplib.IMAP4_SSL(server.host, server.imaps_port, ssl_context=ctx)
-    try:
-        imap.login(user, password if password is not None else server.password(user))
-        typ, data = imap.select(mailbox, readonly=True)
-        if typ != "OK" or int(data[0]) == 0:
+    with _examined(server, user, password, mailbox) as (imap, exists):
+        if exists == 0:
             return {}
         typ, data = imap.uid("FETCH", "1:*", "(UID INTERNALDATE)")
         out = {}
@@ -66,8 +70,3 @@ def internaldates(server, user="alice", password=None, mailbox="INBOX"):
                                            "%d-%b-%Y %H:%M:%S %z")
             out[int(uid.group(1))] = int(t.timestamp())
         return out
-    finally:
-        try:
-            imap.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
