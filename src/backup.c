@@ -126,7 +126,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_mailbox_info mi;
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
-    enum mg_code rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
+    enum mg_code rc = mg_pool_examine(pool, x->imap, &mi, err);
     if (rc != MG_OK)
         goto out;
     r->uidvalidity = mi.uidvalidity;
@@ -135,6 +135,22 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                        &newgen, err);
     if (rc != MG_OK)
         goto out;
+    /* More messages on the server than here: the workers log in while the
+     * control session lists, rather than after. */
+    size_t have = mg_store_count(store);
+    if (mi.exists > have)
+        mg_pool_warm(pool, x->imap,
+                     mi.exists - have < a->chunks ? (unsigned)(mi.exists - have) : a->chunks);
+    uint32_t uidvalidity = mi.uidvalidity;
+    rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
+    if (rc != MG_OK)
+        goto out;
+    if (mi.uidvalidity != uidvalidity) {
+        rc = mg_error_set(err, MG_E_PROTOCOL,
+                          "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
+                          x->utf8, uidvalidity, mi.uidvalidity);
+        goto out;
+    }
     snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
     if (newgen)
         mg_warn("%s: the server renumbered this mailbox (UIDVALIDITY is now %u); what was "

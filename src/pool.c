@@ -23,8 +23,16 @@
 
 /* A connection slot: lives as long as the pool. */
 struct slot {
-    struct mg_imap *sess;       /* guarded by mu while a run may cancel it */
-    char examined[MAILBOX_MAX]; /* mailbox open on sess, "" if none */
+    struct mg_pool *p;
+    unsigned id;
+    struct mg_imap *sess;        /* guarded by mu while a run may cancel it */
+    char examined[MAILBOX_MAX];  /* mailbox open on sess, "" if none */
+    struct mg_mailbox_info info; /* what EXAMINE said of it */
+    /* A thread readying the slot ahead of the next run (mg_pool_warm). Until
+     * it is joined, nobody else touches the slot. */
+    pthread_t warm;
+    bool warming;
+    char warm_mailbox[MAILBOX_MAX];
 };
 
 /* A worker thread's state during one run. */
@@ -76,6 +84,10 @@ enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *
     p->srv = srv;
     p->creds = creds;
     p->nslots = workers ? workers : 1;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        p->slots[i].p = p;
+        p->slots[i].id = i;
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     *out = p;
@@ -88,10 +100,20 @@ static void *logout_main(void *arg)
     return NULL;
 }
 
+static void join_warm(struct slot *s)
+{
+    if (s->warming) {
+        pthread_join(s->warm, NULL);
+        s->warming = false;
+    }
+}
+
 void mg_pool_destroy(struct mg_pool *p)
 {
     if (p == NULL)
         return;
+    for (unsigned i = 0; i < p->nslots; i++)
+        join_warm(&p->slots[i]);
     /* LOGOUT waits a round trip for its answer: say goodbye on every
      * session at once rather than one after another. */
     pthread_t *t = calloc(p->nslots, sizeof(*t));
@@ -167,9 +189,10 @@ static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *ma
 {
     s->examined[0] = '\0'; /* a failed EXAMINE closes the old mailbox too */
     enum mg_code rc = mg_imap_examine(s->sess, mailbox, mi, err);
-    if (rc == MG_OK)
+    if (rc == MG_OK) {
         snprintf(s->examined, sizeof(s->examined), "%s", mailbox);
-    else if (rc != MG_E_MAILBOX)
+        s->info = *mi;
+    } else if (rc != MG_E_MAILBOX)
         drop_session(p, s); /* out of step after a protocol error */
     return rc;
 }
@@ -204,12 +227,25 @@ struct list_arg {
     void *ctx;
 };
 
+/* EXAMINE on the control session unless the mailbox is open there. */
+static enum mg_code examine_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
+                               struct mg_error *err)
+{
+    struct list_arg *la = arg;
+    struct slot *s = &p->slots[0];
+    if (strcmp(s->examined, la->mailbox) == 0) {
+        *la->mi = s->info;
+        return MG_OK;
+    }
+    return examine_on(p, s, la->mailbox, la->mi, err);
+}
+
 static enum mg_code list_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
                             struct mg_error *err)
 {
     struct list_arg *la = arg;
     la->out->n = 0; /* a retry starts over */
-    enum mg_code rc = examine_on(p, &p->slots[0], la->mailbox, la->mi, err);
+    enum mg_code rc = examine_op(p, sess, arg, err);
     if (rc == MG_OK && la->mi->exists > 0)
         rc = mg_imap_list(sess, la->out, err);
     return rc;
@@ -220,6 +256,49 @@ static enum mg_code mailboxes_op(struct mg_pool *p, struct mg_imap *sess, void *
 {
     struct list_arg *la = arg;
     return mg_imap_mailboxes(sess, la->each, la->ctx, err);
+}
+
+enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                             struct mg_error *err)
+{
+    struct list_arg la = {.mailbox = mailbox, .mi = mi};
+    return with_control(p, examine_op, &la, err);
+}
+
+static void *warm_main(void *arg)
+{
+    struct slot *s = arg;
+    struct mg_error err;
+    mg_error_clear(&err);
+    enum mg_code rc = open_slot(s->p, s, &err);
+    if (rc == MG_OK && strcmp(s->examined, s->warm_mailbox) != 0) {
+        struct mg_mailbox_info mi;
+        rc = examine_on(s->p, s, s->warm_mailbox, &mi, &err);
+    }
+    /* Not an error yet: the slot's worker tries again and judges. */
+    if (rc != MG_OK)
+        mg_debug("connection %u could not be readied ahead: %s", s->id, err.msg);
+    return NULL;
+}
+
+void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n)
+{
+    if (strlen(mailbox) >= MAILBOX_MAX)
+        return;
+    /* Warm-up threads take no signals: during a run they are the waiting
+     * thread's, and a thread that did not block them would die of them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (unsigned i = 1; i < n && i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        join_warm(s);
+        if (s->sess != NULL && strcmp(s->examined, mailbox) == 0)
+            continue;
+        snprintf(s->warm_mailbox, sizeof(s->warm_mailbox), "%s", mailbox);
+        s->warming = pthread_create(&s->warm, NULL, warm_main, s) == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
@@ -334,15 +413,17 @@ static enum mg_code ready_session(struct worker *w, struct mg_error *err)
     if (orc != MG_OK)
         return orc;
     w->used = true;
-    if (strcmp(s->examined, p->job->mailbox) == 0)
-        return MG_OK;
-    struct mg_mailbox_info mi;
-    enum mg_code rc = examine_on(p, s, p->job->mailbox, &mi, err);
-    if (rc == MG_OK && mi.uidvalidity != p->job->uidvalidity)
-        rc = mg_error_set(err, MG_E_PROTOCOL,
-                          "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
-                          p->job->mailbox, p->job->uidvalidity, mi.uidvalidity);
-    return rc;
+    if (strcmp(s->examined, p->job->mailbox) != 0) {
+        struct mg_mailbox_info mi;
+        enum mg_code rc = examine_on(p, s, p->job->mailbox, &mi, err);
+        if (rc != MG_OK)
+            return rc;
+    }
+    if (s->info.uidvalidity != p->job->uidvalidity)
+        return mg_error_set(err, MG_E_PROTOCOL,
+                            "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
+                            p->job->mailbox, p->job->uidvalidity, s->info.uidvalidity);
+    return MG_OK;
 }
 
 static void on_stored(void *ctx, uint32_t uid, const char *path)
@@ -414,6 +495,7 @@ static void *worker_main(void *arg)
     uint64_t want_bytes =
         FIRST_BATCH_BYTES < job->batch_bytes ? FIRST_BATCH_BYTES : job->batch_bytes;
 
+    join_warm(w->slot); /* its session may be ready, or never will be */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->abort)
@@ -567,11 +649,13 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         nw = (unsigned)job->msgs->n;
     if (nw == 0)
         return MG_OK;
+    pthread_mutex_lock(&p->mu); /* warm-up threads may be looking */
     p->job = job;
     p->res = res;
     p->abort = false;
     p->inflight = 0;
     p->running = 0;
+    pthread_mutex_unlock(&p->mu);
     atomic_store(&p->bytes_seen, 0);
     atomic_store(&p->stored, 0);
     if (mg_plan_init(&p->plan, job->msgs, nw, MAX_ATTEMPTS) != 0)
@@ -647,10 +731,16 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         ;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    /* A cancelled session is dead: do not hand it to the next mailbox. */
+    /* Slots no worker needed may still be warming up. A cancelled session
+     * is dead: do not hand it to the next mailbox. */
+    for (unsigned i = 0; i < p->nslots; i++)
+        join_warm(&p->slots[i]);
     if (p->abort)
-        for (unsigned i = 0; i < nw; i++)
+        for (unsigned i = 0; i < p->nslots; i++)
             drop_session(p, &p->slots[i]);
+    pthread_mutex_lock(&p->mu);
+    p->abort = false;
+    pthread_mutex_unlock(&p->mu);
     for (unsigned i = 0; i < nw; i++)
         res->connections += p->w[i].used;
     /* Whatever was never handed out or never settled did not arrive. */

@@ -11,6 +11,7 @@
  *
  * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
  * login), so a multi-folder backup never holds more than `workers` sessions.
+ * They can be opened ahead (mg_pool_warm) while the control session lists.
  *
  * Memory: the pool borrows srv and creds; everything in struct mg_job is
  * borrowed for the duration of the run.
@@ -64,10 +65,22 @@ enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err);
 enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
                                void *ctx, struct mg_error *err);
 
-/* EXAMINE mailbox on the control session and list its UIDs and sizes into
- * out (replacing what it held). A server that ends the control session
- * (Gmail does when a token expires) costs a reconnect, not the run: both
- * these calls retry on a new session a few times. */
+/* EXAMINE mailbox on the control session. */
+enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                             struct mg_error *err);
+
+/* Log in and EXAMINE mailbox on up to n - 1 more sessions in the background
+ * (the control session is the n-th), so that they are ready when the next
+ * mg_pool_run starts instead of opening one round trip after another once
+ * the listing is done. Best effort: a slot that cannot be readied now is
+ * tried again, and judged, by its worker. Call it only when there is likely
+ * something to fetch: on a run with nothing new it costs logins. */
+void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n);
+
+/* List mailbox's UIDs and sizes into out (replacing what it held), after an
+ * EXAMINE unless it is open on the control session already. A server that
+ * ends the control session (Gmail does when a token expires) costs a
+ * reconnect, not the run: these calls retry on a new session a few times. */
 enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
                           struct mg_msglist *out, struct mg_error *err);
 

@@ -260,6 +260,50 @@ class TestIncremental(Base):
         self.assertEqual(again, inodes, "old messages were rewritten" + res.describe())
 
 
+class TestAhead(Base):
+    """Worker sessions log in while the control session is still listing,
+    and only when there is something to fetch."""
+
+    HOLD_AFTER = "12000"  # server->client bytes: past EXAMINE, inside the listing
+
+    def test_workers_log_in_while_listing(self):
+        # The proxy holds the first (control) connection's listing until four
+        # connections exist. A client that logs its workers in only after the
+        # listing would wait out --timeout and list again on a fifth.
+        with tools.Proxy(server.host, server.imaps_port, "--hold-after", self.HOLD_AFTER,
+                         "--until-conns", "4") as proxy:
+            out = self.out_dir()
+            res = self.mailgrab("--chunks", "4", "--timeout", "10", output=out,
+                                port=proxy.port)
+            log = proxy.log()
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(log.count(": accepted"), 4, "the workers did not log in while "
+                         "the control session listed\n" + log + res.describe())
+        self.assertNotIn("timed out", res.stderr, res.describe())
+        self.assertAllIdentical(out, res)
+
+    def test_nothing_new_logs_in_once(self):
+        out = self.out_dir()
+        res = self.mailgrab("--chunks", "4", "--limit", "30", output=out)
+        self.assertExit(res, EXIT_OK)
+        # Still 490 to fetch: a --limit run opens its workers ahead.
+        with tools.Proxy(server.host, server.imaps_port) as proxy:
+            res = self.mailgrab("--chunks", "4", "--limit", "30", output=out,
+                                port=proxy.port)
+            log = proxy.log()
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(log.count(": accepted"), 4, log + res.describe())
+        res = self.mailgrab("--chunks", "4", output=out)
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res)
+        with tools.Proxy(server.host, server.imaps_port) as proxy:
+            res = self.mailgrab("--chunks", "4", output=out, port=proxy.port)
+            log = proxy.log()
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(log.count(": accepted"), 1, "a run with nothing new opened more "
+                         "than its control session\n" + log + res.describe())
+
+
 class TestErrors(Base):
     def test_wrong_password(self):
         bad = tools.write_secret(workdir, "not-the-password")

@@ -8,7 +8,8 @@
  *
  *   mgproxy --listen 127.0.0.1:PORT|0 --target HOST:PORT
  *           [--delay-ms N] [--close-after BYTES] [--stall-after BYTES]
- *           [--fault-conn K] [--fault-times N] [--max-seconds S] [--port-file FILE]
+ *           [--fault-conn K] [--fault-times N] [--hold-after BYTES --until-conns K]
+ *           [--max-seconds S] [--port-file FILE]
  *
  * --delay-ms N      every byte is held N ms before it is sent on, in each
  *                   direction (RTT grows by 2N).  Data is queued with a due
@@ -24,6 +25,11 @@
  *                   --fault-times 1 and no --fault-conn, the first connection
  *                   to carry BYTES is the one cut, whichever it is; the
  *                   connections opened after that are left alone.
+ * --hold-after B    after B server->client bytes, the first connection stops
+ *                   forwarding server->client bytes until --until-conns K
+ *                   connections in all have been accepted, then goes on.  It
+ *                   shows whether a client opens its other connections while
+ *                   its first one is still busy (waiting for it would hang).
  * --max-seconds S   exit after S seconds (default 600) so a crashed test
  *                   cannot leave the proxy running.
  * --port-file FILE  write the listening port (decimal + newline) to FILE,
@@ -86,6 +92,9 @@ struct opts {
     bool have_close, have_stall;
     unsigned fault_conn;
     unsigned fault_times;
+    uint64_t hold_after;
+    bool have_hold;
+    unsigned until_conns;
     long max_seconds;
 };
 
@@ -94,6 +103,7 @@ static struct conn **conns;
 static size_t nconns, capconns;
 static unsigned accepted;
 static unsigned faults_fired;
+static bool hold_logged, release_logged;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -271,6 +281,34 @@ static uint64_t fault_budget(const struct conn *c)
     return c->down.moved >= limit ? 0 : limit - c->down.moved;
 }
 
+/* The first connection's server->client budget while it is held. */
+static uint64_t hold_budget(const struct conn *c)
+{
+    if (!opt.have_hold || c->id != 1 || accepted >= opt.until_conns)
+        return UINT64_MAX;
+    return c->down.moved >= opt.hold_after ? 0 : opt.hold_after - c->down.moved;
+}
+
+static uint64_t down_budget(const struct conn *c)
+{
+    uint64_t f = fault_budget(c), h = hold_budget(c);
+    return f < h ? f : h;
+}
+
+static void check_hold(const struct conn *c)
+{
+    if (!opt.have_hold || c->id != 1 || c->dead)
+        return;
+    if (!hold_logged && hold_budget(c) == 0) {
+        hold_logged = true;
+        logf_("conn 1: held after %llu server->client bytes until %u connections",
+              (unsigned long long)c->down.moved, opt.until_conns);
+    } else if (hold_logged && !release_logged && accepted >= opt.until_conns) {
+        release_logged = true;
+        logf_("conn 1: released: %u connections accepted", accepted);
+    }
+}
+
 /* Reads what `from` has into the queue. Returns false if the connection died. */
 static bool dir_read(struct conn *c, struct dir *d, uint64_t budget)
 {
@@ -359,7 +397,8 @@ static void usage(void)
 {
     fputs("usage: mgproxy --listen HOST:PORT|0 --target HOST:PORT [--delay-ms N]\n"
           "               [--close-after BYTES] [--stall-after BYTES] [--fault-conn K]\n"
-          "               [--fault-times N] [--max-seconds S] [--port-file FILE]\n",
+          "               [--fault-times N] [--hold-after BYTES --until-conns K]\n"
+          "               [--max-seconds S] [--port-file FILE]\n",
           stderr);
     exit(2);
 }
@@ -371,11 +410,13 @@ static void parse_args(int argc, char **argv)
         {"delay-ms", required_argument, NULL, 'd'},
         {"fault-conn", required_argument, NULL, 'k'},
         {"fault-times", required_argument, NULL, 'n'},
+        {"hold-after", required_argument, NULL, 'h'},
         {"listen", required_argument, NULL, 'l'},
         {"max-seconds", required_argument, NULL, 'm'},
         {"port-file", required_argument, NULL, 'p'},
         {"stall-after", required_argument, NULL, 's'},
         {"target", required_argument, NULL, 't'},
+        {"until-conns", required_argument, NULL, 'u'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -405,6 +446,15 @@ static void parse_args(int argc, char **argv)
                 usage();
             opt.fault_times = (unsigned)v;
             break;
+        case 'h':
+            opt.hold_after = v;
+            opt.have_hold = true;
+            break;
+        case 'u':
+            if (v == 0 || v > UINT32_MAX)
+                usage();
+            opt.until_conns = (unsigned)v;
+            break;
         case 'l':
             opt.listen = optarg;
             break;
@@ -427,7 +477,7 @@ static void parse_args(int argc, char **argv)
             usage();
         }
     }
-    if (optind != argc || !opt.listen || !opt.target)
+    if (optind != argc || !opt.listen || !opt.target || opt.have_hold != (opt.until_conns > 0))
         usage();
 }
 
@@ -492,7 +542,7 @@ int main(int argc, char **argv)
             } else {
                 if (!c->up.eof && c->up.queued < QUEUE_MAX)
                     ce |= POLLIN;
-                if (!c->down.eof && c->down.queued < QUEUE_MAX && fault_budget(c) > 0)
+                if (!c->down.eof && c->down.queued < QUEUE_MAX && down_budget(c) > 0)
                     se |= POLLIN;
                 struct dir *ds[2] = {&c->up, &c->down};
                 for (int k = 0; k < 2; k++) {
@@ -541,16 +591,20 @@ int main(int argc, char **argv)
                 if (!dir_read(c, &c->up, UINT64_MAX))
                     continue;
             if ((sr & POLLIN) || (sr & (POLLHUP | POLLERR)))
-                if (!dir_read(c, &c->down, fault_budget(c)))
+                if (!dir_read(c, &c->down, down_budget(c)))
                     continue;
             if (!dir_write(c, &c->up, now) || !dir_write(c, &c->down, now))
                 continue;
             check_fault(c);
+            check_hold(c);
             if (!c->dead && c->up.shut && c->down.shut)
                 conn_close(c, "both sides finished");
         }
-        if (pfds[0].revents & POLLIN)
+        if (pfds[0].revents & POLLIN) {
             do_accept(lfd, target);
+            for (size_t i = 0; i < nconns; i++)
+                check_hold(conns[i]);
+        }
     }
     for (size_t i = 0; i < nconns; i++) {
         conn_close(conns[i], "proxy exiting");

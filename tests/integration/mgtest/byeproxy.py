@@ -5,7 +5,10 @@ FETCH responses of a running command, then the connection is closed.
 Dovecot never does this by itself (it keeps a session whose token expired).
 The proxy understands IMAP framing just enough (lines and {n} literals) to
 put the BYE on a response boundary, never inside a message.  With
-mode="cut" it instead closes the connection halfway through a message.
+mode="cut" it instead closes the connection halfway through a message.  With
+mode="reexamine" it ends a session that comes back to open another mailbox
+(its second EXAMINE) with a BYE instead of an answer: what a client meets
+when the server ended the session while it sat idle between two mailboxes.
 
 A session is ended at the first FETCH response after it has carried
 after_bytes to the client, at most `times` in all, and never during a
@@ -31,10 +34,9 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 
 
 class ByeProxy:
-    def __init__(self, server, after_bytes, times, mode="bye", idle_after=1.0):
+    def __init__(self, server, after_bytes, times, mode="bye"):
         self.server = server
         self.mode = mode
-        self.idle_after = idle_after
         self.lost = set()  # UIDs of the FETCH commands interrupted so far
         self.after_bytes = after_bytes
         self.times = times
@@ -83,7 +85,7 @@ class ByeProxy:
             c_writer.close()
             return
         fetching = set()  # UIDs of this session's current UID FETCH
-        up = asyncio.ensure_future(self._up(c_reader, s_writer, fetching))
+        up = asyncio.ensure_future(self._up(c_reader, s_writer, c_writer, fetching))
         try:
             await self._down(s_reader, c_writer, fetching)
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -96,14 +98,25 @@ class ByeProxy:
                 except (OSError, ssl.SSLError):
                     pass
 
-    async def _up(self, reader, writer, fetching):
+    async def _up(self, reader, writer, c_writer, fetching):
         """Client to server, line by line (mailgrab sends no literals)."""
+        examines = 0
         try:
             while data := await reader.readline():
                 m = re.match(rb"\S+ UID FETCH ([0-9:,*]+) ", data)
                 if m:
                     fetching.clear()
                     fetching.update(_uids(m.group(1)))
+                if re.match(rb"\S+ EXAMINE ", data):
+                    examines += 1
+                    # The client waits for this answer, so nothing of the
+                    # server's is on its way down: the BYE stands alone.
+                    if self.mode == "reexamine" and examines > 1 and self.byes < self.times:
+                        self.byes += 1
+                        c_writer.write(BYE)
+                        await c_writer.drain()
+                        c_writer.close()
+                        break
                 writer.write(data)
                 await writer.drain()
         except (OSError, ssl.SSLError):
@@ -114,23 +127,11 @@ class ByeProxy:
         """Server to client, one whole response at a time."""
         sent = 0
         while True:
-            if self.mode == "idle":
-                try:
-                    response = await asyncio.wait_for(reader.readuntil(b"\r\n"),
-                                                      self.idle_after)
-                except asyncio.TimeoutError:
-                    if sent < self.after_bytes or self.byes >= self.times:
-                        continue
-                    self.byes += 1
-                    writer.write(BYE)
-                    await writer.drain()
-                    return
-            else:
-                response = await reader.readuntil(b"\r\n")
+            response = await reader.readuntil(b"\r\n")
             while m := _LITERAL.search(response):
                 response += await reader.readexactly(int(m.group(1)))
                 response += await reader.readuntil(b"\r\n")
-            if (self.mode != "idle" and sent >= self.after_bytes and self.byes < self.times
+            if (self.mode in ("bye", "cut") and sent >= self.after_bytes and self.byes < self.times
                     and re.match(rb"\* \d+ FETCH ", response)
                     and not fetching & self.lost):
                 self.byes += 1
