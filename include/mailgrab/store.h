@@ -10,13 +10,15 @@
  * server's UIDVALIDITY changes, nothing stored is touched: a new generation
  * starts beside it, OUTPUT/<mailbox>%uidvalidity=<N>.
  *
- * A worker fills an mg_batch: each message goes to a hidden temp file
- * (O_EXCL, O_NOFOLLOW, 0600; in tmp/ for Maildir), with its mtime set to the
+ * A worker fills an mg_batch: each message goes to an unnamed file
+ * (O_TMPFILE, 0600; in tmp/ for Maildir) or, where the file system cannot
+ * do that, a hidden temp file (O_EXCL, O_NOFOLLOW), with its mtime set to the
  * server's INTERNALDATE. mg_batch_commit then makes the whole batch durable
- * with one file-system flush, renames every temp file to its final name, and
+ * with one file-system flush, names every file (linkat, or rename), and
  * flushes the directory once. A message counts as stored only once its final
- * name exists; a run killed at any moment leaves only temp files, which the
- * next run removes. Directories are 0700, files 0600.
+ * name exists; a run killed at any moment leaves only unnamed files, which
+ * vanish, or temp files, which the next run removes. Directories are 0700,
+ * files 0600.
  *
  * Memory: mg_store and mg_batch are created/destroyed by their owner; the
  * store must outlive its batches. Paths passed in are borrowed.
