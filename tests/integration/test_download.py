@@ -227,6 +227,7 @@ class TestIncremental(Base):
         corpus.generate(server.maildir(user), 40, path, seed=5, big=0, server=server)
         pw = tools.write_secret(workdir, server.password(user))
         out = self.out_dir()
+        start = server.log_size()
         res = self.mailgrab("--chunks", "4", output=out, password_file_=pw, user=user)
         self.assertExit(res, EXIT_OK)
         first = self.stored(out, res)
@@ -234,19 +235,14 @@ class TestIncremental(Base):
         inodes = {u: os.stat(os.path.join(out, "INBOX", f"{u}.eml")).st_ino for u in first}
 
         corpus.add_messages(server.maildir(user), 6, path, seed=5, server=server)
+        # Dovecot counts the bodies each session sent (body_count=N on logout);
+        # its log process writes asynchronously, so wait for every logout, of
+        # the first run too before the second starts.
+        self._wait_logouts(start)
         mark = server.log_size()
         res = self.mailgrab("--chunks", "4", output=out, password_file_=pw, user=user)
         self.assertExit(res, EXIT_OK)
-        # Dovecot counts the bodies each session sent (body_count=N on logout);
-        # its log process writes asynchronously, so wait for every logout.
-        deadline = time.monotonic() + 5
-        while True:
-            log = server.log_since(mark)
-            logins = log.count("Login: user=<bob>")
-            ends = len(re.findall(r"imap\(bob\).*?Disconnected", log))
-            if (logins and ends >= logins) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        log = self._wait_logouts(mark)
         bodies = sum(int(n) for n in re.findall(
             r"imap\(bob\).*?Disconnected.*? body_count=(\d+)", log))
         self.assertEqual(bodies, 6, "the second run fetched other than the 6 new "
@@ -258,6 +254,17 @@ class TestIncremental(Base):
                          "46 messages" + res.describe())
         again = {u: os.stat(os.path.join(out, "INBOX", f"{u}.eml")).st_ino for u in first}
         self.assertEqual(again, inodes, "old messages were rewritten" + res.describe())
+
+    @staticmethod
+    def _wait_logouts(mark, user="bob", seconds=5.0):
+        deadline = time.monotonic() + seconds
+        while True:
+            log = server.log_since(mark)
+            logins = log.count(f"Login: user=<{user}>")
+            ends = len(re.findall(rf"imap\({user}\).*?Disconnected", log))
+            if (logins and ends >= logins) or time.monotonic() > deadline:
+                return log
+            time.sleep(0.05)
 
 
 class TestAhead(Base):
