@@ -72,6 +72,8 @@ const char *mg_code_name(enum mg_code code)
         return "locked";
     case MG_E_OAUTH:
         return "oauth";
+    case MG_E_LIMIT:
+        return "limit";
     case MG_E_INTERNAL:
         return "internal";
     case MG_E_INTERRUPTED:

@@ -58,12 +58,54 @@ static bool text_has(const char *text, const char *what)
     return text != NULL && strstr(text, what) != NULL;
 }
 
+/* The response code of the server's last response when libetpan has no name
+ * for it (LIMIT, OVERQUOTA, UNAVAILABLE, ...), else "". */
+static const char *response_code(struct mg_imap *s)
+{
+    const struct mailimap_response_info *ri = s->imap ? s->imap->imap_response_info : NULL;
+    return (ri != NULL && ri->rsp_atom != NULL) ? ri->rsp_atom : "";
+}
+
+static bool code_is(struct mg_imap *s, const char *code)
+{
+    return strcasecmp(response_code(s), code) == 0;
+}
+
+/* The server's last response as the user should see it: "[CODE] text". */
+static void said(struct mg_imap *s, char *buf, size_t cap)
+{
+    const char *code = response_code(s);
+    snprintf(buf, cap, "%s%s%s%s", code[0] ? "[" : "", code, code[0] ? "] " : "", server_text(s));
+}
+
+/* A tagged NO to a FETCH: the session is still in step; what came before it
+ * is whole. Returns MG_OK when it only says that some messages are gone. */
+static enum mg_code fetch_refused(struct mg_imap *s, const char *doing, struct mg_error *err)
+{
+    char text[256];
+    said(s, text, sizeof(text));
+    if (code_is(s, "EXPUNGEISSUED"))
+        return MG_OK; /* the caller sees what is missing */
+    /* Gmail: "[OVERQUOTA] Account exceeded command or bandwidth limits." */
+    if (code_is(s, "OVERQUOTA") || text_has(server_text(s), "bandwidth") ||
+        text_has(server_text(s), "exceeded"))
+        return mg_error_set(err, MG_E_LIMIT,
+                            "%s refuses to send more while %s: %s (a download quota: Gmail "
+                            "allows about 2.5 GB a day over IMAP); what is stored is kept, "
+                            "run again later for the rest",
+                            s->srv->host, doing, text);
+    bool busy = code_is(s, "UNAVAILABLE") || code_is(s, "THROTTLED") || code_is(s, "LIMIT") ||
+                code_is(s, "INUSE") || text_has(server_text(s), "Too many");
+    return mg_error_retry(err, MG_E_PROTOCOL, busy ? MG_RETRY_LATER : MG_RETRY_NOW,
+                          "%s refused while %s: %s", s->srv->host, doing, text);
+}
+
 /* The server said NO to our credentials: a limit, or really a refusal? */
 static enum mg_code refused(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
 {
     const char *t = server_text(s);
     /* A server limiting connections or busy is not a bad password. */
-    if (text_has(t, "[LIMIT]") || text_has(t, "[UNAVAILABLE]") || text_has(t, "[INUSE]") ||
+    if (code_is(s, "LIMIT") || code_is(s, "UNAVAILABLE") || code_is(s, "INUSE") ||
         text_has(t, "Too many") || text_has(t, "Maximum number of connections"))
         return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
                               "%s will not open another session for %s: %s", s->srv->host, cr->user,
@@ -332,6 +374,14 @@ static void set_handlers(struct mg_imap *s, mailimap_msg_att_handler *att,
     mailimap_set_msg_body_handler(s->imap, body, ctx);
 }
 
+/* After a tagged NO, libetpan 1.9.4 has freed the result list already but
+ * left the pointer set: freeing it again crashed on any refused FETCH. */
+static void free_fetch_result(int r, clist *result)
+{
+    if (r == MAILIMAP_NO_ERROR && result != NULL)
+        mailimap_fetch_list_free(result);
+}
+
 /* Free what a FETCH command was being built from, and say why. */
 static enum mg_code fetch_oom(struct mailimap_set *set, struct mailimap_fetch_type *ft,
                               struct mg_error *err)
@@ -360,13 +410,15 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
     set_handlers(s, NULL, NULL, NULL);
     mailimap_set_free(set);
     mailimap_fetch_type_free(ft);
-    if (result != NULL)
-        mailimap_fetch_list_free(result);
+    free_fetch_result(r, result);
     if (lc.oom)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
-    if (r == MAILIMAP_ERROR_UID_FETCH)
-        return mg_error_set(err, MG_E_PROTOCOL, "%s refused to list the mailbox: %s", s->srv->host,
-                            server_text(s));
+    if (r == MAILIMAP_ERROR_UID_FETCH) {
+        enum mg_code rc = fetch_refused(s, "listing the mailbox", err);
+        if (rc != MG_OK && err->retry == MG_RETRY_NOW)
+            err->retry = MG_RETRY_NONE; /* a listing refused for no stated reason stays refused */
+        return rc;
+    }
     if (r != MAILIMAP_NO_ERROR)
         return generic_error(s, r, "listing messages", err);
     return MG_OK;
@@ -501,8 +553,9 @@ static struct mailimap_set *uid_set(const uint32_t *uids, size_t n)
 }
 
 enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
-                           const struct mg_fetch_sink *sink, struct mg_error *err)
+                           const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err)
 {
+    *answered = false;
     struct mailimap_set *set = uid_set(uids, n);
     struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
     struct mailimap_section *sec = NULL;
@@ -535,8 +588,7 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
     set_handlers(s, NULL, NULL, NULL);
     mailimap_set_free(set);
     mailimap_fetch_type_free(ft);
-    if (result != NULL)
-        mailimap_fetch_list_free(result);
+    free_fetch_result(r, result);
     s->sink = NULL;
 
     if (s->sink_error)
@@ -546,8 +598,9 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
     if (s->in_body)
         return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
                               "%s ended a message without its attributes", s->srv->host);
-    if (r == MAILIMAP_ERROR_UID_FETCH) /* a tagged NO: the caller sees what is missing */
-        mg_debug("%s answered FETCH with: %s", s->srv->host, server_text(s));
+    *answered = true;
+    if (r == MAILIMAP_ERROR_UID_FETCH)
+        return fetch_refused(s, "fetching messages", err);
     return MG_OK;
 
 oom:

@@ -50,6 +50,8 @@ struct worker {
     bool used; /* had a session during this run */
     struct mg_error err;
     bool sink_failed;
+    bool answered;  /* the last FETCH was completed by the server, OK or NO */
+    bool committed; /* what it delivered is stored */
 };
 
 struct mg_pool {
@@ -442,30 +444,43 @@ static enum mg_code run_batch(struct worker *w, struct mg_error *err)
 {
     struct mg_fetch_sink sink = {w, sink_body, sink_done};
     w->sink_failed = false;
-    enum mg_code rc = mg_imap_fetch(w->slot->sess, w->uids, w->n, &sink, err);
+    w->committed = false;
+    enum mg_code rc = mg_imap_fetch(w->slot->sess, w->uids, w->n, &sink, &w->answered, err);
     if (w->sink_failed) {
         *err = w->err;
         rc = err->code;
+        w->answered = false;
     }
-    if (rc != MG_OK) {
+    if (!w->answered) {
         mg_batch_discard(w->batch);
         return rc;
     }
-    /* No lock here: workers flush and rename their batches in parallel. */
-    return mg_batch_commit(w->batch, on_stored, w, err);
+    /* Answered, even with a refusal: every message that arrived is whole.
+     * No lock here: workers flush and rename their batches in parallel. */
+    struct mg_error cerr;
+    mg_error_clear(&cerr);
+    enum mg_code crc = mg_batch_commit(w->batch, on_stored, w, &cerr);
+    if (crc != MG_OK) {
+        *err = cerr;
+        return crc;
+    }
+    w->committed = true;
+    return rc;
 }
 
-/* Caller holds mu. Account what arrived; re-queue what did not. */
-static void settle_batch(struct worker *w, bool fetched)
+/* Caller holds mu. Account what arrived; re-queue what did not. A message
+ * the server left out of a complete answer may be gone; one missing from a
+ * refused or broken fetch has failed. */
+static void settle_batch(struct worker *w, bool complete)
 {
     struct mg_pool *p = w->p;
     const struct mg_msglist *m = p->job->msgs;
     for (size_t i = 0; i < w->n; i++) {
-        if (fetched && w->got[i]) {
+        if (w->committed && w->got[i]) {
             p->res->stored++;
             p->res->bytes += m->v[w->idx[i]].size;
         } else if (!mg_plan_requeue(&p->plan, w->idx[i])) {
-            if (fetched) {
+            if (complete) {
                 p->res->vanished++;
                 mg_warn("message UID %u was not returned by the server %d times; skipped",
                         w->uids[i], MAX_ATTEMPTS);
@@ -515,6 +530,7 @@ static void *worker_main(void *arg)
         mg_error_clear(&err);
         enum mg_code rc = ready_session(w, &err);
         bool sent = rc == MG_OK;
+        w->answered = w->committed = false;
         if (sent)
             rc = run_batch(w, &err);
 
@@ -537,9 +553,11 @@ static void *worker_main(void *arg)
             set_fatal(p, &err); /* credentials, certificate, disk: stop everything */
             break;
         }
-        pthread_mutex_unlock(&p->mu);
-        drop_session(p, w->slot);
-        pthread_mutex_lock(&p->mu);
+        if (!(sent && w->answered)) { /* a refusal leaves the session in step */
+            pthread_mutex_unlock(&p->mu);
+            drop_session(p, w->slot);
+            pthread_mutex_lock(&p->mu);
+        }
         if (++fails >= MAX_FAILS) {
             /* Retire; the others take over this worker's share. */
             mg_warn("connection %u gives up after %u failures: %s", w->id, fails, err.msg);

@@ -76,11 +76,17 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
 /*
  * UID FETCH the given UIDs (sorted) with BODY.PEEK[]; each message's bytes
  * go to sink->body in pieces, then sink->done. Messages the server does not
- * return are simply not reported: the caller compares. On MG_E_PROTOCOL the
- * session is out of step and must be closed.
+ * return are simply not reported: the caller compares.
+ *
+ * *answered says the server completed the command: every message reported
+ * done is whole and the session is in step, even when the server refused
+ * (a tagged NO: MG_E_LIMIT for a download quota, which retrying today will
+ * not cure; else MG_E_PROTOCOL, retry later when the server says it is busy
+ * or limiting, now otherwise). Without an answer, the session is out of
+ * step and must be closed.
  */
 enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
-                           const struct mg_fetch_sink *sink, struct mg_error *err);
+                           const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err);
 
 void mg_imap_cancel(struct mg_imap *s);
 

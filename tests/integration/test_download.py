@@ -15,6 +15,7 @@ import time
 import unittest
 
 from mgtest import corpus, reference, tools
+from mgtest.byeproxy import ByeProxy
 from mgtest.server import Dovecot, free_port
 
 N_MESSAGES = int(os.environ.get("MG_TEST_MESSAGES", "520"))
@@ -22,7 +23,7 @@ N_BIG = int(os.environ.get("MG_TEST_BIG", "3"))
 BIG_MB = int(os.environ.get("MG_TEST_BIG_MB", "3"))
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CONNECT, EXIT_TLS = 0, 1, 2, 3, 4
-EXIT_AUTH, EXIT_MAILBOX = 5, 6
+EXIT_AUTH, EXIT_MAILBOX, EXIT_LIMIT = 5, 6, 11
 
 server = None
 workdir = None
@@ -271,13 +272,24 @@ class TestAhead(Base):
     """Worker sessions log in while the control session is still listing,
     and only when there is something to fetch."""
 
-    HOLD_AFTER = "12000"  # server->client bytes: past EXAMINE, inside the listing
+    def _bytes_before_listing(self):
+        """Server->client bytes of a session up to its EXAMINE (and LOGOUT),
+        from a run on a mailbox with nothing to list."""
+        pw = tools.write_secret(workdir, server.password("empty"))
+        with tools.Proxy(server.host, server.imaps_port) as proxy:
+            res = self.mailgrab(output=self.out_dir(), port=proxy.port, user="empty",
+                                password_file_=pw)
+            log = proxy.log()
+        self.assertExit(res, EXIT_OK)
+        return int(re.search(r"server->client (\d+) bytes", log).group(1))
 
     def test_workers_log_in_while_listing(self):
-        # The proxy holds the first (control) connection's listing until four
-        # connections exist. A client that logs its workers in only after the
-        # listing would wait out --timeout and list again on a fifth.
-        with tools.Proxy(server.host, server.imaps_port, "--hold-after", self.HOLD_AFTER,
+        # The proxy holds the first (control) connection halfway through its
+        # listing (at least 40 bytes a message) until four connections exist.
+        # A client that logs its workers in only after the listing would wait
+        # out --timeout and list again on a fifth.
+        hold = self._bytes_before_listing() + 20 * N_MESSAGES
+        with tools.Proxy(server.host, server.imaps_port, "--hold-after", str(hold),
                          "--until-conns", "4") as proxy:
             out = self.out_dir()
             res = self.mailgrab("--chunks", "4", "--timeout", "10", output=out,
@@ -384,6 +396,62 @@ class TestFaults(Base):
 
     def test_connection_stalls(self):
         self._faulted_run("--stall-after", self.FAULT_AFTER, extra=("--timeout", "3"))
+
+
+class TestRefusals(Base):
+    """The server answers a FETCH with a tagged NO (mgtest.byeproxy in front
+    of Dovecot's plain port): busy, over its download quota, or unable to
+    read one message."""
+
+    def _run(self, out, **bye):
+        with ByeProxy(server, **bye) as proxy:
+            res = self.mailgrab("--chunks", "4", "-v", output=out, port=proxy.port,
+                                timeout=120)
+        return res, proxy
+
+    def test_busy_then_fine(self):
+        out = self.out_dir()
+        res, proxy = self._run(out, mode="refuse", times=2)
+        self.assertEqual(proxy.refused, 2, res.describe())
+        self.assertExit(res, EXIT_OK)
+        self.assertIn("[UNAVAILABLE] Temporary server failure", res.stderr, res.describe())
+        self.assertAllIdentical(out, res)
+        self.assertNoTempFiles(out, res)
+
+    def test_download_quota(self):
+        out = self.out_dir()
+        res, proxy = self._run(out, mode="refuse", times=10000, after_bytes=300000,
+                               refusal=b"[OVERQUOTA] Account exceeded command or "
+                                       b"bandwidth limits.")
+        self.assertExit(res, EXIT_LIMIT)
+        self.assertEqual(res.stderr.count("error:"), 1, res.describe())
+        self.assertRegex(res.stderr, r"error: .*\[OVERQUOTA\] Account exceeded command or "
+                         r"bandwidth limits\..*run again later", res.describe())
+        self.assertLessEqual(proxy.refused, 4, "mailgrab kept asking a server over its "
+                             "quota" + res.describe())
+        got = self.stored(out, res)
+        self.assertLess(len(got), len(ref), res.describe())
+        self.assertEqual([u for u in got if got[u] != ref[u]], [], res.describe())
+        self.assertNoTempFiles(out, res)
+        res = self.mailgrab("--chunks", "4", output=out)  # the next day
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res)
+
+    def test_unreadable_message(self):
+        lost = sorted(ref)[len(ref) // 2]
+        out = self.out_dir()
+        res, proxy = self._run(out, mode="lose", lose_uid=lost)
+        self.assertExit(res, EXIT_PARTIAL)
+        self.assertEqual(proxy.refused, 3, "not tried exactly three times" + res.describe())
+        self.assertIn(f"1 of {len(ref)} messages could not be downloaded", res.stderr,
+                      res.describe())
+        self.assertNotIn("disappeared", res.stderr, "a refused message was reported as "
+                         "gone from the server" + res.describe())
+        self.assertAllIdentical(out, res, uids=sorted(set(ref) - {lost}))
+        self.assertNoTempFiles(out, res)
+        res = self.mailgrab("--chunks", "4", output=out)
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res)
 
 
 if __name__ == "__main__":

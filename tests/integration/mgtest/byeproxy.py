@@ -10,6 +10,15 @@ mode="reexamine" it ends a session that comes back to open another mailbox
 (its second EXAMINE) with a BYE instead of an answer: what a client meets
 when the server ended the session while it sat idle between two mailboxes.
 
+Two modes make the server refuse instead of ending the session:
+mode="refuse" answers a message FETCH (one asking for BODY.PEEK[]) with
+`TAG NO <refusal>` itself, without passing it on, `times` times in all
+(Gmail's "[OVERQUOTA] Account exceeded command or bandwidth limits.", or a
+busy server's "[UNAVAILABLE] ..."); mode="lose" passes every FETCH on but
+holds back the message with UID lose_uid and turns the command's OK into
+"NO [SERVERBUG] ...", every time, as Dovecot does for a message it cannot
+read.
+
 A session is ended at the first FETCH response after it has carried
 after_bytes to the client, at most `times` in all, and never during a
 UID FETCH that asks for a UID an earlier ended session was fetching: each
@@ -34,9 +43,14 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 
 
 class ByeProxy:
-    def __init__(self, server, after_bytes, times, mode="bye"):
+    def __init__(self, server, after_bytes=0, times=1, mode="bye",
+                 refusal=b"[UNAVAILABLE] Temporary server failure", lose_uid=None):
         self.server = server
         self.mode = mode
+        self.refusal = refusal
+        self.lose_uid = lose_uid
+        self.refused = 0  # FETCH commands answered NO (refuse and lose modes)
+        self._sent = 0    # bytes sent to clients, all sessions
         self.lost = set()  # UIDs of the FETCH commands interrupted so far
         self.after_bytes = after_bytes
         self.times = times
@@ -84,7 +98,7 @@ class ByeProxy:
         except OSError:
             c_writer.close()
             return
-        fetching = set()  # UIDs of this session's current UID FETCH
+        fetching = _Command()  # this session's current UID FETCH
         up = asyncio.ensure_future(self._up(c_reader, s_writer, c_writer, fetching))
         try:
             await self._down(s_reader, c_writer, fetching)
@@ -103,10 +117,18 @@ class ByeProxy:
         examines = 0
         try:
             while data := await reader.readline():
-                m = re.match(rb"\S+ UID FETCH ([0-9:,*]+) ", data)
+                m = re.match(rb"(\S+) UID FETCH ([0-9:,*]+) ", data)
                 if m:
                     fetching.clear()
-                    fetching.update(_uids(m.group(1)))
+                    fetching.update(_uids(m.group(2)))
+                    fetching.tag, fetching.dropped = m.group(1), False
+                    fetching.bodies = b"BODY.PEEK[]" in data
+                    if (self.mode == "refuse" and b"BODY.PEEK[]" in data
+                            and self._sent >= self.after_bytes and self.refused < self.times):
+                        self.refused += 1
+                        c_writer.write(m.group(1) + b" NO " + self.refusal + b"\r\n")
+                        await c_writer.drain()
+                        continue
                 if re.match(rb"\S+ EXAMINE ", data):
                     examines += 1
                     # The client waits for this answer, so nothing of the
@@ -131,6 +153,17 @@ class ByeProxy:
             while m := _LITERAL.search(response):
                 response += await reader.readexactly(int(m.group(1)))
                 response += await reader.readuntil(b"\r\n")
+            if self.mode == "lose" and fetching.bodies and response.startswith(b"* "):
+                m = re.match(rb"\* \d+ FETCH \(.*?\bUID (\d+)", response[:300], re.S)
+                if m and int(m.group(1)) == self.lose_uid:
+                    fetching.dropped = True
+                    continue
+            if (self.mode == "lose" and fetching.dropped and fetching.tag
+                    and response.startswith(fetching.tag + b" OK")):
+                self.refused += 1
+                fetching.dropped = False
+                response = (fetching.tag + b" NO [SERVERBUG] Internal error occurred. "
+                            b"Refer to server log for more information.\r\n")
             if (self.mode in ("bye", "cut") and sent >= self.after_bytes and self.byes < self.times
                     and re.match(rb"\* \d+ FETCH ", response)
                     and not fetching & self.lost):
@@ -142,6 +175,15 @@ class ByeProxy:
             writer.write(response)
             await writer.drain()
             sent += len(response)
+            self._sent += len(response)
+
+
+class _Command(set):
+    """The UIDs of a session's current UID FETCH, with its tag."""
+
+    tag = b""
+    bodies = False   # it asks for messages, not only their sizes
+    dropped = False  # lose mode: a message of it was held back
 
 
 def _uids(seq_set):
