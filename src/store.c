@@ -63,7 +63,7 @@ static enum mg_code io_error(struct mg_error *err, const char *what, const char 
 {
     if (e == ENOSPC || e == EDQUOT)
         return mg_error_set(err, MG_E_IO,
-                            "disk full while %s %s: free some space and run again (messages "
+                            "disk full: cannot %s %s: free some space and run again (messages "
                             "already stored are kept)",
                             what, path);
     return mg_error_set(err, MG_E_IO, "cannot %s %s: %s", what, path, strerror(e));
@@ -98,9 +98,29 @@ static enum mg_code make_dir(const char *path, struct mg_error *err)
     return io_error(err, "create directory", path, errno);
 }
 
+/* make_dir for path and every missing directory above it, as mkdir -p:
+ * a cron line naming ~/backups/mail works on a home without ~/backups. */
+static enum mg_code make_dirs(const char *path, struct mg_error *err)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof(p), "%s", path) >= (int)sizeof(p))
+        return mg_error_set(err, MG_E_USAGE, "output path too long: %s", path);
+    for (char *s = p + 1; *s != '\0'; s++) {
+        if (*s != '/' || s[-1] == '/')
+            continue;
+        *s = '\0';
+        struct stat sb;
+        enum mg_code rc = stat(p, &sb) == 0 && S_ISDIR(sb.st_mode) ? MG_OK : make_dir(p, err);
+        *s = '/';
+        if (rc != MG_OK)
+            return rc;
+    }
+    return make_dir(p, err);
+}
+
 enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err)
 {
-    enum mg_code rc = make_dir(output, err);
+    enum mg_code rc = make_dirs(output, err);
     if (rc != MG_OK)
         return rc;
     char path[PATH_MAX];

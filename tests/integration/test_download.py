@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 import unittest
@@ -23,7 +24,7 @@ N_BIG = int(os.environ.get("MG_TEST_BIG", "3"))
 BIG_MB = int(os.environ.get("MG_TEST_BIG_MB", "3"))
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CONNECT, EXIT_TLS = 0, 1, 2, 3, 4
-EXIT_AUTH, EXIT_MAILBOX, EXIT_LIMIT = 5, 6, 11
+EXIT_AUTH, EXIT_MAILBOX, EXIT_IO, EXIT_LIMIT = 5, 6, 7, 11
 
 server = None
 workdir = None
@@ -350,6 +351,34 @@ class TestErrors(Base):
     def test_unknown_mailbox(self):
         res = self.mailgrab("--mailbox", "NoSuchFolder", output=self.out_dir())
         self.assertExit(res, EXIT_MAILBOX)
+
+    @unittest.skipUnless(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    def test_disk_full(self):
+        # The corpus (three 3 MB attachments among 520 messages) does not fit
+        # in 4 MB: the run must say so, name the directory, keep only whole
+        # messages, and a run with room must complete the backup.
+        mnt = tempfile.mkdtemp(prefix="full-", dir=workdir)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mnt],
+                       check=True)
+        try:
+            out = os.path.join(mnt, "mail")
+            res = self.mailgrab("--chunks", "4", output=out)
+            self.assertExit(res, EXIT_IO)
+            self.assertEqual(res.stderr.count("error:"), 1, res.describe())
+            self.assertRegex(res.stderr, r"error: disk full: cannot \w.* " + re.escape(out) +
+                             r"/INBOX: free some space and run again", res.describe())
+            got = self.stored(out, res)
+            self.assertGreater(len(got), 0, res.describe())
+            self.assertLess(len(got), len(ref), res.describe())
+            self.assertEqual([u for u in got if got[u] != ref[u]], [],
+                             "a message cut short by the full disk was kept" + res.describe())
+            self.assertNoTempFiles(out, res)
+            subprocess.run(["mount", "-o", "remount,size=256m", mnt], check=True)
+            res = self.mailgrab("--chunks", "4", output=out)
+            self.assertExit(res, EXIT_OK)
+            self.assertAllIdentical(out, res)
+        finally:
+            subprocess.run(["umount", mnt], check=False)
 
     def test_closed_port(self):
         res = self.mailgrab("--timeout", "5", output=self.out_dir(), port=free_port())
