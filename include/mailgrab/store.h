@@ -38,9 +38,9 @@
 #define MG_TMP_PREFIX ".mg-tmp-"
 
 /*
- * Create OUTPUT (0700) if needed and take its run lock: an exclusive flock on
- * OUTPUT/.mailgrab.lock that the kernel drops when the process dies.
- * Returns the lock fd in *fd; MG_E_LOCKED if another run holds it.
+ * Create OUTPUT (0700, and any missing directory above it) and take its run lock: an exclusive
+ * flock on OUTPUT/.mailgrab.lock that the kernel drops when the process dies. Returns the lock fd
+ * in *fd; MG_E_LOCKED if another run holds it.
  */
 enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err);
 

@@ -166,6 +166,32 @@ static void test_lock_is_exclusive(void **state)
     close(fd2);
 }
 
+static void test_lock_creates_missing_parents(void **state)
+{
+    struct mg_error e;
+    char out[160], p[160];
+    snprintf(out, sizeof(out), "%s/a//b/c/", root);
+    int fd = -1;
+    assert_int_equal(mg_store_lock(out, &fd, &e), MG_OK);
+    close(fd);
+    static const char *const made[] = {"a", "a/b", "a/b/c"};
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+        struct stat sb;
+        snprintf(p, sizeof(p), "%s/%s", root, made[i]);
+        assert_int_equal(stat(p, &sb), 0);
+        assert_true(S_ISDIR(sb.st_mode));
+        assert_int_equal(sb.st_mode & 0777, 0700);
+    }
+    /* A file in the way is named, not silently passed. */
+    snprintf(p, sizeof(p), "%s/a/file", root);
+    int f = open(p, O_WRONLY | O_CREAT, 0600);
+    assert_true(f >= 0);
+    close(f);
+    snprintf(out, sizeof(out), "%s/a/file/d", root);
+    assert_int_equal(mg_store_lock(out, &fd, &e), MG_E_IO);
+    assert_non_null(strstr(e.msg, "a/file"));
+}
+
 static void test_descriptor_budget(void **state)
 {
     /* With no descriptors to spare, messages go through named temp files
@@ -285,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_discard_and_stale_temps),
         cmocka_unit_test(test_existing_file_is_kept),
         cmocka_unit_test(test_lock_is_exclusive),
+        cmocka_unit_test(test_lock_creates_missing_parents),
         cmocka_unit_test(test_descriptor_budget),
         cmocka_unit_test(test_maildir_layout),
         cmocka_unit_test(test_uidvalidity_generations),
