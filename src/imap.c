@@ -71,6 +71,15 @@ static bool code_is(struct mg_imap *s, const char *code)
     return strcasecmp(response_code(s), code) == 0;
 }
 
+/* The server's last NO says it is busy or limiting us, not refusing. */
+static bool server_busy(struct mg_imap *s)
+{
+    const char *t = server_text(s);
+    return code_is(s, "LIMIT") || code_is(s, "UNAVAILABLE") || code_is(s, "INUSE") ||
+           code_is(s, "THROTTLED") || text_has(t, "Too many") ||
+           text_has(t, "Maximum number of connections");
+}
+
 /* The server's last response as the user should see it: "[CODE] text". */
 static void said(struct mg_imap *s, char *buf, size_t cap)
 {
@@ -94,9 +103,7 @@ static enum mg_code fetch_refused(struct mg_imap *s, const char *doing, struct m
                             "allows about 2.5 GB a day over IMAP); what is stored is kept, "
                             "run again later for the rest",
                             s->srv->host, doing, text);
-    bool busy = code_is(s, "UNAVAILABLE") || code_is(s, "THROTTLED") || code_is(s, "LIMIT") ||
-                code_is(s, "INUSE") || text_has(server_text(s), "Too many");
-    return mg_error_retry(err, MG_E_PROTOCOL, busy ? MG_RETRY_LATER : MG_RETRY_NOW,
+    return mg_error_retry(err, MG_E_PROTOCOL, server_busy(s) ? MG_RETRY_LATER : MG_RETRY_NOW,
                           "%s refused while %s: %s", s->srv->host, doing, text);
 }
 
@@ -105,8 +112,7 @@ static enum mg_code refused(struct mg_imap *s, const struct mg_creds *cr, struct
 {
     const char *t = server_text(s);
     /* A server limiting connections or busy is not a bad password. */
-    if (code_is(s, "LIMIT") || code_is(s, "UNAVAILABLE") || code_is(s, "INUSE") ||
-        text_has(t, "Too many") || text_has(t, "Maximum number of connections"))
+    if (server_busy(s))
         return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
                               "%s will not open another session for %s: %s", s->srv->host, cr->user,
                               t);

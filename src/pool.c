@@ -267,16 +267,24 @@ enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_m
     return with_control(p, examine_op, &la, err);
 }
 
+/* Give slot s a logged-in session with mailbox open, unless it has one. */
+static enum mg_code ready_slot(struct mg_pool *p, struct slot *s, const char *mailbox,
+                               struct mg_error *err)
+{
+    enum mg_code rc = open_slot(p, s, err);
+    if (rc == MG_OK && strcmp(s->examined, mailbox) != 0) {
+        struct mg_mailbox_info mi;
+        rc = examine_on(p, s, mailbox, &mi, err);
+    }
+    return rc;
+}
+
 static void *warm_main(void *arg)
 {
     struct slot *s = arg;
     struct mg_error err;
     mg_error_clear(&err);
-    enum mg_code rc = open_slot(s->p, s, &err);
-    if (rc == MG_OK && strcmp(s->examined, s->warm_mailbox) != 0) {
-        struct mg_mailbox_info mi;
-        rc = examine_on(s->p, s, s->warm_mailbox, &mi, &err);
-    }
+    enum mg_code rc = ready_slot(s->p, s, s->warm_mailbox, &err);
     /* Not an error yet: the slot's worker tries again and judges. */
     if (rc != MG_OK)
         mg_debug("connection %u could not be readied ahead: %s", s->id, err.msg);
@@ -411,16 +419,13 @@ static enum mg_code ready_session(struct worker *w, struct mg_error *err)
 {
     struct mg_pool *p = w->p;
     struct slot *s = w->slot;
-    enum mg_code orc = open_slot(p, s, err);
-    if (orc != MG_OK)
-        return orc;
+    enum mg_code rc = open_slot(p, s, err);
+    if (rc != MG_OK)
+        return rc;
     w->used = true;
-    if (strcmp(s->examined, p->job->mailbox) != 0) {
-        struct mg_mailbox_info mi;
-        enum mg_code rc = examine_on(p, s, p->job->mailbox, &mi, err);
-        if (rc != MG_OK)
-            return rc;
-    }
+    rc = ready_slot(p, s, p->job->mailbox, err);
+    if (rc != MG_OK)
+        return rc;
     if (s->info.uidvalidity != p->job->uidvalidity)
         return mg_error_set(err, MG_E_PROTOCOL,
                             "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
