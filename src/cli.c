@@ -121,8 +121,9 @@ void mg_cli_usage(FILE *f)
           "or a prompt on the terminal; never from the command line.\n"
           "Exit codes: 0 ok (also when nothing is new), 1 some messages failed, 2 usage,\n"
           "3 connect, 4 TLS, 5 authentication, 6 mailbox, 7 local I/O, 8 protocol,\n"
-          "9 locked, 10 OAuth2 token, 11 server quota, 130 interrupted. See mailgrab(1),\n"
-          "mailgrab.conf(5).\n",
+          "9 locked, 10 OAuth2 token, 11 server quota, 13 output holds another\n"
+          "account's backup, 130 interrupted. Accounts of the config file sharing an\n"
+          "output each get DIR/<account>. See mailgrab(1), mailgrab.conf(5).\n",
           f);
 }
 

@@ -353,6 +353,66 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
         dst->timeout = src->timeout;
 }
 
+/* path without "." components, repeated or trailing slashes. */
+static void norm_path(const char *path, char *out, size_t cap)
+{
+    size_t n = 0;
+    const char *p = path != NULL ? path : ".";
+    bool abs = *p == '/';
+    if (abs && cap > 1)
+        out[n++] = '/';
+    while (*p != '\0') {
+        while (*p == '/')
+            p++;
+        size_t len = strcspn(p, "/");
+        bool dot = len == 1 && p[0] == '.';
+        if (len > 0 && !dot) {
+            if (n > 0 && out[n - 1] != '/' && n + 1 < cap)
+                out[n++] = '/';
+            for (size_t i = 0; i < len && n + 1 < cap; i++)
+                out[n++] = p[i];
+        }
+        p += len;
+    }
+    if (n == 0 && cap > 1)
+        out[n++] = '.';
+    out[n] = '\0';
+}
+
+/* The output config account c has in this run. */
+static const char *output_of(const struct mg_config *cfg, const struct mg_account *c,
+                             const struct mg_account *run, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(run[i].name, c->name) == 0)
+            return run[i].output;
+    return c->output != NULL ? c->output : cfg->defaults.output;
+}
+
+void mg_config_share_outputs(const struct mg_config *cfg, struct mg_account *run, size_t n)
+{
+    char mine[4096], other[4096];
+    for (size_t i = 0; i < n; i++) {
+        norm_path(run[i].output, mine, sizeof(mine));
+        bool shared = false, first = true, seen_self = false;
+        for (size_t j = 0; j < cfg->naccounts; j++) {
+            const struct mg_account *c = &cfg->accounts[j];
+            if (strcmp(c->name, run[i].name) == 0) {
+                seen_self = true;
+                continue;
+            }
+            norm_path(output_of(cfg, c, run, n), other, sizeof(other));
+            if (strcmp(mine, other) != 0)
+                continue;
+            shared = true;
+            if (!seen_self)
+                first = false;
+        }
+        run[i].output_shared = shared;
+        run[i].output_first = shared && first;
+    }
+}
+
 static bool host_is(const char *host, const char *domain)
 {
     size_t h = strlen(host), d = strlen(domain);

@@ -43,6 +43,12 @@ struct mg_account {
     const char *oauth2_refresh_token_file;
     const char *oauth2_token_command;
     const char *oauth2_cafile; /* CA bundle for the token endpoint */
+    /* Set by mg_config_share_outputs: another account of the config file
+     * has the same output, so this one keeps its mail in output/<name>;
+     * the first of them in the file takes over a backup with no record of
+     * its account kept directly in output. */
+    bool output_shared;
+    bool output_first;
 };
 
 /* "password", "xoauth2", "oauthbearer" -> enum mg_auth; -1 if none. */
@@ -78,6 +84,14 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src);
 /* The most connections a known server allows one account (Gmail: 15), or
  * 0 when mailgrab knows no limit for host. */
 unsigned mg_server_max_connections(const char *host);
+
+/*
+ * Mark the accounts of this run (run[0..n), merged) whose output another
+ * account of cfg also has: as it is in this run if it runs, else as the
+ * file gives it. Outputs are compared as written, less "." components and
+ * repeated or trailing slashes.
+ */
+void mg_config_share_outputs(const struct mg_config *cfg, struct mg_account *run, size_t n);
 
 /* Fill what is still unset with built-in defaults; check what is required. */
 enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err);

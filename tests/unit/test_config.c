@@ -177,6 +177,53 @@ static void test_known_connection_limits(void **state)
 
 static const char *example; /* config/mailgrab.conf.example, from argv */
 
+/* Which accounts share an output: as this run has them (command line
+ * included) when they run, as the file has them when they do not. */
+static void test_shared_outputs(void **state)
+{
+    write_config("[defaults]\noutput = /backup\n"
+                 "[account a]\nserver = s\nuser = a\n"
+                 "[account b]\nserver = s\nuser = b\noutput = /backup/./\n"
+                 "[account c]\nserver = s\nuser = c\noutput = /elsewhere\n"
+                 "[account d]\nserver = s\nuser = d\n",
+                 0600);
+    struct mg_config cfg;
+    struct mg_error e;
+    assert_int_equal(mg_config_load(path, true, &cfg, &e), MG_OK);
+    struct mg_account run[4];
+    for (size_t i = 0; i < 4; i++) {
+        mg_account_init(&run[i], cfg.accounts[i].name);
+        mg_account_merge(&run[i], &cfg.defaults);
+        mg_account_merge(&run[i], &cfg.accounts[i]);
+    }
+    mg_config_share_outputs(&cfg, run, 4);
+    static const bool shared[] = {true, true, false, true};
+    static const bool first[] = {true, false, false, false};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(run[i].output_shared, shared[i]);
+        assert_int_equal(run[i].output_first, first[i]);
+    }
+    /* --account b --output /x: b alone there; d, not running, still shares
+     * /backup with a, and b is no longer counted there. */
+    run[1].output = "/x";
+    mg_config_share_outputs(&cfg, &run[1], 1);
+    assert_false(run[1].output_shared);
+    /* --account d, output from the file: shares /backup with a and b. */
+    mg_config_share_outputs(&cfg, &run[3], 1);
+    assert_true(run[3].output_shared);
+    assert_false(run[3].output_first);
+    /* --output /x for every account: all share it, a first. */
+    for (size_t i = 0; i < 4; i++)
+        run[i].output = "//x/";
+    mg_config_share_outputs(&cfg, run, 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_true(run[i].output_shared);
+        assert_int_equal(run[i].output_first, i == 0);
+    }
+    mg_config_finish(&cfg);
+    unlink(path);
+}
+
 static void test_shipped_example_parses(void **state)
 {
     FILE *in = fopen(example, "r");
@@ -213,6 +260,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_home_expansion),
         cmocka_unit_test(test_known_connection_limits),
         cmocka_unit_test(test_shipped_example_parses),
+        cmocka_unit_test(test_shared_outputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
