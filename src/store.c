@@ -515,10 +515,50 @@ static enum mg_code bad_owner_file(const char *path, struct mg_error *err)
                         path);
 }
 
+/* The first entry of dirfd that match() accepts, in out; false if none. */
+static bool find_entry(int dirfd, bool (*match)(int dirfd, const char *name), char *out, size_t cap)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    rewinddir(d); /* a dup shares the offset of a directory already read */
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL)
+        if (match(dirfd, de->d_name) && strlen(de->d_name) < cap) {
+            snprintf(out, cap, "%s", de->d_name);
+            found = true;
+        }
+    closedir(d);
+    return found;
+}
+
+#define OWNER_TMP MG_TMP_PREFIX "mailgrab-account-" /* replace_file's temp names */
+
+static bool is_owner_tmp(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return strncmp(name, OWNER_TMP, strlen(OWNER_TMP)) == 0;
+}
+
+/* Remove owner records a killed run left unnamed (the directory is locked). */
+static void remove_owner_tmps(int dirfd)
+{
+    char name[NAME_MAX + 1];
+    while (find_entry(dirfd, is_owner_tmp, name, sizeof(name)))
+        if (unlinkat(dirfd, name, 0) != 0)
+            break;
+}
+
 /* dirfd (path) is to hold who's backup: recorded if nothing is yet. */
 static enum mg_code claim_at(int dirfd, const char *path, const struct mg_store_owner *who,
                              struct mg_error *err)
 {
+    remove_owner_tmps(dirfd);
     struct owner o;
     if (read_owner(dirfd, &o) != 0)
         return bad_owner_file(path, err);
@@ -559,28 +599,6 @@ static bool is_mailbox_dir(int dirfd, const char *name)
     bool yes = faccessat(fd, STATE_FILE, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
     close(fd);
     return yes;
-}
-
-/* The first entry of dir (path) that match() accepts, in out; false if none. */
-static bool find_entry(int dirfd, bool (*match)(int dirfd, const char *name), char *out, size_t cap)
-{
-    int fd = dup(dirfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    rewinddir(d); /* a dup shares the offset of a directory already read */
-    bool found = false;
-    struct dirent *de;
-    while (!found && (de = readdir(d)) != NULL)
-        if (match(dirfd, de->d_name) && strlen(de->d_name) < cap) {
-            snprintf(out, cap, "%s", de->d_name);
-            found = true;
-        }
-    closedir(d);
-    return found;
 }
 
 static bool is_move_dir(int dirfd, const char *name)
@@ -655,6 +673,7 @@ enum mg_code mg_store_claim_shared(const char *output, const char *component,
         return io_error(err, "open directory", output, errno);
     struct owner o;
     enum mg_code rc = MG_OK;
+    remove_owner_tmps(pfd);
     if (find_entry(pfd, is_move_dir, box, sizeof(box))) { /* a move a killed run began */
         rc = read_owner(pfd, &o) == 0 && o.kind == OWNER_SHARED ? MG_OK
                                                                 : write_shared(pfd, output, err);

@@ -481,7 +481,11 @@ static void test_owners_and_shared_outputs(void **state)
     struct mg_store_owner bob = {"work", "imap.example", "bob"};
     box_with(out, "INBOX", 3);
     box_with(out, "INBOX%uidvalidity=9", 4);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "mailgrab-account-1-0", out);
+    write_text(p, "a record a killed run left unnamed");
     assert_int_equal(mg_store_claim(out, &alice, &e), MG_OK);
+    assert_int_equal(count_entries(out, MG_TMP_PREFIX), 0);
     assert_int_equal(mg_store_claim(out, &alice2, &e), MG_OK); /* server case, section name */
     assert_int_equal(mg_store_claim(out, &bob, &e), MG_E_OWNER);
     assert_non_null(strstr(e.msg, "user alice on IMAP.example"));
@@ -517,7 +521,6 @@ static void test_owners_and_shared_outputs(void **state)
     snprintf(out, sizeof(out), "%s/killed", root);
     box_with(out, "INBOX", 2);
     box_with(out, "Sent", 6);
-    char p[256];
     snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "move-home", out);
     assert_int_equal(mkdir(p, 0700), 0);
     snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "move-home/Sent", out);
