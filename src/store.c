@@ -361,7 +361,8 @@ static enum mg_code write_state(struct mg_store *st, struct mg_error *err)
     return replace_file(st->dirfd, st->dir, STATE_FILE, text, err);
 }
 
-static bool has_messages(int dirfd)
+/* The first entry of dirfd that match() accepts, in out; false if none. */
+static bool find_entry(int dirfd, bool (*match)(int dirfd, const char *name), char *out, size_t cap)
 {
     int fd = dup(dirfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -371,12 +372,21 @@ static bool has_messages(int dirfd)
         return false;
     }
     rewinddir(d); /* a dup shares the offset of a directory already read */
-    bool any = false;
+    bool found = false;
     struct dirent *de;
-    while (!any && (de = readdir(d)) != NULL)
-        any = name_uid(MG_FORMAT_EML, de->d_name) != 0 || strcmp(de->d_name, "cur") == 0;
+    while (!found && (de = readdir(d)) != NULL)
+        if (match(dirfd, de->d_name) && strlen(de->d_name) < cap) {
+            snprintf(out, cap, "%s", de->d_name);
+            found = true;
+        }
     closedir(d);
-    return any;
+    return found;
+}
+
+static bool is_message_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_EML, name) != 0 || strcmp(name, "cur") == 0;
 }
 
 /* Open directory dirfd/name, creating it (0700, made durable) if asked.
@@ -513,28 +523,6 @@ static enum mg_code bad_owner_file(const char *path, struct mg_error *err)
                         "%s/" OWNER_FILE " is not a record of mailgrab's: remove it if this "
                         "directory is this account's backup, and run again",
                         path);
-}
-
-/* The first entry of dirfd that match() accepts, in out; false if none. */
-static bool find_entry(int dirfd, bool (*match)(int dirfd, const char *name), char *out, size_t cap)
-{
-    int fd = dup(dirfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    rewinddir(d); /* a dup shares the offset of a directory already read */
-    bool found = false;
-    struct dirent *de;
-    while (!found && (de = readdir(d)) != NULL)
-        if (match(dirfd, de->d_name) && strlen(de->d_name) < cap) {
-            snprintf(out, cap, "%s", de->d_name);
-            found = true;
-        }
-    closedir(d);
-    return found;
 }
 
 #define OWNER_TMP MG_TMP_PREFIX "mailgrab-account-" /* replace_file's temp names */
@@ -775,13 +763,14 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
         goto err_close;
     }
     const char *name = component;
+    char any[NAME_MAX + 1];
     if (uidvalidity == 0) {
         mg_warn("%s: the server gives no UIDVALIDITY; messages are matched by UID alone, so a "
                 "renumbered mailbox cannot be told apart",
                 base);
     } else if (r == 1 && old != uidvalidity) {
         name = gen;
-    } else if (r == 0 && basefd >= 0 && has_messages(basefd)) {
+    } else if (r == 0 && basefd >= 0 && find_entry(basefd, is_message_name, any, sizeof(any))) {
         mg_info("%s has messages but no record of their UIDVALIDITY; taking it as %u", base,
                 uidvalidity);
     }
