@@ -256,8 +256,9 @@ class TestHostileFiles(Base):
 
         res = self.run_user("hostile", out, "--format", fmt, "--mailbox", "INBOX",
                             "--mailbox", "Archive", "--mailbox", "Drafts", "--mailbox", "Sent")
+        self.assertEqual(snapshot(outside), before,
+                         "a file outside the output changed" + res.describe())
         self.assertExit(res, EXIT_PARTIAL)
-        self.assertEqual(snapshot(outside), before, "a file outside the output changed")
         lines = res.stderr.splitlines()
         self.assertEqual(len(lines), 2, "one line per mailbox in the way" + res.describe())
         for box, line in zip(("Drafts", "Sent"), lines):
