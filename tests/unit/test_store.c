@@ -508,6 +508,16 @@ static void test_owners_and_shared_outputs(void **state)
     snprintf(sub, sizeof(sub), "%s/work", out);
     assert_int_equal(mg_store_claim(sub, &bob, &e), MG_OK);
 
+    /* An account's directory that is a link out of OUTPUT is refused. */
+    char outside[192];
+    snprintf(outside, sizeof(outside), "%s/not-output", root);
+    assert_int_equal(mkdir(outside, 0700), 0);
+    snprintf(p, sizeof(p), "%s/evil", out);
+    assert_int_equal(symlink(outside, p), 0);
+    assert_int_equal(mg_store_claim_shared(out, "evil", &bob, false, &e), MG_E_OWNER);
+    assert_non_null(strstr(e.msg, "not a directory"));
+    assert_int_equal(count_entries(outside, ""), 2);
+
     /* A backup without any record: only the first sharing account takes it. */
     snprintf(out, sizeof(out), "%s/legacy", root);
     box_with(out, "INBOX", 8);
