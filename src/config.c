@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 
 #include "mailgrab/cli.h"
 #include "mailgrab/imap.h"
+#include "mailgrab/ini.h"
 #include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
 #include "mailgrab/store.h"
@@ -52,10 +52,8 @@ void mg_config_default_path(char *buf, size_t cap)
 struct parse {
     struct mg_config *cfg;
     struct mg_error *err;
-    FILE *f;
     unsigned line;
     struct mg_account *cur; /* NULL: before any section */
-    bool new_section;       /* a [header] line was read since the last key */
     bool failed;
 };
 
@@ -159,22 +157,27 @@ static struct mg_account *section_account(struct parse *ps, const char *section)
     return &c->accounts[c->naccounts++];
 }
 
-static int on_value(void *user, const char *section, const char *key, const char *value)
+/* Returns true to go on: fail_at returns false. */
+static bool take_value(struct parse *ps, const char *section, const char *key, const char *value);
+
+static int on_line(void *user, unsigned line, const char *section, const char *key,
+                   const char *value)
 {
     struct parse *ps = user;
-    if (ps->failed)
-        return 0;
-    if (section[0] == '\0')
-        return fail_at(ps, "'%s' is outside any section; put it under [account NAME] or [defaults]",
-                       key);
-    if (ps->cur == NULL || ps->new_section) {
-        /* inih reports a section only through its keys (our reader sees the
-         * headers), so an empty section is simply absent, which is harmless. */
-        ps->new_section = false;
+    ps->line = line;
+    if (key == NULL) {
         ps->cur = section_account(ps, section);
-        if (ps->cur == NULL)
-            return 0;
+        return ps->cur == NULL ? 1 : 0;
     }
+    if (section[0] == '\0') {
+        fail_at(ps, "'%s' is outside any section; put it under [account NAME] or [defaults]", key);
+        return 1;
+    }
+    return take_value(ps, section, key, value) ? 0 : 1;
+}
+
+static bool take_value(struct parse *ps, const char *section, const char *key, const char *value)
+{
     struct mg_account *a = ps->cur;
     unsigned long n;
     const char **str = NULL;
@@ -247,21 +250,49 @@ static int on_value(void *user, const char *section, const char *key, const char
     } else {
         return fail_at(ps, "unknown key '%s' in [%s]", key, section);
     }
-    return 1;
+    return true;
 }
 
-/* Reads for inih and counts lines, so errors can name file:line. */
-static char *reader(char *str, int num, void *stream)
+/* A config file is small; anything near this is not one. */
+#define CONFIG_MAX (1u << 20)
+
+/* Read all of fd (at most CONFIG_MAX bytes) into a new buffer. */
+static enum mg_code read_config(int fd, const char *path, char **out, size_t *len,
+                                struct mg_error *err)
 {
-    struct parse *ps = stream;
-    char *r = fgets(str, num, ps->f);
-    if (r != NULL) {
-        ps->line++;
-        const char *p = r + strspn(r, " \t");
-        if (*p == '[')
-            ps->new_section = true;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (buf == NULL)
+            return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            return mg_error_set(err, MG_E_USAGE, "cannot read config file %s: %s", path,
+                                strerror(errno));
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n == cap) {
+            if (cap >= CONFIG_MAX) {
+                free(buf);
+                return mg_error_set(err, MG_E_USAGE,
+                                    "config file %s is larger than 1 MB; is it the right file?",
+                                    path);
+            }
+            char *b = realloc(buf, cap * 2);
+            if (b == NULL)
+                free(buf);
+            buf = b;
+            cap *= 2;
+        }
     }
-    return r;
+    *out = buf;
+    *len = n;
+    return MG_OK;
 }
 
 enum mg_code mg_config_load(const char *path, bool required, struct mg_config *cfg,
@@ -282,26 +313,31 @@ enum mg_code mg_config_load(const char *path, bool required, struct mg_config *c
         close(fd);
         return rc;
     }
-    FILE *f = fdopen(fd, "r");
-    if (f == NULL) {
-        close(fd);
-        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    }
-    struct parse ps = {.cfg = cfg, .err = err, .f = f};
-    ini_allow_multiline = false; /* keeps line numbers exact */
-    int r = ini_parse_stream(reader, &ps, on_value, &ps);
-    fclose(f);
-    if (ps.failed) {
+    char *text = NULL;
+    size_t len = 0;
+    rc = read_config(fd, path, &text, &len, err);
+    close(fd);
+    if (rc != MG_OK)
+        return rc;
+    struct parse ps = {.cfg = cfg, .err = err};
+    unsigned bad = 0;
+    int r = mg_ini_parse(text, len, on_line, &ps, &bad);
+    free(text);
+    if (r == MG_INI_SYNTAX)
+        rc = mg_error_set(err, MG_E_USAGE, "%s:%u: not a 'key = value' line or a [section] header",
+                          path, bad);
+    else if (r == MG_INI_TOO_LONG)
+        rc = mg_error_set(err, MG_E_USAGE, "%s:%u: line longer than %d bytes", path, bad,
+                          MG_INI_LINE_MAX);
+    else if (r == MG_INI_NUL)
+        rc = mg_error_set(err, MG_E_USAGE, "%s:%u: NUL byte; is it a text file?", path, bad);
+    else if (r == MG_INI_NOMEM)
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    else if (r != 0 || ps.failed)
+        rc = MG_E_USAGE;
+    if (rc != MG_OK)
         mg_config_finish(cfg);
-        return MG_E_USAGE;
-    }
-    if (r != 0) {
-        mg_config_finish(cfg);
-        return mg_error_set(err, MG_E_USAGE,
-                            "%s:%d: not a 'key = value' line or a [section] header", path,
-                            r > 0 ? r : 0);
-    }
-    return MG_OK;
+    return rc;
 }
 
 void mg_config_finish(struct mg_config *cfg)

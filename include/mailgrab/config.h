@@ -1,7 +1,7 @@
 /*
  * config.h - accounts: from the config file, the command line, and defaults.
  *
- * Owns the INI file format (parsed by libinih): [defaults] and
+ * Owns the config file's meaning (its syntax is ini.h's): [defaults] and
  * [account NAME] sections, their keys, value checks, and errors that name
  * file:line. An mg_account holds what one backup needs; unset fields are
  * NULL / 0 / -1 so that layers merge in order: built-in defaults < [defaults]
