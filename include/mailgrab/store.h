@@ -46,7 +46,8 @@ enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err);
 
 struct mg_store;
 
-enum mg_format { MG_FORMAT_EML, MG_FORMAT_MAILDIR };
+/* In the order of settings.c's choices for --format. */
+enum mg_format { MG_FORMAT_UNSET = -1, MG_FORMAT_EML, MG_FORMAT_MAILDIR };
 
 /* "eml" / "maildir" -> format; -1 if neither. */
 int mg_format_parse(const char *s, enum mg_format *out);
