@@ -12,6 +12,7 @@
 #include "mailgrab/mboxname.h"
 #include "mailgrab/plan.h"
 #include "mailgrab/pool.h"
+#include "mailgrab/provider.h"
 #include "mailgrab/store.h"
 #include "mailgrab/tls.h"
 
@@ -220,7 +221,7 @@ static bool fatal(enum mg_code rc)
 /* Gmail closes sessions past 15 per account: never ask for more. */
 static unsigned cap_connections(const struct mg_account *a)
 {
-    unsigned most = mg_server_max_connections(a->server);
+    unsigned most = mg_provider_max_connections(a->server);
     if (most > 0 && a->chunks > most) {
         mg_warn("%s allows at most %u connections per account; using %u, not %u", a->server, most,
                 most, a->chunks);

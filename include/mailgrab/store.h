@@ -88,7 +88,8 @@ enum mg_code mg_store_claim_shared(const char *output, const char *component,
 
 struct mg_store;
 
-enum mg_format { MG_FORMAT_EML, MG_FORMAT_MAILDIR };
+/* In the order of settings.c's choices for --format. */
+enum mg_format { MG_FORMAT_UNSET = -1, MG_FORMAT_EML, MG_FORMAT_MAILDIR };
 
 /* "eml" / "maildir" -> format; -1 if neither. */
 int mg_format_parse(const char *s, enum mg_format *out);
