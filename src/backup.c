@@ -41,9 +41,12 @@ static void add_listed(const char *imap_name, void *ctx)
     struct box *x = &b->v[b->n];
     snprintf(x->imap, sizeof(x->imap), "%s", imap_name);
     if (mg_mbox_from_imap(imap_name, x->utf8, sizeof(x->utf8)) != 0) {
-        /* Not valid modified UTF-7: keep the server's bytes as the name. */
+        /* Not valid modified UTF-7: keep the server's bytes as the name.
+         * Raw UTF-8 is how some servers list names; anything else is odd. */
+        char utf7[sizeof(x->imap)];
         snprintf(x->utf8, sizeof(x->utf8), "%s", imap_name);
-        b->bad_name = true;
+        if (mg_mbox_to_imap(imap_name, utf7, sizeof(utf7)) != 0)
+            b->bad_name = true;
     }
     b->n++;
 }
@@ -82,7 +85,7 @@ static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *poo
         if (rc != MG_OK)
             return rc;
         if (b->bad_name)
-            mg_warn("the server listed a mailbox name that is not valid modified UTF-7");
+            mg_warn("the server listed a mailbox name that is neither modified UTF-7 nor UTF-8");
     } else {
         b->v = calloc(a->nmailboxes, sizeof(*b->v));
         if (b->v == NULL)
@@ -118,18 +121,41 @@ static void tell(const struct mg_mailbox_report *r, unsigned connections)
             connections == 1 ? "" : "s", r->skipped, r->dir);
 }
 
-/* One mailbox. Returns its code; fatal ones stop the account. */
+/* The server refused this mailbox, or broke while it was opened or listed
+ * (and again on a new session): that costs this mailbox, not the account.
+ * A connection that cannot be had at all shows on the next one. */
+static bool box_only(enum mg_code rc)
+{
+    return rc == MG_E_MAILBOX || rc == MG_E_PROTOCOL;
+}
+
+/* Say which mailbox a failure of its own belongs to. */
+static void name_box(struct mg_error *err, const char *name)
+{
+    if (err->code == MG_E_MAILBOX)
+        return; /* its message names it */
+    char was[MG_ERROR_MAX];
+    snprintf(was, sizeof(was), "%s", err->msg);
+    enum mg_retry retry = err->retry;
+    mg_error_retry(err, err->code, retry, "mailbox '%s': %s", name, was);
+}
+
+/* One mailbox. Returns its code; fatal ones stop the account unless *only
+ * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                                const struct box *x, unsigned long limit,
                                const struct mg_backup_hooks *hooks, struct mg_mailbox_report *r,
-                               unsigned *connections, struct mg_error *err)
+                               unsigned *connections, bool *only, struct mg_error *err)
 {
     struct mg_mailbox_info mi;
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
+    *only = false;
     enum mg_code rc = mg_pool_examine(pool, x->imap, &mi, err);
-    if (rc != MG_OK)
+    if (rc != MG_OK) {
+        *only = box_only(rc);
         goto out;
+    }
     r->uidvalidity = mi.uidvalidity;
     bool newgen = false;
     rc = mg_store_open(a->output, x->path, (enum mg_format)a->format, mi.uidvalidity, &store,
@@ -144,9 +170,11 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                      mi.exists - have < a->chunks ? (unsigned)(mi.exists - have) : a->chunks);
     uint32_t uidvalidity = mi.uidvalidity;
     rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
+    *only = box_only(rc);
     if (rc != MG_OK)
         goto out;
     if (mi.uidvalidity != uidvalidity) {
+        *only = true;
         rc = mg_error_set(err, MG_E_PROTOCOL,
                           "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
                           x->utf8, uidvalidity, mi.uidvalidity);
@@ -200,6 +228,8 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                      "to fetch the rest",
                      x->utf8, res.failed, msgs.n, res.stored);
 out:
+    if (*only)
+        name_box(err, x->utf8);
     mg_msglist_finish(&msgs);
     mg_store_close(store);
     return rc;
@@ -299,13 +329,25 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         struct mg_mailbox_report *r = &rep->boxes[rep->nboxes++];
         snprintf(r->name, sizeof(r->name), "%s", b.v[i].utf8);
         mg_error_clear(&err);
-        rc = backup_box(a, pool, &b.v[i], limit, hooks, r, &rep->connections, &err);
+        bool only = false;
+        rc = backup_box(a, pool, &b.v[i], limit, hooks, r, &rep->connections, &only, &err);
         r->code = rc;
         if (rc == MG_OK)
             continue;
-        mg_backup_err(a, err.msg);
         snprintf(r->error, sizeof(r->error), "%s", err.msg);
-        if (fatal(rc)) {
+        /* A listed mailbox the server will not give: one warning, exit 1,
+         * the others go on. One the user named keeps its own exit code. */
+        if (only && a->all_mailboxes) {
+            if (strcmp(a->name, "command line") == 0)
+                mg_warn("skipped: %s", err.msg);
+            else
+                mg_warn("[%s] skipped: %s", a->name, err.msg);
+            if (worst == MG_OK)
+                worst = MG_E_PARTIAL;
+            continue;
+        }
+        mg_backup_err(a, err.msg);
+        if (fatal(rc) && !only) {
             worst = rc;
             snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
             break;

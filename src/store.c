@@ -406,6 +406,37 @@ static int open_dir_at(int dirfd, const char *name, bool create)
     return fd;
 }
 
+static bool is_eml_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_EML, name) != 0;
+}
+
+static bool is_maildir_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_MAILDIR, name) != 0;
+}
+
+/* Does the mailbox directory dirfd hold a stored message: an .eml, or a
+ * Maildir file in cur/ or new/? (An empty Maildir has cur/ all the same.) */
+static bool holds_messages(int dirfd)
+{
+    char any[NAME_MAX + 1];
+    if (find_entry(dirfd, is_eml_name, any, sizeof(any)))
+        return true;
+    static const char *const subs[] = {"cur", "new"};
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        int fd = open_dir_at(dirfd, subs[i], false);
+        bool found = fd >= 0 && find_entry(fd, is_maildir_name, any, sizeof(any));
+        if (fd >= 0)
+            close(fd);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
 /* Something other than a directory of ours where one should be: this
  * mailbox is skipped, the others go on (exit 1). */
 static enum mg_code in_the_way(struct mg_error *err, const char *path, int e)
@@ -768,6 +799,11 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
         mg_warn("%s: the server gives no UIDVALIDITY; messages are matched by UID alone, so a "
                 "renumbered mailbox cannot be told apart",
                 base);
+    } else if (r == 1 && old != uidvalidity && !holds_messages(basefd)) {
+        /* Nothing stored under the old UIDVALIDITY: nothing to keep apart.
+         * GNU imap4d gives an empty mbox a new one in every session. */
+        mg_info("%s: nothing stored under UIDVALIDITY %u; taking the server's %u", base, old,
+                uidvalidity);
     } else if (r == 1 && old != uidvalidity) {
         name = gen;
     } else if (r == 0 && basefd >= 0 && find_entry(basefd, is_message_name, any, sizeof(any))) {
