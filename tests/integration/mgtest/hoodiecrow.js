@@ -86,8 +86,8 @@ for (const [name, f] of Object.entries(config.folders || {})) {
         storage.INBOX = folder(f);
         continue;
     }
-    // "A/B" is folder B inside folder A; a parent not configured is an
-    // empty folder.
+    // "A/B" is folder B inside folder A; a parent not configured is only a
+    // level of the hierarchy (\Noselect), as Gmail's "[Gmail]".
     let parent = storage[""];
     const parts = wire(name).split(sep);
     parts.forEach((part, i) => {
@@ -95,7 +95,7 @@ for (const [name, f] of Object.entries(config.folders || {})) {
         if (i === parts.length - 1)
             parent.folders[part] = Object.assign(parent.folders[part] || {}, folder(f));
         else
-            parent.folders[part] = parent.folders[part] || {messages: []};
+            parent.folders[part] = parent.folders[part] || {messages: [], flags: ["\\Noselect"]};
         parent = parent.folders[part];
     });
 }
@@ -125,20 +125,24 @@ if (plugins.includes("X-GM-EXT-1")) {
     };
 }
 
+// Answer a command with a tagged reply such as "NO [NOPERM] Permission denied".
+function answer(connection, parsed, data, reply, command, callback) {
+    const [state, ...text] = reply.split(" ");
+    connection.send({
+        tag: parsed.tag,
+        command: state,
+        attributes: [{type: "TEXT", value: text.join(" ")}],
+    }, command + " FAILED", parsed, data);
+    return callback();
+}
+
 function refusing(command) {
     const original = server.getCommandHandler(command);
     return function(connection, parsed, data, callback) {
         const arg = parsed.attributes && parsed.attributes[0];
         const box = arg && typeof arg.value === "string" ? server.getMailbox(arg.value) : null;
-        if (box && box.refuse && ["Authenticated", "Selected"].includes(connection.state)) {
-            const [state, ...text] = box.refuse.split(" ");
-            connection.send({
-                tag: parsed.tag,
-                command: state,
-                attributes: [{type: "TEXT", value: text.join(" ")}],
-            }, command + " FAILED", parsed, data);
-            return callback();
-        }
+        if (box && box.refuse && ["Authenticated", "Selected"].includes(connection.state))
+            return answer(connection, parsed, data, box.refuse, command, callback);
         return original(connection, parsed, data, callback);
     };
 }
@@ -157,17 +161,11 @@ function limited(command) {
     return function(connection, parsed, data, callback) {
         const others = [...live].filter(
             (c) => c !== connection && c.state !== "Not Authenticated").length;
-        if (config.max_sessions && others >= config.max_sessions) {
-            const [state, ...text] = (config.max_sessions_reply ||
-                                      "NO [ALERT] Too many simultaneous connections. (Failure)")
-                                         .split(" ");
-            connection.send({
-                tag: parsed.tag,
-                command: state,
-                attributes: [{type: "TEXT", value: text.join(" ")}],
-            }, command + " FAILED", parsed, data);
-            return callback();
-        }
+        if (config.max_sessions && others >= config.max_sessions)
+            return answer(connection, parsed, data,
+                          config.max_sessions_reply ||
+                              "NO [ALERT] Too many simultaneous connections. (Failure)",
+                          command, callback);
         return original(connection, parsed, data, callback);
     };
 }

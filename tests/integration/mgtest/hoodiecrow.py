@@ -20,12 +20,12 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 
 from mgtest.server import make_pki
+from mgtest.tools import ServerProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCHER = os.path.join(HERE, "hoodiecrow.js")
@@ -56,7 +56,7 @@ class HoodiecrowError(RuntimeError):
     pass
 
 
-class Hoodiecrow:
+class Hoodiecrow(ServerProcess):
     host = "127.0.0.1"
 
     def __init__(self, folders=None, users=None, plugins=None, separator="/", root=None,
@@ -81,14 +81,6 @@ class Hoodiecrow:
         self.user = next(iter(self.users))
         self.password = self.users[self.user]
         self._log = []
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def _config(self):
         folders = {}
@@ -137,7 +129,8 @@ class Hoodiecrow:
             raise HoodiecrowError("hoodiecrow did not start: " + line)
         self.port = int(line.split()[1])
         # Keep draining its output so it never blocks on a full pipe.
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
         return self
 
     def _drain(self):
@@ -153,17 +146,12 @@ class Hoodiecrow:
         return self.start()
 
     def stop(self, cleanup=None):
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            self.proc = None
+        proc = self.end_process()
+        if proc is not None:
+            if getattr(self, "_drainer", None) is not None:
+                self._drainer.join(5)
+                self._drainer = None
+            proc.stdout.close()
         if cleanup is None:
             cleanup = self._own_root and not os.environ.get("MG_KEEP_TMP")
         if cleanup:

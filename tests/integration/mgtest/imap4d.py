@@ -16,13 +16,13 @@ mail lives in root/mail/alice. Needs the Debian package mailutils-imap4d.
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 
 from mgtest.server import free_port, mail_ids, make_pki
+from mgtest.tools import ServerProcess
 
 DOMAIN = "example.org"
 
@@ -90,7 +90,7 @@ class Imap4dError(RuntimeError):
     pass
 
 
-class Imap4d:
+class Imap4d(ServerProcess):
     host = "127.0.0.1"
     user = "alice@" + DOMAIN
     password = "secret"
@@ -108,14 +108,6 @@ class Imap4d:
         self.log_file = os.path.join(self.root, "imap4d.log")
         self.proc = None
         self.port = None
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def _write_mail(self):
         uid, gid = mail_ids()
@@ -175,17 +167,7 @@ class Imap4d:
             return ""
 
     def stop(self, cleanup=None):
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            self.proc = None
+        self.end_process()
         if cleanup is None:
             cleanup = self._own_root and not os.environ.get("MG_KEEP_TMP")
         if cleanup:
