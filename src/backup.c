@@ -151,7 +151,18 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
     *only = false;
-    enum mg_code rc = mg_pool_examine(pool, x->imap, &mi, err);
+    const char *imap = x->imap;
+    enum mg_code rc = mg_pool_examine(pool, imap, &mi, err);
+    /* A server that lists names in raw UTF-8 wants them so: a name given
+     * in UTF-8 and refused in modified UTF-7 is asked for as it was given. */
+    if (rc == MG_E_MAILBOX && !a->all_mailboxes && strcmp(x->imap, x->utf8) != 0) {
+        struct mg_error raw;
+        mg_error_clear(&raw);
+        if (mg_pool_examine(pool, x->utf8, &mi, &raw) == MG_OK) {
+            imap = x->utf8;
+            rc = MG_OK;
+        }
+    }
     if (rc != MG_OK) {
         *only = box_only(rc);
         goto out;
@@ -166,10 +177,10 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
      * control session lists, rather than after. */
     size_t have = mg_store_count(store);
     if (mi.exists > have)
-        mg_pool_warm(pool, x->imap,
+        mg_pool_warm(pool, imap,
                      mi.exists - have < a->chunks ? (unsigned)(mi.exists - have) : a->chunks);
     uint32_t uidvalidity = mi.uidvalidity;
-    rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
+    rc = mg_pool_list(pool, imap, &mi, &msgs, err);
     *only = box_only(rc);
     if (rc != MG_OK)
         goto out;
@@ -196,7 +207,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
             r->skipped, msgs.n);
 
     struct mg_job job = {
-        .mailbox = x->imap,
+        .mailbox = imap,
         .uidvalidity = mi.uidvalidity,
         .store = store,
         .msgs = &msgs,
@@ -325,6 +336,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     }
 
     enum mg_code worst = MG_OK;
+    size_t opened = 0; /* mailboxes the server gave */
+    struct mg_mailbox_report *first_skipped = NULL;
     for (size_t i = 0; i < b.n; i++) {
         struct mg_mailbox_report *r = &rep->boxes[rep->nboxes++];
         snprintf(r->name, sizeof(r->name), "%s", b.v[i].utf8);
@@ -332,6 +345,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         bool only = false;
         rc = backup_box(a, pool, &b.v[i], limit, hooks, r, &rep->connections, &only, &err);
         r->code = rc;
+        if (!only)
+            opened++;
         if (rc == MG_OK)
             continue;
         snprintf(r->error, sizeof(r->error), "%s", err.msg);
@@ -344,6 +359,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
                 mg_warn("[%s] skipped: %s", a->name, err.msg);
             if (worst == MG_OK)
                 worst = MG_E_PARTIAL;
+            if (first_skipped == NULL)
+                first_skipped = r;
             continue;
         }
         mg_backup_err(a, err.msg);
@@ -354,6 +371,12 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         }
         if (worst == MG_OK || (worst == MG_E_PARTIAL && rc == MG_E_MAILBOX))
             worst = rc;
+    }
+    /* Not one listed mailbox could be opened: that is the account's failure
+     * (a server breaking every session is exit 8, not 1). */
+    if (opened == 0 && first_skipped != NULL && first_skipped->code == MG_E_PROTOCOL) {
+        worst = MG_E_PROTOCOL;
+        snprintf(rep->error, sizeof(rep->error), "%s", first_skipped->error);
     }
     rep->code = worst;
 

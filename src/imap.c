@@ -58,14 +58,15 @@ static enum mg_code generic_error(struct mg_imap *s, int r, const char *doing, s
                           s->srv->host, doing, r);
 }
 
-/* The tagged reply to the last command, read from what libetpan last parsed:
- * its state (OK, NO, BAD) and response code atom ("" if none). Returns false
- * when the reply is not there (the session is out of step). */
+/* The tagged reply to the last command: its state (OK, NO, BAD) and the
+ * atom of its response code ("" if none). */
 struct reply {
     char state[8];
     char code[32];
 };
 
+/* Read from what libetpan last parsed, not from the codes it kept: those
+ * may come from an untagged line. False when the reply is not there. */
 static bool last_reply(struct mg_imap *s, struct reply *rp)
 {
     memset(rp, 0, sizeof(*rp));

@@ -13,6 +13,7 @@ shows one of these on the server that has it:
 - a mailbox the server refuses (NO or BAD to EXAMINE, or a reply that is
   not IMAP) costs that mailbox: one warning line each, the others whole,
   exit 1, the summary says why;
+- when not one mailbox can be opened that way, the account failed (exit 8);
 - a login refused with Gmail's "NO [ALERT] Too many simultaneous
   connections" once the credentials have logged in is a connection limit,
   not a bad password; the same refusal at the first login is exit 5;
@@ -32,7 +33,7 @@ from mgtest import corpus, tools
 from mgtest.hoodiecrow import Hoodiecrow
 from mgtest.imap4d import Imap4d
 
-EXIT_OK, EXIT_PARTIAL, EXIT_AUTH, EXIT_MAILBOX = 0, 1, 5, 6
+EXIT_OK, EXIT_PARTIAL, EXIT_AUTH, EXIT_MAILBOX, EXIT_PROTOCOL = 0, 1, 5, 6, 8
 
 workdir = None
 
@@ -165,6 +166,16 @@ class TestHoodiecrow(Base):
         self.assertEqual(sum(b["new"] for b in s["accounts"][0]["mailboxes"]), 0,
                          json.dumps(s))
 
+    def test_named_utf8_mailbox(self):
+        """--mailbox Työ: this server knows it as raw UTF-8, not modified
+        UTF-7 (Ty&APY-), which it answers BAD."""
+        out = self.out_dir()
+        res = self.mailgrab(self.srv, "--mailbox", "Työ", "--mailbox", "Entwürfe/Kuitit",
+                            output=out)
+        self.assertExit(res, EXIT_OK)
+        self.assertWhole(out, "Työ", self.mail["Työ"], res)
+        self.assertWhole(out, "Entwürfe%2FKuitit", self.mail["Entwürfe/Kuitit"], res)
+
     def test_named_mailbox_refused_is_exit_6(self):
         """A mailbox the user named and cannot have keeps its own exit code;
         the next one is still backed up."""
@@ -173,6 +184,24 @@ class TestHoodiecrow(Base):
         self.assertExit(res, EXIT_MAILBOX)
         self.assertIn("[NOPERM]", res.stderr, res.describe())
         self.assertWhole(out, "Zeta 1", self.mail["Zeta 1"], res)
+
+
+class TestNothingOpens(Base):
+    """Every mailbox answered with something that is not IMAP: the server
+    is broken, not one mailbox; that is the account's failure (exit 8)."""
+
+    def test_exit_8(self):
+        garbage = {"messages": messages(88, 1), "refuse": "GARBAGE (( not imap"}
+        with Hoodiecrow(folders={"INBOX": garbage, "Other": garbage}) as srv:
+            out = self.out_dir()
+            summary = os.path.join(workdir, "none-summary.json")
+            res = self.mailgrab(srv, "--all-mailboxes", output=out, summary=summary)
+        self.assertExit(res, EXIT_PROTOCOL)
+        self.assertEqual(len(warnings(res)), 2, res.describe())
+        with open(summary) as f:
+            s = json.load(f)
+        self.assertEqual(s["accounts"][0]["status"], "protocol", json.dumps(s))
+        self.assertIn("'INBOX'", s["accounts"][0]["error"], json.dumps(s))
 
 
 class TestSessionLimit(Base):
