@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "mailgrab/imap.h"
 #include "mailgrab/imapcode.h"
 
 static void test_refusal_by_code(void **state)
@@ -102,12 +103,35 @@ static void test_tagged_reply(void **state)
     assert_string_equal(code, "AUTH");
 }
 
+/* A login refused without a code that blames the credentials. */
+static void test_judge_login(void **state)
+{
+    struct mg_error e;
+    mg_error_retry(&e, MG_E_AUTH, MG_RETRY_LATER, "refused: [ALERT] Too many");
+    assert_int_equal(mg_imap_judge_login(&e, false), MG_E_AUTH);
+    assert_int_equal(e.retry, MG_RETRY_NONE);
+    assert_non_null(strstr(e.msg, "refused: [ALERT] Too many"));
+
+    mg_error_retry(&e, MG_E_AUTH, MG_RETRY_LATER, "refused: [ALERT] Too many");
+    assert_int_equal(mg_imap_judge_login(&e, true), MG_E_CONNECT);
+    assert_int_equal(e.retry, MG_RETRY_LATER);
+    assert_non_null(strstr(e.msg, "connection limit"));
+
+    /* A refusal that blamed the credentials stays one, whatever came before. */
+    mg_error_set(&e, MG_E_AUTH, "[AUTHENTICATIONFAILED] Invalid credentials");
+    assert_int_equal(mg_imap_judge_login(&e, true), MG_E_AUTH);
+    assert_int_equal(e.retry, MG_RETRY_NONE);
+    mg_error_retry(&e, MG_E_CONNECT, MG_RETRY_LATER, "busy");
+    assert_int_equal(mg_imap_judge_login(&e, false), MG_E_CONNECT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusal_by_code),
         cmocka_unit_test(test_text_decides_nothing),
         cmocka_unit_test(test_tagged_reply),
+        cmocka_unit_test(test_judge_login),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
