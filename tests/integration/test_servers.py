@@ -277,8 +277,8 @@ class TestImap4d(Base):
             seen.append(boxes["Empty"]["uidvalidity"])
             self.assertWhole(out, "INBOX", self.srv.served("INBOX"), res)
         self.assertNotEqual(seen[0], seen[1], "the server kept its UIDVALIDITY: no test")
-        self.assertEqual(sorted(os.listdir(out)), [".mailgrab.lock", "Empty", "INBOX"],
-                         res.describe())
+        boxes = sorted(n for n in os.listdir(out) if not n.startswith("."))
+        self.assertEqual(boxes, ["Empty", "INBOX"], res.describe())
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
