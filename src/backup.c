@@ -56,25 +56,35 @@ static int cmp_box(const void *a, const void *b)
     return strcmp(((const struct box *)a)->utf8, ((const struct box *)b)->utf8);
 }
 
-/* Give each mailbox its directory name. On a case-insensitive file system
- * "Work" and "work" would share one directory: later ones get a suffix. */
-static void name_dirs(struct boxes *b)
+/* Give each mailbox its directory name (mg_mbox_dir_names: names that
+ * differ only in case get apart, and a mailbox keeps the directory it has). */
+static enum mg_code name_dirs(const struct mg_account *a, struct boxes *b, struct mg_error *err)
 {
     qsort(b->v, b->n, sizeof(*b->v), cmp_box);
-    for (size_t i = 0; i < b->n; i++) {
-        char p[MG_MBOX_PATH_MAX + 1];
-        mg_mbox_to_path(b->v[i].utf8, p, sizeof(p));
-        snprintf(b->v[i].path, sizeof(b->v[i].path), "%s", p);
-        for (size_t j = 0; j < i; j++) {
-            if (strcasecmp(b->v[j].path, b->v[i].path) == 0) {
-                uint32_t h = 2166136261u;
-                for (const char *s = b->v[i].utf8; *s; s++)
-                    h = (h ^ (unsigned char)*s) * 16777619u;
-                snprintf(b->v[i].path, sizeof(b->v[i].path), "%s~%08x", p, h);
-                break;
-            }
-        }
+    char **existing;
+    size_t nexisting;
+    enum mg_code rc = mg_store_mailbox_dirs(a->output, &existing, &nexisting, err);
+    if (rc != MG_OK)
+        return rc;
+    const char **names = calloc(b->n ? b->n : 1, sizeof(*names));
+    char(*dirs)[MG_MBOX_DIR_MAX + 1] = calloc(b->n ? b->n : 1, sizeof(*dirs));
+    if (names == NULL || dirs == NULL) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
     }
+    for (size_t i = 0; i < b->n; i++)
+        names[i] = b->v[i].utf8;
+    if (mg_mbox_dir_names(names, b->n, (const char *const *)existing, nexisting, dirs) != 0) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        snprintf(b->v[i].path, sizeof(b->v[i].path), "%s", dirs[i]);
+out:
+    free(names);
+    free(dirs);
+    mg_store_free_names(existing, nexisting);
+    return rc;
 }
 
 static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *pool, struct boxes *b,
@@ -99,8 +109,7 @@ static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *poo
                                     a->mailboxes[i]);
         }
     }
-    name_dirs(b);
-    return MG_OK;
+    return name_dirs(a, b, err);
 }
 
 static bool not_stored(uint32_t uid, void *ctx)

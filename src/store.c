@@ -1189,3 +1189,48 @@ void mg_batch_discard(struct mg_batch *b)
     b->n = 0;
     b->nopen = 0;
 }
+
+enum mg_code mg_store_mailbox_dirs(const char *output, char ***names, size_t *n,
+                                   struct mg_error *err)
+{
+    *names = NULL;
+    *n = 0;
+    int fd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return MG_OK; /* nothing stored yet */
+    if (fd < 0)
+        return io_error(err, "open directory", output, errno);
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return io_error(err, "read directory", output, errno);
+    }
+    enum mg_code rc = MG_OK;
+    struct dirent *de;
+    while (rc == MG_OK && (de = readdir(d)) != NULL) {
+        if (!is_mailbox_dir(dirfd(d), de->d_name))
+            continue;
+        char **v = reallocarray(*names, *n + 1, sizeof(*v));
+        char *copy = v != NULL ? strdup(de->d_name) : NULL;
+        if (v != NULL)
+            *names = v;
+        if (copy == NULL)
+            rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        else
+            (*names)[(*n)++] = copy;
+    }
+    closedir(d);
+    if (rc != MG_OK) {
+        mg_store_free_names(*names, *n);
+        *names = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void mg_store_free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}

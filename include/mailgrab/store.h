@@ -109,6 +109,13 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
                            struct mg_error *err);
 void mg_store_close(struct mg_store *st);
 
+/* The mailbox directories (those with a state file) already in output, for
+ * mg_mbox_dir_names; none when output does not exist yet. Free the list
+ * with mg_store_free_names. */
+enum mg_code mg_store_mailbox_dirs(const char *output, char ***names, size_t *n,
+                                   struct mg_error *err);
+void mg_store_free_names(char **names, size_t n);
+
 /* Was uid already stored when the store was opened? */
 bool mg_store_has(const struct mg_store *st, uint32_t uid);
 size_t mg_store_count(const struct mg_store *st);
