@@ -255,17 +255,6 @@ static enum mg_code scan(struct mg_store *st, struct mg_error *err)
     return rc;
 }
 
-int mg_format_parse(const char *s, enum mg_format *out)
-{
-    if (strcmp(s, "eml") == 0)
-        *out = MG_FORMAT_EML;
-    else if (strcmp(s, "maildir") == 0)
-        *out = MG_FORMAT_MAILDIR;
-    else
-        return -1;
-    return 0;
-}
-
 enum mg_format mg_store_format(const struct mg_store *st)
 {
     return st->format;

@@ -91,8 +91,6 @@ struct mg_store;
 /* In the order of settings.c's choices for --format. */
 enum mg_format { MG_FORMAT_UNSET = -1, MG_FORMAT_EML, MG_FORMAT_MAILDIR };
 
-/* "eml" / "maildir" -> format; -1 if neither. */
-int mg_format_parse(const char *s, enum mg_format *out);
 
 /*
  * Open (creating 0700) the directory of OUTPUT/<component> for uidvalidity,
