@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
 #include "mailgrab/password.h"
 
@@ -546,6 +547,14 @@ static enum mg_code curl_fail(CURLcode cc, const char *host, const char *detail,
     }
 }
 
+/* A cancel (cancel.h) ends a request within about a second. */
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)ctx, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return mg_cancelled() ? 1 : 0;
+}
+
 enum mg_code mg_oauth2_post(const char *url, const char *cafile, const char *body, size_t len,
                             struct mg_oauth2_reply *r, struct mg_error *err)
 {
@@ -580,7 +589,9 @@ enum mg_code mg_oauth2_post(const char *url, const char *cafile, const char *bod
                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) == CURLE_OK &&
                curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
                curl_easy_setopt(c, CURLOPT_WRITEDATA, b) == CURLE_OK &&
-               curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail) == CURLE_OK;
+               curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail) == CURLE_OK &&
+               curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) == CURLE_OK &&
+               curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) == CURLE_OK;
     enum mg_code rc;
     if (!set) {
         rc = mg_error_set(err, MG_E_INTERNAL, "libcurl refused an option");
@@ -593,7 +604,8 @@ enum mg_code mg_oauth2_post(const char *url, const char *cafile, const char *bod
         goto out;
     }
     if (cc != CURLE_OK) {
-        rc = curl_fail(cc, host, detail, err);
+        rc = cc == CURLE_ABORTED_BY_CALLBACK ? mg_cancel_error(err)
+                                             : curl_fail(cc, host, detail, err);
         goto out;
     }
     long status = 0;
@@ -792,6 +804,14 @@ enum mg_code mg_oauth2_token(struct mg_oauth2 *o, char *buf, size_t cap, struct 
 {
     pthread_mutex_lock(&o->lock);
     for (;;) {
+        if (mg_cancelled()) { /* no refresh, no waiting once the run is cancelled */
+            pthread_mutex_unlock(&o->lock);
+            struct mg_error e;
+            enum mg_code rc = mg_cancel_error(&e);
+            if (err != NULL)
+                *err = e;
+            return rc;
+        }
         if (still_valid(o)) {
             enum mg_code rc = hand_out(o, buf, cap, err);
             pthread_mutex_unlock(&o->lock);
@@ -801,8 +821,19 @@ enum mg_code mg_oauth2_token(struct mg_oauth2 *o, char *buf, size_t cap, struct 
             /* Share the outcome of the refresh in flight, even a failure:
              * a dead refresh token is asked about once, not once per worker. */
             unsigned long gen = o->generation;
-            while (o->refreshing)
-                pthread_cond_wait(&o->done, &o->lock);
+            while (o->refreshing && !mg_cancelled()) {
+                /* a cancel wakes the waiters within a tick */
+                struct timespec tick;
+                clock_gettime(CLOCK_REALTIME, &tick);
+                tick.tv_nsec += 200000000;
+                if (tick.tv_nsec >= 1000000000) {
+                    tick.tv_sec++;
+                    tick.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&o->done, &o->lock, &tick);
+            }
+            if (mg_cancelled())
+                continue;
             if (o->generation != gen && o->last_rc != MG_OK) {
                 if (err != NULL)
                     *err = o->last_err;
