@@ -261,9 +261,6 @@ int main(int argc, char **argv)
         if (rc != MG_OK && exit_code == MG_OK)
             exit_code = rc;
     }
-    /* A signal at any stage: whatever else happened, the run was cut short. */
-    if (mg_cancelled())
-        exit_code = MG_E_INTERRUPTED;
     if (feed.an != NULL) {
         struct mg_stats st;
         mg_stats_init(&st);
@@ -278,6 +275,10 @@ int main(int argc, char **argv)
         mg_stats_finish(&st);
         mg_analyzer_destroy(feed.an);
     }
+    /* A signal at any stage, even while the statistics were being
+     * gathered: whatever else happened, the run was cut short. */
+    if (mg_cancelled())
+        exit_code = MG_E_INTERRUPTED;
     if (o.summary_json != NULL && reps != NULL &&
         mg_summary_write(o.summary_json, reps, n, exit_code, &err) != MG_OK) {
         mg_err("%s", err.msg);
