@@ -163,6 +163,19 @@ void mg_cancel_hook_remove(int handle)
     pthread_mutex_unlock(&hooks_mu);
 }
 
+void mg_cancel_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(cv, mu, &until);
+}
+
 bool mg_cancel_sleep(unsigned ms)
 {
     struct pollfd pfd = {.fd = mg_cancel_fd(), .events = POLLIN};

@@ -821,17 +821,8 @@ enum mg_code mg_oauth2_token(struct mg_oauth2 *o, char *buf, size_t cap, struct 
             /* Share the outcome of the refresh in flight, even a failure:
              * a dead refresh token is asked about once, not once per worker. */
             unsigned long gen = o->generation;
-            while (o->refreshing && !mg_cancelled()) {
-                /* a cancel wakes the waiters within a tick */
-                struct timespec tick;
-                clock_gettime(CLOCK_REALTIME, &tick);
-                tick.tv_nsec += 200000000;
-                if (tick.tv_nsec >= 1000000000) {
-                    tick.tv_sec++;
-                    tick.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&o->done, &o->lock, &tick);
-            }
+            while (o->refreshing && !mg_cancelled())
+                mg_cancel_timedwait(&o->done, &o->lock, 200); /* a cancel wakes them */
             if (mg_cancelled())
                 continue;
             if (o->generation != gen && o->last_rc != MG_OK) {

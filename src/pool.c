@@ -754,14 +754,7 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
             set_fatal(p, &e);
             res->interrupted = true;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 250000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&p->cv, &p->mu, &until);
+        mg_cancel_timedwait(&p->cv, &p->mu, 250); /* a tick of the progress line */
         pthread_mutex_unlock(&p->mu);
         show_progress(p, t0, total);
     }

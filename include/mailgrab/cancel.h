@@ -25,6 +25,7 @@
 #ifndef MAILGRAB_CANCEL_H
 #define MAILGRAB_CANCEL_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 
@@ -64,6 +65,11 @@ int mg_cancel_hook_add(void (*fn)(void *ctx), void *ctx);
 
 /* Forget a hook; once this returns it is not running and never will. */
 void mg_cancel_hook_remove(int handle);
+
+/* pthread_cond_timedwait for at most ms milliseconds (the condition uses
+ * CLOCK_REALTIME, the default): a waiter that must notice a cancel looks
+ * at mg_cancelled each time this returns. */
+void mg_cancel_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms);
 
 /* Sleep ms milliseconds unless cancelled first. false when cancelled. */
 bool mg_cancel_sleep(unsigned ms);

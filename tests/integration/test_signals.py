@@ -297,8 +297,9 @@ class TestHelpers(Base):
                 self.fail("the --password-command never started" + run.finish().describe())
             with open(pidfile) as f:
                 helper = int(f.read())
-            self.assertTrue(wait_for(lambda: len(group_members(helper)) >= 2, 5),
+            self.assertTrue(wait_for(lambda: children(helper) != [], 5),
                             "the helper's sleep never started")
+            procs = [helper] + children(helper)
             t0 = time.monotonic()
             if group:
                 os.killpg(run.p.pid, sig)
@@ -310,11 +311,12 @@ class TestHelpers(Base):
             res = run.finish()
         self.assertEqual(code, EXIT_INTERRUPTED, "expected exit 130" + res.describe())
         self.assertLess(took, BOUND, res.describe())
-        gone = wait_for(lambda: group_members(helper) == [], 2)
-        left = group_members(helper)
+        gone = wait_for(lambda: not any(alive(p) for p in procs)
+                        and group_members(helper) == [], 2)
+        left = [p for p in procs if alive(p)] + group_members(helper)
         for pid in left:  # do not leave them behind for the next test
             os.kill(pid, signal.SIGKILL)
-        self.assertTrue(gone, f"the helper's process group {helper} lives on: {left}"
+        self.assertTrue(gone, f"the helper ({helper} and its child) lives on: {left}"
                         + res.describe())
         with open(summary) as f:
             self.assertEqual(json.load(f)["exit_code"], 130)

@@ -20,53 +20,30 @@ with server.ca_file as usual.
 """
 
 import asyncio
-import os
 import re
 import ssl
 import threading
 
+from mgtest.byeproxy import ByeProxy
 
-class HoldProxy:
+
+class HoldProxy(ByeProxy):
+    """ByeProxy's TLS front and lifecycle, with sessions that hold."""
+
     def __init__(self, server, pattern, sessions=None, after_bytes=0):
-        self.server = server
+        super().__init__(server)
         self.pattern = re.compile(pattern) if pattern is not None else None
-        self.sessions = sessions
+        self.hold_sessions = sessions
         self.after_bytes = after_bytes
         self.held = threading.Event()
         self.accepted = 0
-        self.port = None
         self._armed = False
-        self._loop = None
-        self._thread = None
-
-    def __enter__(self):
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or self.port is None:
-            raise AssertionError("holdproxy did not start")
-        return self
-
-    def __exit__(self, *exc):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        return False
-
-    def _run(self, ready):
-        self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._main(ready))
-        self._loop.close()
 
     async def _main(self, ready):
+        if self.pattern is not None:
+            return await super()._main(ready)
         self._stop = asyncio.Event()
-        if self.pattern is None:
-            srv = await asyncio.start_server(self._silent, "127.0.0.1", 0)
-        else:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            pki = self.server.pki
-            ctx.load_cert_chain(os.path.join(pki, "server.pem"),
-                                os.path.join(pki, "server.key"))
-            srv = await asyncio.start_server(self._session, "127.0.0.1", 0, ssl=ctx)
+        srv = await asyncio.start_server(self._silent, "127.0.0.1", 0)
         self.port = srv.sockets[0].getsockname()[1]
         ready.set()
         async with srv:
@@ -111,7 +88,7 @@ class HoldProxy:
         try:
             while data := await reader.readline():
                 if (not self._armed and self.pattern.search(data)
-                        and (self.sessions is None or number in self.sessions)):
+                        and (self.hold_sessions is None or number in self.hold_sessions)):
                     self._armed = True
                     hold["left"] = self.after_bytes
                 writer.write(data)
