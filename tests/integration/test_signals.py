@@ -21,6 +21,7 @@ import time
 import unittest
 
 from mgtest import corpus, reference, tools
+from mgtest.authserver import AuthServer
 from mgtest.holdproxy import HoldProxy
 from mgtest.server import Dovecot, group_members
 
@@ -30,28 +31,37 @@ N = 400          # messages of the test user; enough to fill a socket's buffer
 BOUND = 3.0      # seconds from the signal to the exit
 
 server = None
+auth = None      # the server offers XOAUTH2 too, for --oauth2-token-command
 workdir = None
 config_home = None
 REF = None
 
 
 def setUpModule():
-    global server, workdir, config_home, REF
+    global server, auth, workdir, config_home, REF
     tools.binary("MAILGRAB")
     workdir = tempfile.mkdtemp(prefix="mgtest-sig-")
+    os.chmod(workdir, 0o755)
     config_home = os.path.join(workdir, "xdg-empty")
     os.makedirs(config_home)
-    server = Dovecot()
-    server.users.update({"sig": "sig-pw"})
-    server.start()
-    corpus.generate(server.maildir("sig"), N, os.path.join(workdir, "sig.json"), seed=31,
-                    big=2, big_size=1 << 20, server=server)
-    REF = reference.fetch_all(server, user="sig")
+    try:
+        auth = AuthServer(os.path.join(workdir, "auth")).start()
+        server = Dovecot(auth_server=auth)
+        server.users.update({"sig": "sig-pw"})
+        server.start()
+        corpus.generate(server.maildir("sig"), N, os.path.join(workdir, "sig.json"), seed=31,
+                        big=2, big_size=1 << 20, server=server)
+        REF = reference.fetch_all(server, user="sig")
+    except BaseException:
+        tearDownModule()
+        raise
 
 
 def tearDownModule():
     if server is not None:
         server.stop()
+    if auth is not None:
+        auth.stop()
     if workdir and not os.environ.get("MG_KEEP_TMP"):
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -133,6 +143,8 @@ class Started:
             return None
 
     def finish(self):
+        if self.out.closed:
+            return self.res
         if self.p.poll() is None:
             os.killpg(self.p.pid, signal.SIGKILL)
             self.p.wait()
@@ -144,6 +156,7 @@ class Started:
                         time.monotonic() - self.t0)
         self.out.close()
         self.err.close()
+        self.res = res
         return res
 
 
@@ -285,16 +298,21 @@ class TestStages(Base):
 
 
 class TestHelpers(Base):
-    def hung_helper(self, sig, group):
-        pidfile = os.path.join(workdir, f"helper-{sig}.pid")
+    def hung_helper(self, sig, group, token=False):
+        pidfile = os.path.join(workdir, f"helper-{sig}-{token}.pid")
         cmd = f"echo $$ > {pidfile}; sleep 300; echo never"
         out = self.out_dir()
         summary = os.path.join(os.path.dirname(out), "summary.json")
-        run = Started(self.argv("--summary-json", summary, output=out, password_command=cmd))
+        if token:
+            argv = tools.mailgrab_argv(server, user="sig", output=out, extra=(
+                "--summary-json", summary, "--auth", "xoauth2", "--oauth2-token-command", cmd))
+        else:
+            argv = self.argv("--summary-json", summary, output=out, password_command=cmd)
+        run = Started(argv)
         try:
             if not wait_for(lambda: os.path.exists(pidfile) and os.path.getsize(pidfile) > 0,
                             10):
-                self.fail("the --password-command never started" + run.finish().describe())
+                self.fail("the helper command never started" + run.finish().describe())
             with open(pidfile) as f:
                 helper = int(f.read())
             self.assertTrue(wait_for(lambda: children(helper) != [], 5),
@@ -328,6 +346,9 @@ class TestHelpers(Base):
         """^C reaches mailgrab's process group only: the helper, in a group
         of its own, is killed by mailgrab."""
         self.hung_helper(signal.SIGINT, group=True)
+
+    def test_hung_token_command_sigterm(self):
+        self.hung_helper(signal.SIGTERM, group=False, token=True)
 
     def test_password_command_timeout(self):
         pidfile = os.path.join(workdir, "helper-timeout.pid")
