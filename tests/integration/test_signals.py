@@ -387,9 +387,15 @@ class TestAnalyzer(Base):
     def analyzer_of(self, run):
         pid = None
 
+        def same_exe(kid):  # forked, not exec'd: a sanitizer's helper is not it
+            try:
+                return os.readlink(f"/proc/{kid}/exe") == os.readlink(f"/proc/{run.p.pid}/exe")
+            except OSError:
+                return False
+
         def found():
             nonlocal pid
-            kids = children(run.p.pid)
+            kids = [k for k in children(run.p.pid) if same_exe(k)]
             pid = kids[0] if kids else None
             return pid is not None
 
@@ -403,9 +409,10 @@ class TestAnalyzer(Base):
         with HoldProxy(server, rb"BODY\.PEEK\[\]", after_bytes=0) as hp:
             run = Started(self.argv("--stats", port=hp.port, output=self.out_dir()))
             try:
+                # By the first FETCH the analyzer is long set up.
+                self.assertTrue(wait_for(hp.held.is_set, 30), "no FETCH")
                 an = self.analyzer_of(run)
                 os.kill(an, signal.SIGSTOP)
-                self.assertTrue(wait_for(hp.held.is_set, 30), "no FETCH")
                 os.kill(run.p.pid, signal.SIGKILL)
                 run.wait(5)
                 gone = wait_for(lambda: not alive(an), 3)
