@@ -177,10 +177,10 @@ static int collect_helper(pid_t pid, int fd, char *buf, size_t cap, size_t *len,
             break;
         }
         /* Once its output is closed, look for its exit every 20 ms. */
-        int wait = eof && left > 20 ? 20 : (int)left;
+        int step = eof && left > 20 ? 20 : (int)left;
         struct pollfd pfd[2] = {{.fd = eof ? -1 : fd, .events = POLLIN},
                                 {.fd = mg_cancel_fd(), .events = POLLIN}};
-        int r = poll(pfd, 2, wait);
+        int r = poll(pfd, 2, step);
         if (r < 0 && errno != EINTR) {
             result = -1;
             break;
