@@ -175,6 +175,14 @@ int main(int argc, char **argv)
         return mg_login_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "stats") == 0)
         return mg_stats_main(argc - 1, argv + 1);
+    /* Signals are blocked before anything else, the first fork or thread
+     * above all, so that every thread and child inherits them blocked and
+     * one signal thread takes them (cancel.h); a server closing first must
+     * not kill us (SIGPIPE is ignored). */
+    if (mg_cancel_init(&err) != MG_OK) {
+        mg_err("%s", err.msg);
+        return err.code;
+    }
     if (mg_cli_parse(argc, argv, &o, &err) != MG_OK) {
         mg_err("%s", err.msg);
         return MG_E_USAGE;
@@ -190,14 +198,7 @@ int main(int argc, char **argv)
     mg_log_set_level(o.verbosity);
     mg_progress_enable(o.verbosity >= MG_NORMAL && isatty(STDERR_FILENO));
 
-    /* Signals are blocked before the first fork or thread, so that every
-     * thread and child inherits them blocked and one signal thread takes
-     * them (cancel.h); a server closing first must not kill us (SIGPIPE is
-     * ignored). Secrets stay out of cores; everything we create is private. */
-    if (mg_cancel_init(&err) != MG_OK) {
-        mg_err("%s", err.msg);
-        return err.code;
-    }
+    /* Secrets stay out of cores; everything we create is private. */
     prctl(PR_SET_DUMPABLE, 0);
     umask(077);
     /* Each worker keeps a batch of unnamed files open until it commits them;

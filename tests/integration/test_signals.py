@@ -110,6 +110,19 @@ def alive(pid):
         return False
 
 
+def running_main(pid):
+    """Has pid reached mailgrab's own setup? It ignores SIGPIPE first thing
+    (and, since signals are handled, blocks SIGTERM at the same moment)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGPIPE - 1)))
+    except OSError:
+        pass
+    return False
+
+
 def wait_for(cond, seconds, step=0.02):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -254,6 +267,31 @@ class TestStages(Base):
             boxes = s["accounts"][0]["mailboxes"]
             self.assertEqual(boxes[0]["new"], len(got), json.dumps(s) + res.describe())
         self.next_run(out)
+
+    def test_sigterm_moments_after_start(self):
+        """The issue's measurement: SIGTERM 0.03 s into a run, straight to
+        the server, was the default action (143). Measured from the moment
+        mailgrab runs its own code (a signal during exec cannot be caught by
+        any program): at once, 0.03 s and 0.1 s later."""
+        for delay in (0, 0.03, 0.1):
+            out = self.out_dir()
+            summary = os.path.join(os.path.dirname(out), "summary.json")
+            run = Started(self.argv("--summary-json", summary, "--stats", output=out))
+            try:
+                self.assertTrue(wait_for(lambda: running_main(run.p.pid), 10, step=0.001))
+                time.sleep(delay)
+                t0 = time.monotonic()
+                os.kill(run.p.pid, signal.SIGTERM)
+                code = run.wait(BOUND + 5)
+                took = time.monotonic() - t0
+            finally:
+                res = run.finish()
+            res.stderr += f"\n[SIGTERM {delay} s after the start]"
+            self.assertEqual(code, EXIT_INTERRUPTED, res.describe())
+            self.assertLess(took, BOUND, res.describe())
+            with open(summary) as f:
+                self.assertEqual(json.load(f)["exit_code"], 130, res.describe())
+            self.assertComplete(out, res)
 
     def test_connect_sigterm(self):
         self.signalled("connect", signal.SIGTERM)
