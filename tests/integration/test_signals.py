@@ -146,6 +146,17 @@ class Started:
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out,
                                   stderr=self.err, env=env, start_new_session=True)
 
+    def stop(self, sig, group=False):
+        """Send sig to mailgrab (or its whole process group, as a terminal's
+        ^C does); (exit status or None, seconds until it exited)."""
+        t0 = time.monotonic()
+        if group:
+            os.killpg(self.p.pid, sig)
+        else:
+            os.kill(self.p.pid, sig)
+        code = self.wait(BOUND + 5)
+        return code, time.monotonic() - t0
+
     def wait(self, seconds):
         """The exit status, or None (then the group is killed) after seconds."""
         try:
@@ -239,13 +250,7 @@ class TestStages(Base):
                     self.fail(f"the run never reached the {stage} stage" + res.describe())
                 time.sleep(0.1)  # well inside the stage
                 before = count_stored(out)
-                t0 = time.monotonic()
-                if group:
-                    os.killpg(run.p.pid, sig)
-                else:
-                    os.kill(run.p.pid, sig)
-                code = run.wait(BOUND + 5)
-                took = time.monotonic() - t0
+                code, took = run.stop(sig, group)
             finally:
                 res = run.finish()
         res.stderr += f"\n[stage {stage}, {signal.Signals(sig).name}" \
@@ -280,10 +285,7 @@ class TestStages(Base):
             try:
                 self.assertTrue(wait_for(lambda: running_main(run.p.pid), 10, step=0.001))
                 time.sleep(delay)
-                t0 = time.monotonic()
-                os.kill(run.p.pid, signal.SIGTERM)
-                code = run.wait(BOUND + 5)
-                took = time.monotonic() - t0
+                code, took = run.stop(signal.SIGTERM)
             finally:
                 res = run.finish()
             res.stderr += f"\n[SIGTERM {delay} s after the start]"
@@ -356,13 +358,7 @@ class TestHelpers(Base):
             self.assertTrue(wait_for(lambda: children(helper) != [], 5),
                             "the helper's sleep never started")
             procs = [helper] + children(helper)
-            t0 = time.monotonic()
-            if group:
-                os.killpg(run.p.pid, sig)
-            else:
-                os.kill(run.p.pid, sig)
-            code = run.wait(BOUND + 5)
-            took = time.monotonic() - t0
+            code, took = run.stop(sig, group)
         finally:
             res = run.finish()
         self.assertEqual(code, EXIT_INTERRUPTED, "expected exit 130" + res.describe())
@@ -475,10 +471,7 @@ class TestAnalyzer(Base):
             whole = wait_for(lambda: count_stored(out) == N, 90, step=0.1)
             n = count_stored(out)
             self.assertTrue(run.p.poll() is None, "mailgrab ended with a stopped analyzer")
-            t0 = time.monotonic()
-            os.kill(run.p.pid, signal.SIGTERM)
-            code = run.wait(BOUND + 5)
-            took = time.monotonic() - t0
+            code, took = run.stop(signal.SIGTERM)
         finally:
             res = run.finish()
         self.assertTrue(whole, f"only {n} of {N} messages stored while the analyzer was "
