@@ -13,6 +13,7 @@ command, so the signal lands while mailgrab waits in exactly that stage.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,27 +67,43 @@ def tearDownModule():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def stored(out):
-    """{uid: bytes} of out/INBOX (eml), and the names of temp files under out."""
-    got, tmp = {}, []
-    for d, _, files in os.walk(out):
-        for n in files:
-            if n.startswith(TMP_PREFIX):
-                tmp.append(os.path.join(d, n))
+MAILDIR_UID = re.compile(r",U=(\d+):2,")
+
+
+def message_files(out):
+    """{uid: path} of out/INBOX, eml or Maildir (cur/ and new/)."""
     box = os.path.join(out, "INBOX")
-    if os.path.isdir(box):
-        for n in os.listdir(box):
+    files = {}
+    for d in (box, os.path.join(box, "cur"), os.path.join(box, "new")):
+        try:
+            names = os.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for n in names:
+            m = MAILDIR_UID.search(n)
             if n.endswith(".eml") and not n.startswith("."):
-                with open(os.path.join(box, n), "rb") as f:
-                    got[int(n[:-4])] = f.read()
+                files[int(n[:-4])] = os.path.join(d, n)
+            elif m and not n.startswith("."):
+                files[int(m.group(1))] = os.path.join(d, n)
+    return files
+
+
+def stored(out):
+    """{uid: bytes} of out/INBOX, and the temp files under out (Maildir's
+    tmp/ holds nothing else)."""
+    tmp = []
+    for d, _, files in os.walk(out):
+        tmp += [os.path.join(d, n) for n in files
+                if n.startswith(TMP_PREFIX) or os.path.basename(d) == "tmp"]
+    got = {}
+    for uid, path in message_files(out).items():
+        with open(path, "rb") as f:
+            got[uid] = f.read()
     return got, tmp
 
 
 def count_stored(out):
-    try:
-        return sum(1 for n in os.listdir(os.path.join(out, "INBOX")) if n.endswith(".eml"))
-    except FileNotFoundError:
-        return 0
+    return len(message_files(out))
 
 
 def children(pid):
@@ -212,9 +229,9 @@ class Base(unittest.TestCase):
                              + res.describe())
         return got
 
-    def next_run(self, out):
+    def next_run(self, out, *extra):
         """The next, undisturbed run completes the backup."""
-        res = tools.run(self.argv("--chunks", "4", output=out),
+        res = tools.run(self.argv("--chunks", "4", *extra, output=out),
                         env_extra={"XDG_CONFIG_HOME": config_home}, timeout=120)
         self.assertEqual(res.returncode, EXIT_OK, "the run after the signal failed"
                          + res.describe())
@@ -234,8 +251,9 @@ class TestStages(Base):
         "fetch": (rb"BODY\.PEEK\[\]", None, 30000, ()),
     }
 
-    def signalled(self, stage, sig, group=False):
+    def signalled(self, stage, sig, group=False, fmt="eml"):
         pattern, sessions, after, extra = self.STAGES[stage]
+        extra += ("--format", fmt)
         out = self.out_dir()
         summary = os.path.join(os.path.dirname(out), "summary.json")
         csv = os.path.join(os.path.dirname(out), "stats.csv")
@@ -271,7 +289,7 @@ class TestStages(Base):
             self.assertGreater(len(got), 0, res.describe())
             boxes = s["accounts"][0]["mailboxes"]
             self.assertEqual(boxes[0]["new"], len(got), json.dumps(s) + res.describe())
-        self.next_run(out)
+        self.next_run(out, "--format", fmt)
 
     def test_sigterm_moments_after_start(self):
         """The issue's measurement: SIGTERM 0.03 s into a run, straight to
@@ -330,6 +348,9 @@ class TestStages(Base):
 
     def test_fetch_sigint(self):
         self.signalled("fetch", signal.SIGINT, group=True)
+
+    def test_fetch_sigterm_maildir(self):
+        self.signalled("fetch", signal.SIGTERM, fmt="maildir")
 
     def test_fetch_sigterm_to_the_group(self):
         """As systemd stops a unit: every process of the run gets SIGTERM,
