@@ -36,7 +36,7 @@ import time
 import unittest
 
 from mgtest import corpus, tools
-from mgtest.server import Dovecot
+from mgtest.server import Dovecot, group_members
 
 EXIT_OK, EXIT_IO, EXIT_INTERRUPTED = 0, 7, 130
 TMP_PREFIX = ".mg-tmp-"
@@ -390,7 +390,7 @@ class Soak(unittest.TestCase):
         next_msg = initial
         ref = server_state(user)
         box = os.path.join(out, "INBOX", "cur" if fmt == "maildir" else "")
-        kills = runs = 0
+        kills = runs = left_temp = 0
         with tools.Proxy(server.host, server.imaps_port, "--delay-ms", "15") as proxy:
             while kills < kills_wanted and runs < 2 * kills_wanted:
                 runs += 1
@@ -404,6 +404,8 @@ class Soak(unittest.TestCase):
                 arg = {"time": round(rng.uniform(0.0, 0.6), 3),
                        "commits": rng.randint(2, 40)}.get(mode, 0)
                 few = rng.random() < 0.3
+                if runs % 8 == 4:  # surely some named temp files left behind
+                    mode, arg, few = "writing", 0, True
                 stored0 = before.count()
                 p = self.start(self.argv(user, out, fmt, port=proxy.port), few_fds=few)
                 t0 = time.monotonic()
@@ -432,10 +434,15 @@ class Soak(unittest.TestCase):
                           f"of {len(ref)}, {len(snap.temps) + len(snap.tmp_dir)} temp")
                 if rc == -signal.SIGKILL:
                     kills += 1
+                    left_temp += bool(snap.temps)
                 else:
                     self.assertEqual(rc, EXIT_OK, f"an unkilled run failed:\n{err}" + self.why())
+                    self.assertEqual(snap.temps + snap.tmp_dir, [], "a run that ended by "
+                                     "itself left temp files" + self.why())
                 self.assertWhole(snap, ref, f"after run {runs} ({mode} {arg})")
         self.assertGreaterEqual(kills, kills_wanted, "too few runs were killed" + self.why())
+        self.assertGreater(left_temp, 0, "no killed run left a temp file: their removal "
+                           "was not tried" + self.why())
         self.clean_run(user, out, fmt, os.path.join(os.path.dirname(out), "summary.json"))
 
     def test_kill9_maildir(self):
@@ -570,7 +577,7 @@ class Soak(unittest.TestCase):
         stage = rng.choice(self.STAGES)
         extra = round(rng.uniform(0.01, 0.03) if stage == "start" else rng.uniform(0.0, 0.25), 3)
         mailgrab = os.path.realpath(tools.binary("MAILGRAB"))
-        sent = []
+        sent, p_pid = [], []
         with tools.Proxy(server.host, server.imaps_port, "--delay-ms", "25") as proxy:
 
             def reached(p, t0, stored0):
@@ -586,6 +593,7 @@ class Soak(unittest.TestCase):
                 return Snapshot(out, fmt).count() > stored0
 
             def act(p, t0):
+                p_pid.append(p.pid)
                 stored0 = Snapshot(out, fmt).count()
                 while p.poll() is None and not reached(p, t0, stored0):
                     time.sleep(0.002)
@@ -593,14 +601,27 @@ class Soak(unittest.TestCase):
                     wait_exit(p, extra)
                 if p.poll() is not None:
                     return f"at {stage}: finished first"
-                os.kill(p.pid, sig) if sig != signal.SIGKILL else os.killpg(p.pid, sig)
+                os.kill(p.pid, sig)  # the process, as the OOM killer or kill(1) would
                 sent.append(time.monotonic())
                 rc = wait_exit(p, 3)
                 return f"at {stage} ({time.monotonic() - t0:.2f}s)" + (
                     "" if rc is not None else ", not gone 3 s later")
 
             rc, err, s, _, action = self.faulted_run(step, name, user, out, fmt, summary, ref,
-                                                     port=proxy.port, act=act, wait=30)
+                                                     port=proxy.port, act=act, wait=30,
+                                                     extra=("--stats",))
+        # Its analyzer (and any helper) ends with it.
+        deadline = time.monotonic() + 3
+        while group_members(p_pid[0]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = group_members(p_pid[0])
+        if left:
+            self.fall_short(step, f"{name} {action}: {len(left)} of its processes still "
+                            "running 3 s after it ended", err)
+            try:
+                os.killpg(p_pid[0], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return bool(sent), rc, err, s, action
 
     def fault_kill(self, rng, user, out, fmt, summary, ref, step, mnt):
