@@ -45,6 +45,8 @@ MAILDIR_NAME = re.compile(r"^(\d+)\.U(\d+)V(\d+)\.mailgrab,U=(\d+):2,([A-Z]*)$")
 INFO_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
                 "\\Deleted": "T"}
 
+BOXES = ("INBOX", "Archive")  # with --all-mailboxes: every mailbox the users have
+
 USERS = {"soak-md": "soak-md-pw", "soak-eml": "soak-eml-pw",
          "mix-md": "mix-md-pw", "mix-eml": "mix-eml-pw"}
 
@@ -114,14 +116,15 @@ def flag_some(user, rng, share=0.4):
 
 
 def deliver(user, rng, seed, start, count, big=False):
-    """APPENDs corpus messages start..start+count-1 to INBOX, some flagged
-    (mail arriving between runs); the last one has a 1 MB attachment if big."""
+    """APPENDs corpus messages start..start+count-1 to random mailboxes of
+    BOXES, some flagged (mail arriving between runs); the last one has a 1 MB
+    attachment if big."""
     conn = connect(user)
     try:
         for i in range(start, start + count):
             msg, mtime, _ = corpus.build_message(seed, i, big and i == start + count - 1,
                                                  1 << 20)
-            check(conn.append("INBOX", random_flags(rng), mtime, msg), "APPEND")
+            check(conn.append(rng.choice(BOXES), random_flags(rng), mtime, msg), "APPEND")
     finally:
         conn.logout()
 
@@ -131,23 +134,25 @@ _FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
 
 
 def server_state(user):
-    """{uid: (BODY[] bytes, Maildir info letters)} of INBOX, in one session."""
+    """{(mailbox, uid): (BODY[] bytes, Maildir info letters)} of BOXES, in
+    one session."""
     conn = connect(user)
+    out = {}
     try:
-        exists = int(check(conn.select("INBOX", readonly=True), "SELECT")[0])
-        if exists == 0:
-            return {}
-        data = check(conn.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])"), "UID FETCH")
-        out = {}
-        for item in data:
-            if not isinstance(item, tuple):
+        for box in BOXES:
+            exists = int(check(conn.select(box, readonly=True), "SELECT")[0])
+            if exists == 0:
                 continue
-            uid, flags = _UID.search(item[0]), _FLAGS.search(item[0])
-            if not uid or not flags:
-                raise AssertionError(f"unexpected FETCH response {item[0][:200]!r}")
-            letters = "".join(sorted(INFO_LETTERS[f] for f in flags.group(1).decode().split()
-                                     if f in INFO_LETTERS))
-            out[int(uid.group(1))] = (item[1], letters)
+            data = check(conn.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])"), "UID FETCH")
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                uid, flags = _UID.search(item[0]), _FLAGS.search(item[0])
+                if not uid or not flags:
+                    raise AssertionError(f"unexpected FETCH response {item[0][:200]!r}")
+                letters = "".join(sorted(INFO_LETTERS[f] for f in
+                                         flags.group(1).decode().split() if f in INFO_LETTERS))
+                out[box, int(uid.group(1))] = (item[1], letters)
         return out
     finally:
         conn.logout()
@@ -156,12 +161,13 @@ def server_state(user):
 # -- the backup's side ---------------------------------------------------------
 
 class Snapshot:
-    """What one mailbox directory of a backup holds, as found on disk."""
+    """What the mailbox directories of a backup hold, as found on disk;
+    messages are keyed (mailbox, uid) as in server_state."""
 
     def __init__(self, out, fmt):
-        self.box = os.path.join(out, "INBOX")
-        self.files = {}      # uid -> [path, ...]
-        self.flags = {}      # uid -> Maildir info letters
+        self.out = out
+        self.files = {}      # (mailbox, uid) -> [path, ...]
+        self.flags = {}      # (mailbox, uid) -> Maildir info letters
         self.temps = []      # our temp files, anywhere under out
         self.strange = []    # anything else that is no message of ours
         self.tmp_dir = []    # entries of Maildir tmp/
@@ -178,42 +184,42 @@ class Snapshot:
                 if fmt == "maildir" and parent == "tmp":
                     self.tmp_dir.append(rel)
                     continue
-                uid = self._uid(fmt, n, dirpath)
-                if uid is None:
+                key = self._key(fmt, n, dirpath)
+                if key is None:
                     self.strange.append(rel)
                     continue
-                self.files.setdefault(uid, []).append(path)
+                self.files.setdefault(key, []).append(path)
 
-    def _uid(self, fmt, name, dirpath):
+    def _key(self, fmt, name, dirpath):
+        rel = os.path.relpath(dirpath, self.out).split(os.sep)
         if fmt == "eml":
-            if dirpath != self.box or not re.fullmatch(r"[1-9]\d*\.eml", name):
+            if len(rel) != 1 or rel[0] not in BOXES or not re.fullmatch(r"[1-9]\d*\.eml", name):
                 return None
-            return int(name[:-4])
-        if os.path.dirname(dirpath) != self.box or os.path.basename(dirpath) not in ("cur",
-                                                                                      "new"):
+            return rel[0], int(name[:-4])
+        if len(rel) != 2 or rel[0] not in BOXES or rel[1] not in ("cur", "new"):
             return None
         m = MAILDIR_NAME.match(name)
         if not m or m.group(2) != m.group(4):
             return None
-        uid = int(m.group(2))
-        self.flags[uid] = m.group(5)
-        return uid
+        key = rel[0], int(m.group(2))
+        self.flags[key] = m.group(5)
+        return key
 
     def count(self):
         return sum(len(v) for v in self.files.values())
 
     def twice(self):
-        return {uid: [os.path.basename(p) for p in paths]
-                for uid, paths in self.files.items() if len(paths) > 1}
+        return {key: [os.path.basename(p) for p in paths]
+                for key, paths in self.files.items() if len(paths) > 1}
 
     def altered(self, ref):
-        """UIDs whose file is not the server's message (or unknown to it)."""
+        """Messages whose file is not the server's message (or unknown to it)."""
         bad = []
-        for uid, paths in self.files.items():
+        for key, paths in self.files.items():
             for path in paths:
                 with open(path, "rb") as f:
-                    if uid not in ref or f.read() != ref[uid][0]:
-                        bad.append(uid)
+                    if key not in ref or f.read() != ref[key][0]:
+                        bad.append(key)
         return sorted(bad)
 
 
@@ -266,9 +272,9 @@ class Soak(unittest.TestCase):
         if os.environ.get("MG_TEST_VERBOSE"):
             print(line, flush=True)
 
-    def argv(self, user, out, fmt, port=None, summary=None, extra=()):
+    def argv(self, user, out, fmt, port=None, summary=None, extra=(), chunks=4):
         pw = tools.write_secret(workdir, server.password(user))
-        more = ["--chunks", "4", "--format", fmt, *extra]
+        more = ["--all-mailboxes", "--chunks", str(chunks), "--format", fmt, *extra]
         if summary:
             more += ["--summary-json", summary]
         return tools.mailgrab_argv(server, user=user, port=port, password_file=pw,
@@ -312,8 +318,9 @@ class Soak(unittest.TestCase):
         self.assertEqual(snap.temps, [], "temp files left after the clean run" + why)
         if fmt == "maildir":
             self.assertEqual(snap.tmp_dir, [], "Maildir tmp/ not empty" + why)
-            self.assertTrue(os.path.isdir(os.path.join(snap.box, "new")), why)
-            wrong = {u: (snap.flags[u], ref[u][1]) for u in ref if snap.flags[u] != ref[u][1]}
+            for box in BOXES:
+                self.assertTrue(os.path.isdir(os.path.join(out, box, "new")), why)
+            wrong = {k: (snap.flags[k], ref[k][1]) for k in ref if snap.flags[k] != ref[k][1]}
             self.assertEqual(wrong, {}, "Maildir flags differ from the server's "
                              "(stored, server)" + why)
         return ref, snap
@@ -325,16 +332,16 @@ class Soak(unittest.TestCase):
         self.assertIsNotNone(summary, "no summary JSON written" + why)
         self.assertEqual(summary.get("exit_code"), res.returncode,
                          "the summary's exit code is not the run's" + why)
-        boxes = [b for a in summary["accounts"] for b in a["mailboxes"]]
-        self.assertEqual([b["name"] for b in boxes], ["INBOX"], why)
-        box = boxes[0]
-        self.assertEqual((box["new"], box["bytes"]), (added, added_bytes),
-                         "the summary's new messages and bytes are not what the run "
-                         "stored" + why)
-        if listed is not None:
-            self.assertEqual((box["listed"], box["new"] + box["skipped"], box["failed"],
-                              box["vanished"], box["status"]),
-                             (listed, listed, 0, 0, "ok"), why)
+        boxes = {b["name"]: b for a in summary["accounts"] for b in a["mailboxes"]}
+        self.assertEqual(sorted(boxes), sorted(BOXES), why)
+        for name, box in boxes.items():
+            self.assertEqual((box["new"], box["bytes"]), (added[name], added_bytes[name]),
+                             f"the summary's new messages and bytes in {name} are not what "
+                             "the run stored" + why)
+            if listed is not None:
+                self.assertEqual((box["listed"], box["new"] + box["skipped"], box["failed"],
+                                  box["vanished"], box["status"]),
+                                 (listed[name], listed[name], 0, 0, "ok"), why)
 
     def clean_run(self, user, out, fmt, summary):
         before = Snapshot(out, fmt)
@@ -345,8 +352,8 @@ class Soak(unittest.TestCase):
             res.describe()))
         ref, snap = self.assertExact(out, fmt, user, res)
         added = set(snap.files) - set(before.files)
-        self.assertSummary(read_summary(summary), res, len(added),
-                           sum(len(ref[u][0]) for u in added), listed=len(ref))
+        self.assertSummary(read_summary(summary), res, per_box(added),
+                           per_box(added, lambda k: len(ref[k][0])), listed=per_box(ref))
         return ref
 
     # -- kill -9 at random moments --------------------------------------------
@@ -363,25 +370,50 @@ class Soak(unittest.TestCase):
         return self.KILL_MODES[-1][0]
 
     def fresh(self, user, seed, initial):
-        """A seeded corpus of initial messages in user's INBOX, some flagged;
-        returns (rng, output directory)."""
+        """A seeded corpus of initial messages in user's INBOX, some flagged,
+        and the other BOXES, empty; returns (rng, output directory)."""
         rng = random.Random(f"{SEED}/{seed}")
         corpus.generate(server.maildir(user), initial, os.path.join(workdir, user + ".json"),
                         seed=seed, big=1, big_size=1 << 20, server=server)
         flag_some(user, rng)
+        conn = connect(user)
+        try:
+            for box in BOXES[1:]:
+                check(conn.create(box), "CREATE " + box)
+        finally:
+            conn.logout()
         out = tempfile.mkdtemp(prefix=f"out-{user}-", dir=workdir) + "/backup"
         return rng, out
 
-    def writing(self, pid, out, fmt):
-        """Is a message file being written (a named temp file, or an
-        unnamed one held open)?"""
-        tmp = os.path.join(out, "INBOX", "tmp" if fmt == "maildir" else "")
-        try:
-            if any(n.startswith(TMP_PREFIX) for n in os.listdir(tmp)):
-                return True
-        except FileNotFoundError:
-            pass
-        return unnamed_file_open(pid, out)
+    @staticmethod
+    def temp_names(out, fmt):
+        names = set()
+        for box in BOXES:
+            tmp = os.path.join(out, box, "tmp" if fmt == "maildir" else "")
+            try:
+                names.update(n for n in os.listdir(tmp) if n.startswith(TMP_PREFIX))
+            except FileNotFoundError:
+                pass
+        return names
+
+    def writing(self, pid, out, fmt, named_only=False, old=frozenset()):
+        """Is a message file being written (a named temp file other than
+        old ones, or an unnamed one held open)?"""
+        if self.temp_names(out, fmt) - old:
+            return True
+        return not named_only and unnamed_file_open(pid, out)
+
+    @staticmethod
+    def named(out, fmt):
+        """How many messages have their final names (quickly, while a run goes)."""
+        n = 0
+        for box in BOXES:
+            try:
+                n += sum(not x.startswith(".") for x in
+                         os.listdir(os.path.join(out, box, "cur" if fmt == "maildir" else "")))
+            except FileNotFoundError:
+                pass
+        return n
 
     def kill_series(self, user, fmt, kills_wanted, initial, seed):
         """kills_wanted runs killed by SIGKILL, each at a random moment, mail
@@ -389,7 +421,6 @@ class Soak(unittest.TestCase):
         rng, out = self.fresh(user, seed, initial)
         next_msg = initial
         ref = server_state(user)
-        box = os.path.join(out, "INBOX", "cur" if fmt == "maildir" else "")
         kills = runs = left_temp = 0
         with tools.Proxy(server.host, server.imaps_port, "--delay-ms", "15") as proxy:
             while kills < kills_wanted and runs < 2 * kills_wanted:
@@ -405,20 +436,22 @@ class Soak(unittest.TestCase):
                        "commits": rng.randint(2, 40)}.get(mode, 0)
                 few = rng.random() < 0.3
                 if runs % 8 == 4:  # surely some named temp files left behind
-                    mode, arg, few = "writing", 0, True
+                    mode, arg, few = "temp-file", 0, True
                 stored0 = before.count()
-                p = self.start(self.argv(user, out, fmt, port=proxy.port), few_fds=few)
+                stale = self.temp_names(out, fmt)  # left by the run before
+                chunks = rng.choice((1, 2, 4, 4, 8))
+                p = self.start(self.argv(user, out, fmt, port=proxy.port, chunks=chunks),
+                               few_fds=few)
                 t0 = time.monotonic()
                 while p.poll() is None and time.monotonic() - t0 < 60:
                     now = time.monotonic() - t0
-                    try:
-                        grown = sum(not n.startswith(".") for n in os.listdir(box)) - stored0
-                    except FileNotFoundError:
-                        grown = 0
+                    grown = self.named(out, fmt) - stored0
                     if ((mode == "time" and now >= arg)
                             or (mode == "first-commit" and grown > 0)
                             or (mode == "commits" and grown >= arg)
-                            or (mode == "writing" and self.writing(p.pid, out, fmt))):
+                            or (mode == "writing" and self.writing(p.pid, out, fmt, old=stale))
+                            or (mode == "temp-file"
+                                and self.writing(p.pid, out, fmt, True, stale))):
                         os.killpg(p.pid, signal.SIGKILL)
                         break
                     time.sleep(0.002)
@@ -429,7 +462,8 @@ class Soak(unittest.TestCase):
                 seconds = time.monotonic() - t0
                 err = self.stderr()
                 snap = Snapshot(out, fmt)
-                self.note(f"{fmt} run {runs}{' few fds' if few else ''}: kill at {mode} {arg}: "
+                self.note(f"{fmt} run {runs} ({chunks} conn{', few fds' if few else ''}): "
+                          f"kill at {mode} {arg}: "
                           f"exit {rc} after {seconds:.2f}s, stored {stored0} -> {snap.count()} "
                           f"of {len(ref)}, {len(snap.temps) + len(snap.tmp_dir)} temp")
                 if rc == -signal.SIGKILL:
@@ -530,9 +564,10 @@ class Soak(unittest.TestCase):
         s = read_summary(summary)
         if s is not None and rc is not None and rc >= 0:
             boxes = [b for a in s.get("accounts", []) for b in a.get("mailboxes", [])]
-            said = (s.get("exit_code"), sum(b["new"] for b in boxes),
-                    sum(b["bytes"] for b in boxes))
-            did = (rc, len(added), sum(len(ref[u][0]) for u in added))
+            said = (s.get("exit_code"), {b["name"]: (b["new"], b["bytes"]) for b in boxes})
+            did = (rc, {box: (per_box(added)[box],
+                              per_box(added, lambda k: len(ref[k][0]))[box])
+                        for box in BOXES if box in {b["name"] for b in boxes}})
             if said != did:
                 self.fall_short(step, f"{name}: the summary says (exit, new, bytes) {said}, "
                                 f"the run did {did}", err)
@@ -580,7 +615,7 @@ class Soak(unittest.TestCase):
         sent, p_pid = [], []
         with tools.Proxy(server.host, server.imaps_port, "--delay-ms", "25") as proxy:
 
-            def reached(p, t0, stored0):
+            def reached(p, t0, stored0, stale):
                 if stage == "start":  # once mailgrab itself runs (after exec)
                     try:
                         return os.readlink(f"/proc/{p.pid}/exe") == mailgrab
@@ -589,13 +624,14 @@ class Soak(unittest.TestCase):
                 if stage in ("connect", "login"):
                     return ": accepted" in proxy.log()
                 if stage == "fetch":
-                    return self.writing(p.pid, out, fmt)
+                    return self.writing(p.pid, out, fmt, old=stale)
                 return Snapshot(out, fmt).count() > stored0
 
             def act(p, t0):
                 p_pid.append(p.pid)
                 stored0 = Snapshot(out, fmt).count()
-                while p.poll() is None and not reached(p, t0, stored0):
+                stale = self.temp_names(out, fmt)
+                while p.poll() is None and not reached(p, t0, stored0, stale):
                     time.sleep(0.002)
                 if stage in ("start", "login") and p.poll() is None:
                     wait_exit(p, extra)
@@ -667,6 +703,14 @@ class Soak(unittest.TestCase):
 
     def test_mixed_faults_eml(self):
         self.mixed_series("mix-eml", "eml", seed=94)
+
+
+def per_box(keys, value=lambda k: 1):
+    """{mailbox: sum of value(key)} over (mailbox, uid) keys, for every mailbox."""
+    out = dict.fromkeys(BOXES, 0)
+    for k in keys:
+        out[k[0]] += value(k)
+    return out
 
 
 def rng_few(step):
