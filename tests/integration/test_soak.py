@@ -52,7 +52,9 @@ USERS = {"soak-md": "soak-md-pw", "soak-eml": "soak-eml-pw",
 
 # mailgrab shares (limit - 256) descriptors among its workers' unnamed files:
 # with 300 and --chunks 4, 11 each; the rest of a batch uses named temp files.
-FEW_FDS = 300
+# With 256 none: every message goes through a named temp file, as on a file
+# system without O_TMPFILE.
+FEW_FDS = (300, 256)
 
 SEED = int(os.environ.get("MG_SOAK_SEED") or random.SystemRandom().randrange(1, 1 << 31))
 
@@ -280,15 +282,15 @@ class Soak(unittest.TestCase):
         return tools.mailgrab_argv(server, user=user, port=port, password_file=pw,
                                    output=out, extra=more)
 
-    def start(self, argv, few_fds=False):
-        """Starts mailgrab; few_fds: with a hard limit of FEW_FDS descriptors,
-        so most messages of a batch go to named temp files, not unnamed ones."""
+    def start(self, argv, few_fds=0):
+        """Starts mailgrab; few_fds: with that hard limit of descriptors
+        (see FEW_FDS), so messages go to named temp files, not unnamed ones."""
         env = dict(os.environ, XDG_CONFIG_HOME=config_home)
         env.pop("MAILGRAB_PASSWORD", None)
         self._err = tempfile.TemporaryFile()
 
         def limit():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (FEW_FDS, FEW_FDS))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (few_fds, few_fds))
 
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=self._err, env=env, start_new_session=True,
@@ -434,9 +436,9 @@ class Soak(unittest.TestCase):
                 mode = self.pick_mode(rng)
                 arg = {"time": round(rng.uniform(0.0, 0.6), 3),
                        "commits": rng.randint(2, 40)}.get(mode, 0)
-                few = rng.random() < 0.3
+                few = rng.choice(FEW_FDS) if rng.random() < 0.3 else 0
                 if runs % 8 == 4:  # surely some named temp files left behind
-                    mode, arg, few = "temp-file", 0, True
+                    mode, arg, few = "temp-file", 0, FEW_FDS[runs % 16 // 8]
                 stored0 = before.count()
                 stale = self.temp_names(out, fmt)  # left by the run before
                 chunks = rng.choice((1, 2, 4, 4, 8))
@@ -462,7 +464,7 @@ class Soak(unittest.TestCase):
                 seconds = time.monotonic() - t0
                 err = self.stderr()
                 snap = Snapshot(out, fmt)
-                self.note(f"{fmt} run {runs} ({chunks} conn{', few fds' if few else ''}): "
+                self.note(f"{fmt} run {runs} ({chunks} conn{f', {few} fds' if few else ''}): "
                           f"kill at {mode} {arg}: "
                           f"exit {rc} after {seconds:.2f}s, stored {stored0} -> {snap.count()} "
                           f"of {len(ref)}, {len(snap.temps) + len(snap.tmp_dir)} temp")
@@ -715,7 +717,7 @@ def per_box(keys, value=lambda k: 1):
 
 def rng_few(step):
     """Every third step of a mixed series runs with few descriptors."""
-    return step % 3 == 0
+    return FEW_FDS[step % 2] if step % 3 == 0 else 0
 
 
 if __name__ == "__main__":
