@@ -42,7 +42,7 @@ from mgtest.server import Dovecot, group_members
 
 EXIT_OK, EXIT_IO, EXIT_INTERRUPTED = 0, 7, 130
 TMP_PREFIX = ".mg-tmp-"
-OWN_FILES = {".mailgrab-state", ".mailgrab.lock"}
+OWN_PREFIX = ".mailgrab"  # mailgrab's own records: state, lock (and any other)
 MAILDIR_NAME = re.compile(r"^(\d+)\.U(\d+)V(\d+)\.mailgrab,U=(\d+):2,([A-Z]*)$")
 INFO_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
                 "\\Deleted": "T"}
@@ -182,7 +182,7 @@ class Snapshot:
                 if n.startswith(TMP_PREFIX):
                     self.temps.append(rel)
                     continue
-                if n in OWN_FILES:
+                if n.startswith(OWN_PREFIX):
                     continue
                 parent = os.path.basename(dirpath)
                 if fmt == "maildir" and parent == "tmp":
