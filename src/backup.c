@@ -12,6 +12,7 @@
 #include "mailgrab/mboxname.h"
 #include "mailgrab/plan.h"
 #include "mailgrab/pool.h"
+#include "mailgrab/provider.h"
 #include "mailgrab/store.h"
 #include "mailgrab/tls.h"
 
@@ -220,13 +221,37 @@ static bool fatal(enum mg_code rc)
 /* Gmail closes sessions past 15 per account: never ask for more. */
 static unsigned cap_connections(const struct mg_account *a)
 {
-    unsigned most = mg_server_max_connections(a->server);
+    unsigned most = mg_provider_max_connections(a->server);
     if (most > 0 && a->chunks > most) {
         mg_warn("%s allows at most %u connections per account; using %u, not %u", a->server, most,
                 most, a->chunks);
         return most;
     }
     return a->chunks;
+}
+
+/* Lock and claim the directory that holds account a's backup, in dir: its
+ * output, or output/<account> when other accounts of the config file share
+ * the output. locks[0] locks the output, locks[1] the account's directory. */
+static enum mg_code account_dir(const struct mg_account *a, char *dir, size_t cap, int locks[2],
+                                struct mg_error *err)
+{
+    struct mg_store_owner who = {a->name, a->server, a->user};
+    enum mg_code rc = mg_store_lock(a->output, &locks[0], err);
+    if (rc != MG_OK)
+        return rc;
+    if (!a->output_shared) {
+        snprintf(dir, cap, "%s", a->output);
+        return mg_store_claim(a->output, &who, err);
+    }
+    char name[MG_MBOX_PATH_MAX + 1];
+    mg_mbox_to_path(a->name, name, sizeof(name));
+    if (snprintf(dir, cap, "%s/%s", a->output, name) >= (int)cap)
+        return mg_error_set(err, MG_E_USAGE, "output path too long: %s", a->output);
+    rc = mg_store_claim_shared(a->output, name, &who, a->output_first, err);
+    if (rc == MG_OK)
+        rc = mg_store_lock(dir, &locks[1], err);
+    return rc;
 }
 
 enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds *cr,
@@ -242,11 +267,15 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     struct mg_tls_ctx *tls = NULL;
     struct mg_pool *pool = NULL;
     struct boxes b = {0};
-    int lockfd = -1;
+    int locks[2] = {-1, -1};
+    char dir[PATH_MAX] = "";
+    struct mg_account own = *a;
 
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, &err);
     if (rc == MG_OK)
-        rc = mg_store_lock(a->output, &lockfd, &err);
+        rc = account_dir(a, dir, sizeof(dir), locks, &err);
+    own.output = dir;
+    a = &own;
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
     if (rc == MG_OK)
         rc = mg_pool_create(&srv, cr, cap_connections(a), &pool, &err);
@@ -289,8 +318,9 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
 out:
     mg_pool_destroy(pool);
     free(b.v);
-    if (lockfd >= 0)
-        close(lockfd);
+    for (int i = 0; i < 2; i++)
+        if (locks[i] >= 0)
+            close(locks[i]);
     mg_tls_ctx_destroy(tls);
     return rep->code;
 }

@@ -64,6 +64,8 @@ static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_
         return mg_error_set(err, MG_E_USAGE, "no [account %s] in %s", o->account,
                             cfg->path[0] ? cfg->path : "the config file");
     }
+    if (from_config)
+        mg_config_share_outputs(cfg, v, k);
     if (!from_config) {
         mg_account_init(&v[0], "command line");
         mg_account_merge(&v[0], &cfg->defaults);

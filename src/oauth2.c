@@ -223,37 +223,6 @@ int mg_pkce_challenge(const char *verifier, char *buf, size_t cap)
     return mg_base64(md, sizeof(md), true, buf, cap) < 0 ? -1 : 0;
 }
 
-static const struct mg_oauth2_provider providers[] = {
-    {
-        .name = "gmail",
-        .imap_host = "imap.gmail.com",
-        .imap_port = "993",
-        .auth_url = "https://accounts.google.com/o/oauth2/v2/auth",
-        .token_url = "https://oauth2.googleapis.com/token",
-        .scope = "https://mail.google.com/",
-        .offline_consent = true,
-    },
-    {
-        .name = "outlook",
-        .imap_host = "outlook.office365.com",
-        .imap_port = "993",
-        .auth_url = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
-        .token_url = "https://login.microsoftonline.com/common/oauth2/v2.0/token",
-        .scope = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
-        .offline_consent = false,
-    },
-};
-
-const struct mg_oauth2_provider *mg_oauth2_provider(const char *name)
-{
-    if (name == NULL)
-        return NULL;
-    for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
-        if (strcmp(providers[i].name, name) == 0)
-            return &providers[i];
-    return NULL;
-}
-
 void mg_oauth2_reply_wipe(struct mg_oauth2_reply *r)
 {
     explicit_bzero(r, sizeof(*r));

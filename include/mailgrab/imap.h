@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "mailgrab/creds.h"
 #include "mailgrab/error.h"
 #include "mailgrab/plan.h"
 #include "mailgrab/tls.h"
@@ -28,17 +29,6 @@ struct mg_server {
     const char *port;
     int timeout_s; /* inactivity timeout for every network wait */
     struct mg_tls_ctx *tls;
-};
-
-enum mg_auth { MG_AUTH_PASSWORD, MG_AUTH_XOAUTH2, MG_AUTH_OAUTHBEARER };
-
-struct mg_oauth2;
-
-struct mg_creds {
-    const char *user;
-    enum mg_auth auth;
-    const char *password;    /* MG_AUTH_PASSWORD; never logged */
-    struct mg_oauth2 *oauth; /* the OAuth mechanisms: one token source for all sessions */
 };
 
 struct mg_mailbox_info {

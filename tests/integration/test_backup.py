@@ -32,6 +32,7 @@ EXIT_OK, EXIT_USAGE, EXIT_AUTH, EXIT_MAILBOX, EXIT_LOCKED = 0, 2, 5, 6, 9
 TMP_PREFIX = ".mg-tmp-"
 STATE_FILE = ".mailgrab-state"
 LOCK_FILE = ".mailgrab.lock"
+OWNER_FILE = ".mailgrab-account"
 
 # Users of the shared server, one (or two) per test class.
 EXTRA_USERS = {
@@ -488,8 +489,8 @@ class TestServerChanges(Base):
         res = self.mailgrab(u, "--mailbox", box, output=out)
         self.assertExit(res, EXIT_OK)
         self.assertSilent(res)
-        self.assertEqual(sorted(os.listdir(out)), sorted([box, gen, LOCK_FILE])
-                         if LOCK_FILE in os.listdir(out) else sorted([box, gen]))
+        self.assertEqual(sorted(set(os.listdir(out)) - {LOCK_FILE, OWNER_FILE}),
+                         sorted([box, gen]))
 
     def test_expunged_messages_stay(self):
         u = "expunge"
@@ -543,7 +544,8 @@ class NamesBase(Base):
             self.assertTrue(os.path.realpath(p).startswith(top + os.sep),
                             f"{p} is outside the output" + res.describe())
         dirs = dir_names(selectable)
-        self.assertEqual(sorted(set(os.listdir(out)) - {LOCK_FILE}), sorted(dirs.values()),
+        self.assertEqual(sorted(set(os.listdir(out)) - {LOCK_FILE, OWNER_FILE}),
+                         sorted(dirs.values()),
                          "directory names do not follow the mapping" + res.describe())
         for name, d in dirs.items():
             with self.subTest(mailbox=name):
@@ -689,7 +691,7 @@ class TestNotmuch(Base):
         with open(cfg, "w") as f:
             f.write(f"[database]\npath={out}\n[user]\nname=mailgrab test\n"
                     "primary_email=nm@example.org\n[new]\ntags=unread;inbox;\n"
-                    "ignore=.mailgrab-state;.mailgrab.lock\n")
+                    "ignore=.mailgrab-state;.mailgrab.lock;.mailgrab-account\n")
         env = dict(os.environ, HOME=home, NOTMUCH_CONFIG=cfg, XDG_CONFIG_HOME=home,
                    XDG_DATA_HOME=home)
         r = subprocess.run([nm, "new", "--quiet"], env=env, capture_output=True, text=True,

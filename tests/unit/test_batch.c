@@ -13,6 +13,7 @@
 #include "mailgrab/analyzer.h"
 #include "mailgrab/batch.h"
 #include "mailgrab/ipc.h"
+#include "mailgrab/log.h"
 
 static char dir[] = "/tmp/mg-test-batch-XXXXXX";
 
@@ -92,6 +93,46 @@ static void test_crash_contained(void **state)
     mg_stats_finish(&s);
 }
 
+/* Run a crashing batch with stderr in a file; return what it printed. */
+static char *stderr_of_crashing_batch(enum mg_verbosity level)
+{
+    char tmpl[] = "/tmp/mg-test-stderr-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    unlink(tmpl);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    mg_log_set_level(level);
+    const char *const some[] = {paths[0], paths[1], "/nonexistent/mailgrab/x.eml"};
+    struct mg_batch_opts o = {NULL, 1, hostile_analyze};
+    struct mg_stats s;
+    mg_stats_init(&s);
+    assert_int_equal(mg_batch_analyze(some, 3, &o, &s), 0);
+    assert_int_equal(s.unparseable, 2);
+    mg_stats_finish(&s);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    mg_log_set_level(MG_NORMAL);
+    static char out[4096];
+    ssize_t n = pread(fd, out, sizeof(out) - 1, 0);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    return out;
+}
+
+/* --quiet holds in the worker processes too: their warnings go through the
+ * log level inherited from the parent. */
+static void test_quiet_holds_in_workers(void **state)
+{
+    (void)state;
+    assert_string_equal(stderr_of_crashing_batch(MG_QUIET), "");
+    const char *said = stderr_of_crashing_batch(MG_NORMAL);
+    assert_non_null(strstr(said, "counted as unparseable"));
+    assert_non_null(strstr(said, "/nonexistent/mailgrab/x.eml"));
+}
+
 static void test_analyzer_process(void **state)
 {
     (void)state;
@@ -154,6 +195,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_contained),
+        cmocka_unit_test(test_quiet_holds_in_workers),
         cmocka_unit_test(test_analyzer_process),
         cmocka_unit_test(test_ipc_malformed),
     };
