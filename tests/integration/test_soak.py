@@ -23,22 +23,19 @@ series carries on to its final clean run, and the test then fails listing
 every shortfall.
 """
 
-import imaplib
 import json
 import os
 import random
 import re
 import resource
-import shutil
 import signal
-import ssl
 import subprocess
 import tempfile
 import time
 import unittest
 
-from mgtest import corpus, tools
-from mgtest.server import Dovecot, group_members
+from mgtest import corpus, reference, tools
+from mgtest.server import group_members, start_for_module, stop_for_module
 
 EXIT_OK, EXIT_IO, EXIT_INTERRUPTED = 0, 7, 130
 TMP_PREFIX = ".mg-tmp-"
@@ -69,35 +66,20 @@ def setUpModule():
     global server, workdir, config_home
     tools.binary("MAILGRAB")
     tools.binary("MGPROXY")
-    workdir = tempfile.mkdtemp(prefix="mgtest-soak-")
-    config_home = os.path.join(workdir, "xdg-empty")
-    os.makedirs(config_home)
-    server = Dovecot()
-    server.users.update(USERS)
-    server.start()
+    server, workdir, config_home = start_for_module("mgtest-soak-", USERS)
 
 
 def tearDownModule():
-    if server is not None:
-        server.stop()
-    if workdir and not os.environ.get("MG_KEEP_TMP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop_for_module(server, workdir)
 
 
 # -- the server's side ---------------------------------------------------------
 
 def connect(user):
-    ctx = ssl.create_default_context(cafile=server.ca_file)
-    conn = imaplib.IMAP4_SSL(server.host, server.imaps_port, ssl_context=ctx)
-    conn.login(user, server.password(user))
-    return conn
+    return reference.login(server, user)
 
 
-def check(result, what):
-    typ, data = result
-    if typ != "OK":
-        raise AssertionError(f"{what}: {typ} {data}")
-    return data
+check = reference.ok
 
 
 def random_flags(rng):
@@ -225,22 +207,6 @@ class Snapshot:
                     if key not in ref or f.read() != ref[key][0]:
                         bad.append(key)
         return sorted(bad)
-
-
-def unnamed_file_open(pid, out):
-    """Has pid an unnamed (O_TMPFILE, or unlinked) file open under out?"""
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(out) and target.endswith("(deleted)"):
-            return True
-    return False
 
 
 def wait_exit(p, seconds):
@@ -405,7 +371,7 @@ class Soak(unittest.TestCase):
         old ones, or an unnamed one held open)?"""
         if self.temp_names(out, fmt) - old:
             return True
-        return not named_only and unnamed_file_open(pid, out)
+        return not named_only and tools.unnamed_file_open(pid, out)
 
     @staticmethod
     def named(out, fmt):

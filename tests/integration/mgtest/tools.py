@@ -133,3 +133,20 @@ class Proxy:
             return self._final_log
         with open(self.log_file, errors="replace") as f:
             return f.read()
+
+
+def unnamed_file_open(pid, under):
+    """Has process pid a file open under the directory under that has no
+    name (O_TMPFILE, or unlinked)? False once it has exited."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(under) and target.endswith("(deleted)"):
+            return True
+    return False
