@@ -21,11 +21,11 @@ void mg_cli_usage(FILE *f)
           "--config; the command line wins. The password comes from --password-file,\n"
           "--password-command, MAILGRAB_PASSWORD, or a prompt on the terminal; never\n"
           "from the command line.\n"
-          "Exit codes: 0 ok (also when nothing is new), 1 some messages failed, 2 usage,\n"
-          "3 connect, 4 TLS, 5 authentication, 6 mailbox, 7 local I/O, 8 protocol,\n"
-          "9 locked, 10 OAuth2 token, 11 server quota, 13 output holds another\n"
-          "account's backup, 130 interrupted. Accounts of the config file sharing an\n"
-          "output each get DIR/<account>. See mailgrab(1), mailgrab.conf(5).\n",
+          "Exit codes: 0 ok (also when nothing is new), 1 some messages or listed mailboxes\n"
+          "failed, 2 usage, 3 connect, 4 TLS, 5 authentication, 6 named mailbox, 7 local\n"
+          "I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 server quota, 13 output holds\n"
+          "another account's backup, 130 interrupted. Accounts of the config file sharing\n"
+          "an output each get DIR/<account>. See mailgrab(1), mailgrab.conf(5).\n",
           f);
 }
 

@@ -73,6 +73,7 @@ struct mg_pool {
     pthread_t waiter; /* the thread in mg_pool_run, woken when the last worker ends */
     atomic_uint_fast64_t bytes_seen; /* streamed, for progress */
     atomic_size_t stored;
+    atomic_bool logged_in; /* the credentials opened a session in this run */
 };
 
 enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
@@ -167,8 +168,11 @@ static enum mg_code open_slot(struct mg_pool *p, struct slot *s, struct mg_error
         return MG_OK;
     struct mg_imap *sess;
     enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
-    if (rc == MG_OK)
+    if (rc == MG_OK) {
         set_session(p, s, sess);
+        atomic_store(&p->logged_in, true);
+    } else
+        rc = mg_imap_judge_login(err, atomic_load(&p->logged_in));
     return rc;
 }
 
@@ -194,8 +198,8 @@ static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *ma
     if (rc == MG_OK) {
         snprintf(s->examined, sizeof(s->examined), "%s", mailbox);
         s->info = *mi;
-    } else if (rc != MG_E_MAILBOX)
-        drop_session(p, s); /* out of step after a protocol error */
+    } else if (mg_imap_broken(s->sess))
+        drop_session(p, s); /* out of step; a refusal leaves it usable */
     return rc;
 }
 
@@ -213,8 +217,10 @@ static enum mg_code with_control(struct mg_pool *p, control_op op, void *arg, st
             rc = op(p, sess, arg, err);
         if (rc == MG_OK || err->retry == MG_RETRY_NONE || attempt >= MAX_FAILS)
             return rc;
-        drop_session(p, &p->slots[0]);
-        mg_info("%s; reconnecting", err->msg);
+        bool broken = mg_imap_broken(p->slots[0].sess);
+        if (broken)
+            drop_session(p, &p->slots[0]);
+        mg_info("%s; %s", err->msg, broken ? "reconnecting" : "asking again");
         unsigned ms = err->retry == MG_RETRY_LATER ? 1000u << attempt : 200u * attempt;
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
         nanosleep(&ts, NULL);

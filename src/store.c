@@ -259,17 +259,6 @@ static enum mg_code scan(struct mg_store *st, struct mg_error *err)
     return rc;
 }
 
-int mg_format_parse(const char *s, enum mg_format *out)
-{
-    if (strcmp(s, "eml") == 0)
-        *out = MG_FORMAT_EML;
-    else if (strcmp(s, "maildir") == 0)
-        *out = MG_FORMAT_MAILDIR;
-    else
-        return -1;
-    return 0;
-}
-
 enum mg_format mg_store_format(const struct mg_store *st)
 {
     return st->format;
@@ -408,6 +397,37 @@ static int open_dir_at(int dirfd, const char *name, bool create)
     if (fd < 0 && errno == ELOOP)
         errno = ENOTDIR;
     return fd;
+}
+
+static bool is_eml_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_EML, name) != 0;
+}
+
+static bool is_maildir_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_MAILDIR, name) != 0;
+}
+
+/* Does the mailbox directory dirfd hold a stored message: an .eml, or a
+ * Maildir file in cur/ or new/? (An empty Maildir has cur/ all the same.) */
+static bool holds_messages(int dirfd)
+{
+    char any[NAME_MAX + 1];
+    if (find_entry(dirfd, is_eml_name, any, sizeof(any)))
+        return true;
+    static const char *const subs[] = {"cur", "new"};
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        int fd = open_dir_at(dirfd, subs[i], false);
+        bool found = fd >= 0 && find_entry(fd, is_maildir_name, any, sizeof(any));
+        if (fd >= 0)
+            close(fd);
+        if (found)
+            return true;
+    }
+    return false;
 }
 
 /* Something other than a directory of ours where one should be: this
@@ -772,6 +792,11 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
         mg_warn("%s: the server gives no UIDVALIDITY; messages are matched by UID alone, so a "
                 "renumbered mailbox cannot be told apart",
                 base);
+    } else if (r == 1 && old != uidvalidity && !holds_messages(basefd)) {
+        /* Nothing stored under the old UIDVALIDITY: nothing to keep apart.
+         * GNU imap4d gives an empty mbox a new one in every session. */
+        mg_info("%s: nothing stored under UIDVALIDITY %u; taking the server's %u", base, old,
+                uidvalidity);
     } else if (r == 1 && old != uidvalidity) {
         name = gen;
     } else if (r == 0 && basefd >= 0 && find_entry(basefd, is_message_name, any, sizeof(any))) {
@@ -1156,4 +1181,49 @@ void mg_batch_discard(struct mg_batch *b)
         forget(b->st, b->v[i].fd, b->v[i].tmp);
     b->n = 0;
     b->nopen = 0;
+}
+
+enum mg_code mg_store_mailbox_dirs(const char *output, char ***names, size_t *n,
+                                   struct mg_error *err)
+{
+    *names = NULL;
+    *n = 0;
+    int fd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return MG_OK; /* nothing stored yet */
+    if (fd < 0)
+        return io_error(err, "open directory", output, errno);
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return io_error(err, "read directory", output, errno);
+    }
+    enum mg_code rc = MG_OK;
+    struct dirent *de;
+    while (rc == MG_OK && (de = readdir(d)) != NULL) {
+        if (!is_mailbox_dir(dirfd(d), de->d_name))
+            continue;
+        char **v = reallocarray(*names, *n + 1, sizeof(*v));
+        char *copy = v != NULL ? strdup(de->d_name) : NULL;
+        if (v != NULL)
+            *names = v;
+        if (copy == NULL)
+            rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        else
+            (*names)[(*n)++] = copy;
+    }
+    closedir(d);
+    if (rc != MG_OK) {
+        mg_store_free_names(*names, *n);
+        *names = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void mg_store_free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }

@@ -51,7 +51,17 @@ struct mg_imap;
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err);
 
-/* EXAMINE (read-only): nothing mailgrab does can change the server's flags. */
+/* A login refused by mg_imap_open with no code that blames the credentials
+ * (MG_E_AUTH, retry MG_RETRY_LATER; Gmail's "NO [ALERT] Too many simultaneous
+ * connections"): when these credentials logged in before in this run, it is
+ * a connection limit (MG_E_CONNECT, retry later); else refused credentials
+ * (MG_E_AUTH, no retry). Other errors pass unchanged. Returns err->code. */
+enum mg_code mg_imap_judge_login(struct mg_error *err, bool logged_in_before);
+
+/* EXAMINE (read-only): nothing mailgrab does can change the server's flags.
+ * A name with 8-bit bytes goes as a literal. A tagged NO or BAD is
+ * MG_E_MAILBOX (retry later when its code says the server is busy) and
+ * leaves the session usable. */
 enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
                              struct mg_error *err);
 
@@ -77,6 +87,11 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
  */
 enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
                            const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err);
+
+/* True once the session is out of step with the server (the stream broke,
+ * or a reply could not be parsed): close it. A refusal (tagged NO or BAD)
+ * leaves it in step. Accepts NULL (true). */
+bool mg_imap_broken(const struct mg_imap *s);
 
 void mg_imap_cancel(struct mg_imap *s);
 

@@ -91,8 +91,6 @@ struct mg_store;
 /* In the order of settings.c's choices for --format. */
 enum mg_format { MG_FORMAT_UNSET = -1, MG_FORMAT_EML, MG_FORMAT_MAILDIR };
 
-/* "eml" / "maildir" -> format; -1 if neither. */
-int mg_format_parse(const char *s, enum mg_format *out);
 
 /*
  * Open (creating 0700) the directory of OUTPUT/<component> for uidvalidity,
@@ -108,6 +106,13 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
                            uint32_t uidvalidity, struct mg_store **out, bool *new_generation,
                            struct mg_error *err);
 void mg_store_close(struct mg_store *st);
+
+/* The mailbox directories (those with a state file) already in output, for
+ * mg_mbox_dir_names; none when output does not exist yet. Free the list
+ * with mg_store_free_names. */
+enum mg_code mg_store_mailbox_dirs(const char *output, char ***names, size_t *n,
+                                   struct mg_error *err);
+void mg_store_free_names(char **names, size_t n);
 
 /* Was uid already stored when the store was opened? */
 bool mg_store_has(const struct mg_store *st, uint32_t uid);

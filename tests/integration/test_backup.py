@@ -37,7 +37,7 @@ EXTRA_USERS = {
     "incr": "incr-pw", "killer": "killer-pw", "renum": "renum-pw",
     "expunge": "expunge-pw", "locker": "locker-pw", "nm": "nm-pw",
     "summ": "summ-pw", "pool": "pool-pw", "names": "names-pw",
-    "env1": "shared pw", "env2": "shared pw", "cron": "cron-pw",
+    "env1": "shared pw", "env2": "shared pw", "cron": "cron-pw", "twins": "twins-pw",
 }
 
 server = None
@@ -311,6 +311,33 @@ class TestIncremental(Base):
         self.assertBox(os.path.join(out, "INBOX"), want, res)
         again = {p: os.stat(p).st_ino for p in inodes}
         self.assertEqual(again, inodes, "stored messages were rewritten" + res.describe())
+
+    def test_case_twin_appearing_later_keeps_the_old_directory(self):
+        """A mailbox "WORK" created after "Work" was backed up gets a directory
+        of its own; "Work" keeps its directory and is not fetched again."""
+        u = "twins"
+        append(self.dc, u, "Work", seed=71, count=5)
+        out = self.out_dir()
+        res = self.mailgrab(u, "--all-mailboxes", output=out)
+        self.assertExit(res, EXIT_OK)
+        work = os.path.join(out, "Work")
+        self.assertBox(work, server_mail(self.dc, u, "Work"), res)
+        inodes = {p: os.stat(p).st_ino for p in walk_files(work)}
+
+        append(self.dc, u, "WORK", seed=72, count=3)
+        wait_sessions(self.dc, 0, u)
+        mark = self.dc.log_size()
+        res = self.mailgrab(u, "--all-mailboxes", output=out)
+        self.assertExit(res, EXIT_OK)
+        self.assertSilent(res)
+        log, _ = wait_sessions(self.dc, mark, u)
+        self.assertEqual(bodies_sent(log, u), 3, "more than WORK's 3 new messages were "
+                         "fetched; Dovecot log:\n" + log + res.describe())
+        self.assertEqual({p: os.stat(p).st_ino for p in inodes}, inodes,
+                         "Work's directory changed" + res.describe())
+        twins = [d for d in os.listdir(out) if d.startswith("WORK~")]
+        self.assertEqual(len(twins), 1, f"{os.listdir(out)}" + res.describe())
+        self.assertBox(os.path.join(out, twins[0]), server_mail(self.dc, u, "WORK"), res)
 
     def test_verbose_speaks(self):
         """The silence above is not a mute binary: --verbose says what happens."""

@@ -569,6 +569,48 @@ static void test_owners_and_shared_outputs(void **state)
     assert_int_equal(mg_store_claim_shared(out, "home", &alice, false, &e), MG_OK);
 }
 
+/* Nothing stored under the old UIDVALIDITY (a server that gives an empty
+ * mailbox a new one each session): the new value is taken in place. */
+static void test_empty_generation_takes_new_uidvalidity(void **state)
+{
+    static const enum mg_format formats[] = {MG_FORMAT_EML, MG_FORMAT_MAILDIR};
+    for (size_t f = 0; f < 2; f++) {
+        struct mg_error e;
+        char out[128], base[256], p[320];
+        snprintf(out, sizeof(out), "%s/churn%zu", root, f);
+        snprintf(base, sizeof(base), "%s/Empty", out);
+        struct mg_store *st;
+        bool newgen;
+        for (uint32_t uv = 5; uv <= 7; uv++) {
+            assert_int_equal(mg_store_open(out, "Empty", formats[f], uv, &st, &newgen, &e), MG_OK);
+            assert_false(newgen);
+            assert_string_equal(mg_store_dir(st), base);
+            mg_store_close(st);
+        }
+        snprintf(p, sizeof(p), "%s/.mailgrab-state", base);
+        FILE *fp = fopen(p, "r");
+        assert_non_null(fp);
+        char line[64] = "";
+        assert_non_null(fgets(line, sizeof(line), fp));
+        fclose(fp);
+        assert_string_equal(line, "uidvalidity=7\n");
+
+        /* Once something is stored, a change is a new generation again. */
+        assert_int_equal(mg_store_open(out, "Empty", formats[f], 7, &st, &newgen, &e), MG_OK);
+        struct mg_batch *b;
+        assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
+        put(b, 1, "kept");
+        assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+        mg_batch_destroy(b);
+        mg_store_close(st);
+        assert_int_equal(mg_store_open(out, "Empty", formats[f], 8, &st, &newgen, &e), MG_OK);
+        assert_true(newgen);
+        snprintf(p, sizeof(p), "%s%%uidvalidity=8", base);
+        assert_string_equal(mg_store_dir(st), p);
+        mg_store_close(st);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -584,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_uidvalidity_unknown),
         cmocka_unit_test(test_hostile_entries),
         cmocka_unit_test(test_owners_and_shared_outputs),
+        cmocka_unit_test(test_empty_generation_takes_new_uidvalidity),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
