@@ -241,7 +241,11 @@ static enum mg_code scan(struct mg_store *st, struct mg_error *err)
     if (st->format == MG_FORMAT_EML) {
         rc = scan_dir(st, st->dirfd, true, err);
     } else {
-        rc = scan_dir(st, st->tmpfd, false, err);
+        /* The mailbox directory itself holds the temp files of its records
+         * (a run killed while writing its state); tmp/ those of messages. */
+        rc = scan_dir(st, st->dirfd, false, err);
+        if (rc == MG_OK)
+            rc = scan_dir(st, st->tmpfd, false, err);
         if (rc == MG_OK)
             rc = scan_dir(st, st->curfd, true, err);
         int newfd = openat(st->dirfd, "new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -10,7 +10,6 @@ tests do not see each other's mail.  Classes that need other server settings
 """
 
 import base64
-import imaplib
 import json
 import os
 import random
@@ -18,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import ssl
 import stat
 import subprocess
 import tempfile
@@ -94,18 +92,8 @@ def quoted(name):
     return '"' + m.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def imap(srv, user):
-    ctx = ssl.create_default_context(cafile=srv.ca_file)
-    conn = imaplib.IMAP4_SSL(srv.host, srv.imaps_port, ssl_context=ctx)
-    conn.login(user, srv.password(user))
-    return conn
-
-
-def ok(result, what):
-    typ, data = result
-    if typ != "OK":
-        raise AssertionError(f"{what}: {typ} {data}")
-    return data
+imap = reference.login
+ok = reference.ok
 
 
 def append(srv, user, mailbox, seed, count, start=0, create=True):
@@ -376,18 +364,7 @@ class TestKill9(Base):
     @staticmethod
     def _writing_unnamed(pid, out):
         """Has pid an unnamed (O_TMPFILE) message file open under out?"""
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            return False
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith(out) and target.endswith("(deleted)"):
-                return True
-        return False
+        return tools.unnamed_file_open(pid, out)
 
     def _count(self, box, fmt):
         try:

@@ -471,6 +471,31 @@ static bool exists(const char *out, const char *rel)
 /* One account per directory: another is refused; several sharing an output
  * each get a directory, and a backup kept in the output moves (renamed,
  * same inodes) into its account's. */
+/* A run killed while it recorded a Maildir's UIDVALIDITY leaves that record's
+ * temp file beside cur/ and tmp/; one killed mid-message, a temp file in
+ * tmp/. The next open removes both. */
+static void test_maildir_stale_temps(void **state)
+{
+    struct mg_error e;
+    char out[128], p[512];
+    snprintf(out, sizeof(out), "%s/md-stale", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
+    snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "mailgrab-state-99999-0", mg_store_dir(st));
+    write_text(p, "uidvalidity=7\n");
+    snprintf(p, sizeof(p), "%s/tmp/" MG_TMP_PREFIX "99999-0-0", mg_store_dir(st));
+    write_text(p, "half a message");
+    mg_store_close(st);
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
+    assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
+    snprintf(p, sizeof(p), "%s/tmp", mg_store_dir(st));
+    assert_int_equal(count_entries(p, MG_TMP_PREFIX), 0);
+    snprintf(p, sizeof(p), "%s/.mailgrab-state", mg_store_dir(st));
+    assert_text(p, "uidvalidity=7\n");
+    mg_store_close(st);
+}
+
 static void test_owners_and_shared_outputs(void **state)
 {
     struct mg_error e;
@@ -591,6 +616,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_is_atomic_and_private),
         cmocka_unit_test(test_discard_and_stale_temps),
+        cmocka_unit_test(test_maildir_stale_temps),
         cmocka_unit_test(test_existing_file_is_kept),
         cmocka_unit_test(test_lock_is_exclusive),
         cmocka_unit_test(test_lock_creates_missing_parents),

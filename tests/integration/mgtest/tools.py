@@ -164,3 +164,20 @@ class ServerProcess:
             self.proc.wait()
         proc, self.proc = self.proc, None
         return proc
+
+
+def unnamed_file_open(pid, under):
+    """Has process pid a file open under the directory under that has no
+    name (O_TMPFILE, or unlinked)? False once it has exited."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(under) and target.endswith("(deleted)"):
+            return True
+    return False
