@@ -4,10 +4,34 @@
  *
  * Owns the threads, the plan's lock, retries and reconnects, cancellation on
  * SIGINT/SIGTERM, and the progress line. Each failure is classified: a broken
- * connection is reconnected and its batch re-queued (bounded attempts per
- * message); a server limiting connections retires that worker while the
- * others go on; a local I/O failure or a credential/certificate refusal stops
- * the whole run. The calling thread waits in mg_pool_run and draws progress.
+ * connection is reconnected and its batch re-queued; a server limiting
+ * connections retires that worker while the others go on; a local I/O
+ * failure or a credential/certificate refusal stops the whole run. The
+ * calling thread waits in mg_pool_run and draws progress.
+ *
+ * Convergence when the server keeps ending sessions (cuts, time limits,
+ * Gmail's BYE at token expiry):
+ * - A cut FETCH commits every message that arrived whole before it (libetpan
+ *   reports a message only once its response is complete); only the one
+ *   arriving is thrown away. The rest go back without spending an attempt,
+ *   and the worker's next batch is half as large (mg_plan_size; it doubles
+ *   again after each fetch that succeeds).
+ * - No progress: the message in flight at a cut (the first one missing, as
+ *   servers answer in UID order; when nothing of the fetch arrived, it too)
+ *   becomes a suspect: fetched alone, and as the first FETCH of a new
+ *   session, so it has a whole session's life. A suspect cut there again is
+ *   a strike; at MG_PLAN_STRIKES (3) strikes it is given up: counted failed,
+ *   one warning line with its UID and size. Nothing else makes a message
+ *   fail but the server refusing it (MAX_ATTEMPTS answers without it).
+ * - A worker backs off after failures in a row (none after a cut that came
+ *   after progress) and retires after MAX_FAILS of them, but a cut resets
+ *   the count while anyone is settling messages (stored, struck or given
+ *   up): nobody gives up while progress is being made. Each message has
+ *   bounded strikes, so this ends.
+ * - Wire bytes: the pool learns how many bytes a session carries before it
+ *   is ended (from cuts; raised by any session that carries more) and asks
+ *   no session for more than it has left; a message of RENEW_MIN_BYTES or
+ *   more that would not fit is started on a new session instead.
  *
  * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
  * login), so a multi-folder backup never holds more than `workers` sessions.
