@@ -192,6 +192,22 @@ static void set_nonblock(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* Replace path with one line of text, atomically (a temp file renamed). */
+static void write_file(const char *path, const char *line)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        logf_("file name too long: %s", path);
+        exit(2);
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        die(tmp);
+    fputs(line, f);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        die(path);
+}
+
 static void write_port_file(int lfd)
 {
     struct sockaddr_storage ss;
@@ -203,17 +219,9 @@ static void write_port_file(int lfd)
     logf_("listening on port %u", port);
     if (!opt.port_file)
         return;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", opt.port_file) >= (int)sizeof tmp) {
-        logf_("port file name too long");
-        exit(2);
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        die(tmp);
-    fprintf(f, "%u\n", port);
-    if (fclose(f) != 0 || rename(tmp, opt.port_file) != 0)
-        die(opt.port_file);
+    char line[32];
+    snprintf(line, sizeof line, "%u\n", port);
+    write_file(opt.port_file, line);
 }
 
 static void dir_free(struct dir *d)
@@ -238,18 +246,11 @@ static void write_stats(void)
             up += conns[i]->up.sent;
         }
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", opt.stats_file) >= (int)sizeof tmp) {
-        logf_("stats file name too long");
-        exit(2);
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        die(tmp);
-    fprintf(f, "{\"connections\": %u, \"cuts\": %u, \"down_bytes\": %llu, \"up_bytes\": %llu}\n",
-            accepted, cuts, (unsigned long long)down, (unsigned long long)up);
-    if (fclose(f) != 0 || rename(tmp, opt.stats_file) != 0)
-        die(opt.stats_file);
+    char line[160];
+    snprintf(line, sizeof line,
+             "{\"connections\": %u, \"cuts\": %u, \"down_bytes\": %llu, \"up_bytes\": %llu}\n",
+             accepted, cuts, (unsigned long long)down, (unsigned long long)up);
+    write_file(opt.stats_file, line);
 }
 
 static void conn_close(struct conn *c, const char *why)
