@@ -13,7 +13,6 @@ messages of 3 MB, default 3), bob 120 small messages and one of 3 MB.
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import unittest
 from mgtest import corpus, reference, tools
 from mgtest.authserver import AuthServer
 from mgtest.byeproxy import ByeProxy
+from mgtest.checks import Checks
 from mgtest.server import Dovecot
 
 N_MESSAGES = int(os.environ.get("MG_CONVERGE_MESSAGES", "1500"))
@@ -66,7 +66,7 @@ def tearDownModule():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class Base(unittest.TestCase):
+class Base(Checks, unittest.TestCase):
     maxDiff = 2000
 
     def setUp(self):
@@ -85,35 +85,6 @@ class Base(unittest.TestCase):
     def stats(self, path):
         with open(path) as f:
             return json.load(f)
-
-    def assertExit(self, res, code):
-        self.assertEqual(res.returncode, code,
-                         f"expected exit {code}, got {res.returncode}" + res.describe())
-
-    def stored(self, out, res):
-        box = os.path.join(out, "INBOX")
-        self.assertTrue(os.path.isdir(box), f"mailgrab created no {box}" + res.describe())
-        got = {}
-        for name in os.listdir(box):
-            if name.endswith(".eml") and not name.startswith("."):
-                with open(os.path.join(box, name), "rb") as f:
-                    got[int(name[:-4])] = f.read()
-        return got
-
-    def assertStored(self, out, res, want):
-        got = self.stored(out, res)
-        self.assertEqual(sorted(got), sorted(want),
-                         f"stored UIDs differ: missing {sorted(set(want) - set(got))[:20]} "
-                         f"({len(set(want) - set(got))} in all), "
-                         f"extra {sorted(set(got) - set(want))[:20]}" + res.describe())
-        bad = [u for u in want if got[u] != want[u]]
-        self.assertEqual(bad[:20], [], f"{len(bad)} messages differ from the server's "
-                         "BODY[]" + res.describe())
-
-    def assertNoTempFiles(self, out, res):
-        left = [n for _, _, files in os.walk(out) for n in files if ".mg-tmp-" in n]
-        self.assertEqual(left, [], "temporary files left behind" + res.describe())
-
 
 class TestCuts(Base):
     """mgproxy cuts every connection 3 s after it opens and lets each carry
@@ -135,7 +106,7 @@ class TestCuts(Base):
                  f"({wire['down_bytes'] / stored:.2f}x)")
         print(facts, file=sys.stderr)
         self.assertExit(res, EXIT_OK)
-        self.assertStored(out, res, ref_alice)
+        self.assertAllIdentical(out, res, ref_alice)
         self.assertNoTempFiles(out, res)
         self.assertGreaterEqual(wire["cuts"], 4, "the proxy cut too few connections" + facts)
         self.assertLessEqual(wire["down_bytes"], 1.3 * stored,
@@ -171,7 +142,7 @@ class TestTokenExpiry(Base):
                  f"expiry, {wire['down_bytes']} bytes on the wire for {stored} stored")
         print(facts, file=sys.stderr)
         self.assertExit(res, EXIT_OK)
-        self.assertStored(out, res, ref_alice)
+        self.assertAllIdentical(out, res, ref_alice)
         self.assertNoTempFiles(out, res)
         self.assertGreaterEqual(bye.byes, 4, "too few sessions ended" + facts)
 
@@ -196,7 +167,7 @@ class TestTooBig(Base):
                  f"{wire['down_bytes']} bytes on the wire")
         print(facts, file=sys.stderr)
         self.assertExit(res, EXIT_PARTIAL)
-        self.assertStored(out, res, {u: b for u, b in ref_bob.items() if u != big})
+        self.assertAllIdentical(out, res, {u: b for u, b in ref_bob.items() if u != big})
         self.assertNoTempFiles(out, res)
         lines = [ln for ln in res.stderr.splitlines() if f"UID {big} " in ln]
         self.assertEqual(len(lines), 1, "want one line about the message" + res.describe())
