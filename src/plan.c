@@ -108,11 +108,14 @@ int mg_plan_init(struct mg_plan *p, const struct mg_msglist *msgs, size_t nchunk
     p->attempts = calloc(msgs->n ? msgs->n : 1, sizeof(*p->attempts));
     p->strikes = calloc(msgs->n ? msgs->n : 1, sizeof(*p->strikes));
     p->suspect = calloc(msgs->n ? msgs->n : 1, sizeof(*p->suspect));
+    p->order = calloc(msgs->n ? msgs->n : 1, sizeof(*p->order));
     if (p->chunks == NULL || p->retry == NULL || p->attempts == NULL || p->strikes == NULL ||
-        p->suspect == NULL) {
+        p->suspect == NULL || p->order == NULL) {
         mg_plan_finish(p);
         return -1;
     }
+    for (size_t k = 0; k < msgs->n; k++)
+        p->order[k] = k;
 
     /* Cut where the running byte total crosses each k/nchunks of the whole
      * (a message goes to the chunk holding its midpoint). Each message weighs
@@ -150,6 +153,7 @@ void mg_plan_finish(struct mg_plan *p)
     free(p->attempts);
     free(p->strikes);
     free(p->suspect);
+    free(p->order);
     memset(p, 0, sizeof(*p));
 }
 
@@ -168,7 +172,7 @@ static bool steal(struct mg_plan *p, size_t w)
     size_t mid = v->lo + n / 2; /* a single message moves whole */
     uint64_t moved = 0;
     for (size_t i = mid; i < v->hi; i++)
-        moved += p->msgs->v[i].size;
+        moved += p->msgs->v[p->order[i]].size;
     p->chunks[w].lo = mid;
     p->chunks[w].hi = v->hi;
     p->chunks[w].bytes = moved;
@@ -209,15 +213,38 @@ size_t mg_plan_take(struct mg_plan *p, size_t w, size_t max_n, uint64_t max_byte
     if (c->lo == c->hi && !steal(p, w))
         return 0;
     while (c->lo < c->hi && n < max_n && (n == 0 || bytes < max_bytes)) {
-        uint32_t sz = p->msgs->v[c->lo].size;
+        uint32_t sz = p->msgs->v[p->order[c->lo]].size;
         if (n > 0 && bytes + sz > max_bytes)
             break;
-        out[n++] = c->lo;
+        out[n++] = p->order[c->lo];
         bytes += sz;
         c->bytes -= sz;
         c->lo++;
     }
     return n;
+}
+
+size_t mg_plan_take_big(struct mg_plan *p, size_t w, uint32_t min_size, size_t *out)
+{
+    if (w >= p->nchunks)
+        return 0;
+    struct mg_chunk *c = &p->chunks[w];
+    size_t best = c->hi;
+    for (size_t i = c->lo; i < c->hi; i++) {
+        uint32_t sz = p->msgs->v[p->order[i]].size;
+        if (sz >= min_size && (best == c->hi || sz > p->msgs->v[p->order[best]].size))
+            best = i;
+    }
+    if (best == c->hi)
+        return 0;
+    /* Swap it to the front of the chunk and hand it out from there. */
+    size_t idx = p->order[best];
+    p->order[best] = p->order[c->lo];
+    p->order[c->lo] = idx;
+    c->bytes -= p->msgs->v[idx].size;
+    c->lo++;
+    out[0] = idx;
+    return 1;
 }
 
 bool mg_plan_requeue(struct mg_plan *p, size_t idx)

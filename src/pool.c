@@ -20,9 +20,10 @@
 #define FIRST_BATCH_MSGS 16
 #define FIRST_BATCH_BYTES (1u << 20)
 #define MAILBOX_MAX 1024
-/* A message this big is not started on a session that is likely to end
- * before it arrives: a new session is opened for it instead. */
-#define RENEW_MIN_BYTES (256u << 10)
+/* A message this big is what a new session starts with, and it is not
+ * started on a session likely to end before it arrives: a new session is
+ * opened for it instead. */
+#define BIG_BYTES (256u << 10)
 
 /* A connection slot: lives as long as the pool. */
 struct slot {
@@ -587,10 +588,17 @@ static void *worker_main(void *arg)
         uint64_t left = UINT64_MAX, bytes = want.bytes;
         if (p->life > 0 && w->slot->sess != NULL)
             left = p->life > w->slot->carried ? p->life - w->slot->carried : 0;
-        uint64_t room = left > RENEW_MIN_BYTES ? left : RENEW_MIN_BYTES;
+        uint64_t room = left > BIG_BYTES ? left : BIG_BYTES;
         if (room < bytes)
             bytes = room;
-        w->n = mg_plan_take(&p->plan, w->id, want.msgs, bytes, w->idx);
+        /* A new session starts with the biggest message of its share, while
+         * it has its whole life ahead (retries come first, though). */
+        bool fresh = w->slot->sess == NULL || w->slot->fetches == 0;
+        w->n = 0;
+        if (fresh && p->plan.nretry == 0)
+            w->n = mg_plan_take_big(&p->plan, w->id, BIG_BYTES, w->idx);
+        if (w->n == 0)
+            w->n = mg_plan_take(&p->plan, w->id, want.msgs, bytes, w->idx);
         if (w->n == 0) {
             if (p->inflight == 0)
                 break;
@@ -602,7 +610,7 @@ static void *worker_main(void *arg)
         uint32_t first = job->msgs->v[w->idx[0]].size;
         bool renew = w->slot->sess != NULL && w->slot->fetches > 0 &&
                      ((w->n == 1 && mg_plan_is_suspect(&p->plan, w->idx[0])) ||
-                      (first >= RENEW_MIN_BYTES && first > left));
+                      (first >= BIG_BYTES && first > left));
         p->inflight++;
         pthread_mutex_unlock(&p->mu);
 

@@ -60,7 +60,7 @@ void mg_msglist_finish(struct mg_msglist *l);
 size_t mg_uidset_format(const uint32_t *uids, size_t n, char *buf, size_t cap);
 
 struct mg_chunk {
-    size_t lo, hi; /* indices into the msglist, [lo, hi) not yet handed out */
+    size_t lo, hi; /* indices into order, [lo, hi) not yet handed out */
     uint64_t bytes;
 };
 
@@ -73,6 +73,7 @@ struct mg_plan {
     uint8_t *attempts; /* per message: refusals */
     uint8_t *strikes;  /* per message: cuts while it arrived alone on a new session */
     bool *suspect;     /* per message: it was arriving when a connection ended */
+    size_t *order;     /* chunks are ranges of this permutation of the msglist */
     size_t nsuspect;   /* suspects in retry */
     unsigned max_attempts;
     unsigned max_strikes; /* MG_PLAN_STRIKES unless the caller changes it */
@@ -92,6 +93,11 @@ void mg_plan_finish(struct mg_plan *p);
  * first and alone; then other retries; then new work.
  */
 size_t mg_plan_take(struct mg_plan *p, size_t w, size_t max_n, uint64_t max_bytes, size_t *out);
+
+/* Hand worker w, alone, the biggest message of at least min_size bytes
+ * still in its own chunk: what a new session should start with, while it
+ * has its whole life ahead. Returns 1, or 0 when there is none. */
+size_t mg_plan_take_big(struct mg_plan *p, size_t w, uint32_t min_size, size_t *out);
 
 /* Put message idx back for another try. Returns false when it has used all
  * its attempts (the caller counts it as failed). */

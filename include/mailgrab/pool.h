@@ -28,10 +28,13 @@
  *   the count while anyone is settling messages (stored, struck or given
  *   up): nobody gives up while progress is being made. Each message has
  *   bounded strikes, so this ends.
- * - Wire bytes: the pool learns how many bytes a session carries before it
- *   is ended (from cuts; raised by any session that carries more) and asks
- *   no session for more than it has left; a message of RENEW_MIN_BYTES or
- *   more that would not fit is started on a new session instead.
+ * - Wire bytes: a cut costs the message in flight, so big messages (of
+ *   BIG_BYTES or more) are fetched first thing on a new session, the
+ *   biggest of the worker's share first (mg_plan_take_big). The pool learns
+ *   how many bytes a session carries before it is ended (from cuts; raised
+ *   by any session that carries more), asks no session for much more than
+ *   it has left, and starts a big message that would not fit on a new
+ *   session instead.
  *
  * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
  * login), so a multi-folder backup never holds more than `workers` sessions.

@@ -311,6 +311,43 @@ static void test_plan_size_halve_grow(void **state)
     assert_int_equal(s.bytes, 1000);
 }
 
+/* The biggest message of at least min_size in the worker's own chunk comes
+ * alone; the rest of the chunk is still handed out, each message once. */
+static void test_plan_take_big(void **state)
+{
+    uint32_t sizes[8] = {10, 900, 20, 5000, 30, 4000, 6000, 40};
+    struct mg_msglist l;
+    fill(&l, 8, sizes);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 2, 3), 0);
+    size_t out[8];
+    assert_int_equal(p.chunks[1].lo, 6); /* chunk 0: sizes 10..4000, chunk 1: 6000, 40 */
+    assert_int_equal(mg_plan_take_big(&p, 0, 1000, out), 1);
+    assert_int_equal(out[0], 3); /* 5000: the biggest of chunk 0 */
+    assert_int_equal(mg_plan_take_big(&p, 0, 1000, out), 1);
+    assert_int_equal(out[0], 5);
+    assert_int_equal(mg_plan_take_big(&p, 0, 1000, out), 0);
+    assert_int_equal(mg_plan_take_big(&p, 1, 100000, out), 0);
+    assert_int_equal(mg_plan_take_big(&p, 1, 1000, out), 1);
+    assert_int_equal(out[0], 6);
+    assert_int_equal(mg_plan_pending(&p), 5);
+    bool seen[8] = {false, false, false, true, false, true, true, false};
+    for (size_t w = 0; w < 2; w++) {
+        size_t n;
+        while ((n = mg_plan_take(&p, w, 8, UINT64_MAX, out)) > 0) {
+            for (size_t i = 0; i < n; i++) {
+                assert_false(seen[out[i]]);
+                seen[out[i]] = true;
+            }
+        }
+    }
+    for (size_t i = 0; i < 8; i++)
+        assert_true(seen[i]);
+    assert_int_equal(mg_plan_pending(&p), 0);
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_plan_suspect_alone_first),
         cmocka_unit_test(test_plan_strikes_give_up),
         cmocka_unit_test(test_plan_size_halve_grow),
+        cmocka_unit_test(test_plan_take_big),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
