@@ -145,6 +145,8 @@ class TestTokenExpiry(Base):
         self.assertAllIdentical(out, res, ref_alice)
         self.assertNoTempFiles(out, res)
         self.assertGreaterEqual(bye.byes, 4, "too few sessions ended" + facts)
+        self.assertLessEqual(wire["down_bytes"], 1.3 * stored,
+                             "too many bytes fetched again" + facts + res.describe())
 
 
 class TestTooBig(Base):
