@@ -15,15 +15,15 @@
  *   that was arriving when the connection ended is a suspect
  *   (mg_plan_suspect): from then on it is handed out alone, before anything
  *   else, for the caller to fetch first thing on a new session. Cut again
- *   there after some of it arrived is a strike (mg_plan_strike); at
+ *   there before it arrived whole is a strike (mg_plan_strike); at
  *   max_strikes the message is given up: the server cannot send it whole
  *   within one session's life.
  *
  * How many messages and bytes a worker asks for at once is an mg_plan_size:
  * doubled after a fetch that succeeded, halved after a cut.
  *
- * Memory: mg_msglist owns its array; mg_plan owns its chunk and retry arrays
- * and borrows the msglist, which must outlive it.
+ * Memory: mg_msglist owns its array; mg_plan owns its chunk, retry, order
+ * and per-message arrays and borrows the msglist, which must outlive it.
  * Thread-safety: none; the worker pool serialises calls with its own mutex.
  */
 #ifndef MAILGRAB_PLAN_H
@@ -112,8 +112,8 @@ void mg_plan_return(struct mg_plan *p, size_t idx);
 void mg_plan_suspect(struct mg_plan *p, size_t idx);
 bool mg_plan_is_suspect(const struct mg_plan *p, size_t idx);
 
-/* Message idx, fetched alone first thing on a new session, was cut after
- * part of it arrived. Puts it back as a suspect and returns true, or returns
+/* Message idx, fetched alone first thing on a new session, was cut before
+ * it arrived whole. Puts it back as a suspect and returns true, or returns
  * false when this was its max_strikes-th strike (the caller counts it as
  * failed). */
 bool mg_plan_strike(struct mg_plan *p, size_t idx);

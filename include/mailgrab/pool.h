@@ -21,8 +21,9 @@
  *   becomes a suspect: fetched alone, and as the first FETCH of a new
  *   session, so it has a whole session's life. A suspect cut there again is
  *   a strike; at MG_PLAN_STRIKES (3) strikes it is given up: counted failed,
- *   one warning line with its UID and size. Nothing else makes a message
- *   fail but the server refusing it (MAX_ATTEMPTS answers without it).
+ *   one warning line with its UID and size. Short of the run stopping,
+ *   nothing else makes a message fail but the server refusing it
+ *   (MAX_ATTEMPTS answers without it).
  * - A worker backs off after failures in a row (none after a cut that came
  *   after progress) and retires after MAX_FAILS of them, but a cut resets
  *   the count while anyone is settling messages (stored, struck or given
