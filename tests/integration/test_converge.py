@@ -7,8 +7,9 @@ message, byte for byte, without fetching much more than it stores; a message
 that no session lives long enough to send is given up, said in one line.
 
 One Dovecot (passwords and OAuth2 tokens) serves the module: alice holds the
-harness corpus (MG_CONVERGE_MESSAGES, default 1500, with MG_CONVERGE_BIG
-messages of 3 MB, default 3), bob 120 small messages and one of 3 MB.
+harness corpus (MG_CONVERGE_MESSAGES, default 1500, of which MG_CONVERGE_BIG,
+default 3, carry a 3 MB attachment: 4.3 MB each), bob 120 small messages and
+one such big one.
 """
 
 import json
@@ -86,6 +87,7 @@ class Base(Checks, unittest.TestCase):
         with open(path) as f:
             return json.load(f)
 
+
 class TestCuts(Base):
     """mgproxy cuts every connection 3 s after it opens and lets each carry
     2 MB/s from the server; four connections.  What arrived whole before a
@@ -150,7 +152,7 @@ class TestTokenExpiry(Base):
 
 
 class TestTooBig(Base):
-    """Sessions live 1.5 s at 1 MB/s: bob's 3 MB message can never arrive
+    """Sessions live 1.5 s at 1 MB/s: bob's 4.3 MB message can never arrive
     whole.  It is tried alone on new sessions a bounded number of times, then
     given up in one line (exit 1); its 120 neighbours are all stored."""
 
