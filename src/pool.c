@@ -208,14 +208,6 @@ static enum mg_code control(struct mg_pool *p, struct mg_imap **out, struct mg_e
     return rc;
 }
 
-enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
-{
-    struct mg_imap *sess;
-    if (mg_cancelled())
-        return mg_cancel_error(err);
-    return mg_cancel_check(control(p, &sess, err), err);
-}
-
 /* EXAMINE mailbox on slot s unless it is open there already. */
 static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *mailbox,
                                struct mg_mailbox_info *mi, struct mg_error *err)
@@ -255,6 +247,19 @@ static enum mg_code with_control(struct mg_pool *p, control_op op, void *arg, st
         unsigned ms = err->retry == MG_RETRY_LATER ? 1000u << attempt : 200u * attempt;
         mg_cancel_sleep(ms);
     }
+}
+
+static enum mg_code no_op(struct mg_pool *p, struct mg_imap *sess, void *arg, struct mg_error *err)
+{
+    return MG_OK;
+}
+
+/* A connection cut or stalled while it is being opened (TLS handshake,
+ * greeting, login) is tried again like any other, within with_control's
+ * bounds; refusals (credentials, certificate, nothing listening) are final. */
+enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
+{
+    return with_control(p, no_op, NULL, err);
 }
 
 struct list_arg {
@@ -615,11 +620,14 @@ static void *worker_main(void *arg)
         uint64_t room = left > BIG_BYTES ? left : BIG_BYTES;
         if (room < bytes)
             bytes = room;
-        /* A new session starts with the biggest message of its share, while
-         * it has its whole life ahead (retries come first, though). */
+        /* Once the server is known to end sessions, a new session starts
+         * with the biggest message of its share, while it has its whole life
+         * ahead (retries come first, though). Not before: on a healthy
+         * server the first batches are small ones, so that files appear at
+         * once and a nearly full disk still takes what fits. */
         bool fresh = w->slot->sess == NULL || w->slot->fetches == 0;
         w->n = 0;
-        if (fresh && p->plan.nretry == 0)
+        if (fresh && p->life > 0 && p->plan.nretry == 0)
             w->n = mg_plan_take_big(&p->plan, w->id, BIG_BYTES, w->idx);
         if (w->n == 0)
             w->n = mg_plan_take(&p->plan, w->id, want.msgs, bytes, w->idx);

@@ -30,6 +30,7 @@ struct mg_tls_ctx {
 
 struct conn {
     int fd;
+    bool lost;     /* the peer closed or reset the connection: try again */
     int cancel_fd; /* eventfd: readable once cancelled */
     atomic_bool cancelled;
     SSL *ssl;
@@ -150,9 +151,11 @@ static int ssl_wait(struct conn *c, int r)
     case SSL_ERROR_WANT_WRITE:
         return wait_fd(c, POLLOUT) == 1 ? 1 : -1;
     case SSL_ERROR_ZERO_RETURN:
+        c->lost = true;
         snprintf(c->why, sizeof(c->why), "server closed the connection");
         return -1;
     case SSL_ERROR_SYSCALL:
+        c->lost = ERR_peek_error() == 0;
         if (errno != 0 && ERR_peek_error() == 0)
             snprintf(c->why, sizeof(c->why), "connection error: %s", strerror(errno));
         else if (ERR_peek_error() != 0)
@@ -162,6 +165,8 @@ static int ssl_wait(struct conn *c, int r)
         ERR_clear_error();
         return -1;
     default:
+        /* OpenSSL 3 says an EOF mid-record is a protocol error: it is a cut. */
+        c->lost = ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
         ssl_error_text(c->why, sizeof(c->why));
         return -1;
     }
@@ -342,10 +347,11 @@ static enum mg_code tcp_connect(struct conn *c, const char *host, const char *po
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         return MG_OK;
     }
+    /* Nothing listens there: asking again at once will not change that. */
     if (last == ECONNREFUSED)
-        return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
-                              "connection to %s port %s refused: check --server and --port", host,
-                              port);
+        return mg_error_set(err, MG_E_CONNECT,
+                            "connection to %s port %s refused: check --server and --port", host,
+                            port);
     if (last == ETIMEDOUT)
         return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
                               "connection to %s port %s timed out: check the network, --port, or "
@@ -394,6 +400,11 @@ static enum mg_code tls_handshake(struct mg_tls_ctx *ctx, struct conn *c, const 
                                       "TLS handshake with %s port %s timed out: is this an IMAPS "
                                       "port (993)?",
                                       host, port);
+            if (c->lost) /* a cut, not a refusal: a new connection may get through */
+                return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_NOW,
+                                      "connection to %s port %s lost during the TLS handshake "
+                                      "(%s): is this an IMAPS port?",
+                                      host, port, c->why);
             return mg_error_set(err, MG_E_TLS,
                                 "TLS handshake with %s port %s failed (%s): is this an IMAPS port?",
                                 host, port, c->why);
