@@ -1077,9 +1077,14 @@ static int name_it(struct mg_store *st, struct pending *m, const char *name)
     if (m->tmp[0] != '\0') {
         if (renameat2(st->tmpfd, m->tmp, st->curfd, name, RENAME_NOREPLACE) == 0)
             return 0;
-        if (errno == EINVAL && renameat(st->tmpfd, m->tmp, st->curfd, name) == 0)
-            return 0; /* file system without RENAME_NOREPLACE */
-        return errno;
+        if (errno != EINVAL)
+            return errno;
+        /* A file system without RENAME_NOREPLACE: a plain rename would
+         * replace a stored message. A hard link refuses an existing name. */
+        if (linkat(st->tmpfd, m->tmp, st->curfd, name, 0) != 0)
+            return errno;
+        unlinkat(st->tmpfd, m->tmp, 0);
+        return 0;
     }
     char proc[64];
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);

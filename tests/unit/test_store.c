@@ -4,16 +4,32 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "mailgrab/store.h"
+
+/* Stands in for the C library's renameat2, so that a test can play a file
+ * system without RENAME_NOREPLACE (an old kernel, some network file systems). */
+static bool no_noreplace;
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    if (no_noreplace && (flags & RENAME_NOREPLACE) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
 
 static char root[64];
 
@@ -611,6 +627,46 @@ static void test_empty_generation_takes_new_uidvalidity(void **state)
     }
 }
 
+/* Without RENAME_NOREPLACE, naming a message must still never replace a file
+ * stored under that name. */
+static void test_rename_fallback_never_replaces(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/out-norepl", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    struct mg_batch *b;
+    /* max_open 0: named temp files, renamed at commit */
+    assert_int_equal(mg_batch_create(st, 0, 0, &b, &e), MG_OK);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/5.eml", mg_store_dir(st));
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("ORIGINAL", f);
+    fclose(f);
+    no_noreplace = true;
+    put(b, 5, "replacement");
+    put(b, 6, "new");
+    enum mg_code rc = mg_batch_commit(b, NULL, NULL, &e);
+    no_noreplace = false;
+    assert_int_equal(rc, MG_OK);
+    char buf[32] = {0};
+    f = fopen(p, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    assert_string_equal(buf, "ORIGINAL");
+    snprintf(p, sizeof(p), "%s/6.eml", mg_store_dir(st));
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_size, 3);
+    assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_hostile_entries),
         cmocka_unit_test(test_owners_and_shared_outputs),
         cmocka_unit_test(test_empty_generation_takes_new_uidvalidity),
+        cmocka_unit_test(test_rename_fallback_never_replaces),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
