@@ -1374,3 +1374,44 @@ void mg_store_free_names(char **names, size_t n)
         free(names[i]);
     free(names);
 }
+
+uint32_t mg_store_name_uid(enum mg_format format, const char *name)
+{
+    return name_uid(format, name);
+}
+
+int mg_store_locate(const char *output, const char *component, uint32_t uidvalidity, char *dir,
+                    size_t cap)
+{
+    /* The choice mg_store_open makes, without creating anything. */
+    int outfd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (outfd < 0)
+        return errno == ENOENT ? 0 : -1;
+    int found = 0;
+    const char *name = component;
+    char gen[NAME_MAX + 1];
+    snprintf(gen, sizeof(gen), "%s%%uidvalidity=%u", component, uidvalidity);
+    int fd = open_dir_at(outfd, component, false);
+    uint32_t old = 0;
+    int r = fd >= 0 ? read_state(fd, &old) : 0;
+    if (fd >= 0)
+        close(fd);
+    if (fd < 0 && errno != ENOENT) {
+        found = -1;
+    } else if (r < 0) {
+        found = -1;
+    } else if (fd >= 0 && (uidvalidity == 0 || r == 0 || old == uidvalidity)) {
+        found = 1;
+    } else if (fd >= 0) {
+        name = gen;
+        fd = open_dir_at(outfd, gen, false);
+        r = fd >= 0 ? read_state(fd, &old) : 0;
+        if (fd >= 0)
+            close(fd);
+        found = fd < 0 ? (errno == ENOENT ? 0 : -1) : r < 0 ? -1 : 1;
+    }
+    close(outfd);
+    if (found == 1 && snprintf(dir, cap, "%s/%s", output, name) >= (int)cap)
+        return -1;
+    return found;
+}

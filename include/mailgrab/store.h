@@ -162,4 +162,17 @@ void mg_batch_discard(struct mg_batch *b);
 /* The layout this store writes. */
 enum mg_format mg_store_format(const struct mg_store *st);
 
+/* The UID a stored file's name carries in layout format; 0 if the name is
+ * none of mailgrab's messages. */
+uint32_t mg_store_name_uid(enum mg_format format, const char *name);
+
+/*
+ * Without creating or changing anything: the directory that holds
+ * OUTPUT/<component>'s messages of generation uidvalidity, into dir.
+ * Returns 1 if it exists, 0 if nothing was stored for that generation,
+ * -1 if a state file cannot be read or the path is too long.
+ */
+int mg_store_locate(const char *output, const char *component, uint32_t uidvalidity, char *dir,
+                    size_t cap);
+
 #endif
