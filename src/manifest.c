@@ -348,6 +348,69 @@ static int open_own(int dirfd, const char *dir)
     return openat(dirfd, MG_MANIFEST_FILE, flags | O_CREAT | O_EXCL, 0600);
 }
 
+struct copy {
+    int fd;
+    int e;
+};
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? errno : EIO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static void copy_entry(void *ctx, const struct mg_manifest_entry *e)
+{
+    struct copy *c = ctx;
+    char line[MG_MANIFEST_LINE_MAX + 2];
+    int n = mg_manifest_format_line(e, line, sizeof(line));
+    if (c->e == 0 && n > 0)
+        c->e = write_all(c->fd, line, (size_t)n);
+}
+
+/* Damaged lines would stay in an append-only file for good: write the good
+ * entries to a fresh file and rename it into place (never in place: the old
+ * name could be a link to anything). Their messages are recorded again from
+ * the files. Returns 0 or an errno value; l->fd is the new file. */
+static int rewrite(int dirfd, struct mg_manifest_log *l)
+{
+    static const char tmp[] = ".mg-tmp-manifest";
+    if (unlinkat(dirfd, tmp, 0) != 0 && errno != ENOENT)
+        return errno;
+    int fd =
+        openat(dirfd, tmp, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    struct copy c = {fd, write_all(fd, HEADER, strlen(HEADER))};
+    struct mg_manifest_reader r;
+    mg_manifest_reader_init(&r, copy_entry, &c);
+    int e = read_fd(l->fd, &r);
+    if (e == 0)
+        e = c.e;
+    if (e == 0 && fsync(fd) != 0)
+        e = errno;
+    if (e == 0 && renameat(dirfd, tmp, dirfd, MG_MANIFEST_FILE) != 0)
+        e = errno;
+    if (e == 0 && fsync(dirfd) != 0)
+        e = errno;
+    if (e != 0) {
+        close(fd);
+        unlinkat(dirfd, tmp, 0);
+        return e;
+    }
+    close(l->fd);
+    l->fd = fd;
+    return 0;
+}
+
 enum mg_code mg_manifest_log_open(int dirfd, const char *dir, struct mg_manifest_log **out,
                                   struct mg_error *err)
 {
@@ -368,11 +431,13 @@ enum mg_code mg_manifest_log_open(int dirfd, const char *dir, struct mg_manifest
     int e = read_fd(l->fd, &r);
     if (e == 0 && l->broken)
         e = ENOMEM;
+    if (e == 0 && r.damaged > 0)
+        e = rewrite(dirfd, l); /* leaves out a torn last line too */
     /* A crash cut the last append short: drop the piece, so that the next
      * line starts on a line of its own. */
-    if (e == 0 && r.torn && (ftruncate(l->fd, (off_t)r.good_len) != 0 || fsync(l->fd) != 0))
+    else if (e == 0 && r.torn && (ftruncate(l->fd, (off_t)r.good_len) != 0 || fsync(l->fd) != 0))
         e = errno;
-    if (e == 0 && r.good_len == 0 && !r.torn) {
+    if (e == 0 && r.good_len == 0 && r.damaged == 0) {
         ssize_t w = write(l->fd, HEADER, strlen(HEADER));
         if (w != (ssize_t)strlen(HEADER))
             e = w < 0 ? errno : EIO;
@@ -388,7 +453,7 @@ enum mg_code mg_manifest_log_open(int dirfd, const char *dir, struct mg_manifest
                 dir);
     if (r.damaged > 0)
         mg_warn("%s/" MG_MANIFEST_FILE ": %lu damaged line%s (the first is line %lu); they are "
-                "ignored, and the messages they named are recorded again",
+                "left out, and the messages they named are recorded again",
                 dir, r.damaged, r.damaged == 1 ? "" : "s", r.first_damaged);
     if (l->n > 1)
         qsort(l->uids, l->n, sizeof(*l->uids), cmp_u32);

@@ -77,12 +77,14 @@ static void *grow(void *v, size_t *cap, size_t n, size_t size)
     return w;
 }
 
-/* name with control and non-ASCII bytes as %XX: a file name is anyone's. */
+/* name with control bytes as %XX: a file name is anyone's, and must not
+ * drive the terminal. Mailbox directory names keep their UTF-8 and their
+ * own %XX (mboxname.h), as the user sees them in the file system. */
 static void put_name(FILE *out, const char *s)
 {
     for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c >= 0x7f || c == '%')
+        if (c < 0x20 || c == 0x7f)
             fprintf(out, "%%%02X", c);
         else
             fputc(c, out);
@@ -170,9 +172,13 @@ static bool ours(const char *name)
            strncmp(name, MG_TMP_PREFIX, strlen(MG_TMP_PREFIX)) == 0;
 }
 
+static bool maildir_folder(const char *name)
+{
+    return strcmp(name, "cur") == 0 || strcmp(name, "new") == 0 || strcmp(name, "tmp") == 0;
+}
+
 /* Every entry of one directory: message files, or unexpected ones.
- * top: the mailbox directory itself, where subdirectories are child
- * mailboxes or a Maildir's folders, not messages. */
+ * top: the mailbox directory itself, where a Maildir's folders are. */
 static enum mg_code list_dir(struct check *c, int dirfd, const char *prefix, enum mg_format f,
                              bool top, struct mg_error *err)
 {
@@ -192,7 +198,7 @@ static enum mg_code list_dir(struct check *c, int dirfd, const char *prefix, enu
         struct stat sb;
         if (fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
             continue; /* gone meanwhile */
-        if (top && S_ISDIR(sb.st_mode))
+        if (top && f == MG_FORMAT_MAILDIR && S_ISDIR(sb.st_mode) && maildir_folder(de->d_name))
             continue;
         char rel[512];
         int len = snprintf(rel, sizeof(rel), "%s%s", prefix, de->d_name);
@@ -255,6 +261,7 @@ static void check_files(struct check *c, int dirfd)
             f->plain = false;
             continue;
         }
+        c->t->checked++;
         struct rec *r = find_rec(c, f->uid);
         if (r == NULL) {
             c->t->unrecorded++;
@@ -265,7 +272,6 @@ static void check_files(struct check *c, int dirfd)
         uint64_t size;
         unsigned char sha[MG_SHA256_LEN];
         struct mg_error err;
-        c->t->checked++;
         if (mg_manifest_hash_file(dirfd, name, &size, sha, &err) != MG_OK) {
             c->t->altered++;
             problem(c, "altered", name, " (cannot be read)");

@@ -20,7 +20,11 @@
  *
  * A crash in the middle of an append can leave a last line without its
  * newline: the reader reports it as torn, apart from damaged lines; the next
- * backup run cuts it off before appending (mg_manifest_log_open).
+ * backup run cuts it off before appending (mg_manifest_log_open). Damaged
+ * lines (anything else that is no entry) are reported by verify until the
+ * next backup run, which writes the good entries to a fresh file, renames it
+ * into place, and records the messages the damaged lines named from their
+ * files.
  *
  * The reader is pure (no I/O), bounded (one line of MG_MANIFEST_LINE_MAX
  * bytes) and meant for files anyone could have edited; a reader belongs to

@@ -20,7 +20,8 @@
  *
  * MBOX is the mailbox directory relative to OUTPUT. Files are found by the
  * UID in their name, so a Maildir file renamed for its flags is the same
- * message. Names are printed with control bytes as %XX.
+ * message (a Maildir's tmp/ is not looked at). Names are printed with
+ * control bytes as %XX.
  *
  * Owns nothing past a call. Not thread-safe (one verify per process).
  */
@@ -38,7 +39,7 @@
 
 struct mg_verify_tally {
     size_t mailboxes;
-    size_t checked; /* stored messages read and compared */
+    size_t checked; /* stored messages found (one file per UID) */
     size_t missing, deleted, altered, size, unexpected, unrecorded, damaged;
 };
 

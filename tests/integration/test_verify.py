@@ -33,7 +33,7 @@ MANIFEST = ".mailgrab-manifest"
 N = 24
 
 USERS = {f"v{k}": f"{k}-pw" for k in
-         ("eml", "md", "sha", "shamd", "torn", "kill", "link", "pre")}
+         ("eml", "md", "sha", "shamd", "torn", "kill", "link", "pre", "size", "dmg")}
 
 server = None
 workdir = None
@@ -319,6 +319,64 @@ class TestManifest(Base):
         self.backup(user, out, "maildir")
         self.assertManifestIsServer(box, "maildir", user, origins="sr")
         self.assertWhole(self.verify(user, out))
+
+
+class TestOtherProblems(Base):
+    def test_size_differs_from_the_server(self):
+        """A file cut short but recorded as such (a server that sent less than
+        it listed): the manifest agrees, the server does not."""
+        user = "vsize"
+        append(user, 0, 6)
+        out = self.out_dir()
+        box = os.path.join(out, "INBOX")
+        self.backup(user, out)
+        path = os.path.join(box, "4.eml")
+        with open(path, "rb") as f:
+            full = f.read()
+        cut = full[:len(full) // 2]
+        with open(path, "wb") as f:
+            f.write(cut)
+        man = os.path.join(box, MANIFEST)
+        with open(man) as f:
+            lines = f.read().splitlines(keepends=True)
+        with open(man, "w") as f:
+            for line in lines:
+                if line.startswith("4 "):
+                    line = f"4 {len(cut)} {hashlib.sha256(cut).hexdigest()} s 4.eml\n"
+                f.write(line)
+        self.assertWhole(self.verify(user, out, offline=True))
+        self.assertProblems(self.verify(user, out), [
+            f"size INBOX/4.eml ({len(cut)} bytes stored, the server lists {len(full)})"])
+
+    def test_damaged_manifest_foreign_directory_and_missing_mailbox(self):
+        user = "vdmg"
+        append(user, 0, 6)
+        out = self.out_dir()
+        box = os.path.join(out, "INBOX")
+        self.backup(user, out)
+        man = os.path.join(box, MANIFEST)
+        with open(man) as f:
+            lines = f.read().splitlines(keepends=True)
+        lines[2] = "2 12 not-a-sum s 2.eml\n"  # line 3: the entry of uid 2, garbled
+        with open(man, "w") as f:
+            f.writelines(lines)
+        os.mkdir(os.path.join(box, "photos"))
+        res = self.verify(user, out, offline=True)
+        self.assertProblems(res, ["damaged INBOX/.mailgrab-manifest line 3",
+                                  "unrecorded INBOX/2.eml", "unexpected INBOX/photos"])
+        # The next backup run rewrites the manifest without the damaged line
+        # and records uid 2 from its file; the foreign directory stays.
+        res = self.run_mg(self.argv(user, output=out))
+        self.assertEqual(res.returncode, EXIT_OK, res.describe())
+        self.assertIn("damaged line", res.stderr, res.describe())
+        self.assertEqual(manifest(box)[2][2], "r")
+        self.assertProblems(self.verify(user, out), ["unexpected INBOX/photos"])
+        # A mailbox the server does not have: one error line, exit 6.
+        os.rmdir(os.path.join(box, "photos"))
+        res = self.verify(user, out, "--mailbox", "INBOX", "--mailbox", "NoSuchBox")
+        self.assertEqual(res.returncode, 6, res.describe())
+        self.assertEqual(res.stdout, "", res.describe())
+        self.assertIn("NoSuchBox", res.stderr, res.describe())
 
 
 class TestUsage(Base):

@@ -807,6 +807,38 @@ static void test_manifest_recovered_on_open(void **state)
     assert_int_equal(g.n, 3);
     assert_int_equal(g.uid[2], 20);
     assert_int_equal(r.damaged, 0);
+    /* A damaged line is dropped by rewriting the manifest into a fresh file,
+     * and its message recorded again from its file. */
+    snprintf(p, sizeof(p), "%s/" MG_MANIFEST_FILE, dir);
+    char text[2048] = {0};
+    f = fopen(p, "r");
+    assert_non_null(f);
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    char *twelve = strstr(text, "\n12 ");
+    assert_non_null(twelve);
+    memcpy(twelve + 1, "12 3 zz", 7); /* the size and sum garbled */
+    f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+    read_manifest(dir, &g, &r);
+    assert_int_equal(r.damaged, 1);
+    struct stat before, after;
+    assert_int_equal(stat(p, &before), 0);
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    mg_store_close(st);
+    read_manifest(dir, &g, &r);
+    assert_int_equal(r.damaged, 0);
+    assert_int_equal(g.n, 3);
+    assert_int_equal(g.uid[0], 3);
+    assert_int_equal(g.uid[1], 20);
+    assert_int_equal(g.uid[2], 12);
+    assert_int_equal(g.origin[2], 'r');
+    assert_string_equal(g.sha[2], SHA_XYZ);
+    assert_int_equal(stat(p, &after), 0);
+    assert_true(after.st_ino != before.st_ino);
+    assert_int_equal(count_entries(dir, MG_TMP_PREFIX), 0);
     /* A clean reopen records nothing twice. */
     assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
     mg_store_close(st);
