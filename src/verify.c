@@ -141,7 +141,8 @@ static int cmp_file(const void *a, const void *b)
 /* Sort by UID; of several lines for one UID the last one counts. */
 static void settle_recs(struct check *c)
 {
-    qsort(c->recs, c->nrecs, sizeof(*c->recs), cmp_rec);
+    if (c->nrecs > 1)
+        qsort(c->recs, c->nrecs, sizeof(*c->recs), cmp_rec);
     size_t k = 0;
     for (size_t i = 0; i < c->nrecs; i++) {
         if (k > 0 && c->recs[k - 1].uid == c->recs[i].uid)
@@ -249,7 +250,8 @@ static enum mg_code list_files(struct check *c, int dirfd, struct mg_error *err)
 /* Each stored file against its manifest entry, read once. */
 static void check_files(struct check *c, int dirfd)
 {
-    qsort(c->files, c->nfiles, sizeof(*c->files), cmp_file);
+    if (c->nfiles > 1)
+        qsort(c->files, c->nfiles, sizeof(*c->files), cmp_file);
     for (size_t i = 0; i < c->nfiles; i++) {
         struct file *f = &c->files[i];
         const char *name = c->names.s + f->name;
@@ -296,6 +298,8 @@ static void check_files(struct check *c, int dirfd)
 static const struct file *find_file(const struct check *c, uint32_t uid)
 {
     struct file key = {.uid = uid};
+    if (c->nfiles == 0)
+        return NULL;
     return bsearch(&key, c->files, c->nfiles, sizeof(*c->files), cmp_file);
 }
 
