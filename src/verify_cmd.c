@@ -90,8 +90,15 @@ static enum mg_code find_boxes(const struct mg_account *a, const char *rel, int 
     return rc;
 }
 
-static enum mg_code verify_offline(const struct mg_account *a, struct mg_verify_tally *t,
-                                   struct mg_error *err)
+/* How lines name a mailbox directory: relative to the output the user
+ * gave, so with accounts sharing it, "<account>/<mailbox>". */
+static void label_of(const char *sub, const char *rel, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s%s", sub, sub[0] ? "/" : "", rel);
+}
+
+static enum mg_code verify_offline(const struct mg_account *a, const char *sub,
+                                   struct mg_verify_tally *t, struct mg_error *err)
 {
     struct dirs d = {0};
     enum mg_code rc = find_boxes(a, "", 1, &d, err);
@@ -99,8 +106,10 @@ static enum mg_code verify_offline(const struct mg_account *a, struct mg_verify_
         qsort(d.v, d.n, sizeof(*d.v), cmp_str);
     for (size_t i = 0; rc == MG_OK && i < d.n; i++) {
         char dir[PATH_MAX + 8];
+        char label[PATH_MAX];
         snprintf(dir, sizeof(dir), "%s/%s", a->output, d.v[i]);
-        rc = mg_verify_dir(dir, d.v[i], NULL, stdout, t, err);
+        label_of(sub, d.v[i], label, sizeof(label));
+        rc = mg_verify_dir(dir, label, NULL, stdout, t, err);
     }
     if (rc == MG_OK && d.n == 0 && a->nmailboxes > 0 && a->all_mailboxes != 1)
         rc = mg_error_set(err, MG_E_MAILBOX, "no backup of %s%s in %s", a->mailboxes[0],
@@ -112,7 +121,7 @@ static enum mg_code verify_offline(const struct mg_account *a, struct mg_verify_
 }
 
 /* One mailbox against the server's listing of it. */
-static enum mg_code verify_box(const struct mg_account *a, struct mg_pool *pool,
+static enum mg_code verify_box(const struct mg_account *a, const char *sub, struct mg_pool *pool,
                                const struct mg_backup_box *x, struct mg_verify_tally *t,
                                struct mg_error *err)
 {
@@ -129,7 +138,8 @@ static enum mg_code verify_box(const struct mg_account *a, struct mg_pool *pool,
         goto out;
     }
     /* Lines name the directory as it is under the output. */
-    const char *label = r == 1 ? dir + strlen(a->output) + 1 : x->path;
+    char label[PATH_MAX];
+    label_of(sub, r == 1 ? dir + strlen(a->output) + 1 : x->path, label, sizeof(label));
     if (r == 1) {
         rc = mg_verify_dir(dir, label, &msgs, stdout, t, err);
         goto out;
@@ -144,8 +154,9 @@ out:
     return rc;
 }
 
-static enum mg_code verify_online(const struct mg_account *a, const struct mg_creds *cr,
-                                  struct mg_verify_tally *t, struct mg_error *err)
+static enum mg_code verify_online(const struct mg_account *a, const char *sub,
+                                  const struct mg_creds *cr, struct mg_verify_tally *t,
+                                  struct mg_error *err)
 {
     struct mg_tls_ctx *tls = NULL;
     struct mg_pool *pool = NULL;
@@ -165,7 +176,7 @@ static enum mg_code verify_online(const struct mg_account *a, const struct mg_cr
     for (size_t i = 0; rc == MG_OK && i < n; i++) {
         struct mg_error e;
         mg_error_clear(&e);
-        enum mg_code brc = verify_box(a, pool, &boxes[i], t, &e);
+        enum mg_code brc = verify_box(a, sub, pool, &boxes[i], t, &e);
         if (brc == MG_OK)
             continue;
         if (brc != MG_E_MAILBOX) { /* the account cannot go on */
@@ -205,8 +216,10 @@ enum mg_code mg_verify_account(const struct mg_account *a, const struct mg_creds
     if (rc == MG_OK && mg_backup_dir(a, dir, sizeof(dir)) != 0)
         rc = mg_error_set(&err, MG_E_USAGE, "output path too long: %s", a->output);
     own.output = dir;
+    const char *sub = rc == MG_OK ? dir + strlen(a->output) : "";
+    sub += sub[0] == '/';
     if (rc == MG_OK)
-        rc = offline ? verify_offline(&own, t, &err) : verify_online(&own, cr, t, &err);
+        rc = offline ? verify_offline(&own, sub, t, &err) : verify_online(&own, sub, cr, t, &err);
     if (rc != MG_OK && rc != MG_E_MAILBOX)
         mg_backup_err(a, err.msg);
     if (lockfd >= 0)

@@ -18,7 +18,8 @@
  *                             before manifests): the next backup records it
  *   damaged MBOX/.mailgrab-manifest line N   a line that is no entry
  *
- * MBOX is the mailbox directory relative to OUTPUT. Files are found by the
+ * MBOX is the mailbox directory relative to OUTPUT ("<account>/<mailbox>"
+ * when accounts of the config file share OUTPUT). Files are found by the
  * UID in their name, so a Maildir file renamed for its flags is the same
  * message (a Maildir's tmp/ is not looked at). Names are printed with
  * control bytes as %XX.

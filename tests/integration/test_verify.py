@@ -33,7 +33,7 @@ MANIFEST = ".mailgrab-manifest"
 N = 24
 
 USERS = {f"v{k}": f"{k}-pw" for k in
-         ("eml", "md", "sha", "shamd", "torn", "kill", "link", "pre", "size", "dmg")}
+         ("eml", "md", "sha", "shamd", "torn", "kill", "link", "pre", "size", "dmg", "home", "work")}
 
 server = None
 workdir = None
@@ -377,6 +377,35 @@ class TestOtherProblems(Base):
         self.assertEqual(res.returncode, 6, res.describe())
         self.assertEqual(res.stdout, "", res.describe())
         self.assertIn("NoSuchBox", res.stderr, res.describe())
+
+
+class TestSharedOutput(Base):
+    def test_accounts_sharing_an_output(self):
+        """Two accounts of a config file share an output, each backed up in
+        OUTPUT/<account>: verify checks each in its own place, and names the
+        account's directory in its lines."""
+        for user in ("vhome", "vwork"):
+            append(user, 0, 5)
+        out = self.out_dir()
+        cfg = os.path.join(tempfile.mkdtemp(prefix="cfg-", dir=workdir), "config")
+        with open(cfg, "w") as f:
+            f.write(f"[defaults]\nserver = 127.0.0.1\nport = {server.imaps_port}\n"
+                    f"cafile = {server.ca_file}\noutput = {out}\n")
+            for name, user in (("home", "vhome"), ("work", "vwork")):
+                pw = tools.write_secret(workdir, server.password(user))
+                f.write(f"\n[account {name}]\nuser = {user}\npassword_file = {pw}\n")
+        os.chmod(cfg, 0o600)
+        mg = tools.binary("MAILGRAB")
+        res = self.run_mg([mg, "--config", cfg])
+        self.assertEqual(res.returncode, EXIT_OK, res.describe())
+        self.assertWhole(self.run_mg([mg, "verify", "--config", cfg]))
+        self.assertWhole(self.run_mg([mg, "verify", "--config", cfg, "--offline"]))
+        os.unlink(os.path.join(out, "work", "INBOX", "3.eml"))
+        append("vhome", 5, 1)
+        self.assertProblems(self.run_mg([mg, "verify", "--config", cfg]),
+                            ["missing home/INBOX uid 6", "deleted work/INBOX/3.eml"])
+        self.assertProblems(self.run_mg([mg, "verify", "--config", cfg, "--account", "work",
+                                         "--offline"]), ["deleted work/INBOX/3.eml"])
 
 
 class TestUsage(Base):
