@@ -194,7 +194,11 @@ static int verify_accounts(const struct mg_account *accounts, size_t n, const st
         drop_creds(&cr);
         if (rc != MG_OK && (worst == MG_OK || worst == MG_E_MAILBOX))
             worst = rc;
+        if (mg_cancelled())
+            break;
     }
+    if (mg_cancelled())
+        worst = MG_E_INTERRUPTED;
     return mg_verify_finish(&t, worst);
 }
 

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
 #include "mailgrab/manifest.h"
 
@@ -764,7 +765,8 @@ static void record_dir(struct mg_store *st, int dirfd, const char *prefix)
     rewinddir(d); /* the descriptor may have been read before */
     struct dirent *de;
     struct mg_error err;
-    while (v != NULL && names != NULL && (de = readdir(d)) != NULL) {
+    /* A signal stops the reading: the next run records the rest. */
+    while (v != NULL && names != NULL && !mg_cancelled() && (de = readdir(d)) != NULL) {
         uint32_t uid = name_uid(st->format, de->d_name);
         if (uid == 0 || mg_manifest_log_has(st->manifest, uid))
             continue;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mailgrab/cancel.h"
 #include "mailgrab/manifest.h"
 #include "mailgrab/store.h"
 
@@ -252,7 +253,7 @@ static void check_files(struct check *c, int dirfd)
 {
     if (c->nfiles > 1)
         qsort(c->files, c->nfiles, sizeof(*c->files), cmp_file);
-    for (size_t i = 0; i < c->nfiles; i++) {
+    for (size_t i = 0; i < c->nfiles && !mg_cancelled(); i++) {
         struct file *f = &c->files[i];
         const char *name = c->names.s + f->name;
         if (i > 0 && c->files[i - 1].uid == f->uid) {
@@ -360,11 +361,14 @@ enum mg_code mg_verify_dir(const char *dir, const char *label, const struct mg_m
         settle_recs(&c);
         rc = list_files(&c, dirfd, err);
     }
-    if (rc == MG_OK) {
+    if (rc == MG_OK)
         check_files(&c, dirfd);
-        if (server != NULL)
-            check_server(&c, server);
-    }
+    /* A signal stops a long read at the next file: what was checked is
+     * incomplete, and said so. */
+    if (rc == MG_OK && mg_cancelled())
+        rc = mg_cancel_error(err);
+    if (rc == MG_OK && server != NULL)
+        check_server(&c, server);
     free(c.recs);
     free(c.files);
     free(c.names.s);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "mailgrab/backup.h"
+#include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
 #include "mailgrab/mboxname.h"
 #include "mailgrab/pool.h"
@@ -177,6 +178,7 @@ static enum mg_code verify_online(const struct mg_account *a, const char *sub,
         struct mg_error e;
         mg_error_clear(&e);
         enum mg_code brc = verify_box(a, sub, pool, &boxes[i], t, &e);
+        brc = mg_cancel_check(brc, &e);
         if (brc == MG_OK)
             continue;
         if (brc != MG_E_MAILBOX) { /* the account cannot go on */

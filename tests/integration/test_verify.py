@@ -408,6 +408,35 @@ class TestSharedOutput(Base):
                                          "--offline"]), ["deleted work/INBOX/3.eml"])
 
 
+class TestSignal(Base):
+    def test_sigterm_ends_verify(self):
+        """verify on a server that went silent: SIGTERM ends it at once with
+        exit 130, not after the 60 s timeout."""
+        out = self.out_dir()
+        os.makedirs(out)
+        with tools.Proxy(server.host, server.imaps_port, "--stall-after", "0") as proxy:
+            pw = tools.write_secret(workdir, server.password("veml"))
+            argv = tools.mailgrab_argv(server, user="veml", password_file=pw, output=out,
+                                       port=proxy.port)
+            argv = [argv[0], "verify"] + argv[1:]
+            env = dict(os.environ, XDG_CONFIG_HOME=config_home)
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env, start_new_session=True)
+            try:
+                time.sleep(1)
+                self.assertIsNone(p.poll(), "verify ended before the signal")
+                t0 = time.monotonic()
+                p.send_signal(signal.SIGTERM)
+                _, err = p.communicate(timeout=10)
+                waited = time.monotonic() - t0
+            finally:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        self.assertEqual(p.returncode, 130, err.decode(errors="replace"))
+        self.assertLess(waited, 3, "verify took too long to stop")
+
+
 class TestUsage(Base):
     def test_offline_is_a_verify_option(self):
         res = self.run_mg([tools.binary("MAILGRAB"), "--offline", "--output", workdir])
