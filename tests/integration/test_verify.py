@@ -14,19 +14,16 @@ One Dovecot serves the module; each test has its own user.
 """
 
 import hashlib
-import imaplib
 import os
 import re
-import shutil
 import signal
-import ssl
 import subprocess
 import tempfile
 import time
 import unittest
 
 from mgtest import corpus, reference, tools
-from mgtest.server import Dovecot
+from mgtest.server import start_for_module, stop_for_module
 
 EXIT_OK, EXIT_VERIFY = 0, 12
 MANIFEST = ".mailgrab-manifest"
@@ -43,31 +40,19 @@ config_home = None
 def setUpModule():
     global server, workdir, config_home
     tools.binary("MAILGRAB")
-    workdir = tempfile.mkdtemp(prefix="mgtest-verify-")
-    config_home = os.path.join(workdir, "xdg-empty")
-    os.makedirs(config_home)
-    server = Dovecot()
-    server.users.update(USERS)
-    server.start()
+    server, workdir, config_home = start_for_module("mgtest-verify-", USERS)
 
 
 def tearDownModule():
-    if server is not None:
-        server.stop()
-    if workdir and not os.environ.get("MG_KEEP_TMP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop_for_module(server, workdir)
 
 
 def append(user, start, count, seed=7):
-    ctx = ssl.create_default_context(cafile=server.ca_file)
-    conn = imaplib.IMAP4_SSL(server.host, server.imaps_port, ssl_context=ctx)
+    conn = reference.login(server, user)
     try:
-        conn.login(user, server.password(user))
         for i in range(start, start + count):
             msg, mtime, _ = corpus.build_message(seed, i)
-            typ, data = conn.append("INBOX", None, mtime, msg)
-            if typ != "OK":
-                raise AssertionError(f"APPEND: {typ} {data}")
+            reference.ok(conn.append("INBOX", None, mtime, msg), "APPEND")
     finally:
         conn.logout()
 
