@@ -399,6 +399,34 @@ out:
     return rep->code;
 }
 
+int mg_backup_dir(const struct mg_account *a, char *dir, size_t cap)
+{
+    if (!a->output_shared)
+        return snprintf(dir, cap, "%s", a->output) < (int)cap ? 0 : -1;
+    char name[MG_MBOX_PATH_MAX + 1];
+    mg_mbox_to_path(a->name, name, sizeof(name));
+    return snprintf(dir, cap, "%s/%s", a->output, name) < (int)cap ? 0 : -1;
+}
+
+enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *pool,
+                                 struct mg_backup_box **out, size_t *n, struct mg_error *err)
+{
+    struct boxes b = {0};
+    enum mg_code rc = select_boxes(a, pool, &b, err);
+    struct mg_backup_box *v = rc == MG_OK ? calloc(b.n ? b.n : 1, sizeof(*v)) : NULL;
+    if (rc == MG_OK && v == NULL)
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    for (size_t i = 0; rc == MG_OK && i < b.n; i++) {
+        snprintf(v[i].utf8, sizeof(v[i].utf8), "%s", b.v[i].utf8);
+        snprintf(v[i].imap, sizeof(v[i].imap), "%s", b.v[i].imap);
+        snprintf(v[i].path, sizeof(v[i].path), "%s", b.v[i].path);
+    }
+    free(b.v);
+    *out = v;
+    *n = rc == MG_OK ? b.n : 0;
+    return rc;
+}
+
 void mg_report_finish(struct mg_report *rep)
 {
     free(rep->boxes);

@@ -10,6 +10,7 @@ void mg_cli_usage(FILE *f)
     fputs("usage: mailgrab [--server HOST --user USER] [options]\n"
           "       mailgrab login --provider gmail|outlook --oauth2-client-id ID ...\n"
           "       mailgrab stats DIR [options]\n"
+          "       mailgrab verify [--server HOST --user USER] [options] [--offline]\n"
           "\n"
           "Download IMAP mailboxes over TLS with parallel connections, one file per\n"
           "message, byte-identical to the server. Runs again fetch only what is new.\n"
@@ -25,9 +26,27 @@ void mg_cli_usage(FILE *f)
           "complete, the summary and statistics are written, the exit code is 130.\n"
           "Exit codes: 0 ok (also when nothing is new), 1 some messages or listed mailboxes\n"
           "failed, 2 usage, 3 connect, 4 TLS, 5 authentication, 6 named mailbox, 7 local\n"
-          "I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 server quota, 13 output holds\n"
-          "another account's backup, 130 interrupted. Accounts of the config file sharing\n"
-          "an output each get DIR/<account>. See mailgrab(1), mailgrab.conf(5).\n",
+          "I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 server quota, 12 verify found\n"
+          "problems, 13 output holds another account's backup, 130 interrupted. Accounts\n"
+          "of the config file sharing an output each get DIR/<account>. See mailgrab(1),\n"
+          "mailgrab-verify(1), mailgrab.conf(5).\n",
+          f);
+}
+
+void mg_cli_verify_usage(FILE *f)
+{
+    fputs("usage: mailgrab verify [--server HOST --user USER] [options] [--offline]\n"
+          "\n"
+          "Check the backup in --output: every message the server lists is stored with\n"
+          "its size, and every stored file still has the SHA-256 recorded when it was\n"
+          "stored. One line per problem on stdout (missing, deleted, altered, size,\n"
+          "unexpected, unrecorded, damaged); nothing when the backup is whole.\n"
+          "\n",
+          f);
+    mg_settings_help(MG_CMD_VERIFY, f);
+    fputs("\n"
+          "Exit codes: 0 whole, 12 problems found; 2-10 as for a backup. See\n"
+          "mailgrab-verify(1).\n",
           f);
 }
 
@@ -52,6 +71,9 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
         break;
     case MG_SET_LIMIT:
         o->limit = v->num;
+        break;
+    case MG_SET_OFFLINE:
+        o->offline = true;
         break;
     case MG_SET_QUIET:
         o->verbosity = MG_QUIET;
@@ -92,7 +114,14 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
     struct mg_account *a = &o->over;
     const char *extra;
     size_t n;
-    enum mg_code rc = mg_settings_parse(MG_CMD_BACKUP, argc, argv, apply, o, &extra, 0, &n, err);
+    unsigned command = MG_CMD_BACKUP;
+    if (argc > 1 && strcmp(argv[1], "verify") == 0) {
+        o->verify = true;
+        command = MG_CMD_VERIFY;
+        argc--;
+        argv++;
+    }
+    enum mg_code rc = mg_settings_parse(command, argc, argv, apply, o, &extra, 0, &n, err);
     if (rc != MG_OK || o->action != MG_RUN)
         return rc;
     if (a->password_file != NULL && a->password_command != NULL)

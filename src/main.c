@@ -31,6 +31,7 @@
 #include "mailgrab/analyzer.h"
 #include "mailgrab/stats.h"
 #include "mailgrab/stats_cmd.h"
+#include "mailgrab/verify.h"
 
 #ifndef MAILGRAB_VERSION
 #define MAILGRAB_VERSION "unknown"
@@ -165,6 +166,42 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
     return rc;
 }
 
+/* mailgrab verify: each account's backup against its server, or with
+ * --offline against its manifests only (no credentials needed then). */
+static int verify_accounts(const struct mg_account *accounts, size_t n, const struct mg_options *o,
+                           const char *env_password)
+{
+    struct mg_verify_tally t = {0};
+    enum mg_code worst = MG_OK;
+    for (size_t i = 0; i < n; i++) {
+        struct mg_account a = accounts[i];
+        struct mg_creds cr;
+        memset(&cr, 0, sizeof(cr));
+        struct mg_error err;
+        mg_error_clear(&err);
+        enum mg_code rc = MG_OK;
+        if (o->offline && a.output == NULL)
+            a.output = ".";
+        if (!o->offline) {
+            rc = mg_account_finish(&a, &err);
+            if (rc == MG_OK)
+                rc = get_creds(&a, env_password, &cr, &err);
+            if (rc != MG_OK)
+                mg_backup_err(&a, err.msg);
+        }
+        if (rc == MG_OK)
+            rc = mg_verify_account(&a, o->offline ? NULL : &cr, o->offline, &t);
+        drop_creds(&cr);
+        if (rc != MG_OK && (worst == MG_OK || worst == MG_E_MAILBOX))
+            worst = rc;
+        if (mg_cancelled())
+            break;
+    }
+    if (mg_cancelled())
+        worst = MG_E_INTERRUPTED;
+    return mg_verify_finish(&t, worst);
+}
+
 int main(int argc, char **argv)
 {
     struct mg_options o;
@@ -188,7 +225,10 @@ int main(int argc, char **argv)
         return MG_E_USAGE;
     }
     if (o.action == MG_HELP) {
-        mg_cli_usage(stdout);
+        if (o.verify)
+            mg_cli_verify_usage(stdout);
+        else
+            mg_cli_usage(stdout);
         return 0;
     }
     if (o.action == MG_VERSION) {
@@ -243,6 +283,14 @@ int main(int argc, char **argv)
         mg_password_free(env_password);
         mg_analyzer_destroy(feed.an);
         return err.code;
+    }
+
+    if (o.verify) {
+        int code = verify_accounts(accounts, n, &o, env_password);
+        free(accounts);
+        mg_config_finish(&cfg);
+        mg_password_free(env_password);
+        return code;
     }
 
     struct mg_report *reps = calloc(n, sizeof(*reps));

@@ -14,7 +14,9 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
+#include "mailgrab/manifest.h"
 
 #define WRITE_BUF (256 * 1024)
 
@@ -34,6 +36,8 @@ struct mg_store {
     uint32_t *have; /* sorted UIDs already stored */
     size_t nhave;
     size_t cap;
+    struct mg_manifest_log *manifest; /* NULL: checksums are not recorded this run */
+    atomic_bool manifest_warned;
 };
 
 /* A message written but not yet named. Normally an unnamed O_TMPFILE inode
@@ -45,6 +49,8 @@ struct pending {
     char flags[8];
     int fd;
     char tmp[64];
+    uint64_t size;
+    unsigned char sha256[MG_SHA256_LEN];
 };
 
 struct mg_batch {
@@ -58,6 +64,8 @@ struct mg_batch {
     char tmp[64];
     char *buf;
     size_t buflen;
+    struct mg_sha256 *sha; /* of the bytes written so far */
+    uint64_t size;
     /* ended messages waiting for commit */
     struct pending *v;
     size_t n, cap;
@@ -738,6 +746,88 @@ out:
     return rc;
 }
 
+/* Record what the manifest lacks, reading each such file once: messages
+ * named by a run killed before it recorded them, and backups older than
+ * manifests. name_prefix is "" for eml, "cur/" or "new/" for Maildir. */
+static void record_dir(struct mg_store *st, int dirfd, const char *prefix)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    enum { GROUP = 256 };
+    struct mg_manifest_entry *v = calloc(GROUP, sizeof(*v));
+    char(*names)[MG_MANIFEST_NAME_MAX + 1] = calloc(GROUP, sizeof(*names));
+    size_t n = 0, total = 0;
+    rewinddir(d); /* the descriptor may have been read before */
+    struct dirent *de;
+    struct mg_error err;
+    /* A signal stops the reading: the next run records the rest. */
+    while (v != NULL && names != NULL && !mg_cancelled() && (de = readdir(d)) != NULL) {
+        uint32_t uid = name_uid(st->format, de->d_name);
+        if (uid == 0 || mg_manifest_log_has(st->manifest, uid))
+            continue;
+        struct mg_manifest_entry *e = &v[n];
+        if (mg_manifest_hash_file(dirfd, de->d_name, &e->size, e->sha256, &err) != MG_OK) {
+            mg_warn("%s: %s; its checksum is not recorded", st->dir, err.msg);
+            continue;
+        }
+        int len = snprintf(names[n], sizeof(names[n]), "%s%s", prefix, de->d_name);
+        if (len <= 0 || (size_t)len >= sizeof(names[n]))
+            continue;
+        e->uid = uid;
+        e->origin = 'r';
+        e->name = names[n];
+        e->name_len = (size_t)len;
+        if (++n < GROUP)
+            continue;
+        if (mg_manifest_log_append(st->manifest, v, n, &err) != MG_OK)
+            break;
+        total += n;
+        n = 0;
+    }
+    if (n > 0 && mg_manifest_log_append(st->manifest, v, n, &err) == MG_OK)
+        total += n;
+    else if (n > 0)
+        mg_warn("%s; the next run tries again", err.msg);
+    if (total > 0)
+        mg_info("%s: recorded the checksums of %zu stored message%s the manifest lacked", st->dir,
+                total, total == 1 ? "" : "s");
+    free(v);
+    free(names);
+    closedir(d);
+}
+
+/* Open the mailbox's manifest for this run's entries. Without one the
+ * backup still goes on: the next run records what this one could not. */
+static void open_manifest(struct mg_store *st)
+{
+    struct mg_error err;
+    if (mg_manifest_log_open(st->dirfd, st->dir, &st->manifest, &err) != MG_OK) {
+        mg_warn("%s; checksums are not recorded this run", err.msg);
+        st->manifest = NULL;
+        return;
+    }
+    bool missing = false;
+    for (size_t i = 0; i < st->nhave && !missing; i++)
+        missing = !mg_manifest_log_has(st->manifest, st->have[i]);
+    if (!missing)
+        return;
+    if (st->format == MG_FORMAT_EML) {
+        record_dir(st, st->dirfd, "");
+        return;
+    }
+    record_dir(st, st->curfd, "cur/");
+    int newfd = openat(st->dirfd, "new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (newfd >= 0) {
+        record_dir(st, newfd, "new/");
+        close(newfd);
+    }
+}
+
 enum mg_code mg_store_open(const char *output, const char *component, enum mg_format format,
                            uint32_t uidvalidity, struct mg_store **out, bool *new_generation,
                            struct mg_error *err)
@@ -858,6 +948,7 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
     rc = scan(st, err);
     if (rc != MG_OK)
         goto err_close;
+    open_manifest(st);
     atomic_store(&st->tmpfile_ok, access("/proc/self/fd", X_OK) == 0);
     close(outfd);
     *out = st;
@@ -882,6 +973,7 @@ void mg_store_close(struct mg_store *st)
         close(st->tmpfd);
     if (st->curfd >= 0)
         close(st->curfd);
+    mg_manifest_log_close(st->manifest);
     free(st->have);
     free(st);
 }
@@ -922,6 +1014,12 @@ enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, size_t max_op
         free(b);
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     }
+    enum mg_code rc = mg_sha256_create(&b->sha, err);
+    if (rc != MG_OK) {
+        free(b->buf);
+        free(b);
+        return rc;
+    }
     b->st = st;
     b->worker = worker;
     b->pid = (long)getpid();
@@ -936,6 +1034,7 @@ void mg_batch_destroy(struct mg_batch *b)
     if (b == NULL)
         return;
     mg_batch_discard(b);
+    mg_sha256_destroy(b->sha);
     free(b->v);
     free(b->buf);
     free(b);
@@ -956,6 +1055,8 @@ enum mg_code mg_batch_begin(struct mg_batch *b, struct mg_error *err)
     mg_batch_drop_current(b);
     b->buflen = 0;
     b->tmp[0] = '\0';
+    mg_sha256_reset(b->sha);
+    b->size = 0;
     /* An unnamed file costs the directory nothing until it is linked in at
      * commit, and a run killed before then leaves nothing behind at all. */
     if (atomic_load(&b->st->tmpfile_ok) && b->nopen < b->max_open) {
@@ -1002,6 +1103,9 @@ static enum mg_code flush_buf(struct mg_batch *b, const char *p, size_t len, str
 
 enum mg_code mg_batch_write(struct mg_batch *b, const char *bytes, size_t len, struct mg_error *err)
 {
+    /* The manifest's sum, as the bytes go by: never a second read. */
+    mg_sha256_update(b->sha, bytes, len);
+    b->size += len;
     if (b->buflen + len > WRITE_BUF) {
         enum mg_code rc = flush_buf(b, b->buf, b->buflen, err);
         b->buflen = 0;
@@ -1055,6 +1159,8 @@ enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const 
     snprintf(m->flags, sizeof(m->flags), "%s", flags ? flags : "");
     m->fd = fd;
     memcpy(m->tmp, b->tmp, sizeof(b->tmp));
+    m->size = b->size;
+    mg_sha256_final(b->sha, m->sha256);
     b->fd = -1;
     if (fd >= 0)
         b->nopen++;
@@ -1077,9 +1183,14 @@ static int name_it(struct mg_store *st, struct pending *m, const char *name)
     if (m->tmp[0] != '\0') {
         if (renameat2(st->tmpfd, m->tmp, st->curfd, name, RENAME_NOREPLACE) == 0)
             return 0;
-        if (errno == EINVAL && renameat(st->tmpfd, m->tmp, st->curfd, name) == 0)
-            return 0; /* file system without RENAME_NOREPLACE */
-        return errno;
+        if (errno != EINVAL)
+            return errno;
+        /* A file system without RENAME_NOREPLACE: a plain rename would
+         * replace a stored message. A hard link refuses an existing name. */
+        if (linkat(st->tmpfd, m->tmp, st->curfd, name, 0) != 0)
+            return errno;
+        unlinkat(st->tmpfd, m->tmp, 0);
+        return 0;
     }
     char proc[64];
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);
@@ -1133,6 +1244,43 @@ static enum mg_code link_batch(struct mg_batch *b, struct mg_error *err)
     return MG_OK;
 }
 
+/* The batch's sums go to the manifest once its files are durable under
+ * their names. A kill before this leaves stored messages without entries,
+ * which the next run records (open_manifest). */
+static void record_batch(struct mg_batch *b)
+{
+    struct mg_store *st = b->st;
+    if (st->manifest == NULL)
+        return;
+    struct mg_manifest_entry *v = calloc(b->n, sizeof(*v));
+    char(*names)[MG_MANIFEST_NAME_MAX + 1] = calloc(b->n, sizeof(*names));
+    size_t n = 0;
+    for (size_t i = 0; v != NULL && names != NULL && i < b->n; i++) {
+        const struct pending *m = &b->v[i];
+        if (m->uid == 0)
+            continue;
+        char name[128];
+        final_name(st, m, name, sizeof(name));
+        int len = snprintf(names[n], sizeof(names[n]), "%s%s",
+                           st->format == MG_FORMAT_MAILDIR ? "cur/" : "", name);
+        v[n] = (struct mg_manifest_entry){.uid = m->uid,
+                                          .size = m->size,
+                                          .origin = 's',
+                                          .name = names[n],
+                                          .name_len = (size_t)len};
+        memcpy(v[n].sha256, m->sha256, sizeof(m->sha256));
+        n++;
+    }
+    struct mg_error err;
+    enum mg_code rc = v != NULL && names != NULL
+                          ? mg_manifest_log_append(st->manifest, v, n, &err)
+                          : mg_error_set(&err, MG_E_INTERNAL, "out of memory");
+    if (rc != MG_OK && !atomic_exchange(&st->manifest_warned, true))
+        mg_warn("%s; the messages are stored, and the next run records their checksums", err.msg);
+    free(v);
+    free(names);
+}
+
 static void report_batch(struct mg_batch *b,
                          void (*on_stored)(void *ctx, uint32_t uid, const char *path), void *ctx)
 {
@@ -1170,6 +1318,7 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
         b->nopen = 0;
         return rc;
     }
+    record_batch(b);
     report_batch(b, on_stored, ctx);
     return MG_OK;
 }
@@ -1226,4 +1375,45 @@ void mg_store_free_names(char **names, size_t n)
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+}
+
+uint32_t mg_store_name_uid(enum mg_format format, const char *name)
+{
+    return name_uid(format, name);
+}
+
+int mg_store_locate(const char *output, const char *component, uint32_t uidvalidity, char *dir,
+                    size_t cap)
+{
+    /* The choice mg_store_open makes, without creating anything. */
+    int outfd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (outfd < 0)
+        return errno == ENOENT ? 0 : -1;
+    int found = 0;
+    const char *name = component;
+    char gen[NAME_MAX + 1];
+    snprintf(gen, sizeof(gen), "%s%%uidvalidity=%u", component, uidvalidity);
+    int fd = open_dir_at(outfd, component, false);
+    uint32_t old = 0;
+    int r = fd >= 0 ? read_state(fd, &old) : 0;
+    if (fd >= 0)
+        close(fd);
+    if (fd < 0 && errno != ENOENT) {
+        found = -1;
+    } else if (r < 0) {
+        found = -1;
+    } else if (fd >= 0 && (uidvalidity == 0 || r == 0 || old == uidvalidity)) {
+        found = 1;
+    } else if (fd >= 0) {
+        name = gen;
+        fd = open_dir_at(outfd, gen, false);
+        r = fd >= 0 ? read_state(fd, &old) : 0;
+        if (fd >= 0)
+            close(fd);
+        found = fd < 0 ? (errno == ENOENT ? 0 : -1) : r < 0 ? -1 : 1;
+    }
+    close(outfd);
+    if (found == 1 && snprintf(dir, cap, "%s/%s", output, name) >= (int)cap)
+        return -1;
+    return found;
 }

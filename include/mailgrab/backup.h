@@ -23,6 +23,7 @@
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
 #include "mailgrab/imap.h"
+#include "mailgrab/mboxname.h"
 
 struct mg_mailbox_report {
     char name[1024]; /* UTF-8 */
@@ -60,6 +61,22 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
                                unsigned long limit, const struct mg_backup_hooks *hooks,
                                struct mg_report *rep);
 void mg_report_finish(struct mg_report *rep);
+
+/* The mailboxes a backup of account a covers, named as the backup names
+ * them (mailgrab verify looks where the backup stored). *out is the
+ * caller's to free. */
+struct mg_backup_box {
+    char utf8[1024];                  /* as the user reads it */
+    char imap[1024];                  /* as sent to the server */
+    char path[MG_MBOX_PATH_MAX + 16]; /* its directory under the output */
+};
+struct mg_pool;
+/* Where account a's backup is (its output, or output/<account> when the
+ * accounts of the config file share it), without creating or claiming it.
+ * Returns 0, or -1 if the path does not fit in cap. */
+int mg_backup_dir(const struct mg_account *a, char *dir, size_t cap);
+enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *pool,
+                                 struct mg_backup_box **out, size_t *n, struct mg_error *err);
 
 /* Print an error of account a; a named account's errors say which one. */
 void mg_backup_err(const struct mg_account *a, const char *msg);

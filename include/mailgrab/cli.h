@@ -32,9 +32,14 @@ struct mg_options {
     const char *stopwords; /* --stopwords FILE */
     unsigned long limit;   /* 0: no limit */
     enum mg_verbosity verbosity;
+    bool verify;  /* mailgrab verify (verify.h) */
+    bool offline; /* verify --offline: the files against their manifests only */
 };
 
+/* argv[1] "verify" parses `mailgrab verify`, which takes the account options
+ * and --offline (o->verify set). */
 enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg_error *err);
 void mg_cli_usage(FILE *f);
+void mg_cli_verify_usage(FILE *f);
 
 #endif

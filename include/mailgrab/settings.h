@@ -30,6 +30,7 @@ enum mg_command {
     MG_CMD_BACKUP = 1u << 0, /* mailgrab [options] */
     MG_CMD_LOGIN = 1u << 1,  /* mailgrab login */
     MG_CMD_STATS = 1u << 2,  /* mailgrab stats DIR */
+    MG_CMD_VERIFY = 1u << 3, /* mailgrab verify [options] */
 };
 
 enum mg_setting_id {
@@ -54,6 +55,7 @@ enum mg_setting_id {
     MG_SET_OAUTH2_SCOPE,
     MG_SET_OAUTH2_TOKEN_COMMAND,
     MG_SET_OAUTH2_TOKEN_URL,
+    MG_SET_OFFLINE,
     MG_SET_OUTPUT,
     MG_SET_PASSWORD,
     MG_SET_PASSWORD_COMMAND,

@@ -33,6 +33,17 @@
  * A file or link where a mailbox directory belongs costs that mailbox only
  * (MG_E_PARTIAL, the path named).
  *
+ * Each message's SHA-256 is computed in mg_batch_write as its bytes go by
+ * (no second read) and appended to the mailbox's manifest (manifest.h) once
+ * the batch's names are durable. Opening a store records, by reading each
+ * once, the stored messages the manifest lacks (a run killed between naming
+ * and recording, or a backup older than manifests). A manifest that cannot
+ * be written costs a warning, never a message: the next run records what is
+ * missing. The manifest is the one file appended to in place, and only when
+ * it is a plain file with no other name (else it is replaced, manifest.h).
+ * Naming never replaces an existing file: RENAME_NOREPLACE, or
+ * where the file system lacks it, a hard link and unlink of the temp name.
+ *
  * Memory: mg_store and mg_batch are created/destroyed by their owner; the
  * store must outlive its batches. Paths passed in are borrowed.
  * Thread-safety: an mg_store may be shared by threads (read-only after open);
@@ -150,5 +161,18 @@ void mg_batch_discard(struct mg_batch *b);
 
 /* The layout this store writes. */
 enum mg_format mg_store_format(const struct mg_store *st);
+
+/* The UID a stored file's name carries in layout format; 0 if the name is
+ * none of mailgrab's messages. */
+uint32_t mg_store_name_uid(enum mg_format format, const char *name);
+
+/*
+ * Without creating or changing anything: the directory that holds
+ * OUTPUT/<component>'s messages of generation uidvalidity, into dir.
+ * Returns 1 if it exists, 0 if nothing was stored for that generation,
+ * -1 if a state file cannot be read or the path is too long.
+ */
+int mg_store_locate(const char *output, const char *component, uint32_t uidvalidity, char *dir,
+                    size_t cap);
 
 #endif

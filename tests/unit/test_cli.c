@@ -124,12 +124,41 @@ static void test_help_version(void **state)
     assert_int_equal(o.action, MG_VERSION);
 }
 
+static void test_verify(void **state)
+{
+    struct mg_options o;
+    struct mg_error e;
+    assert_int_equal(parse(&o, &e, "verify --server h --user u -o /b --all-mailboxes -q"), MG_OK);
+    assert_true(o.verify);
+    assert_false(o.offline);
+    assert_string_equal(o.over.output, "/b");
+    assert_int_equal(o.over.all_mailboxes, MG_YES);
+    assert_int_equal(o.verbosity, MG_QUIET);
+    assert_int_equal(parse(&o, &e, "verify --offline --output /b -m INBOX"), MG_OK);
+    assert_true(o.verify);
+    assert_true(o.offline);
+    assert_int_equal(parse(&o, &e, "--server h --user u"), MG_OK);
+    assert_false(o.verify);
+    /* --offline belongs to verify; download-only options do not. */
+    assert_int_equal(parse(&o, &e, "--offline --output /b"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "verify --offline --stats"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "verify --offline --limit 5"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "verify --offline --summary-json x"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "verify --chunks 4"), MG_E_USAGE);
+    /* "verify" only as the first word */
+    assert_int_equal(parse(&o, &e, "--offline verify"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "--server h verify"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "verify --help"), MG_OK);
+    assert_int_equal(o.action, MG_HELP);
+    assert_true(o.verify);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unset_means_unset), cmocka_unit_test(test_all_options),
         cmocka_unit_test(test_refusals),          cmocka_unit_test(test_password_never_echoed),
-        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_help_version),      cmocka_unit_test(test_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,7 @@
 
 static const char *man_dir;
 
-static const unsigned commands[] = {MG_CMD_BACKUP, MG_CMD_LOGIN, MG_CMD_STATS};
+static const unsigned commands[] = {MG_CMD_BACKUP, MG_CMD_LOGIN, MG_CMD_STATS, MG_CMD_VERIFY};
 
 /* Sorted by long name, one name per command, keys spelled like names. */
 static void test_table_shape(void **state)
@@ -229,6 +229,7 @@ static void test_help_and_man_pages_name_everything(void **state)
     (void)state;
     char *main_page = slurp("mailgrab.1");
     char *stats_page = slurp("mailgrab-stats.1");
+    char *verify_page = slurp("mailgrab-verify.1");
     char *conf_page = slurp("mailgrab.conf.5");
     size_t n;
     const struct mg_setting *t = mg_settings(&n);
@@ -239,7 +240,9 @@ static void test_help_and_man_pages_name_everything(void **state)
         assert_non_null(f);
         mg_settings_help(commands[c], f);
         fclose(f);
-        const char *page = commands[c] == MG_CMD_STATS ? stats_page : main_page;
+        const char *page = commands[c] == MG_CMD_STATS    ? stats_page
+                           : commands[c] == MG_CMD_VERIFY ? verify_page
+                                                          : main_page;
         for (size_t i = 0; i < n; i++) {
             const struct mg_setting *s = &t[i];
             if (!(s->commands & commands[c]))
@@ -261,6 +264,7 @@ static void test_help_and_man_pages_name_everything(void **state)
     }
     free(main_page);
     free(stats_page);
+    free(verify_page);
     free(conf_page);
 }
 

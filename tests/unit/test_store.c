@@ -4,16 +4,33 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "mailgrab/manifest.h"
 #include "mailgrab/store.h"
+
+/* Stands in for the C library's renameat2, so that a test can play a file
+ * system without RENAME_NOREPLACE (an old kernel, some network file systems). */
+static bool no_noreplace;
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    if (no_noreplace && (flags & RENAME_NOREPLACE) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
 
 static char root[64];
 
@@ -611,6 +628,224 @@ static void test_empty_generation_takes_new_uidvalidity(void **state)
     }
 }
 
+/* Without RENAME_NOREPLACE, naming a message must still never replace a file
+ * stored under that name. */
+static void test_rename_fallback_never_replaces(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/out-norepl", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    struct mg_batch *b;
+    /* max_open 0: named temp files, renamed at commit */
+    assert_int_equal(mg_batch_create(st, 0, 0, &b, &e), MG_OK);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/5.eml", mg_store_dir(st));
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("ORIGINAL", f);
+    fclose(f);
+    no_noreplace = true;
+    put(b, 5, "replacement");
+    put(b, 6, "new");
+    enum mg_code rc = mg_batch_commit(b, NULL, NULL, &e);
+    no_noreplace = false;
+    assert_int_equal(rc, MG_OK);
+    char buf[32] = {0};
+    f = fopen(p, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    assert_string_equal(buf, "ORIGINAL");
+    snprintf(p, sizeof(p), "%s/6.eml", mg_store_dir(st));
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_size, 3);
+    assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+}
+
+struct got {
+    uint32_t uid[8];
+    uint64_t size[8];
+    char sha[8][2 * MG_SHA256_LEN + 1];
+    char origin[8];
+    char name[8][128];
+    size_t n;
+};
+
+static void got_entry(void *ctx, const struct mg_manifest_entry *x)
+{
+    struct got *g = ctx;
+    if (g->n == 8)
+        return;
+    g->uid[g->n] = x->uid;
+    g->size[g->n] = x->size;
+    for (size_t i = 0; i < MG_SHA256_LEN; i++)
+        snprintf(g->sha[g->n] + 2 * i, 3, "%02x", x->sha256[i]);
+    g->origin[g->n] = x->origin;
+    snprintf(g->name[g->n], sizeof(g->name[0]), "%.*s", (int)x->name_len, x->name);
+    g->n++;
+}
+
+static void read_manifest(const char *dir, struct got *g, struct mg_manifest_reader *r)
+{
+    memset(g, 0, sizeof(*g));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(fd >= 0);
+    mg_manifest_reader_init(r, got_entry, g);
+    bool exists;
+    struct mg_error e;
+    assert_int_equal(mg_manifest_read(fd, dir, r, &exists, &e), MG_OK);
+    assert_true(exists);
+    close(fd);
+}
+
+#define SHA_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define SHA_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define SHA_XYZ "3608bca1e44ea6c4d268eb6db02260269892c0b42b86bbf1e77a6fa16c3c9282"
+
+/* Each committed message is in the manifest with the sum of the bytes
+ * written, under its name; a message never committed is not. */
+static void test_manifest_at_commit(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/out-man", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 42, &st, &newgen, &e), MG_OK);
+    struct mg_batch *b;
+    assert_int_equal(mg_batch_create(st, 0, 1, &b, &e), MG_OK); /* unnamed, then named */
+    assert_int_equal(mg_batch_begin(b, &e), MG_OK);
+    assert_int_equal(mg_batch_write(b, "a", 1, &e), MG_OK);
+    assert_int_equal(mg_batch_write(b, "bc", 2, &e), MG_OK);
+    assert_int_equal(mg_batch_end(b, 7, 1000000000, "S", &e), MG_OK);
+    put(b, 9, "");
+    assert_int_equal(mg_batch_begin(b, &e), MG_OK); /* dropped: never recorded */
+    assert_int_equal(mg_batch_write(b, "lost", 4, &e), MG_OK);
+    mg_batch_drop_current(b);
+    struct got g;
+    struct mg_manifest_reader r;
+    read_manifest(mg_store_dir(st), &g, &r);
+    assert_int_equal(g.n, 0); /* nothing before commit */
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    read_manifest(mg_store_dir(st), &g, &r);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(r.damaged, 0);
+    assert_false(r.torn);
+    assert_int_equal(g.uid[0], 7);
+    assert_int_equal(g.size[0], 3);
+    assert_string_equal(g.sha[0], SHA_ABC);
+    assert_int_equal(g.origin[0], 's');
+    assert_string_equal(g.name[0], "cur/1000000000.U7V42.mailgrab,U=7:2,S");
+    assert_int_equal(g.uid[1], 9);
+    assert_int_equal(g.size[1], 0);
+    assert_string_equal(g.sha[1], SHA_EMPTY);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/" MG_MANIFEST_FILE, mg_store_dir(st));
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+}
+
+/* The next run after a crash: a torn last line is cut, stored files the
+ * manifest lacks are recorded (read once), and nothing recorded is lost. */
+static void test_manifest_recovered_on_open(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/out-rec", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    struct mg_batch *b;
+    assert_int_equal(mg_batch_create(st, 0, 4, &b, &e), MG_OK);
+    put(b, 3, "abc");
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    mg_batch_destroy(b);
+    char dir[256], p[300];
+    snprintf(dir, sizeof(dir), "%s", mg_store_dir(st));
+    mg_store_close(st);
+    /* killed mid-append, and before recording 12.eml at all */
+    snprintf(p, sizeof(p), "%s/" MG_MANIFEST_FILE, dir);
+    FILE *f = fopen(p, "a");
+    assert_non_null(f);
+    fputs("12 3 3608bca1e4", f);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/12.eml", dir);
+    f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("xyz", f);
+    fclose(f);
+
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    struct got g;
+    struct mg_manifest_reader r;
+    read_manifest(dir, &g, &r);
+    assert_false(r.torn);
+    assert_int_equal(r.damaged, 0);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.uid[0], 3);
+    assert_int_equal(g.origin[0], 's');
+    assert_int_equal(g.uid[1], 12);
+    assert_int_equal(g.origin[1], 'r');
+    assert_string_equal(g.sha[1], SHA_XYZ);
+    assert_string_equal(g.name[1], "12.eml");
+    /* and appends go on after it */
+    assert_int_equal(mg_batch_create(st, 0, 4, &b, &e), MG_OK);
+    put(b, 20, "");
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+    read_manifest(dir, &g, &r);
+    assert_int_equal(g.n, 3);
+    assert_int_equal(g.uid[2], 20);
+    assert_int_equal(r.damaged, 0);
+    /* A damaged line is dropped by rewriting the manifest into a fresh file,
+     * and its message recorded again from its file. */
+    snprintf(p, sizeof(p), "%s/" MG_MANIFEST_FILE, dir);
+    char text[2048] = {0};
+    f = fopen(p, "r");
+    assert_non_null(f);
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    char *twelve = strstr(text, "\n12 ");
+    assert_non_null(twelve);
+    memcpy(twelve + 1, "12 3 zz", 7); /* the size and sum garbled */
+    f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+    read_manifest(dir, &g, &r);
+    assert_int_equal(r.damaged, 1);
+    struct stat before, after;
+    assert_int_equal(stat(p, &before), 0);
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    mg_store_close(st);
+    read_manifest(dir, &g, &r);
+    assert_int_equal(r.damaged, 0);
+    assert_int_equal(g.n, 3);
+    assert_int_equal(g.uid[0], 3);
+    assert_int_equal(g.uid[1], 20);
+    assert_int_equal(g.uid[2], 12);
+    assert_int_equal(g.origin[2], 'r');
+    assert_string_equal(g.sha[2], SHA_XYZ);
+    assert_int_equal(stat(p, &after), 0);
+    assert_true(after.st_ino != before.st_ino);
+    assert_int_equal(count_entries(dir, MG_TMP_PREFIX), 0);
+    /* A clean reopen records nothing twice. */
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    mg_store_close(st);
+    read_manifest(dir, &g, &r);
+    assert_int_equal(g.n, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +862,9 @@ int main(void)
         cmocka_unit_test(test_hostile_entries),
         cmocka_unit_test(test_owners_and_shared_outputs),
         cmocka_unit_test(test_empty_generation_takes_new_uidvalidity),
+        cmocka_unit_test(test_rename_fallback_never_replaces),
+        cmocka_unit_test(test_manifest_at_commit),
+        cmocka_unit_test(test_manifest_recovered_on_open),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
