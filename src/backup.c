@@ -129,6 +129,10 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     enum mg_code rc = mg_pool_examine(pool, x->imap, &mi, err);
     if (rc != MG_OK)
         goto out;
+    if (!mi.counted)
+        mg_warn("%s: the server did not say how many messages it holds (no EXISTS); listing it "
+                "anyway",
+                x->utf8);
     r->uidvalidity = mi.uidvalidity;
     bool newgen = false;
     rc = mg_store_open(a->output, x->path, (enum mg_format)a->format, mi.uidvalidity, &store,

@@ -119,10 +119,10 @@ void mg_cli_usage(FILE *f)
           "\n"
           "The password comes from --password-file, --password-command, MAILGRAB_PASSWORD,\n"
           "or a prompt on the terminal; never from the command line.\n"
-          "Exit codes: 0 ok (also when nothing is new), 1 some messages failed, 2 usage,\n"
-          "3 connect, 4 TLS, 5 authentication, 6 mailbox, 7 local I/O, 8 protocol,\n"
-          "9 locked, 10 OAuth2 token, 11 server quota, 130 interrupted. See mailgrab(1),\n"
-          "mailgrab.conf(5).\n",
+          "Exit codes: 0 ok (also when nothing is new), 1 some messages failed or arrived\n"
+          "broken (not stored), 2 usage, 3 connect, 4 TLS, 5 authentication, 6 mailbox,\n"
+          "7 local I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 server quota,\n"
+          "130 interrupted. See mailgrab(1), mailgrab.conf(5).\n",
           f);
 }
 
