@@ -261,6 +261,9 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
         if (r == MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION)
             rc = mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER, "%s refused the session: %s",
                                 srv->host, server_text(s));
+        else if (mg_tls_greeted_bye(stream))
+            rc = mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER, "%s refused the session: %s",
+                                srv->host, mg_tls_last_error(stream));
         else
             rc = generic_error(s, r, "reading the greeting", err);
         mg_imap_close(s, false);

@@ -36,7 +36,7 @@ struct framing {
     size_t response_bytes; /* of the current response, literals included */
     size_t kept_bytes;     /* of untagged responses kept for this command */
     size_t kept;           /* untagged responses kept for this command */
-    char head[24];         /* the current response's first bytes */
+    char head[128];        /* the current response's first bytes */
     size_t headlen;
     char last[24]; /* the bytes before a '{', to tell BODY[] literals */
     size_t lastlen;
@@ -46,6 +46,8 @@ struct framing {
     bool fetch_consumed;  /* FETCH responses are handed over and freed */
     bool bodies_streamed; /* BODY[] literals stream to a handler */
     bool refused;
+    bool greeted; /* the greeting has been read */
+    bool bye;     /* ... and it was a BYE */
 };
 
 struct conn {
@@ -215,6 +217,19 @@ static bool before_body(const struct framing *f)
 static bool response_end(struct conn *c)
 {
     struct framing *f = &c->fr;
+    if (!f->greeted) {
+        /* libetpan 1.9.4 leaks the parsed greeting when it is a BYE: end the
+         * stream before it parses one, keeping the server's words. */
+        f->greeted = true;
+        if (f->headlen >= 6 && strncasecmp(f->head, "* BYE ", 6) == 0) {
+            size_t n = f->headlen - 6;
+            while (n > 0 && (f->head[6 + n - 1] == '\r' || f->head[6 + n - 1] == '\n'))
+                n--;
+            f->bye = true;
+            snprintf(c->why, sizeof(c->why), "%.*s", (int)n, f->head + 6);
+            return false;
+        }
+    }
     bool untagged = f->headlen >= 2 && f->head[0] == '*' && f->head[1] == ' ';
     if (untagged && f->fetch_consumed) {
         size_t i = 2;
@@ -314,7 +329,7 @@ static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
     struct conn *c = s->data;
     if (count > INT_MAX)
         count = INT_MAX;
-    if (c->fr.refused)
+    if (c->fr.refused || c->fr.bye)
         return -1;
     for (;;) {
         if (atomic_load(&c->cancelled)) {
@@ -609,6 +624,12 @@ void mg_tls_expect_fetch(mailstream *s, bool consumed, bool bodies)
         c->fr.fetch_consumed = consumed;
         c->fr.bodies_streamed = bodies;
     }
+}
+
+bool mg_tls_greeted_bye(mailstream *s)
+{
+    struct conn *c = conn_of(s);
+    return c != NULL && c->fr.bye;
 }
 
 bool mg_tls_refused(mailstream *s)

@@ -56,6 +56,10 @@ void mg_tls_cancel(mailstream *s);
  * bodies, its BODY[] literals stream to a handler (any size). */
 void mg_tls_expect_fetch(mailstream *s, bool consumed, bool bodies);
 
+/* The server's greeting was a BYE; mg_tls_last_error holds its text. The
+ * stream ends there (libetpan would leak the greeting it parsed). */
+bool mg_tls_greeted_bye(mailstream *s);
+
 /* The stream ended because the server exceeded a bound (see above). */
 bool mg_tls_refused(mailstream *s);
 

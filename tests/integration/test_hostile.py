@@ -22,14 +22,17 @@ TIME = "/usr/bin/time"  # GNU time (Debian package time, scripts/install-deps)
 EXIT_OK, EXIT_PARTIAL, EXIT_CONNECT, EXIT_PROTOCOL = 0, 1, 3, 8
 
 workdir = None
+sanitized = False  # an ASan/TSan build: its shadow memory and quarantine are not mailgrab's
 peaks = {}  # test: (peak RSS MB, seconds), printed at the end
 pki = None
 password_file = None
 
 
 def setUpModule():
-    global workdir, pki, password_file
-    tools.binary("MAILGRAB")
+    global workdir, pki, password_file, sanitized
+    with open(tools.binary("MAILGRAB"), "rb") as f:
+        image = f.read()
+    sanitized = b"__asan_init" in image or b"__tsan_init" in image
     if not os.access(TIME, os.X_OK):
         raise AssertionError(f"{TIME} (GNU time) is missing: run scripts/install-deps")
     workdir = tempfile.mkdtemp(prefix="mgtest-hostile-")
@@ -79,11 +82,15 @@ class Base(unittest.TestCase):
                 "--format", fmt, *extra]
         res = run_measured(argv, timeout)
         peaks[self.id().split(".", 1)[1]] = (res.maxrss_mb, res.seconds)
-        self.assertLess(res.maxrss_mb, RSS_BOUND_MB,
-                        f"peak RSS {res.maxrss_mb:.1f} MB" + res.describe())
+        self.assertRss(res)
         self.assertLess(res.seconds, timeout, res.describe())
         self.assertOutsideUntouched(res)
         return res
+
+    def assertRss(self, res):
+        if not sanitized:
+            self.assertLess(res.maxrss_mb, RSS_BOUND_MB,
+                            f"peak RSS {res.maxrss_mb:.1f} MB" + res.describe())
 
     def assertOutsideUntouched(self, res):
         """Nothing but OUTPUT in the case directory: nothing escaped it."""
@@ -221,9 +228,9 @@ class TestListing(Base):
         self.assertEqual([c.split(b" ")[3] for c in fetched], [b"1:5"], fetched)
 
     def test_listed_but_never_sent(self):
-        # 20,000 UIDs listed, none sent: not exit 0, and not 20,000 lines.
+        # 100,000 UIDs listed, none sent: not exit 0, and not 100,000 lines.
         boxes = {"INBOX": {}}
-        fake = range(1, 20001)
+        fake = range(1, 100001)
 
         def listing(s, tag, uids):
             return (b"".join(b"* %d FETCH (UID %d RFC822.SIZE 100)\r\n" % (u, u) for u in fake)
@@ -234,7 +241,7 @@ class TestListing(Base):
             res = self.grab(srv, "--chunks", "2", timeout=90)
         self.assertExit(res, EXIT_PARTIAL)
         self.assertLess(len(res.stderr.splitlines()), 6, res.describe())
-        self.assertOneLine(res, "20000")
+        self.assertOneLine(res, "100000 messages", "never sent")
 
     def test_listed_then_expunged(self):
         # Listed, gone from the next listing: really expunged, exit 0.
@@ -341,7 +348,7 @@ class TestNames(Base):
                                 str(srv.port), "--user", "alice", "--cafile",
                                 os.path.join(pki, "ca.pem"), "--password-file", password_file,
                                 "--output", self.out, "--timeout", "3", *argv_extra], 60)
-        self.assertLess(res.maxrss_mb, RSS_BOUND_MB, res.describe())
+        self.assertRss(res)
         self.assertEqual(os.listdir(os.path.join(self.top, "elsewhere")), [], res.describe())
         self.assertNotEqual(res.returncode, EXIT_OK, res.describe())
         self.assertStored(boxes, [1], res)
@@ -376,6 +383,12 @@ class TestHuge(Base):
                                                              total=12 * 1000000)},
                      words=("untagged",))
 
+    def test_too_many_mailboxes(self):
+        line = b'* LIST () "/" "Box%05d"\r\n'
+        self.refused({"list": lambda s, tag: [b"".join(line % i for i in range(12000)),
+                                              tag + b" OK done\r\n"]},
+                     "--all-mailboxes", words=("more than 10000 mailboxes",))
+
     def test_flood_of_mailboxes(self):
         line = b'* LIST () "/" "Box%07d"\r\n'
         self.refused({"list": lambda s, tag: (b"".join(line % (i * 1000 + j) for j in range(1000))
@@ -394,7 +407,8 @@ class TestBye(Base):
         return res
 
     def test_bye_greeting(self):
-        self.bye({"greeting": lambda s: [b"* BYE too busy\r\n", CLOSE]}, EXIT_CONNECT)
+        res = self.bye({"greeting": lambda s: [b"* BYE too busy\r\n", CLOSE]}, EXIT_CONNECT)
+        self.assertOneLine(res, "refused the session", "too busy")
 
     def test_bye_login(self):
         self.bye({"login": lambda s, tag: [b"* BYE no\r\n", CLOSE]}, EXIT_PROTOCOL)
