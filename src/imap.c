@@ -316,7 +316,7 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
     /* Without it, the UIDs of one session mean nothing in the next: a backup
      * could not tell what it holds. */
     if (info->uidvalidity == 0)
-        return mg_error_set(err, MG_E_PROTOCOL,
+        return mg_error_set(err, MG_E_MAILBOX,
                             "%s gave no UIDVALIDITY for mailbox '%s' (or 0): its message numbers "
                             "cannot be trusted from one run to the next, so it is not backed up; "
                             "report this to the server's administrator",

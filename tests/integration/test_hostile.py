@@ -19,7 +19,7 @@ from mgtest.server import make_pki
 
 RSS_BOUND_MB = 64  # documented in README.md (Security defaults) and mailgrab(1)
 TIME = "/usr/bin/time"  # GNU time (Debian package time, scripts/install-deps)
-EXIT_OK, EXIT_PARTIAL, EXIT_CONNECT, EXIT_PROTOCOL = 0, 1, 3, 8
+EXIT_OK, EXIT_PARTIAL, EXIT_CONNECT, EXIT_MAILBOX, EXIT_PROTOCOL = 0, 1, 3, 6, 8
 
 workdir = None
 sanitized = False  # an ASan/TSan build: its shadow memory and quarantine are not mailgrab's
@@ -301,9 +301,21 @@ class TestExamine(Base):
                 boxes = inbox(4)
                 with Scripted(pki, boxes, uidvalidity=uv) as srv:
                     res = self.grab(srv)
-                self.assertExit(res, EXIT_PROTOCOL)
+                self.assertExit(res, EXIT_MAILBOX)
                 self.assertOneLine(res, "INBOX", "UIDVALIDITY")
                 self.assertEqual(self.stored(), {}, res.describe())
+
+    def test_no_uidvalidity_costs_only_its_mailbox(self):
+        boxes = {"INBOX": {1: message(1)}, "Broken": {1: message(2)}, "Work": {1: message(3)}}
+
+        def examine(s, tag, box):
+            return s.default_examine(tag, uidvalidity=0) if box == "Broken" else None
+        with Scripted(pki, boxes, hooks={"examine": examine}) as srv:
+            res = self.grab(srv, "--all-mailboxes")
+        self.assertExit(res, EXIT_MAILBOX)
+        self.assertOneLine(res, "Broken", "UIDVALIDITY")
+        self.assertStored(boxes, [1], res, box="INBOX")
+        self.assertStored(boxes, [1], res, box="Work")
 
 
 class TestFlags(Base):
