@@ -49,6 +49,7 @@ struct worker {
     bool *got;
     char (*bad)[WHY_MAX]; /* why a message did not arrive whole, "" if it did */
     bool blamed;          /* a failure was pinned on one message of the batch */
+    bool progress;        /* the last batch stored something */
     size_t n;
     bool used; /* had a session during this run */
     struct mg_error err;
@@ -354,9 +355,9 @@ fail:
     return false;
 }
 
-static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
+/* Where uid is in the worker's batch, or w->n when it was not asked for. */
+static size_t batch_index(const struct worker *w, uint32_t uid)
 {
-    struct worker *w = ctx;
     size_t lo = 0, hi = w->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -365,7 +366,14 @@ static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
         else
             hi = mid;
     }
-    if (uid == 0 || lo == w->n || w->uids[lo] != uid || w->got[lo]) {
+    return lo < w->n && w->uids[lo] == uid ? lo : w->n;
+}
+
+static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
+{
+    struct worker *w = ctx;
+    size_t lo = batch_index(w, uid);
+    if (uid == 0 || lo == w->n || w->got[lo]) {
         /* Not asked for, or sent twice: a server that lies gets nothing stored. */
         if (uid != 0)
             mg_debug("worker %u: ignoring unrequested or repeated UID %u", w->id, uid);
@@ -384,16 +392,9 @@ static void sink_bad(void *ctx, uint32_t uid, const char *why)
 {
     struct worker *w = ctx;
     mg_batch_drop_current(w->batch);
-    size_t lo = 0, hi = w->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (w->uids[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < w->n && w->uids[lo] == uid && !w->got[lo]) {
-        snprintf(w->bad[lo], sizeof(w->bad[lo]), "%s", why);
+    size_t i = batch_index(w, uid);
+    if (i < w->n && !w->got[i]) {
+        snprintf(w->bad[i], sizeof(w->bad[i]), "%s", why);
         w->blamed = true;
     }
 }
@@ -506,8 +507,10 @@ static void settle_batch(struct worker *w, bool complete)
 {
     struct mg_pool *p = w->p;
     const struct mg_msglist *m = p->job->msgs;
+    w->progress = false;
     for (size_t i = 0; i < w->n; i++) {
         if (w->committed && w->got[i]) {
+            w->progress = true;
             p->res->stored++;
             p->res->bytes += m->v[w->idx[i]].size;
         } else if (w->blamed && w->bad[i][0] == '\0' && !complete) {
@@ -541,6 +544,7 @@ static void *worker_main(void *arg)
     struct mg_pool *p = w->p;
     const struct mg_job *job = p->job;
     unsigned fails = 0;
+    unsigned stuck = 0; /* failures pinned on a message since something was stored */
     size_t want_msgs = FIRST_BATCH_MSGS < job->batch_msgs ? FIRST_BATCH_MSGS : job->batch_msgs;
     uint64_t want_bytes =
         FIRST_BATCH_BYTES < job->batch_bytes ? FIRST_BATCH_BYTES : job->batch_bytes;
@@ -577,7 +581,7 @@ static void *worker_main(void *arg)
         p->inflight--;
         pthread_cond_broadcast(&p->cv);
         if (rc == MG_OK) {
-            fails = 0;
+            fails = stuck = 0;
             want_msgs = want_msgs * 2 < job->batch_msgs ? want_msgs * 2 : job->batch_msgs;
             want_bytes = want_bytes * 2 < job->batch_bytes ? want_bytes * 2 : job->batch_bytes;
             continue;
@@ -593,12 +597,17 @@ static void *worker_main(void *arg)
             drop_session(p, w->slot);
             pthread_mutex_lock(&p->mu);
         }
-        if (w->blamed) { /* the server answers; one message is broken */
+        /* One broken message is not a broken connection: its attempts bound
+         * it. A server breaking on every message still ends the worker. */
+        stuck = w->blamed && w->progress ? 0 : stuck + w->blamed;
+        if (w->blamed && stuck < MAX_FAILS * MAX_ATTEMPTS) {
             pthread_mutex_unlock(&p->mu);
             sleep_ms(p, 200);
             pthread_mutex_lock(&p->mu);
             continue;
         }
+        if (w->blamed)
+            fails = MAX_FAILS - 1;
         if (++fails >= MAX_FAILS) {
             /* Retire; the others take over this worker's share. */
             mg_warn("connection %u gives up after %u failures: %s", w->id, fails, err.msg);

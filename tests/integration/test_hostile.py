@@ -197,6 +197,19 @@ class TestBadMessages(Base):
                                                       piece=b"\\Seen " * 10000))
         self.assertOneLine(res, "UID 3", "longer than")
 
+    def test_every_message_broken(self):
+        # Isolation has a bound: a server breaking on message after message
+        # without storing any ends the connection, not one attempt each.
+        boxes = inbox(12)
+        with Scripted(pki, boxes, hooks={"message": lambda s, seq, uid, d: s.default_message(
+                seq, uid, date=b'"garbage"')}) as srv:
+            res = self.grab(srv, "--chunks", "1")
+            fetches = srv.body_fetches()
+        self.assertExit(res, EXIT_PROTOCOL)
+        self.assertOneLine(res, "gives up")
+        self.assertLessEqual(fetches, 9, res.describe())
+        self.assertEqual(self.stored(), {}, res.describe())
+
     def test_unasked_zero_and_repeated_uids(self):
         boxes = inbox(6)
 

@@ -33,10 +33,10 @@ The helpers default_*() build the default answers for hooks to edit.
 
 import asyncio
 import logging
-import os
 import re
 import ssl
-import threading
+
+from mgtest.tlsserver import TlsServer
 
 CLOSE = object()
 DATE = b'"17-Jul-1996 02:44:25 -0700"'
@@ -95,7 +95,9 @@ class Session:
                 + tag + b" OK Fetch completed\r\n")
 
 
-class Scripted:
+class Scripted(TlsServer):
+    stream_limit = 1 << 20
+
     def __init__(self, pki_dir, boxes, hooks=None, uidvalidity=1234, separator=b"/"):
         self.pki_dir = pki_dir
         self.boxes = boxes
@@ -104,47 +106,16 @@ class Scripted:
         self.separator = separator
         self.sessions = 0
         self.commands = []  # (session number, command line) as received
-        self.port = None
-        self._loop = None
-        self._thread = None
-
-    def __enter__(self):
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or self.port is None:
-            raise AssertionError("scripted server did not start")
-        return self
-
-    def __exit__(self, *exc):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        return False
 
     def body_fetches(self):
         """How many UID FETCH commands asked for bodies."""
         return sum(1 for _, c in self.commands if b"BODY.PEEK[]" in c)
 
-    def _run(self, ready):
-        self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._main(ready))
-        self._loop.close()
-
     async def _main(self, ready):
         # Clients that hang up on a flood are the point: not worth a warning.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        self._loop.set_exception_handler(lambda loop, context: None)
-        self._stop = asyncio.Event()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(os.path.join(self.pki_dir, "server.pem"),
-                            os.path.join(self.pki_dir, "server.key"))
-        srv = await asyncio.start_server(self._session, "127.0.0.1", 0, ssl=ctx,
-                                         limit=1 << 20)
-        self.port = srv.sockets[0].getsockname()[1]
-        ready.set()
-        async with srv:
-            await self._stop.wait()
-            srv.close()
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        await super()._main(ready)
 
     async def _send(self, reader, writer, out):
         """Send out (bytes or pieces); False when the connection is to end
@@ -163,6 +134,7 @@ class Scripted:
                 return False
             writer.write(piece)
             await writer.drain()
+            await asyncio.sleep(0)  # drain need not yield: let hang-ups and others in
         return True
 
     def _hook(self, name, default, *args):
