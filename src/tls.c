@@ -9,13 +9,10 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -25,29 +22,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "mailgrab/imapframe.h"
+
 struct mg_tls_ctx {
     SSL_CTX *ssl_ctx;
-};
-
-/* Reading what libetpan will hold in memory: one response outside streamed
- * message bodies, and the untagged responses it keeps until a command ends. */
-struct framing {
-    uint64_t literal_left; /* bytes of the current literal still to pass */
-    size_t response_bytes; /* of the current response, literals included */
-    size_t kept_bytes;     /* of untagged responses kept for this command */
-    size_t kept;           /* untagged responses kept for this command */
-    char head[128];        /* the current response's first bytes */
-    size_t headlen;
-    char last[24]; /* the bytes before a '{', to tell BODY[] literals */
-    size_t lastlen;
-    int lit; /* 0, or where in "{digits[+]}\r\n" the line is */
-    uint64_t lit_n;
-    bool lit_body;        /* the '{' follows "BODY[] " */
-    bool fetch_consumed;  /* FETCH responses are handed over and freed */
-    bool bodies_streamed; /* BODY[] literals stream to a handler */
-    bool refused;
-    bool greeted; /* the greeting has been read */
-    bool bye;     /* ... and it was a BYE */
 };
 
 struct conn {
@@ -56,7 +34,7 @@ struct conn {
     atomic_bool cancelled;
     SSL *ssl;
     int timeout_ms;
-    struct framing fr;
+    struct mg_frame fr; /* what the server may make libetpan hold */
     char why[160];
 };
 
@@ -188,148 +166,12 @@ static int ssl_wait(struct conn *c, int r)
     }
 }
 
-__attribute__((format(printf, 2, 3))) static bool refuse(struct conn *c, const char *fmt, ...)
-{
-    c->fr.refused = true;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->why, sizeof(c->why), fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-/* "BODY[] " or "BODY[]<origin> " just before a literal's '{'. */
-static bool before_body(const struct framing *f)
-{
-    size_t n = f->lastlen;
-    const char *e = f->last + n;
-    if (n >= 7 && memcmp(e - 7, "BODY[] ", 7) == 0)
-        return true;
-    if (n < 2 || e[-1] != ' ' || e[-2] != '>')
-        return false;
-    size_t i = n - 2;
-    while (i > 0 && f->last[i - 1] >= '0' && f->last[i - 1] <= '9')
-        i--;
-    return i >= 7 && memcmp(f->last + i - 7, "BODY[]<", 7) == 0;
-}
-
-/* A response ended: count it if libetpan keeps it until the command ends. */
-static bool response_end(struct conn *c)
-{
-    struct framing *f = &c->fr;
-    if (!f->greeted) {
-        /* libetpan 1.9.4 leaks the parsed greeting when it is a BYE: end the
-         * stream before it parses one, keeping the server's words. */
-        f->greeted = true;
-        if (f->headlen >= 6 && strncasecmp(f->head, "* BYE ", 6) == 0) {
-            size_t n = f->headlen - 6;
-            while (n > 0 && (f->head[6 + n - 1] == '\r' || f->head[6 + n - 1] == '\n'))
-                n--;
-            f->bye = true;
-            snprintf(c->why, sizeof(c->why), "%.*s", (int)n, f->head + 6);
-            return false;
-        }
-    }
-    bool untagged = f->headlen >= 2 && f->head[0] == '*' && f->head[1] == ' ';
-    if (untagged && f->fetch_consumed) {
-        size_t i = 2;
-        while (i < f->headlen && f->head[i] >= '0' && f->head[i] <= '9')
-            i++;
-        if (i > 2 && f->headlen >= i + 6 && strncasecmp(f->head + i, " FETCH", 6) == 0)
-            untagged = false;
-    }
-    if (untagged) {
-        f->kept++;
-        f->kept_bytes += f->response_bytes;
-        if (f->kept > MG_TLS_UNTAGGED_MAX)
-            return refuse(c, "the server sent more than %llu untagged responses to one command",
-                          MG_TLS_UNTAGGED_MAX);
-        if (f->kept_bytes > MG_TLS_KEPT_MAX)
-            return refuse(c,
-                          "the server sent more than %llu bytes of untagged responses to one "
-                          "command",
-                          MG_TLS_KEPT_MAX);
-    }
-    f->response_bytes = 0;
-    f->headlen = 0;
-    f->lastlen = 0;
-    f->lit = 0;
-    return true;
-}
-
-/* Follow IMAP framing over bytes the server sent (lines, {n} literals) and
- * refuse what would make libetpan hold more than the bounds in tls.h: a
- * response longer than MG_TLS_RESPONSE_MAX outside BODY[] literals (which
- * stream to a handler), a literal announced beyond it (libetpan allocates
- * it whole, up front), or too many untagged responses kept for a command. */
-static bool frame(struct conn *c, const unsigned char *b, size_t n)
-{
-    struct framing *f = &c->fr;
-    size_t i = 0;
-    while (i < n) {
-        if (f->literal_left > 0) {
-            size_t k = n - i < f->literal_left ? n - i : (size_t)f->literal_left;
-            f->literal_left -= k;
-            i += k;
-            continue;
-        }
-        unsigned char ch = b[i++];
-        if (++f->response_bytes > MG_TLS_RESPONSE_MAX)
-            return refuse(c, "the server sent a response longer than %llu bytes",
-                          MG_TLS_RESPONSE_MAX);
-        if (f->headlen < sizeof(f->head))
-            f->head[f->headlen++] = (char)ch;
-        if (ch == '\n') {
-            if (f->lit == 3 || f->lit == 4) { /* "{n}\r\n" or "{n}\n": a literal follows */
-                f->lit = 0;
-                f->lastlen = 0;
-                if (f->lit_body && f->bodies_streamed) {
-                    f->literal_left = f->lit_n;
-                    continue;
-                }
-                if (f->lit_n > MG_TLS_RESPONSE_MAX - f->response_bytes)
-                    return refuse(c,
-                                  "the server announced a literal of %llu bytes outside a "
-                                  "message body",
-                                  (unsigned long long)f->lit_n);
-                f->response_bytes += (size_t)f->lit_n;
-                f->literal_left = f->lit_n;
-                continue;
-            }
-            if (!response_end(c))
-                return false;
-            continue;
-        }
-        if (ch == '{') {
-            f->lit = 1;
-            f->lit_n = 0;
-            f->lit_body = before_body(f);
-        } else if (f->lit == 1 && ch >= '0' && ch <= '9') {
-            f->lit_n = f->lit_n > UINT32_MAX ? f->lit_n : f->lit_n * 10 + (ch - '0');
-        } else if (f->lit == 1 && ch == '+') {
-            f->lit = 2;
-        } else if ((f->lit == 1 || f->lit == 2) && ch == '}') {
-            f->lit = 4;
-        } else if (f->lit == 4 && ch == '\r') {
-            f->lit = 3;
-        } else {
-            f->lit = 0;
-        }
-        if (f->lastlen == sizeof(f->last)) {
-            memmove(f->last, f->last + 1, sizeof(f->last) - 1);
-            f->lastlen--;
-        }
-        f->last[f->lastlen++] = (char)ch;
-    }
-    return true;
-}
-
 static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
 {
     struct conn *c = s->data;
     if (count > INT_MAX)
         count = INT_MAX;
-    if (c->fr.refused || c->fr.bye)
+    if (c->fr.state != MG_FRAME_OK)
         return -1;
     for (;;) {
         if (atomic_load(&c->cancelled)) {
@@ -339,7 +181,9 @@ static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
         errno = 0;
         int r = SSL_read(c->ssl, buf, (int)count);
         if (r > 0)
-            return frame(c, buf, (size_t)r) ? r : -1;
+            return mg_frame_feed(&c->fr, buf, (size_t)r, c->why, sizeof(c->why)) == MG_FRAME_OK
+                       ? r
+                       : -1;
         if (ssl_wait(c, r) < 0)
             return -1;
     }
@@ -352,8 +196,7 @@ static ssize_t drv_write(mailstream_low *s, const void *buf, size_t count)
         count = INT_MAX;
     if (count == 0)
         return 0;
-    c->fr.kept = 0; /* a new command (or part of one) */
-    c->fr.kept_bytes = 0;
+    mg_frame_command(&c->fr);
     for (;;) {
         if (atomic_load(&c->cancelled)) {
             snprintf(c->why, sizeof(c->why), "cancelled");
@@ -570,6 +413,7 @@ enum mg_code mg_tls_connect(struct mg_tls_ctx *ctx, const char *host, const char
     if (c == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     c->fd = -1;
+    mg_frame_init(&c->fr);
     c->timeout_ms = (timeout_s > 0 ? timeout_s : 60) * 1000;
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->cancel_fd < 0) {
@@ -629,13 +473,13 @@ void mg_tls_expect_fetch(mailstream *s, bool consumed, bool bodies)
 bool mg_tls_greeted_bye(mailstream *s)
 {
     struct conn *c = conn_of(s);
-    return c != NULL && c->fr.bye;
+    return c != NULL && c->fr.state == MG_FRAME_BYE;
 }
 
 bool mg_tls_refused(mailstream *s)
 {
     struct conn *c = conn_of(s);
-    return c != NULL && c->fr.refused;
+    return c != NULL && c->fr.state == MG_FRAME_REFUSED;
 }
 
 const char *mg_tls_last_error(mailstream *s)

@@ -9,11 +9,8 @@
  * and cancel are all -1, because libetpan 1.9.4 spins on a 0 mid-literal.
  *
  * The driver also bounds what a server can make libetpan hold, whatever it
- * sends: one response outside streamed BODY[] literals (a line, or a literal
- * libetpan would allocate whole at the size announced) is at most
- * MG_TLS_RESPONSE_MAX bytes, and the untagged responses libetpan keeps until
- * a command's end at most MG_TLS_UNTAGGED_MAX and MG_TLS_KEPT_MAX bytes.
- * Beyond, the read fails as a broken stream, and mg_tls_refused says so.
+ * sends (see imapframe.h): beyond a bound, the read fails as a broken stream,
+ * and mg_tls_refused says so.
  *
  * Memory: mg_tls_ctx is created once and destroyed after every stream using it
  * is gone. A mailstream from mg_tls_connect belongs to its caller (normally
@@ -29,10 +26,6 @@
 #include <stdbool.h>
 
 #include "mailgrab/error.h"
-
-#define MG_TLS_RESPONSE_MAX (1ull << 20)
-#define MG_TLS_UNTAGGED_MAX 50000ull
-#define MG_TLS_KEPT_MAX (8ull << 20)
 
 struct mg_tls_ctx;
 
