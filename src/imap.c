@@ -45,9 +45,13 @@ static enum mg_code stream_error(struct mg_imap *s, const char *doing, struct mg
 {
     if (mg_tls_refused(s->imap->imap_stream))
         return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
-                              "%s broke the protocol while %s: %s; mailgrab keeps at most 1 MiB of "
-                              "any response outside message bodies",
-                              s->srv->host, doing, mg_tls_last_error(s->imap->imap_stream));
+                              "%s broke the protocol while %s: %s (mailgrab's bound)", s->srv->host,
+                              doing, mg_tls_last_error(s->imap->imap_stream));
+    const char *bye = mg_tls_bye_text(s->imap->imap_stream);
+    if (bye != NULL)
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "%s ended the session while %s, saying: %s", s->srv->host, doing,
+                              bye);
     return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW, "connection to %s lost while %s: %s",
                           s->srv->host, doing, mg_tls_last_error(s->imap->imap_stream));
 }

@@ -57,15 +57,15 @@ static bool is_fetch(const struct mg_frame *f)
 /* A response ended: count it if libetpan keeps it until the command ends. */
 static enum mg_frame_state response_end(struct mg_frame *f, char *why, size_t cap)
 {
-    if (!f->greeted) {
-        f->greeted = true;
-        if (f->headlen >= 6 && strncasecmp(f->head, "* BYE ", 6) == 0) {
-            size_t n = f->headlen - 6;
-            while (n > 0 && (f->head[6 + n - 1] == '\r' || f->head[6 + n - 1] == '\n'))
-                n--;
-            return stop(f, MG_FRAME_BYE, why, cap, "%.*s", (int)n, f->head + 6);
-        }
+    if (f->headlen >= 6 && strncasecmp(f->head, "* BYE ", 6) == 0) {
+        size_t n = f->headlen - 6;
+        while (n > 0 && (f->head[6 + n - 1] == '\r' || f->head[6 + n - 1] == '\n'))
+            n--;
+        snprintf(f->bye, sizeof(f->bye), "%.*s", (int)n, f->head + 6);
+        if (!f->greeted)
+            return stop(f, MG_FRAME_BYE, why, cap, "%s", f->bye);
     }
+    f->greeted = true;
     bool untagged = f->headlen >= 2 && f->head[0] == '*' && f->head[1] == ' ';
     if (untagged && !(f->fetch_consumed && is_fetch(f))) {
         f->kept++;

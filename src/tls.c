@@ -476,6 +476,12 @@ bool mg_tls_greeted_bye(mailstream *s)
     return c != NULL && c->fr.state == MG_FRAME_BYE;
 }
 
+const char *mg_tls_bye_text(mailstream *s)
+{
+    struct conn *c = conn_of(s);
+    return c != NULL && c->fr.bye[0] != '\0' ? c->fr.bye : NULL;
+}
+
 bool mg_tls_refused(mailstream *s)
 {
     struct conn *c = conn_of(s);

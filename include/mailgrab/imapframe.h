@@ -12,7 +12,8 @@
  *   - more than MG_FRAME_UNTAGGED_MAX untagged responses, or more than
  *     MG_FRAME_KEPT_MAX bytes of them, for one command; FETCH responses do
  *     not count while a handler consumes them (fetch_consumed).
- * It also recognises a greeting that is a BYE (libetpan 1.9.4 leaks it).
+ * It also recognises a greeting that is a BYE (libetpan 1.9.4 leaks it), and
+ * keeps the words of the last BYE, for the message when the stream ends.
  *
  * Pure logic, no I/O. Memory: struct mg_frame is the caller's; nothing is
  * allocated. Thread-safety: one mg_frame per stream, used by one thread.
@@ -52,6 +53,7 @@ struct mg_frame {
     uint64_t lit_n;
     bool lit_body; /* the '{' follows "BODY[] " or "BODY[]<n> " */
     bool greeted;  /* the first response has ended */
+    char bye[96];  /* the text of the last "* BYE", "" if none */
 };
 
 void mg_frame_init(struct mg_frame *f);

@@ -53,6 +53,9 @@ void mg_tls_expect_fetch(mailstream *s, bool consumed, bool bodies);
  * stream ends there (libetpan would leak the greeting it parsed). */
 bool mg_tls_greeted_bye(mailstream *s);
 
+/* The text of the last BYE the server sent on s, or NULL. */
+const char *mg_tls_bye_text(mailstream *s);
+
 /* The stream ended because the server exceeded a bound (see above). */
 bool mg_tls_refused(mailstream *s);
 

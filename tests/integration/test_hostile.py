@@ -436,17 +436,23 @@ class TestBye(Base):
         self.assertOneLine(res, "refused the session", "too busy")
 
     def test_bye_login(self):
-        self.bye({"login": lambda s, tag: [b"* BYE no\r\n", CLOSE]}, EXIT_PROTOCOL)
+        res = self.bye({"login": lambda s, tag: [b"* BYE closing\r\n", CLOSE]}, EXIT_PROTOCOL)
+        self.assertOneLine(res, "ended the session while logging in", "closing")
 
     def test_bye_list(self):
-        self.bye({"list": lambda s, tag: [b"* BYE no\r\n", CLOSE]}, EXIT_PROTOCOL,
-                 "--all-mailboxes")
+        res = self.bye({"list": lambda s, tag: [b"* BYE closing\r\n", CLOSE]}, EXIT_PROTOCOL,
+                       "--all-mailboxes")
+        self.assertOneLine(res, "ended the session while listing mailboxes", "closing")
 
     def test_bye_examine(self):
-        self.bye({"examine": lambda s, tag, box: [b"* BYE no\r\n", CLOSE]}, EXIT_PROTOCOL)
+        res = self.bye({"examine": lambda s, tag, box: [b"* BYE closing\r\n", CLOSE]},
+                       EXIT_PROTOCOL)
+        self.assertOneLine(res, "ended the session while opening the mailbox", "closing")
 
     def test_bye_listing(self):
-        self.bye({"listing": lambda s, tag, uids: [b"* BYE no\r\n", CLOSE]}, EXIT_PROTOCOL)
+        res = self.bye({"listing": lambda s, tag, uids: [b"* BYE closing\r\n", CLOSE]},
+                       EXIT_PROTOCOL)
+        self.assertOneLine(res, "ended the session while listing messages", "closing")
 
     def test_bye_mid_fetch_once(self):
         # Between two messages of the first session's FETCH, as Gmail does.

@@ -104,6 +104,11 @@ static void test_bye_greeting(void **state)
     struct out later = {0};
     puts_(&later, GREETING "* BYE logging out\r\n");
     expect(&later, false, false, MG_FRAME_OK, NULL);
+    char why[200];
+    struct mg_frame f;
+    mg_frame_init(&f);
+    assert_int_equal(mg_frame_feed(&f, later.b, later.n, why, sizeof(why)), MG_FRAME_OK);
+    assert_string_equal(f.bye, "logging out"); /* for the message when the stream ends */
     free(later.b);
 }
 
