@@ -12,6 +12,7 @@
 #include "mailgrab/mboxname.h"
 #include "mailgrab/plan.h"
 #include "mailgrab/pool.h"
+#include "mailgrab/provider.h"
 #include "mailgrab/store.h"
 #include "mailgrab/tls.h"
 
@@ -40,9 +41,12 @@ static void add_listed(const char *imap_name, void *ctx)
     struct box *x = &b->v[b->n];
     snprintf(x->imap, sizeof(x->imap), "%s", imap_name);
     if (mg_mbox_from_imap(imap_name, x->utf8, sizeof(x->utf8)) != 0) {
-        /* Not valid modified UTF-7: keep the server's bytes as the name. */
+        /* Not valid modified UTF-7: keep the server's bytes as the name.
+         * Raw UTF-8 is how some servers list names; anything else is odd. */
+        char utf7[sizeof(x->imap)];
         snprintf(x->utf8, sizeof(x->utf8), "%s", imap_name);
-        b->bad_name = true;
+        if (mg_mbox_to_imap(imap_name, utf7, sizeof(utf7)) != 0)
+            b->bad_name = true;
     }
     b->n++;
 }
@@ -52,25 +56,35 @@ static int cmp_box(const void *a, const void *b)
     return strcmp(((const struct box *)a)->utf8, ((const struct box *)b)->utf8);
 }
 
-/* Give each mailbox its directory name. On a case-insensitive file system
- * "Work" and "work" would share one directory: later ones get a suffix. */
-static void name_dirs(struct boxes *b)
+/* Give each mailbox its directory name (mg_mbox_dir_names: names that
+ * differ only in case get apart, and a mailbox keeps the directory it has). */
+static enum mg_code name_dirs(const struct mg_account *a, struct boxes *b, struct mg_error *err)
 {
     qsort(b->v, b->n, sizeof(*b->v), cmp_box);
-    for (size_t i = 0; i < b->n; i++) {
-        char p[MG_MBOX_PATH_MAX + 1];
-        mg_mbox_to_path(b->v[i].utf8, p, sizeof(p));
-        snprintf(b->v[i].path, sizeof(b->v[i].path), "%s", p);
-        for (size_t j = 0; j < i; j++) {
-            if (strcasecmp(b->v[j].path, b->v[i].path) == 0) {
-                uint32_t h = 2166136261u;
-                for (const char *s = b->v[i].utf8; *s; s++)
-                    h = (h ^ (unsigned char)*s) * 16777619u;
-                snprintf(b->v[i].path, sizeof(b->v[i].path), "%s~%08x", p, h);
-                break;
-            }
-        }
+    char **existing;
+    size_t nexisting;
+    enum mg_code rc = mg_store_mailbox_dirs(a->output, &existing, &nexisting, err);
+    if (rc != MG_OK)
+        return rc;
+    const char **names = calloc(b->n ? b->n : 1, sizeof(*names));
+    char(*dirs)[MG_MBOX_DIR_MAX + 1] = calloc(b->n ? b->n : 1, sizeof(*dirs));
+    if (names == NULL || dirs == NULL) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
     }
+    for (size_t i = 0; i < b->n; i++)
+        names[i] = b->v[i].utf8;
+    if (mg_mbox_dir_names(names, b->n, (const char *const *)existing, nexisting, dirs) != 0) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        snprintf(b->v[i].path, sizeof(b->v[i].path), "%s", dirs[i]);
+out:
+    free(names);
+    free(dirs);
+    mg_store_free_names(existing, nexisting);
+    return rc;
 }
 
 static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *pool, struct boxes *b,
@@ -81,7 +95,7 @@ static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *poo
         if (rc != MG_OK)
             return rc;
         if (b->bad_name)
-            mg_warn("the server listed a mailbox name that is not valid modified UTF-7");
+            mg_warn("the server listed a mailbox name that is neither modified UTF-7 nor UTF-8");
     } else {
         b->v = calloc(a->nmailboxes, sizeof(*b->v));
         if (b->v == NULL)
@@ -95,8 +109,7 @@ static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *poo
                                     a->mailboxes[i]);
         }
     }
-    name_dirs(b);
-    return MG_OK;
+    return name_dirs(a, b, err);
 }
 
 static bool not_stored(uint32_t uid, void *ctx)
@@ -117,18 +130,52 @@ static void tell(const struct mg_mailbox_report *r, unsigned connections)
             connections == 1 ? "" : "s", r->skipped, r->dir);
 }
 
-/* One mailbox. Returns its code; fatal ones stop the account. */
+/* The server refused this mailbox, or broke while it was opened or listed
+ * (and again on a new session): that costs this mailbox, not the account.
+ * A connection that cannot be had at all shows on the next one. */
+static bool box_only(enum mg_code rc)
+{
+    return rc == MG_E_MAILBOX || rc == MG_E_PROTOCOL;
+}
+
+/* Say which mailbox a failure of its own belongs to. */
+static void name_box(struct mg_error *err, const char *name)
+{
+    if (err->code == MG_E_MAILBOX)
+        return; /* its message names it */
+    char was[MG_ERROR_MAX];
+    snprintf(was, sizeof(was), "%s", err->msg);
+    enum mg_retry retry = err->retry;
+    mg_error_retry(err, err->code, retry, "mailbox '%s': %s", name, was);
+}
+
+/* One mailbox. Returns its code; fatal ones stop the account unless *only
+ * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                                const struct box *x, unsigned long limit,
                                const struct mg_backup_hooks *hooks, struct mg_mailbox_report *r,
-                               unsigned *connections, struct mg_error *err)
+                               unsigned *connections, bool *only, struct mg_error *err)
 {
     struct mg_mailbox_info mi;
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
-    enum mg_code rc = mg_pool_examine(pool, x->imap, &mi, err);
-    if (rc != MG_OK)
+    *only = false;
+    const char *imap = x->imap;
+    enum mg_code rc = mg_pool_examine(pool, imap, &mi, err);
+    /* A server that lists names in raw UTF-8 wants them so: a name given
+     * in UTF-8 and refused in modified UTF-7 is asked for as it was given. */
+    if (rc == MG_E_MAILBOX && !a->all_mailboxes && strcmp(x->imap, x->utf8) != 0) {
+        struct mg_error raw;
+        mg_error_clear(&raw);
+        if (mg_pool_examine(pool, x->utf8, &mi, &raw) == MG_OK) {
+            imap = x->utf8;
+            rc = MG_OK;
+        }
+    }
+    if (rc != MG_OK) {
+        *only = box_only(rc);
         goto out;
+    }
     if (!mi.counted)
         mg_warn("%s: the server did not say how many messages it holds (no EXISTS); listing it "
                 "anyway",
@@ -143,13 +190,15 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
      * control session lists, rather than after. */
     size_t have = mg_store_count(store);
     if (mi.exists > have)
-        mg_pool_warm(pool, x->imap,
+        mg_pool_warm(pool, imap,
                      mi.exists - have < a->chunks ? (unsigned)(mi.exists - have) : a->chunks);
     uint32_t uidvalidity = mi.uidvalidity;
-    rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
+    rc = mg_pool_list(pool, imap, &mi, &msgs, err);
+    *only = box_only(rc);
     if (rc != MG_OK)
         goto out;
     if (mi.uidvalidity != uidvalidity) {
+        *only = true;
         rc = mg_error_set(err, MG_E_PROTOCOL,
                           "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
                           x->utf8, uidvalidity, mi.uidvalidity);
@@ -171,7 +220,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
             r->skipped, msgs.n);
 
     struct mg_job job = {
-        .mailbox = x->imap,
+        .mailbox = imap,
         .uidvalidity = mi.uidvalidity,
         .store = store,
         .msgs = &msgs,
@@ -203,6 +252,8 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                      "to fetch the rest",
                      x->utf8, res.failed, msgs.n, res.stored);
 out:
+    if (*only)
+        name_box(err, x->utf8);
     mg_msglist_finish(&msgs);
     mg_store_close(store);
     return rc;
@@ -224,13 +275,37 @@ static bool fatal(enum mg_code rc)
 /* Gmail closes sessions past 15 per account: never ask for more. */
 static unsigned cap_connections(const struct mg_account *a)
 {
-    unsigned most = mg_server_max_connections(a->server);
+    unsigned most = mg_provider_max_connections(a->server);
     if (most > 0 && a->chunks > most) {
         mg_warn("%s allows at most %u connections per account; using %u, not %u", a->server, most,
                 most, a->chunks);
         return most;
     }
     return a->chunks;
+}
+
+/* Lock and claim the directory that holds account a's backup, in dir: its
+ * output, or output/<account> when other accounts of the config file share
+ * the output. locks[0] locks the output, locks[1] the account's directory. */
+static enum mg_code account_dir(const struct mg_account *a, char *dir, size_t cap, int locks[2],
+                                struct mg_error *err)
+{
+    struct mg_store_owner who = {a->name, a->server, a->user};
+    enum mg_code rc = mg_store_lock(a->output, &locks[0], err);
+    if (rc != MG_OK)
+        return rc;
+    if (!a->output_shared) {
+        snprintf(dir, cap, "%s", a->output);
+        return mg_store_claim(a->output, &who, err);
+    }
+    char name[MG_MBOX_PATH_MAX + 1];
+    mg_mbox_to_path(a->name, name, sizeof(name));
+    if (snprintf(dir, cap, "%s/%s", a->output, name) >= (int)cap)
+        return mg_error_set(err, MG_E_USAGE, "output path too long: %s", a->output);
+    rc = mg_store_claim_shared(a->output, name, &who, a->output_first, err);
+    if (rc == MG_OK)
+        rc = mg_store_lock(dir, &locks[1], err);
+    return rc;
 }
 
 enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds *cr,
@@ -246,11 +321,15 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     struct mg_tls_ctx *tls = NULL;
     struct mg_pool *pool = NULL;
     struct boxes b = {0};
-    int lockfd = -1;
+    int locks[2] = {-1, -1};
+    char dir[PATH_MAX] = "";
+    struct mg_account own = *a;
 
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, &err);
     if (rc == MG_OK)
-        rc = mg_store_lock(a->output, &lockfd, &err);
+        rc = account_dir(a, dir, sizeof(dir), locks, &err);
+    own.output = dir;
+    a = &own;
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
     if (rc == MG_OK)
         rc = mg_pool_create(&srv, cr, cap_connections(a), &pool, &err);
@@ -270,17 +349,35 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     }
 
     enum mg_code worst = MG_OK;
+    size_t opened = 0; /* mailboxes the server gave */
+    struct mg_mailbox_report *first_skipped = NULL;
     for (size_t i = 0; i < b.n; i++) {
         struct mg_mailbox_report *r = &rep->boxes[rep->nboxes++];
         snprintf(r->name, sizeof(r->name), "%s", b.v[i].utf8);
         mg_error_clear(&err);
-        rc = backup_box(a, pool, &b.v[i], limit, hooks, r, &rep->connections, &err);
+        bool only = false;
+        rc = backup_box(a, pool, &b.v[i], limit, hooks, r, &rep->connections, &only, &err);
         r->code = rc;
+        if (!only)
+            opened++;
         if (rc == MG_OK)
             continue;
-        mg_backup_err(a, err.msg);
         snprintf(r->error, sizeof(r->error), "%s", err.msg);
-        if (fatal(rc)) {
+        /* A listed mailbox the server will not give: one warning, exit 1,
+         * the others go on. One the user named keeps its own exit code. */
+        if (only && a->all_mailboxes) {
+            if (strcmp(a->name, "command line") == 0)
+                mg_warn("skipped: %s", err.msg);
+            else
+                mg_warn("[%s] skipped: %s", a->name, err.msg);
+            if (worst == MG_OK)
+                worst = MG_E_PARTIAL;
+            if (first_skipped == NULL)
+                first_skipped = r;
+            continue;
+        }
+        mg_backup_err(a, err.msg);
+        if (fatal(rc) && !only) {
             worst = rc;
             snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
             break;
@@ -288,13 +385,20 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         if (worst == MG_OK || (worst == MG_E_PARTIAL && rc == MG_E_MAILBOX))
             worst = rc;
     }
+    /* Not one listed mailbox could be opened: that is the account's failure
+     * (a server breaking every session is exit 8, not 1). */
+    if (opened == 0 && first_skipped != NULL && first_skipped->code == MG_E_PROTOCOL) {
+        worst = MG_E_PROTOCOL;
+        snprintf(rep->error, sizeof(rep->error), "%s", first_skipped->error);
+    }
     rep->code = worst;
 
 out:
     mg_pool_destroy(pool);
     free(b.v);
-    if (lockfd >= 0)
-        close(lockfd);
+    for (int i = 0; i < 2; i++)
+        if (locks[i] >= 0)
+            close(locks[i]);
     mg_tls_ctx_destroy(tls);
     return rep->code;
 }

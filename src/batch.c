@@ -17,6 +17,7 @@
 #include "mailgrab/analyze.h"
 #include "mailgrab/buf.h"
 #include "mailgrab/ipc.h"
+#include "mailgrab/log.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MG_UNDER_ASAN 1
@@ -94,8 +95,7 @@ static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
         alarm(timeout);
         int rc;
         if (read_file(paths[i], &msg, &st) != 0) {
-            fprintf(stderr, "mailgrab: warning: %s: %s (counted as unparseable)\n", paths[i],
-                    strerror(errno));
+            mg_warn("%s: %s (counted as unparseable)", paths[i], strerror(errno));
             memset(&st, 0, sizeof(st));
             rc = mg_analyze_count_failed(&one, 0, time(NULL));
         } else {
@@ -187,7 +187,7 @@ int mg_batch_analyze(const char *const *paths, size_t n, const struct mg_batch_o
         /* the worker died on paths[start]: count it and carry on after it */
         char why[128];
         describe(status, why, sizeof(why));
-        fprintf(stderr, "mailgrab: warning: %s %s; counted as unparseable\n", paths[start], why);
+        mg_warn("%s %s; counted as unparseable", paths[start], why);
         struct stat st;
         if (lstat(paths[start], &st) != 0)
             memset(&st, 0, sizeof(st));

@@ -4,39 +4,101 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
-#include "mailgrab/cli.h"
-#include "mailgrab/imap.h"
+#include "mailgrab/ini.h"
 #include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
+#include "mailgrab/provider.h"
 #include "mailgrab/store.h"
 
 void mg_account_init(struct mg_account *a, const char *name)
 {
     memset(a, 0, sizeof(*a));
     a->name = name;
-    a->all_mailboxes = -1;
-    a->format = -1;
-    a->auth = -1;
+    a->all_mailboxes = MG_YESNO_UNSET;
+    a->format = MG_FORMAT_UNSET;
+    a->auth = MG_AUTH_UNSET;
 }
 
-int mg_auth_parse(const char *s, int *out)
+enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
+                            const struct mg_value *v, struct mg_error *err)
 {
-    if (strcmp(s, "password") == 0)
-        *out = MG_AUTH_PASSWORD;
-    else if (strcmp(s, "xoauth2") == 0)
-        *out = MG_AUTH_XOAUTH2;
-    else if (strcmp(s, "oauthbearer") == 0)
-        *out = MG_AUTH_OAUTHBEARER;
-    else
-        return -1;
-    return 0;
+    const char **str = NULL;
+    switch (s->id) {
+    case MG_SET_SERVER:
+        str = &a->server;
+        break;
+    case MG_SET_PORT:
+        str = &a->port;
+        break;
+    case MG_SET_USER:
+        str = &a->user;
+        break;
+    case MG_SET_PASSWORD_FILE:
+        str = &a->password_file;
+        break;
+    case MG_SET_PASSWORD_COMMAND:
+        str = &a->password_command;
+        break;
+    case MG_SET_OUTPUT:
+        str = &a->output;
+        break;
+    case MG_SET_CAFILE:
+        str = &a->cafile;
+        break;
+    case MG_SET_PROVIDER:
+        str = &a->provider;
+        break;
+    case MG_SET_OAUTH2_TOKEN_URL:
+        str = &a->oauth2_token_url;
+        break;
+    case MG_SET_OAUTH2_CLIENT_ID:
+        str = &a->oauth2_client_id;
+        break;
+    case MG_SET_OAUTH2_CLIENT_SECRET_FILE:
+        str = &a->oauth2_client_secret_file;
+        break;
+    case MG_SET_OAUTH2_REFRESH_TOKEN_FILE:
+        str = &a->oauth2_refresh_token_file;
+        break;
+    case MG_SET_OAUTH2_TOKEN_COMMAND:
+        str = &a->oauth2_token_command;
+        break;
+    case MG_SET_OAUTH2_CAFILE:
+        str = &a->oauth2_cafile;
+        break;
+    case MG_SET_MAILBOX:
+        if (a->nmailboxes == MG_MAX_MAILBOXES)
+            return mg_error_set(err, MG_E_USAGE,
+                                "too many mailboxes (at most %d; use --all-mailboxes)",
+                                MG_MAX_MAILBOXES);
+        a->mailboxes[a->nmailboxes++] = v->text;
+        return MG_OK;
+    case MG_SET_ALL_MAILBOXES:
+        a->all_mailboxes = v->yes ? MG_YES : MG_NO;
+        return MG_OK;
+    case MG_SET_CHUNKS:
+        a->chunks = (unsigned)v->num;
+        return MG_OK;
+    case MG_SET_TIMEOUT:
+        a->timeout = (unsigned)v->num;
+        return MG_OK;
+    case MG_SET_FORMAT:
+        a->format = (enum mg_format)v->num;
+        return MG_OK;
+    case MG_SET_AUTH:
+        a->auth = (enum mg_auth)v->num;
+        return MG_OK;
+    default:
+        return mg_error_set(err, MG_E_INTERNAL, "--%s is not an account setting", s->name);
+    }
+    *str = v->text;
+    return MG_OK;
 }
 
 void mg_config_default_path(char *buf, size_t cap)
@@ -52,10 +114,8 @@ void mg_config_default_path(char *buf, size_t cap)
 struct parse {
     struct mg_config *cfg;
     struct mg_error *err;
-    FILE *f;
     unsigned line;
     struct mg_account *cur; /* NULL: before any section */
-    bool new_section;       /* a [header] line was read since the last key */
     bool failed;
 };
 
@@ -104,31 +164,6 @@ static const char *keep(struct parse *ps, const char *v)
     return copy;
 }
 
-static bool parse_bool(const char *v, int *out)
-{
-    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on"))
-        *out = 1;
-    else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") ||
-             !strcasecmp(v, "off"))
-        *out = 0;
-    else
-        return false;
-    return true;
-}
-
-static bool parse_uint(const char *v, unsigned long min, unsigned long max, unsigned long *out)
-{
-    char *end;
-    if (v[0] < '0' || v[0] > '9')
-        return false;
-    errno = 0;
-    unsigned long n = strtoul(v, &end, 10);
-    if (errno != 0 || *end != '\0' || n < min || n > max)
-        return false;
-    *out = n;
-    return true;
-}
-
 static struct mg_account *section_account(struct parse *ps, const char *section)
 {
     struct mg_config *c = ps->cfg;
@@ -159,109 +194,82 @@ static struct mg_account *section_account(struct parse *ps, const char *section)
     return &c->accounts[c->naccounts++];
 }
 
-static int on_value(void *user, const char *section, const char *key, const char *value)
+/* Returns true to go on: fail_at returns false. */
+static bool take_value(struct parse *ps, const char *section, const char *key, const char *value);
+
+static int on_line(void *user, unsigned line, const char *section, const char *key,
+                   const char *value)
 {
     struct parse *ps = user;
-    if (ps->failed)
-        return 0;
-    if (section[0] == '\0')
-        return fail_at(ps, "'%s' is outside any section; put it under [account NAME] or [defaults]",
-                       key);
-    if (ps->cur == NULL || ps->new_section) {
-        /* inih reports a section only through its keys (our reader sees the
-         * headers), so an empty section is simply absent, which is harmless. */
-        ps->new_section = false;
+    ps->line = line;
+    if (key == NULL) {
         ps->cur = section_account(ps, section);
-        if (ps->cur == NULL)
-            return 0;
+        return ps->cur == NULL ? 1 : 0;
     }
-    struct mg_account *a = ps->cur;
-    unsigned long n;
-    const char **str = NULL;
-    if (!strcmp(key, "server"))
-        str = &a->server;
-    else if (!strcmp(key, "user"))
-        str = &a->user;
-    else if (!strcmp(key, "password_file"))
-        str = &a->password_file;
-    else if (!strcmp(key, "password_command"))
-        str = &a->password_command;
-    else if (!strcmp(key, "output"))
-        str = &a->output;
-    else if (!strcmp(key, "cafile"))
-        str = &a->cafile;
-    else if (!strcmp(key, "oauth2_token_url"))
-        str = &a->oauth2_token_url;
-    else if (!strcmp(key, "oauth2_client_id"))
-        str = &a->oauth2_client_id;
-    else if (!strcmp(key, "oauth2_client_secret_file"))
-        str = &a->oauth2_client_secret_file;
-    else if (!strcmp(key, "oauth2_refresh_token_file"))
-        str = &a->oauth2_refresh_token_file;
-    else if (!strcmp(key, "oauth2_token_command"))
-        str = &a->oauth2_token_command;
-    else if (!strcmp(key, "oauth2_cafile"))
-        str = &a->oauth2_cafile;
-
-    if (str != NULL) {
-        if (value[0] == '\0')
-            return fail_at(ps, "'%s' needs a value", key);
-        if ((*str = keep(ps, value)) == NULL)
-            return fail_at(ps, "out of memory");
-    } else if (!strcmp(key, "port")) {
-        if (!parse_uint(value, 1, 65535, &n))
-            return fail_at(ps, "port must be a number from 1 to 65535, not '%s'", value);
-        a->port = keep(ps, value);
-    } else if (!strcmp(key, "mailbox")) {
-        if (value[0] == '\0')
-            return fail_at(ps, "'mailbox' needs a name");
-        if (a->nmailboxes == MG_MAX_MAILBOXES)
-            return fail_at(ps, "too many mailboxes (at most 256; use all_mailboxes)");
-        a->mailboxes[a->nmailboxes++] = keep(ps, value);
-    } else if (!strcmp(key, "all_mailboxes")) {
-        if (!parse_bool(value, &a->all_mailboxes))
-            return fail_at(ps, "all_mailboxes must be yes or no, not '%s'", value);
-    } else if (!strcmp(key, "chunks")) {
-        if (!parse_uint(value, 1, MG_MAX_CHUNKS, &n))
-            return fail_at(ps, "chunks must be a number from 1 to 64, not '%s'", value);
-        a->chunks = (unsigned)n;
-    } else if (!strcmp(key, "timeout")) {
-        if (!parse_uint(value, 1, 3600, &n))
-            return fail_at(ps, "timeout must be seconds from 1 to 3600, not '%s'", value);
-        a->timeout = (unsigned)n;
-    } else if (!strcmp(key, "format")) {
-        enum mg_format f;
-        if (mg_format_parse(value, &f) != 0)
-            return fail_at(ps, "format must be eml or maildir, not '%s'", value);
-        a->format = (int)f;
-    } else if (!strcmp(key, "auth")) {
-        if (mg_auth_parse(value, &a->auth) != 0)
-            return fail_at(ps, "auth must be password, xoauth2 or oauthbearer, not '%s'", value);
-    } else if (!strcmp(key, "provider")) {
-        if (mg_oauth2_provider(value) == NULL)
-            return fail_at(ps, "provider must be gmail or outlook, not '%s'", value);
-        a->provider = keep(ps, value);
-    } else if (!strcmp(key, "password")) {
-        return fail_at(ps, "passwords are not kept in the config file; use password_file or "
-                           "password_command");
-    } else {
-        return fail_at(ps, "unknown key '%s' in [%s]", key, section);
+    if (section[0] == '\0') {
+        fail_at(ps, "'%s' is outside any section; put it under [account NAME] or [defaults]", key);
+        return 1;
     }
-    return 1;
+    return take_value(ps, section, key, value) ? 0 : 1;
 }
 
-/* Reads for inih and counts lines, so errors can name file:line. */
-static char *reader(char *str, int num, void *stream)
+static bool take_value(struct parse *ps, const char *section, const char *key, const char *value)
 {
-    struct parse *ps = stream;
-    char *r = fgets(str, num, ps->f);
-    if (r != NULL) {
-        ps->line++;
-        const char *p = r + strspn(r, " \t");
-        if (*p == '[')
-            ps->new_section = true;
+    const struct mg_setting *s = mg_setting_by_key(key);
+    if (s == NULL)
+        return fail_at(ps, "unknown key '%s' in [%s]", key, section);
+    struct mg_value v;
+    char why[256];
+    if (!mg_setting_check(s, value, &v, why, sizeof(why)))
+        return fail_at(ps, "%s %s", key, why);
+    if (s->type != MG_TYPE_FLAG && (v.text = keep(ps, value)) == NULL)
+        return fail_at(ps, "out of memory");
+    struct mg_error e;
+    if (mg_account_set(ps->cur, s, &v, &e) != MG_OK)
+        return fail_at(ps, "%s", e.msg);
+    return true;
+}
+
+/* A config file is small; anything near this is not one. */
+#define CONFIG_MAX (1u << 20)
+
+/* Read all of fd (at most CONFIG_MAX bytes) into a new buffer. */
+static enum mg_code read_config(int fd, const char *path, char **out, size_t *len,
+                                struct mg_error *err)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (buf == NULL)
+            return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            return mg_error_set(err, MG_E_USAGE, "cannot read config file %s: %s", path,
+                                strerror(errno));
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n == cap) {
+            if (cap >= CONFIG_MAX) {
+                free(buf);
+                return mg_error_set(err, MG_E_USAGE,
+                                    "config file %s is larger than 1 MB; is it the right file?",
+                                    path);
+            }
+            char *b = realloc(buf, cap * 2);
+            if (b == NULL)
+                free(buf);
+            buf = b;
+            cap *= 2;
+        }
     }
-    return r;
+    *out = buf;
+    *len = n;
+    return MG_OK;
 }
 
 enum mg_code mg_config_load(const char *path, bool required, struct mg_config *cfg,
@@ -282,26 +290,31 @@ enum mg_code mg_config_load(const char *path, bool required, struct mg_config *c
         close(fd);
         return rc;
     }
-    FILE *f = fdopen(fd, "r");
-    if (f == NULL) {
-        close(fd);
-        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    }
-    struct parse ps = {.cfg = cfg, .err = err, .f = f};
-    ini_allow_multiline = false; /* keeps line numbers exact */
-    int r = ini_parse_stream(reader, &ps, on_value, &ps);
-    fclose(f);
-    if (ps.failed) {
+    char *text = NULL;
+    size_t len = 0;
+    rc = read_config(fd, path, &text, &len, err);
+    close(fd);
+    if (rc != MG_OK)
+        return rc;
+    struct parse ps = {.cfg = cfg, .err = err};
+    unsigned bad = 0;
+    int r = mg_ini_parse(text, len, on_line, &ps, &bad);
+    free(text);
+    if (r == MG_INI_SYNTAX)
+        rc = mg_error_set(err, MG_E_USAGE, "%s:%u: not a 'key = value' line or a [section] header",
+                          path, bad);
+    else if (r == MG_INI_TOO_LONG)
+        rc = mg_error_set(err, MG_E_USAGE, "%s:%u: line longer than %d bytes", path, bad,
+                          MG_INI_LINE_MAX);
+    else if (r == MG_INI_NUL)
+        rc = mg_error_set(err, MG_E_USAGE, "%s:%u: NUL byte; is it a text file?", path, bad);
+    else if (r == MG_INI_NOMEM)
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    else if (r != 0 || ps.failed)
+        rc = MG_E_USAGE;
+    if (rc != MG_OK)
         mg_config_finish(cfg);
-        return MG_E_USAGE;
-    }
-    if (r != 0) {
-        mg_config_finish(cfg);
-        return mg_error_set(err, MG_E_USAGE,
-                            "%s:%d: not a 'key = value' line or a [section] header", path,
-                            r > 0 ? r : 0);
-    }
-    return MG_OK;
+    return rc;
 }
 
 void mg_config_finish(struct mg_config *cfg)
@@ -331,7 +344,7 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
     TAKE(oauth2_token_command);
     TAKE(oauth2_cafile);
 #undef TAKE
-    if (src->auth >= 0)
+    if (src->auth != MG_AUTH_UNSET)
         dst->auth = src->auth;
     /* One password source wins as a whole, so a command given on the
      * command line is not combined with a file from the config. */
@@ -343,9 +356,9 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
         memcpy(dst->mailboxes, src->mailboxes, src->nmailboxes * sizeof(src->mailboxes[0]));
         dst->nmailboxes = src->nmailboxes;
     }
-    if (src->all_mailboxes >= 0)
+    if (src->all_mailboxes != MG_YESNO_UNSET)
         dst->all_mailboxes = src->all_mailboxes;
-    if (src->format >= 0)
+    if (src->format != MG_FORMAT_UNSET)
         dst->format = src->format;
     if (src->chunks > 0)
         dst->chunks = src->chunks;
@@ -353,24 +366,69 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
         dst->timeout = src->timeout;
 }
 
-static bool host_is(const char *host, const char *domain)
+/* path without "." components, repeated or trailing slashes. */
+static void norm_path(const char *path, char *out, size_t cap)
 {
-    size_t h = strlen(host), d = strlen(domain);
-    if (h == d)
-        return strcasecmp(host, domain) == 0;
-    return h > d && host[h - d - 1] == '.' && strcasecmp(host + h - d, domain) == 0;
+    size_t n = 0;
+    const char *p = path != NULL ? path : ".";
+    bool abs = *p == '/';
+    if (abs && cap > 1)
+        out[n++] = '/';
+    while (*p != '\0') {
+        while (*p == '/')
+            p++;
+        size_t len = strcspn(p, "/");
+        bool dot = len == 1 && p[0] == '.';
+        if (len > 0 && !dot) {
+            if (n > 0 && out[n - 1] != '/' && n + 1 < cap)
+                out[n++] = '/';
+            for (size_t i = 0; i < len && n + 1 < cap; i++)
+                out[n++] = p[i];
+        }
+        p += len;
+    }
+    if (n == 0 && cap > 1)
+        out[n++] = '.';
+    out[n] = '\0';
 }
 
-unsigned mg_server_max_connections(const char *host)
+/* The output config account c has in this run. */
+static const char *output_of(const struct mg_config *cfg, const struct mg_account *c,
+                             const struct mg_account *run, size_t n)
 {
-    if (host != NULL && (host_is(host, "gmail.com") || host_is(host, "googlemail.com")))
-        return 15;
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(run[i].name, c->name) == 0)
+            return run[i].output;
+    return c->output != NULL ? c->output : cfg->defaults.output;
+}
+
+void mg_config_share_outputs(const struct mg_config *cfg, struct mg_account *run, size_t n)
+{
+    char mine[4096], other[4096];
+    for (size_t i = 0; i < n; i++) {
+        norm_path(run[i].output, mine, sizeof(mine));
+        bool shared = false, first = true, seen_self = false;
+        for (size_t j = 0; j < cfg->naccounts; j++) {
+            const struct mg_account *c = &cfg->accounts[j];
+            if (strcmp(c->name, run[i].name) == 0) {
+                seen_self = true;
+                continue;
+            }
+            norm_path(output_of(cfg, c, run, n), other, sizeof(other));
+            if (strcmp(mine, other) != 0)
+                continue;
+            shared = true;
+            if (!seen_self)
+                first = false;
+        }
+        run[i].output_shared = shared;
+        run[i].output_first = shared && first;
+    }
 }
 
 enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
 {
-    const struct mg_oauth2_provider *pv = a->provider ? mg_oauth2_provider(a->provider) : NULL;
+    const struct mg_provider *pv = mg_provider_find(a->provider);
     if (pv != NULL) {
         if (a->server == NULL)
             a->server = pv->imap_host;
@@ -380,7 +438,7 @@ enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
             a->oauth2_token_url = pv->token_url;
     }
     bool has_oauth = a->oauth2_token_command != NULL || a->oauth2_refresh_token_file != NULL;
-    if (a->auth < 0)
+    if (a->auth == MG_AUTH_UNSET)
         a->auth = has_oauth ? MG_AUTH_XOAUTH2 : MG_AUTH_PASSWORD;
     if (a->auth != MG_AUTH_PASSWORD && a->oauth2_token_command == NULL &&
         (a->oauth2_token_url == NULL || a->oauth2_client_id == NULL ||
@@ -398,11 +456,11 @@ enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
         a->chunks = 4;
     if (a->timeout == 0)
         a->timeout = 60;
-    if (a->format < 0)
+    if (a->format == MG_FORMAT_UNSET)
         a->format = MG_FORMAT_EML;
-    if (a->all_mailboxes < 0)
-        a->all_mailboxes = 0;
-    if (a->nmailboxes == 0 && !a->all_mailboxes) {
+    if (a->all_mailboxes == MG_YESNO_UNSET)
+        a->all_mailboxes = MG_NO;
+    if (a->nmailboxes == 0 && a->all_mailboxes == MG_NO) {
         a->mailboxes[0] = "INBOX";
         a->nmailboxes = 1;
     }

@@ -74,6 +74,8 @@ const char *mg_code_name(enum mg_code code)
         return "oauth";
     case MG_E_LIMIT:
         return "limit";
+    case MG_E_OWNER:
+        return "owner";
     case MG_E_INTERNAL:
         return "internal";
     case MG_E_INTERRUPTED:

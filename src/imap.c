@@ -7,6 +7,7 @@
 
 #include <libetpan/libetpan.h>
 
+#include "mailgrab/imapcode.h"
 #include "mailgrab/log.h"
 #include "mailgrab/oauth2.h"
 
@@ -16,6 +17,7 @@
 int mailimap_token_send(mailstream *fd, const char *atom);
 int mailimap_space_send(mailstream *fd);
 int mailimap_crlf_send(mailstream *fd);
+int mailimap_literal_count_send(mailstream *fd, size_t count);
 
 #define SASL_MAX (2 * MG_OAUTH2_TOKEN_MAX + 1024)
 /* A listing may hold a few more messages than EXISTS said (new mail arrives
@@ -32,6 +34,7 @@ struct mg_imap {
     bool in_body;      /* body pieces of the current message have begun */
     size_t body_bytes; /* of the current message */
     bool sink_error;   /* a sink callback asked to stop */
+    bool broken;       /* out of step with the server: only good for closing */
 };
 
 /* The server's last response text, bounded, for messages. */
@@ -43,6 +46,7 @@ static const char *server_text(struct mg_imap *s)
 
 static enum mg_code stream_error(struct mg_imap *s, const char *doing, struct mg_error *err)
 {
+    s->broken = true;
     if (mg_tls_refused(s->imap->imap_stream))
         return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
                               "%s broke the protocol while %s: %s (mailgrab's bound)", s->srv->host,
@@ -63,42 +67,53 @@ static enum mg_code generic_error(struct mg_imap *s, int r, const char *doing, s
         return stream_error(s, doing, err);
     if (r == MAILIMAP_ERROR_MEMORY)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory while %s", doing);
+    s->broken = true;
     return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
                           "%s sent a response mailgrab cannot parse while %s (libetpan error %d)",
                           s->srv->host, doing, r);
 }
 
-static bool text_has(const char *text, const char *what)
+/* The tagged reply to the last command: its state (OK, NO, BAD) and the
+ * atom of its response code ("" if none). */
+struct reply {
+    char state[8];
+    char code[32];
+};
+
+/* Read from what libetpan last parsed, not from the codes it kept: those
+ * may come from an untagged line. False when the reply is not there. */
+static bool last_reply(struct mg_imap *s, struct reply *rp)
 {
-    return text != NULL && strstr(text, what) != NULL;
+    memset(rp, 0, sizeof(*rp));
+    const MMAPString *buf = s->imap ? s->imap->imap_stream_buffer : NULL;
+    char tag[16];
+    snprintf(tag, sizeof(tag), "%d", s->imap ? s->imap->imap_tag : 0);
+    return buf != NULL && mg_imap_tagged_reply(buf->str, buf->len, tag, rp->state,
+                                               sizeof(rp->state), rp->code, sizeof(rp->code)) == 0;
 }
 
-/* The response code of the server's last response when libetpan has no name
- * for it (LIMIT, OVERQUOTA, UNAVAILABLE, ...), else "". */
-static const char *response_code(struct mg_imap *s)
+/* What the server's refusal of the last command means, by its code. */
+static enum mg_refusal refusal(struct mg_imap *s, enum mg_imap_cmd cmd)
 {
-    const struct mailimap_response_info *ri = s->imap ? s->imap->imap_response_info : NULL;
-    return (ri != NULL && ri->rsp_atom != NULL) ? ri->rsp_atom : "";
+    struct reply rp;
+    last_reply(s, &rp);
+    return mg_imap_refusal(rp.code, cmd);
 }
 
-static bool code_is(struct mg_imap *s, const char *code)
+/* libetpan reports a tagged BAD as MAILIMAP_ERROR_PROTOCOL, like a reply
+ * to a tag never sent; only the second leaves the session out of step. */
+static bool answered_bad(struct mg_imap *s, int r)
 {
-    return strcasecmp(response_code(s), code) == 0;
-}
-
-/* The server's last NO says it is busy or limiting us, not refusing. */
-static bool server_busy(struct mg_imap *s)
-{
-    const char *t = server_text(s);
-    return code_is(s, "LIMIT") || code_is(s, "UNAVAILABLE") || code_is(s, "INUSE") ||
-           code_is(s, "THROTTLED") || text_has(t, "Too many") ||
-           text_has(t, "Maximum number of connections");
+    struct reply rp;
+    return r == MAILIMAP_ERROR_PROTOCOL && last_reply(s, &rp) && strcasecmp(rp.state, "BAD") == 0;
 }
 
 /* The server's last response as the user should see it: "[CODE] text". */
 static void said(struct mg_imap *s, char *buf, size_t cap)
 {
-    const char *code = response_code(s);
+    struct reply rp;
+    last_reply(s, &rp);
+    const char *code = rp.code;
     snprintf(buf, cap, "%s%s%s%s", code[0] ? "[" : "", code, code[0] ? "] " : "", server_text(s));
 }
 
@@ -108,29 +123,36 @@ static enum mg_code fetch_refused(struct mg_imap *s, const char *doing, struct m
 {
     char text[256];
     said(s, text, sizeof(text));
-    if (code_is(s, "EXPUNGEISSUED"))
+    enum mg_refusal why = refusal(s, MG_CMD_FETCH);
+    if (why == MG_REFUSED_GONE)
         return MG_OK; /* the caller sees what is missing */
     /* Gmail: "[OVERQUOTA] Account exceeded command or bandwidth limits." */
-    if (code_is(s, "OVERQUOTA") || text_has(server_text(s), "bandwidth") ||
-        text_has(server_text(s), "exceeded"))
+    if (why == MG_REFUSED_LIMIT)
         return mg_error_set(err, MG_E_LIMIT,
                             "%s refuses to send more while %s: %s (a download quota: Gmail "
                             "allows about 2.5 GB a day over IMAP); what is stored is kept, "
                             "run again later for the rest",
                             s->srv->host, doing, text);
-    return mg_error_retry(err, MG_E_PROTOCOL, server_busy(s) ? MG_RETRY_LATER : MG_RETRY_NOW,
+    return mg_error_retry(err, MG_E_PROTOCOL,
+                          why == MG_REFUSED_BUSY ? MG_RETRY_LATER : MG_RETRY_NOW,
                           "%s refused while %s: %s", s->srv->host, doing, text);
 }
 
 /* The server said NO to our credentials: a limit, or really a refusal? */
 static enum mg_code refused(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
 {
-    const char *t = server_text(s);
+    char t[256];
+    said(s, t, sizeof(t));
+    enum mg_refusal why = refusal(s, MG_CMD_LOGIN);
     /* A server limiting connections or busy is not a bad password. */
-    if (server_busy(s))
+    if (why == MG_REFUSED_BUSY)
         return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
                               "%s will not open another session for %s: %s", s->srv->host, cr->user,
                               t);
+    /* No code that blames the credentials: mg_imap_judge_login decides. */
+    if (why == MG_REFUSED_UNSURE)
+        return mg_error_retry(err, MG_E_AUTH, MG_RETRY_LATER, "%s refused the login of %s: %s",
+                              s->srv->host, cr->user, t);
     if (cr->auth != MG_AUTH_PASSWORD)
         return mg_error_set(err, MG_E_AUTH,
                             "%s refused the OAuth2 token for %s: %s (check the account and that "
@@ -140,6 +162,23 @@ static enum mg_code refused(struct mg_imap *s, const struct mg_creds *cr, struct
                         "login as %s at %s failed: %s (check the user and password; Gmail needs "
                         "an app password or --auth xoauth2)",
                         cr->user, s->srv->host, t);
+}
+
+enum mg_code mg_imap_judge_login(struct mg_error *err, bool logged_in_before)
+{
+    if (err->code != MG_E_AUTH || err->retry != MG_RETRY_LATER)
+        return err->code;
+    char was[MG_ERROR_MAX];
+    snprintf(was, sizeof(was), "%s", err->msg);
+    if (!logged_in_before)
+        return mg_error_set(err, MG_E_AUTH,
+                            "%s (check the user and password, or run mailgrab login again for "
+                            "OAuth2; Gmail needs an app password or --auth xoauth2)",
+                            was);
+    return mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER,
+                          "%s (taken for a connection limit: these credentials logged in before "
+                          "in this run)",
+                          was);
 }
 
 /* AUTHENTICATE mech <ir>; on a "+" challenge (a refusal with details),
@@ -298,15 +337,85 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
     return MG_OK;
 }
 
+/* A quoted string may hold 7-bit text only (RFC 3501 4.3): a name a server
+ * listed in raw UTF-8 (hoodiecrow, GNU imap4d, Cyrus with some settings) is
+ * sent back as a literal, which any server takes. */
+static bool needs_literal(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p >= 0x80 || *p == '\r' || *p == '\n')
+            return true;
+    return false;
+}
+
+/* mailimap_examine with the name as a synchronizing literal. */
+static int examine_literal(struct mg_imap *s, const char *mailbox)
+{
+    mailimap *im = s->imap;
+    mailstream *st = im->imap_stream;
+    size_t len = strlen(mailbox);
+    if (im->imap_state != MAILIMAP_STATE_AUTHENTICATED && im->imap_state != MAILIMAP_STATE_SELECTED)
+        return MAILIMAP_ERROR_BAD_STATE;
+    int r = mailimap_send_current_tag(im);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, "EXAMINE");
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_space_send(st);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_literal_count_send(st, len);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    if (mailstream_flush(st) == -1 || mailimap_read_line(im) == NULL)
+        return MAILIMAP_ERROR_STREAM;
+    struct mailimap_response *resp = NULL;
+    bool go_on = im->imap_stream_buffer->len > 0 && im->imap_stream_buffer->str[0] == '+';
+    if (go_on) {
+        if (mailstream_write(st, mailbox, len) != (ssize_t)len ||
+            mailimap_crlf_send(st) != MAILIMAP_NO_ERROR || mailstream_flush(st) == -1 ||
+            mailimap_read_line(im) == NULL)
+            return MAILIMAP_ERROR_STREAM;
+    }
+    /* Without "+", the server refused the literal: its tagged reply is read. */
+    if (im->imap_selection_info != NULL)
+        mailimap_selection_info_free(im->imap_selection_info);
+    im->imap_selection_info = mailimap_selection_info_new();
+    r = mailimap_parse_response(im, &resp);
+    if (r != MAILIMAP_NO_ERROR)
+        return r;
+    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    mailimap_response_free(resp);
+    if (go_on && state == MAILIMAP_RESP_COND_STATE_OK) {
+        im->imap_state = MAILIMAP_STATE_SELECTED;
+        return MAILIMAP_NO_ERROR;
+    }
+    mailimap_selection_info_free(im->imap_selection_info);
+    im->imap_selection_info = NULL;
+    im->imap_state = MAILIMAP_STATE_AUTHENTICATED;
+    return MAILIMAP_ERROR_EXAMINE;
+}
+
+/* A tagged NO or BAD to EXAMINE costs this mailbox, not the session; a
+ * busy server gets asked again later. */
+static enum mg_code examine_refused(struct mg_imap *s, const char *mailbox, struct mg_error *err)
+{
+    char text[256];
+    said(s, text, sizeof(text));
+    if (refusal(s, MG_CMD_EXAMINE) == MG_REFUSED_BUSY)
+        return mg_error_retry(err, MG_E_MAILBOX, MG_RETRY_LATER,
+                              "mailbox '%s' cannot be opened now: %s", mailbox, text);
+    return mg_error_set(err, MG_E_MAILBOX,
+                        "mailbox '%s' cannot be opened: %s (check --mailbox; names are "
+                        "case-sensitive except INBOX)",
+                        mailbox, text);
+}
+
 enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
                              struct mg_error *err)
 {
-    int r = mailimap_examine(s->imap, mailbox);
-    if (r == MAILIMAP_ERROR_EXAMINE)
-        return mg_error_set(err, MG_E_MAILBOX,
-                            "mailbox '%s' cannot be opened: %s (check --mailbox; names are "
-                            "case-sensitive except INBOX)",
-                            mailbox, server_text(s));
+    int r =
+        needs_literal(mailbox) ? examine_literal(s, mailbox) : mailimap_examine(s->imap, mailbox);
+    if (r == MAILIMAP_ERROR_EXAMINE || answered_bad(s, r))
+        return examine_refused(s, mailbox, err);
     if (r != MAILIMAP_NO_ERROR)
         return generic_error(s, r, "opening the mailbox", err);
     struct mailimap_selection_info *si = s->imap->imap_selection_info;
@@ -468,11 +577,13 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
     free_fetch_result(r, result);
     if (lc.oom)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
-    if (lc.too_many)
+    if (lc.too_many) {
+        s->broken = true; /* its stream was cut short */
         return mg_error_set(err, MG_E_PROTOCOL,
                             "%s lists more messages than the mailbox holds (%zu; EXISTS said %u)",
                             s->srv->host, max,
                             si != NULL && si->sel_has_exists ? si->sel_exists : 0);
+    }
     if (r == MAILIMAP_ERROR_UID_FETCH) {
         enum mg_code rc = fetch_refused(s, "listing the mailbox", err);
         if (rc != MG_OK && err->retry == MG_RETRY_NOW)
@@ -748,6 +859,11 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
 
 oom:
     return fetch_oom(set, ft, err);
+}
+
+bool mg_imap_broken(const struct mg_imap *s)
+{
+    return s == NULL || s->broken;
 }
 
 void mg_imap_cancel(struct mg_imap *s)

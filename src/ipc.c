@@ -42,20 +42,26 @@ static int read_all(int fd, void *p, size_t n)
     return 0;
 }
 
+void mg_ipc_header(unsigned char h[MG_IPC_HEADER], enum mg_ipc_type type, size_t len)
+{
+    h[0] = (unsigned char)len;
+    h[1] = (unsigned char)(len >> 8);
+    h[2] = (unsigned char)(len >> 16);
+    h[3] = (unsigned char)(len >> 24);
+    h[4] = MG_IPC_VERSION;
+    h[5] = (unsigned char)type;
+    h[6] = 0;
+    h[7] = 0;
+}
+
 int mg_ipc_send(int fd, enum mg_ipc_type type, const void *data, size_t len)
 {
     if (len > MG_IPC_MAX) {
         errno = EMSGSIZE;
         return -1;
     }
-    unsigned char h[8] = {(unsigned char)len,
-                          (unsigned char)(len >> 8),
-                          (unsigned char)(len >> 16),
-                          (unsigned char)(len >> 24),
-                          MG_IPC_VERSION,
-                          (unsigned char)type,
-                          0,
-                          0};
+    unsigned char h[MG_IPC_HEADER];
+    mg_ipc_header(h, type, len);
     if (write_all(fd, h, sizeof(h)) != 0)
         return -1;
     return len > 0 ? write_all(fd, data, len) : 0;
@@ -63,7 +69,7 @@ int mg_ipc_send(int fd, enum mg_ipc_type type, const void *data, size_t len)
 
 int mg_ipc_recv(int fd, enum mg_ipc_type *type, struct mg_buf *payload)
 {
-    unsigned char h[8];
+    unsigned char h[MG_IPC_HEADER];
     int rc = read_all(fd, h, sizeof(h));
     if (rc != 0)
         return rc;

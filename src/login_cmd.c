@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <poll.h>
@@ -21,38 +20,12 @@
 #include "mailgrab/error.h"
 #include "mailgrab/log.h"
 #include "mailgrab/oauth2.h"
+#include "mailgrab/provider.h"
+#include "mailgrab/settings.h"
 
 #define REQUEST_MAX 8192 /* the redirect's request head; real ones are ~1 KB */
 #define PARAM_MAX 2048   /* one decoded query value (an authorization code) */
 #define URL_MAX 8192
-
-enum {
-    OPT_AUTH_URL = 256,
-    OPT_CAFILE,
-    OPT_CLIENT_ID,
-    OPT_CLIENT_SECRET_FILE,
-    OPT_PROVIDER,
-    OPT_REFRESH_TOKEN_FILE,
-    OPT_SCOPE,
-    OPT_TOKEN_URL,
-};
-
-/* Sorted by long name. */
-static const struct option options[] = {
-    {"help", no_argument, NULL, 'h'},
-    {"oauth2-auth-url", required_argument, NULL, OPT_AUTH_URL},
-    {"oauth2-cafile", required_argument, NULL, OPT_CAFILE},
-    {"oauth2-client-id", required_argument, NULL, OPT_CLIENT_ID},
-    {"oauth2-client-secret-file", required_argument, NULL, OPT_CLIENT_SECRET_FILE},
-    {"oauth2-refresh-token-file", required_argument, NULL, OPT_REFRESH_TOKEN_FILE},
-    {"oauth2-scope", required_argument, NULL, OPT_SCOPE},
-    {"oauth2-token-url", required_argument, NULL, OPT_TOKEN_URL},
-    {"provider", required_argument, NULL, OPT_PROVIDER},
-    {"quiet", no_argument, NULL, 'q'},
-    {"timeout", required_argument, NULL, 't'},
-    {"verbose", no_argument, NULL, 'v'},
-    {NULL, 0, NULL, 0},
-};
 
 struct login_opts {
     const char *auth_url, *token_url, *scope;
@@ -73,21 +46,64 @@ static void usage(FILE *f)
           "Authorize mailgrab once in a browser and store the refresh token that later\n"
           "runs use. Prints a URL to open; the browser comes back to a listener on\n"
           "127.0.0.1 and the refresh token is written to FILE (mode 0600).\n"
-          "\n"
-          "      --provider NAME                  gmail or outlook: sets the URLs and scope\n"
-          "      --oauth2-auth-url URL            authorization endpoint\n"
-          "      --oauth2-token-url URL           token endpoint (https://)\n"
-          "      --oauth2-scope SCOPE             space-separated scopes\n"
-          "      --oauth2-client-id ID            the OAuth client id of your app\n"
-          "      --oauth2-client-secret-file FILE its client secret (mode 0600), if any\n"
-          "      --oauth2-refresh-token-file FILE where to store the refresh token\n"
-          "      --oauth2-cafile FILE             trust the CA certificates in FILE for\n"
-          "                                       the token endpoint\n"
-          "  -t, --timeout SECS                   wait this long for the browser (default 300)\n"
-          "  -q, --quiet                          print errors only\n"
-          "  -v, --verbose                        say what happens\n"
-          "  -h, --help                           this text\n",
+          "\n",
           f);
+    mg_settings_help(MG_CMD_LOGIN, f);
+}
+
+struct parsed {
+    struct login_opts *o;
+    const char *provider;
+    bool *help;
+};
+
+static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg_value *v,
+                          struct mg_error *err)
+{
+    struct parsed *p = ctx;
+    struct login_opts *o = p->o;
+    switch (s->id) {
+    case MG_SET_HELP:
+        *p->help = true;
+        break;
+    case MG_SET_LOGIN_TIMEOUT:
+        o->timeout = (long)v->num;
+        break;
+    case MG_SET_QUIET:
+        o->verbosity = MG_QUIET;
+        break;
+    case MG_SET_VERBOSE:
+        if (o->verbosity < MG_DEBUG)
+            o->verbosity++;
+        break;
+    case MG_SET_OAUTH2_AUTH_URL:
+        o->auth_url = v->text;
+        break;
+    case MG_SET_OAUTH2_CAFILE:
+        o->cafile = v->text;
+        break;
+    case MG_SET_OAUTH2_CLIENT_ID:
+        o->client_id = v->text;
+        break;
+    case MG_SET_OAUTH2_CLIENT_SECRET_FILE:
+        o->client_secret_file = v->text;
+        break;
+    case MG_SET_PROVIDER:
+        p->provider = v->text;
+        break;
+    case MG_SET_OAUTH2_REFRESH_TOKEN_FILE:
+        o->refresh_file = v->text;
+        break;
+    case MG_SET_OAUTH2_SCOPE:
+        o->scope = v->text;
+        break;
+    case MG_SET_OAUTH2_TOKEN_URL:
+        o->token_url = v->text;
+        break;
+    default:
+        return mg_error_set(err, MG_E_INTERNAL, "--%s has no use here", s->name);
+    }
+    return MG_OK;
 }
 
 static enum mg_code parse(int argc, char **argv, struct login_opts *o, bool *help,
@@ -97,67 +113,15 @@ static enum mg_code parse(int argc, char **argv, struct login_opts *o, bool *hel
     o->timeout = 300;
     o->verbosity = MG_NORMAL;
     *help = false;
-    const char *provider = NULL;
-    optind = 0; /* GNU: reinitialize, whatever parsed argv before */
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":ht:qv", options, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            *help = true;
-            return MG_OK;
-        case 't': {
-            char *end;
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || v < 1 || v > 86400)
-                return mg_error_set(err, MG_E_USAGE, "--timeout wants seconds, 1-86400");
-            o->timeout = v;
-            break;
-        }
-        case 'q':
-            o->verbosity = MG_QUIET;
-            break;
-        case 'v':
-            if (o->verbosity < MG_DEBUG)
-                o->verbosity++;
-            break;
-        case OPT_AUTH_URL:
-            o->auth_url = optarg;
-            break;
-        case OPT_CAFILE:
-            o->cafile = optarg;
-            break;
-        case OPT_CLIENT_ID:
-            o->client_id = optarg;
-            break;
-        case OPT_CLIENT_SECRET_FILE:
-            o->client_secret_file = optarg;
-            break;
-        case OPT_PROVIDER:
-            provider = optarg;
-            break;
-        case OPT_REFRESH_TOKEN_FILE:
-            o->refresh_file = optarg;
-            break;
-        case OPT_SCOPE:
-            o->scope = optarg;
-            break;
-        case OPT_TOKEN_URL:
-            o->token_url = optarg;
-            break;
-        case ':':
-            return mg_error_set(err, MG_E_USAGE, "%s needs an argument (see mailgrab login --help)",
-                                argv[optind - 1]);
-        default:
-            return mg_error_set(err, MG_E_USAGE, "unknown option %s (see mailgrab login --help)",
-                                argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return mg_error_set(err, MG_E_USAGE, "unexpected argument '%s'", argv[optind]);
+    struct parsed ps = {o, NULL, help};
+    const char *extra;
+    size_t n;
+    enum mg_code rc = mg_settings_parse(MG_CMD_LOGIN, argc, argv, apply, &ps, &extra, 0, &n, err);
+    if (rc != MG_OK || *help)
+        return rc;
+    const char *provider = ps.provider;
     if (provider != NULL) {
-        const struct mg_oauth2_provider *p = mg_oauth2_provider(provider);
+        const struct mg_provider *p = mg_provider_find(provider);
         if (p == NULL)
             return mg_error_set(err, MG_E_USAGE, "unknown provider '%s': use gmail or outlook",
                                 provider);

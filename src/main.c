@@ -4,10 +4,12 @@
  * -> choose the accounts -> for each: get its credentials, back it up
  * (backup.c), feeding each stored message to the analyzer -> print the
  * statistics -> write the summary -> exit with a code that says what
- * happened.
+ * happened. SIGINT, SIGTERM and SIGHUP (cancel.h) stop the backup at any
+ * stage; the statistics and the summary are still written, and the exit
+ * code is 130.
  */
 #include <limits.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "mailgrab/backup.h"
+#include "mailgrab/cancel.h"
 #include "mailgrab/cli.h"
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
@@ -64,6 +67,8 @@ static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_
         return mg_error_set(err, MG_E_USAGE, "no [account %s] in %s", o->account,
                             cfg->path[0] ? cfg->path : "the config file");
     }
+    if (from_config)
+        mg_config_share_outputs(cfg, v, k);
     if (!from_config) {
         mg_account_init(&v[0], "command line");
         mg_account_merge(&v[0], &cfg->defaults);
@@ -107,22 +112,23 @@ static void drop_creds(struct mg_creds *cr)
     memset(cr, 0, sizeof(*cr));
 }
 
-/* Each committed message goes to the analyzer process, if there is one. */
+/* Each committed message goes to the analyzer process, if there is one.
+ * Called by several workers at once; queuing never waits (analyzer.h). */
 struct feed {
     struct mg_analyzer *an;
-    bool broken;
+    atomic_bool broken;
 };
 
 static void feed_stored(void *ctx, uint32_t uid, const char *path)
 {
     struct feed *f = ctx;
     struct mg_error err;
-    if (f->an == NULL || f->broken)
+    (void)uid;
+    if (f->an == NULL || atomic_load(&f->broken))
         return;
-    if (mg_analyzer_feed(f->an, path, &err) != MG_OK) {
+    if (mg_analyzer_feed(f->an, path, &err) != MG_OK && !atomic_exchange(&f->broken, true)) {
         /* Statistics are a bonus: the backup goes on without them. */
         mg_warn("%s; statistics will be incomplete", err.msg);
-        f->broken = true;
     }
 }
 
@@ -169,6 +175,14 @@ int main(int argc, char **argv)
         return mg_login_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "stats") == 0)
         return mg_stats_main(argc - 1, argv + 1);
+    /* Signals are blocked before anything else, the first fork or thread
+     * above all, so that every thread and child inherits them blocked and
+     * one signal thread takes them (cancel.h); a server closing first must
+     * not kill us (SIGPIPE is ignored). */
+    if (mg_cancel_init(&err) != MG_OK) {
+        mg_err("%s", err.msg);
+        return err.code;
+    }
     if (mg_cli_parse(argc, argv, &o, &err) != MG_OK) {
         mg_err("%s", err.msg);
         return MG_E_USAGE;
@@ -184,9 +198,7 @@ int main(int argc, char **argv)
     mg_log_set_level(o.verbosity);
     mg_progress_enable(o.verbosity >= MG_NORMAL && isatty(STDERR_FILENO));
 
-    /* A server closing first must not kill us; secrets stay out of cores;
-     * everything we create is private. */
-    signal(SIGPIPE, SIG_IGN);
+    /* Secrets stay out of cores; everything we create is private. */
     prctl(PR_SET_DUMPABLE, 0);
     umask(077);
     /* Each worker keeps a batch of unnamed files open until it commits them;
@@ -206,6 +218,11 @@ int main(int argc, char **argv)
             mg_err("%s", err.msg);
             return err.code;
         }
+    }
+    if (mg_cancel_start(&err) != MG_OK) {
+        mg_err("%s", err.msg);
+        mg_analyzer_destroy(feed.an);
+        return err.code;
     }
     char *env_password = mg_password_take_env();
     struct mg_config cfg;
@@ -231,13 +248,19 @@ int main(int argc, char **argv)
     struct mg_report *reps = calloc(n, sizeof(*reps));
     int exit_code = reps ? MG_OK : MG_E_INTERNAL;
     for (size_t i = 0; reps != NULL && i < n; i++) {
+        if (mg_cancelled()) { /* accounts not started are in the summary too */
+            reps[i].account = accounts[i].name;
+            reps[i].server = accounts[i].server;
+            reps[i].user = accounts[i].user;
+            reps[i].code = mg_cancel_error(&err);
+            snprintf(reps[i].error, sizeof(reps[i].error), "%s", err.msg);
+            continue;
+        }
         /* One failing account does not stop the others; the first failure
          * gives the exit code. */
         enum mg_code rc = run_account(&accounts[i], &o, env_password, &feed, &reps[i]);
         if (rc != MG_OK && exit_code == MG_OK)
             exit_code = rc;
-        if (rc == MG_E_INTERRUPTED)
-            break;
     }
     if (feed.an != NULL) {
         struct mg_stats st;
@@ -253,6 +276,10 @@ int main(int argc, char **argv)
         mg_stats_finish(&st);
         mg_analyzer_destroy(feed.an);
     }
+    /* A signal at any stage, even while the statistics were being
+     * gathered: whatever else happened, the run was cut short. */
+    if (mg_cancelled())
+        exit_code = MG_E_INTERRUPTED;
     if (o.summary_json != NULL && reps != NULL &&
         mg_summary_write(o.summary_json, reps, n, exit_code, &err) != MG_OK) {
         mg_err("%s", err.msg);

@@ -4,7 +4,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
@@ -224,5 +226,62 @@ int mg_mbox_to_path(const char *name, char *out, size_t cap)
     if (cut)
         snprintf(buf + len, sizeof(buf) - len, "~%08x", fnv1a(name));
     snprintf(out, cap, "%s", buf);
+    return 0;
+}
+
+struct ranked {
+    const char *name;
+    size_t idx;
+};
+
+static int cmp_ranked(const void *a, const void *b)
+{
+    return strcmp(((const struct ranked *)a)->name, ((const struct ranked *)b)->name);
+}
+
+/* Is dir taken, case-insensitively, by one of the first k assignments? */
+static bool taken(const char *dir, char (*out)[MG_MBOX_DIR_MAX + 1], const bool *done, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (done[i] && strcasecmp(out[i], dir) == 0)
+            return true;
+    return false;
+}
+
+int mg_mbox_dir_names(const char *const *names, size_t n, const char *const *existing,
+                      size_t nexisting, char (*out)[MG_MBOX_DIR_MAX + 1])
+{
+    struct ranked *r = calloc(n ? n : 1, sizeof(*r));
+    bool *done = calloc(n ? n : 1, sizeof(*done));
+    if (r == NULL || done == NULL) {
+        free(r);
+        free(done);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        r[i] = (struct ranked){names[i], i};
+        mg_mbox_to_path(names[i], out[i], MG_MBOX_DIR_MAX + 1);
+    }
+    qsort(r, n, sizeof(*r), cmp_ranked);
+    /* First, mailboxes whose own directory exists keep it. */
+    for (size_t k = 0; k < n; k++) {
+        size_t i = r[k].idx;
+        for (size_t e = 0; e < nexisting && !done[i]; e++)
+            if (strcmp(existing[e], out[i]) == 0 && !taken(out[i], out, done, n))
+                done[i] = true;
+    }
+    /* Then the others, in byte order: the plain path if it is free. */
+    for (size_t k = 0; k < n; k++) {
+        size_t i = r[k].idx;
+        if (done[i])
+            continue;
+        if (taken(out[i], out, done, n)) {
+            size_t len = strlen(out[i]);
+            snprintf(out[i] + len, MG_MBOX_DIR_MAX + 1 - len, "~%08x", fnv1a(names[i]));
+        }
+        done[i] = true;
+    }
+    free(r);
+    free(done);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
 #include "mailgrab/password.h"
 
@@ -221,37 +222,6 @@ int mg_pkce_challenge(const char *verifier, char *buf, size_t cap)
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)verifier, strlen(verifier), md);
     return mg_base64(md, sizeof(md), true, buf, cap) < 0 ? -1 : 0;
-}
-
-static const struct mg_oauth2_provider providers[] = {
-    {
-        .name = "gmail",
-        .imap_host = "imap.gmail.com",
-        .imap_port = "993",
-        .auth_url = "https://accounts.google.com/o/oauth2/v2/auth",
-        .token_url = "https://oauth2.googleapis.com/token",
-        .scope = "https://mail.google.com/",
-        .offline_consent = true,
-    },
-    {
-        .name = "outlook",
-        .imap_host = "outlook.office365.com",
-        .imap_port = "993",
-        .auth_url = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
-        .token_url = "https://login.microsoftonline.com/common/oauth2/v2.0/token",
-        .scope = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
-        .offline_consent = false,
-    },
-};
-
-const struct mg_oauth2_provider *mg_oauth2_provider(const char *name)
-{
-    if (name == NULL)
-        return NULL;
-    for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
-        if (strcmp(providers[i].name, name) == 0)
-            return &providers[i];
-    return NULL;
 }
 
 void mg_oauth2_reply_wipe(struct mg_oauth2_reply *r)
@@ -577,6 +547,14 @@ static enum mg_code curl_fail(CURLcode cc, const char *host, const char *detail,
     }
 }
 
+/* A cancel (cancel.h) ends a request within about a second. */
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)ctx, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return mg_cancelled() ? 1 : 0;
+}
+
 enum mg_code mg_oauth2_post(const char *url, const char *cafile, const char *body, size_t len,
                             struct mg_oauth2_reply *r, struct mg_error *err)
 {
@@ -611,7 +589,9 @@ enum mg_code mg_oauth2_post(const char *url, const char *cafile, const char *bod
                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) == CURLE_OK &&
                curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
                curl_easy_setopt(c, CURLOPT_WRITEDATA, b) == CURLE_OK &&
-               curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail) == CURLE_OK;
+               curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail) == CURLE_OK &&
+               curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) == CURLE_OK &&
+               curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) == CURLE_OK;
     enum mg_code rc;
     if (!set) {
         rc = mg_error_set(err, MG_E_INTERNAL, "libcurl refused an option");
@@ -624,7 +604,8 @@ enum mg_code mg_oauth2_post(const char *url, const char *cafile, const char *bod
         goto out;
     }
     if (cc != CURLE_OK) {
-        rc = curl_fail(cc, host, detail, err);
+        rc = cc == CURLE_ABORTED_BY_CALLBACK ? mg_cancel_error(err)
+                                             : curl_fail(cc, host, detail, err);
         goto out;
     }
     long status = 0;
@@ -823,6 +804,14 @@ enum mg_code mg_oauth2_token(struct mg_oauth2 *o, char *buf, size_t cap, struct 
 {
     pthread_mutex_lock(&o->lock);
     for (;;) {
+        if (mg_cancelled()) { /* no refresh, no waiting once the run is cancelled */
+            pthread_mutex_unlock(&o->lock);
+            struct mg_error e;
+            enum mg_code rc = mg_cancel_error(&e);
+            if (err != NULL)
+                *err = e;
+            return rc;
+        }
         if (still_valid(o)) {
             enum mg_code rc = hand_out(o, buf, cap, err);
             pthread_mutex_unlock(&o->lock);
@@ -832,8 +821,10 @@ enum mg_code mg_oauth2_token(struct mg_oauth2 *o, char *buf, size_t cap, struct 
             /* Share the outcome of the refresh in flight, even a failure:
              * a dead refresh token is asked about once, not once per worker. */
             unsigned long gen = o->generation;
-            while (o->refreshing)
-                pthread_cond_wait(&o->done, &o->lock);
+            while (o->refreshing && !mg_cancelled())
+                mg_cancel_timedwait(&o->done, &o->lock, 200); /* a cancel wakes them */
+            if (mg_cancelled())
+                continue;
             if (o->generation != gen && o->last_rc != MG_OK) {
                 if (err != NULL)
                     *err = o->last_err;

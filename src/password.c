@@ -3,16 +3,26 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "mailgrab/cancel.h"
 
 /* Passwords and tokens: Microsoft access tokens run to ~3 KB. */
 #define SECRET_MAX 8192
+/* Seconds a --password-command or --oauth2-token-command may take. */
+#define HELPER_TIMEOUT 30
+
+extern char **environ;
 
 enum mg_code mg_check_private(int fd, const char *path, struct mg_error *err)
 {
@@ -86,47 +96,157 @@ enum mg_code mg_secret_file(const char *path, const char *what, char **out, stru
     return rc;
 }
 
+/* How long a helper command may take, in seconds: MAILGRAB_HELPER_TIMEOUT
+ * (1..3600), else HELPER_TIMEOUT. */
+static int helper_timeout(void)
+{
+    const char *env = getenv("MAILGRAB_HELPER_TIMEOUT");
+    if (env != NULL) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (end != env && *end == '\0' && v >= 1 && v <= 3600)
+            return (int)v;
+    }
+    return HELPER_TIMEOUT;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Start /bin/sh -c cmd in a process group of its own, stdout to out_fd,
+ * with the signal mask and dispositions a fresh process has (mailgrab
+ * blocks and ignores some: cancel.h). */
+static int spawn_helper(const char *cmd, int out_fd, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        return -1;
+    if (posix_spawnattr_init(&at) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return -1;
+    }
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    mg_cancel_child_sigdefault(&dfl);
+    int r = posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+    if (r == 0)
+        r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                              POSIX_SPAWN_SETSIGDEF);
+    if (r == 0)
+        r = posix_spawnattr_setpgroup(&at, 0);
+    if (r == 0)
+        r = posix_spawnattr_setsigmask(&at, &none);
+    if (r == 0)
+        r = posix_spawnattr_setsigdefault(&at, &dfl);
+    char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+    if (r == 0)
+        r = posix_spawn(pid, "/bin/sh", &fa, &at, argv, environ);
+    posix_spawnattr_destroy(&at);
+    posix_spawn_file_actions_destroy(&fa);
+    errno = r;
+    return r == 0 ? 0 : -1;
+}
+
+/* Read the helper's output (the first cap bytes kept, the rest drained so
+ * that it is not killed by SIGPIPE) until it closes it and exits. Returns 0,
+ * 1 on a cancel, 2 past the deadline, -1 on a read error; on anything but 0
+ * the helper's whole process group is killed. *status is its wait status. */
+static int collect_helper(pid_t pid, int fd, char *buf, size_t cap, size_t *len, long deadline,
+                          int *status)
+{
+    bool eof = false, exited = false;
+    int result;
+    *len = 0;
+    for (;;) {
+        if (!exited && waitpid(pid, status, WNOHANG) == pid)
+            exited = true;
+        if (exited && eof)
+            return 0;
+        if (mg_cancelled()) {
+            result = 1;
+            break;
+        }
+        long left = deadline - now_ms();
+        if (left <= 0) {
+            result = 2;
+            break;
+        }
+        /* Once its output is closed, look for its exit every 20 ms. */
+        int step = eof && left > 20 ? 20 : (int)left;
+        struct pollfd pfd[2] = {{.fd = eof ? -1 : fd, .events = POLLIN},
+                                {.fd = mg_cancel_fd(), .events = POLLIN}};
+        int r = poll(pfd, 2, step);
+        if (r < 0 && errno != EINTR) {
+            result = -1;
+            break;
+        }
+        if (r <= 0 || eof || pfd[0].revents == 0)
+            continue;
+        char sink[512];
+        bool keep = *len < cap;
+        ssize_t n = read(fd, keep ? buf + *len : sink, keep ? cap - *len : sizeof(sink));
+        if (n < 0 && errno != EINTR) {
+            result = -1;
+            break;
+        }
+        if (n == 0)
+            eof = true;
+        else if (n > 0 && keep)
+            *len += (size_t)n;
+        explicit_bzero(sink, sizeof(sink));
+    }
+    int saved = errno;
+    kill(-pid, SIGKILL);
+    while (!exited && waitpid(pid, status, 0) < 0 && errno == EINTR)
+        ;
+    errno = saved;
+    return result;
+}
+
 enum mg_code mg_secret_command(const char *cmd, const char *what, char **out, struct mg_error *err)
 {
+    if (mg_cancelled())
+        return mg_cancel_error(err);
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return mg_error_set(err, MG_E_INTERNAL, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) {
+    pid_t pid;
+    if (spawn_helper(cmd, pfd[1], &pid) != 0) {
+        int e = errno;
         close(pfd[0]);
         close(pfd[1]);
-        return mg_error_set(err, MG_E_INTERNAL, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        /* Only async-signal-safe calls: other threads may hold locks. */
-        if (dup2(pfd[1], STDOUT_FILENO) < 0)
-            _exit(127);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
+        return mg_error_set(err, MG_E_INTERNAL, "cannot run %s: %s", what, strerror(e));
     }
     close(pfd[1]);
+    int timeout = helper_timeout();
     char buf[SECRET_MAX + 2];
-    ssize_t n = read_all(pfd[0], buf, sizeof(buf));
-    /* Drain the rest so the command is not killed by SIGPIPE. */
-    char sink[512];
-    while (n >= 0 && read_all(pfd[0], sink, sizeof(sink)) == (ssize_t)sizeof(sink))
-        ;
-    explicit_bzero(sink, sizeof(sink));
-    close(pfd[0]);
+    size_t n = 0;
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    int r = collect_helper(pid, pfd[0], buf, sizeof(buf), &n, now_ms() + timeout * 1000L, &status);
+    close(pfd[0]);
     enum mg_code rc;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        rc = mg_error_set(err, MG_E_USAGE, "%s failed (exit status %d); run it by hand to see why",
-                          what, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    else if (n < 0)
+    if (r == 1)
+        rc = mg_cancel_error(err);
+    else if (r == 2)
+        rc = mg_error_set(err, MG_E_USAGE,
+                          "%s did not finish within %d s and was stopped; run it by hand to see "
+                          "why (MAILGRAB_HELPER_TIMEOUT sets the limit)",
+                          what, timeout);
+    else if (r < 0)
         rc = mg_error_set(err, MG_E_USAGE, "cannot read the output of %s: %s", what,
                           strerror(errno));
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        rc = mg_error_set(err, MG_E_USAGE, "%s failed (exit status %d); run it by hand to see why",
+                          what, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     else {
         char label[300];
         snprintf(label, sizeof(label), "the output of %s", what);
-        rc = first_line(buf, (size_t)n, label, out, err);
+        rc = first_line(buf, n, label, out, err);
     }
     explicit_bzero(buf, sizeof(buf));
     return rc;
@@ -153,13 +273,19 @@ static enum mg_code from_tty(const char *user, const char *host, char **out, str
         /* nothing to do: the read below still works */
     }
     char buf[SECRET_MAX];
-    ssize_t r = read(fd, buf, sizeof(buf));
+    /* ^C at the prompt is a cancel like any other (cancel.h). */
+    struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = mg_cancel_fd(), .events = POLLIN}};
+    while (poll(pfd, 2, -1) < 0 && errno == EINTR)
+        ;
+    ssize_t r = mg_cancelled() ? 0 : read(fd, buf, sizeof(buf));
     if (restore)
         tcsetattr(fd, TCSAFLUSH, &old);
     if (write(fd, "\n", 1) < 0) {
         /* ignore */
     }
     close(fd);
+    if (mg_cancelled())
+        return mg_cancel_error(err);
     enum mg_code rc = first_line(buf, r > 0 ? (size_t)r : 0, "the terminal", out, err);
     explicit_bzero(buf, sizeof(buf));
     return rc;

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
 
 #define MAX_ATTEMPTS 3
@@ -74,11 +74,22 @@ struct mg_pool {
     unsigned running;
     bool abort;
     struct mg_job_result *res;
-    pthread_t waiter; /* the thread in mg_pool_run, woken when the last worker ends */
-    bool *unsent;     /* per message: answered for without it, every attempt */
+    int cancel_hook;                 /* wakes mg_pool_run's wait at once on a signal */
+    bool *unsent;                    /* per message: answered for without it, every attempt */
     atomic_uint_fast64_t bytes_seen; /* streamed, for progress */
     atomic_size_t stored;
+    atomic_bool logged_in; /* the credentials opened a session in this run */
 };
+
+/* A cancel hook (signal thread): the wait in mg_pool_run and sleeping
+ * workers look at the cancel now rather than at their next tick. */
+static void wake_on_cancel(void *arg)
+{
+    struct mg_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
 
 enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
                             unsigned workers, struct mg_pool **out, struct mg_error *err)
@@ -97,6 +108,7 @@ enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    p->cancel_hook = mg_cancel_hook_add(wake_on_cancel, p);
     *out = p;
     return MG_OK;
 }
@@ -119,6 +131,7 @@ void mg_pool_destroy(struct mg_pool *p)
 {
     if (p == NULL)
         return;
+    mg_cancel_hook_remove(p->cancel_hook);
     for (unsigned i = 0; i < p->nslots; i++)
         join_warm(&p->slots[i]);
     /* LOGOUT waits a round trip for its answer: say goodbye on every
@@ -172,8 +185,11 @@ static enum mg_code open_slot(struct mg_pool *p, struct slot *s, struct mg_error
         return MG_OK;
     struct mg_imap *sess;
     enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
-    if (rc == MG_OK)
+    if (rc == MG_OK) {
         set_session(p, s, sess);
+        atomic_store(&p->logged_in, true);
+    } else
+        rc = mg_imap_judge_login(err, atomic_load(&p->logged_in));
     return rc;
 }
 
@@ -187,7 +203,9 @@ static enum mg_code control(struct mg_pool *p, struct mg_imap **out, struct mg_e
 enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
 {
     struct mg_imap *sess;
-    return control(p, &sess, err);
+    if (mg_cancelled())
+        return mg_cancel_error(err);
+    return mg_cancel_check(control(p, &sess, err), err);
 }
 
 /* EXAMINE mailbox on slot s unless it is open there already. */
@@ -199,8 +217,8 @@ static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *ma
     if (rc == MG_OK) {
         snprintf(s->examined, sizeof(s->examined), "%s", mailbox);
         s->info = *mi;
-    } else if (rc != MG_E_MAILBOX)
-        drop_session(p, s); /* out of step after a protocol error */
+    } else if (mg_imap_broken(s->sess))
+        drop_session(p, s); /* out of step; a refusal leaves it usable */
     return rc;
 }
 
@@ -212,17 +230,22 @@ typedef enum mg_code (*control_op)(struct mg_pool *p, struct mg_imap *sess, void
 static enum mg_code with_control(struct mg_pool *p, control_op op, void *arg, struct mg_error *err)
 {
     for (unsigned attempt = 1;; attempt++) {
+        if (mg_cancelled())
+            return mg_cancel_error(err);
         struct mg_imap *sess;
         enum mg_code rc = control(p, &sess, err);
         if (rc == MG_OK)
             rc = op(p, sess, arg, err);
-        if (rc == MG_OK || err->retry == MG_RETRY_NONE || attempt >= MAX_FAILS)
+        rc = mg_cancel_check(rc, err); /* a cancelled stream is no broken one */
+        if (rc == MG_OK || rc == MG_E_INTERRUPTED || err->retry == MG_RETRY_NONE ||
+            attempt >= MAX_FAILS)
             return rc;
-        drop_session(p, &p->slots[0]);
-        mg_info("%s; reconnecting", err->msg);
+        bool broken = mg_imap_broken(p->slots[0].sess);
+        if (broken)
+            drop_session(p, &p->slots[0]);
+        mg_info("%s; %s", err->msg, broken ? "reconnecting" : "asking again");
         unsigned ms = err->retry == MG_RETRY_LATER ? 1000u << attempt : 200u * attempt;
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-        nanosleep(&ts, NULL);
+        mg_cancel_sleep(ms);
     }
 }
 
@@ -298,13 +321,10 @@ static void *warm_main(void *arg)
 
 void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n)
 {
-    if (strlen(mailbox) >= MAILBOX_MAX)
+    /* Warm-up threads inherit main's blocked signals (cancel.h); a cancel
+     * ends their network waits at once, and nothing is warmed after it. */
+    if (strlen(mailbox) >= MAILBOX_MAX || mg_cancelled())
         return;
-    /* Warm-up threads take no signals: during a run they are the waiting
-     * thread's, and a thread that did not block them would die of them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (unsigned i = 1; i < n && i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
         join_warm(s);
@@ -313,7 +333,6 @@ void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n)
         snprintf(s->warm_mailbox, sizeof(s->warm_mailbox), "%s", mailbox);
         s->warming = pthread_create(&s->warm, NULL, warm_main, s) == 0;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
@@ -333,8 +352,14 @@ enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name,
 /* Caller holds mu. Stop the run: first fatal error wins. */
 static void set_fatal(struct mg_pool *p, const struct mg_error *e)
 {
-    if (p->res->fatal.code == MG_OK)
+    if (p->res->fatal.code == MG_OK) {
         p->res->fatal = *e;
+        /* A session failing because of the cancel is the cancel. */
+        if (mg_cancelled()) {
+            p->res->interrupted = true;
+            mg_cancel_error(&p->res->fatal);
+        }
+    }
     p->abort = true;
     for (unsigned i = 0; i < p->nw; i++)
         mg_imap_cancel(p->w[i].slot->sess);
@@ -463,11 +488,10 @@ static void on_stored(void *ctx, uint32_t uid, const char *path)
     struct worker *w = ctx;
     struct mg_pool *p = w->p;
     atomic_fetch_add(&p->stored, 1);
-    if (p->job->on_stored != NULL) {
-        pthread_mutex_lock(&p->mu); /* the job's callback is serialised */
+    /* Not under mu: the callback must not block (it queues for the
+     * analyzer), and if it ever did, only this worker would wait. */
+    if (p->job->on_stored != NULL)
         p->job->on_stored(p->job->ctx, uid, path);
-        pthread_mutex_unlock(&p->mu);
-    }
 }
 
 static enum mg_code run_batch(struct worker *w, struct mg_error *err)
@@ -620,9 +644,8 @@ static void *worker_main(void *arg)
         sleep_ms(p, err.retry == MG_RETRY_LATER ? 1000u << fails : 200u * fails);
         pthread_mutex_lock(&p->mu);
     }
-    if (--p->running == 0)
-        pthread_kill(p->waiter, SIGUSR1); /* end mg_pool_run's wait at once */
-    pthread_cond_broadcast(&p->cv);
+    --p->running;
+    pthread_cond_broadcast(&p->cv); /* the last one ends mg_pool_run's wait */
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
@@ -799,16 +822,13 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         return res->fatal.code;
     }
 
-    /* Signals go to this thread only, taken by sigtimedwait below. */
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1); /* not a stop: the last worker saying it is done */
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    p->waiter = pthread_self();
-
+    if (mg_cancelled()) { /* the workers start only to see it and end */
+        struct mg_error e;
+        mg_cancel_error(&e);
+        pthread_mutex_lock(&p->mu);
+        set_fatal(p, &e);
+        pthread_mutex_unlock(&p->mu);
+    }
     double t0 = now_s();
     uint64_t total = mg_msglist_bytes(job->msgs);
     unsigned started = 0;
@@ -829,40 +849,28 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         }
     }
 
-    /* Wait for the workers; draw progress; turn a signal into a clean stop. */
+    /* Wait for the workers; draw progress; turn a cancel (cancel.h: a
+     * signal, taken by the signal thread, whose hook wakes this wait) into
+     * a clean stop: every session is cancelled, finished batches commit. */
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        bool done = p->running == 0;
-        pthread_mutex_unlock(&p->mu);
-        if (done)
-            break;
-        struct timespec tick = {0, 250000000};
-        int sig = sigtimedwait(&set, NULL, &tick);
-        if (sig > 0 && sig != SIGUSR1) {
-            pthread_mutex_lock(&p->mu);
-            if (!res->interrupted) {
-                res->interrupted = true;
-                struct mg_error e;
-                mg_error_set(&e, MG_E_INTERRUPTED,
-                             "interrupted by signal %d; messages stored so far are kept", sig);
-                set_fatal(p, &e);
-            }
+        if (p->running == 0) {
             pthread_mutex_unlock(&p->mu);
+            break;
         }
+        if (mg_cancelled() && !res->interrupted) {
+            struct mg_error e;
+            mg_cancel_error(&e);
+            set_fatal(p, &e);
+            res->interrupted = true;
+        }
+        mg_cancel_timedwait(&p->cv, &p->mu, 250); /* a tick of the progress line */
+        pthread_mutex_unlock(&p->mu);
         show_progress(p, t0, total);
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(p->w[i].thread, NULL);
     mg_progress_end();
-    /* The last worker's wake-up may still be pending if we saw running == 0
-     * before waiting for it; unblocked, SIGUSR1 would end the process. */
-    sigset_t wake;
-    sigemptyset(&wake);
-    sigaddset(&wake, SIGUSR1);
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&wake, NULL, &zero) > 0)
-        ;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     /* Slots no worker needed may still be warming up. A cancelled session
      * is dead: do not hand it to the next mailbox. */

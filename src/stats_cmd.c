@@ -17,6 +17,8 @@
 #include "mailgrab/csv.h"
 #include "mailgrab/error.h"
 #include "mailgrab/ipc.h"
+#include "mailgrab/log.h"
+#include "mailgrab/settings.h"
 #include "mailgrab/stats.h"
 #include "mailgrab/wordcount.h"
 
@@ -31,9 +33,13 @@ struct file_list {
 
 static void usage(FILE *f)
 {
-    fputs("usage: mailgrab stats DIR [--csv FILE|-] [--top N] [--tz ZONE] [--jobs N]\n"
-          "                          [--stopwords FILE]\n",
+    fputs("usage: mailgrab stats DIR [options]\n"
+          "\n"
+          "Statistics of the messages stored in DIR (.eml files or Maildirs, searched\n"
+          "recursively): senders, domains, keywords, hours and weekdays.\n"
+          "\n",
           f);
+    mg_settings_help(MG_CMD_STATS, f);
 }
 
 static int list_add(struct file_list *l, const char *path)
@@ -88,7 +94,7 @@ static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *
         char path[PATH_MAX];
         int n = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         if (n < 0 || (size_t)n >= sizeof(path)) {
-            fprintf(stderr, "mailgrab: warning: path too long under %s, skipped\n", dir);
+            mg_warn("path too long under %s, skipped", dir);
             continue;
         }
         struct stat st;
@@ -112,34 +118,6 @@ static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int parse_count(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v == 0 || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int tz_known(const char *tz)
-{
-    if (tz[0] == ':')
-        tz++;
-    if (strcmp(tz, "UTC") == 0 || strcmp(tz, "GMT") == 0 || strcmp(tz, "UTC0") == 0)
-        return 1;
-    if (strstr(tz, "..") != NULL)
-        return 0;
-    /* POSIX rule strings such as EST5EDT carry a digit */
-    for (const char *p = tz; *p; p++)
-        if (*p >= '0' && *p <= '9')
-            return 1;
-    char path[PATH_MAX];
-    int n = snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
-    return n > 0 && (size_t)n < sizeof(path) && access(path, R_OK) == 0;
 }
 
 static int send_chunk(void *ctx, const char *data, size_t len)
@@ -241,67 +219,74 @@ enum mg_code mg_stats_output(const struct mg_stats *s, const char *csv, bool tab
     return MG_OK;
 }
 
+struct stats_opts {
+    const char *csv, *tz, *stopwords;
+    unsigned long top, jobs;
+    bool help;
+    enum mg_verbosity verbosity;
+};
+
+static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg_value *v,
+                          struct mg_error *err)
+{
+    struct stats_opts *o = ctx;
+    switch (s->id) {
+    case MG_SET_CSV:
+        o->csv = v->text;
+        break;
+    case MG_SET_HELP:
+        o->help = true;
+        break;
+    case MG_SET_JOBS:
+        o->jobs = v->num;
+        break;
+    case MG_SET_QUIET:
+        o->verbosity = MG_QUIET;
+        break;
+    case MG_SET_STOPWORDS:
+        o->stopwords = v->text;
+        break;
+    case MG_SET_TOP:
+        o->top = v->num;
+        break;
+    case MG_SET_TZ:
+        o->tz = v->text;
+        break;
+    case MG_SET_VERBOSE:
+        o->verbosity = o->verbosity < MG_VERBOSE ? MG_VERBOSE : MG_DEBUG;
+        break;
+    default:
+        return mg_error_set(err, MG_E_INTERNAL, "--%s has no use here", s->name);
+    }
+    return MG_OK;
+}
+
 int mg_stats_main(int argc, char **argv)
 {
-    const char *dir = NULL, *csv = NULL, *tz = NULL, *stopwords = NULL;
-    unsigned long top = 0, jobs = 0;
-    bool top_set = false;
+    struct stats_opts o = {.verbosity = MG_NORMAL};
+    const char *dir = NULL;
+    size_t nops = 0;
     struct mg_error err;
     mg_error_clear(&err);
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = (i + 1 < argc) ? argv[i + 1] : NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return MG_OK;
-        }
-        if (a[0] == '-' && a[1] == '-') {
-            if (val == NULL) {
-                fprintf(stderr, "mailgrab stats: %s needs a value\n", a);
-                return MG_E_USAGE;
-            }
-            if (strcmp(a, "--csv") == 0) {
-                csv = val;
-            } else if (strcmp(a, "--jobs") == 0) {
-                if (parse_count(val, MAX_JOBS, &jobs) != 0) {
-                    fprintf(stderr, "mailgrab stats: --jobs wants 1..%d\n", MAX_JOBS);
-                    return MG_E_USAGE;
-                }
-            } else if (strcmp(a, "--stopwords") == 0) {
-                stopwords = val;
-            } else if (strcmp(a, "--top") == 0) {
-                if (parse_count(val, 1000000, &top) != 0) {
-                    fprintf(stderr, "mailgrab stats: --top wants a positive number\n");
-                    return MG_E_USAGE;
-                }
-                top_set = true;
-            } else if (strcmp(a, "--tz") == 0) {
-                tz = val;
-            } else {
-                fprintf(stderr, "mailgrab stats: unknown option %s\n", a);
-                usage(stderr);
-                return MG_E_USAGE;
-            }
-            i++;
-        } else if (dir == NULL) {
-            dir = a;
-        } else {
-            usage(stderr);
-            return MG_E_USAGE;
-        }
-    }
-    if (dir == NULL) {
-        usage(stderr);
+    if (mg_settings_parse(MG_CMD_STATS, argc, argv, apply, &o, &dir, 1, &nops, &err) != MG_OK) {
+        mg_err("stats: %s", err.msg);
         return MG_E_USAGE;
     }
-    if (tz != NULL) {
-        if (!tz_known(tz)) {
-            fprintf(stderr, "mailgrab stats: unknown time zone %s\n", tz);
-            return MG_E_USAGE;
-        }
-        setenv("TZ", tz, 1);
+    if (o.help) {
+        usage(stdout);
+        return MG_OK;
     }
+    mg_log_set_level(o.verbosity);
+    if (dir == NULL) {
+        mg_err("stats: which directory? (mailgrab stats DIR; see --help)");
+        return MG_E_USAGE;
+    }
+    const char *csv = o.csv, *tz = o.tz, *stopwords = o.stopwords;
+    unsigned long top = o.top, jobs = o.jobs;
+    bool top_set = top > 0;
+    if (tz != NULL)
+        setenv("TZ", tz, 1);
     tzset();
     if (jobs == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -310,8 +295,8 @@ int mg_stats_main(int argc, char **argv)
 
     struct mg_stopwords sw;
     if ((stopwords ? mg_stopwords_file(&sw, stopwords) : mg_stopwords_default(&sw)) != 0) {
-        fprintf(stderr, "mailgrab stats: cannot read stopwords %s: %s\n",
-                stopwords ? stopwords : "(built-in)", strerror(errno));
+        mg_err("stats: cannot read stopwords %s: %s", stopwords ? stopwords : "(built-in)",
+               strerror(errno));
         return MG_E_IO;
     }
 
@@ -323,7 +308,7 @@ int mg_stats_main(int argc, char **argv)
     else
         rc = walk(dir, false, 0, &l, &err);
     if (rc != MG_OK) {
-        fprintf(stderr, "mailgrab stats: %s\n", err.msg);
+        mg_err("stats: %s", err.msg);
         mg_stopwords_finish(&sw);
         list_free(&l);
         return rc;
@@ -337,12 +322,12 @@ int mg_stats_main(int argc, char **argv)
     mg_stats_init(&total);
     rc = run_jobs(&l, jobs, &bo, &total, &err);
     if (rc != MG_OK)
-        fprintf(stderr, "mailgrab stats: %s\n", err.msg);
+        mg_err("stats: %s", err.msg);
 
     if (rc == MG_OK) {
         rc = mg_stats_output(&total, csv, false, top_set ? top : 0, &err);
         if (rc != MG_OK)
-            fprintf(stderr, "mailgrab stats: %s\n", err.msg);
+            mg_err("stats: %s", err.msg);
     }
     mg_stats_finish(&total);
     mg_stopwords_finish(&sw);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <stdatomic.h>
@@ -18,6 +19,9 @@
 #define WRITE_BUF (256 * 1024)
 
 #define STATE_FILE ".mailgrab-state"
+#define LOCK_FILE ".mailgrab.lock"
+#define OWNER_FILE ".mailgrab-account"
+#define MOVE_PREFIX MG_TMP_PREFIX "move-"
 
 struct mg_store {
     enum mg_format format;
@@ -124,11 +128,19 @@ enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err)
     if (rc != MG_OK)
         return rc;
     char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s/.mailgrab.lock", output) >= (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s/" LOCK_FILE, output) >= (int)sizeof(path))
         return mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
-    int lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    /* Read-only, and never through a symbolic link or into a FIFO: a lock is
+     * never written, so a link planted here cannot carry a write elsewhere. */
+    int lfd = open(path, O_RDONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (lfd < 0)
         return io_error(err, "open lock file", path, errno);
+    struct stat sb;
+    if (fstat(lfd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(lfd);
+        return mg_error_set(err, MG_E_IO, "%s is not a regular file: remove it and run again",
+                            path);
+    }
     if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(lfd);
@@ -205,6 +217,7 @@ static enum mg_code scan_dir(struct mg_store *st, int dirfd, bool collect, struc
             close(fd);
         return io_error(err, "read directory", st->dir, errno);
     }
+    rewinddir(d); /* a dup shares the offset of a directory already read */
     enum mg_code rc = MG_OK;
     struct dirent *de;
     while (rc == MG_OK && (de = readdir(d)) != NULL) {
@@ -228,7 +241,11 @@ static enum mg_code scan(struct mg_store *st, struct mg_error *err)
     if (st->format == MG_FORMAT_EML) {
         rc = scan_dir(st, st->dirfd, true, err);
     } else {
-        rc = scan_dir(st, st->tmpfd, false, err);
+        /* The mailbox directory itself holds the temp files of its records
+         * (a run killed while writing its state); tmp/ those of messages. */
+        rc = scan_dir(st, st->dirfd, false, err);
+        if (rc == MG_OK)
+            rc = scan_dir(st, st->tmpfd, false, err);
         if (rc == MG_OK)
             rc = scan_dir(st, st->curfd, true, err);
         int newfd = openat(st->dirfd, "new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -242,40 +259,89 @@ static enum mg_code scan(struct mg_store *st, struct mg_error *err)
     return rc;
 }
 
-int mg_format_parse(const char *s, enum mg_format *out)
-{
-    if (strcmp(s, "eml") == 0)
-        *out = MG_FORMAT_EML;
-    else if (strcmp(s, "maildir") == 0)
-        *out = MG_FORMAT_MAILDIR;
-    else
-        return -1;
-    return 0;
-}
-
 enum mg_format mg_store_format(const struct mg_store *st)
 {
     return st->format;
 }
 
-/* The UIDVALIDITY recorded in dir's state file: 0 none, 1 read, -1 error. */
-static int read_state(const char *dir, uint32_t *uv)
+/* Read the small regular file dirfd/name into buf (NUL-terminated).
+ * 1 read, 0 absent, -1 error: errno EINVAL for anything but a regular file
+ * (a symbolic link, a directory, a FIFO is never followed or read). */
+static int read_small(int dirfd, const char *name, char *buf, size_t cap)
 {
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/" STATE_FILE, dir);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP || errno == ENXIO)
+            errno = EINVAL;
         return errno == ENOENT ? 0 : -1;
-    char buf[256];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        errno = EINVAL;
         return -1;
+    }
+    ssize_t n = read(fd, buf, cap - 1);
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        errno = e;
+        return -1;
+    }
     buf[n] = '\0';
+    return 1;
+}
+
+/* Write text as dirfd/name: into a fresh temp file (created here, so never
+ * a link to a file elsewhere), flushed, then renamed over name and the
+ * directory flushed. An existing name is replaced, never written into. */
+static enum mg_code replace_file(int dirfd, const char *dirpath, const char *name, const char *text,
+                                 struct mg_error *err)
+{
+    char tmp[96];
+    int fd = -1;
+    for (unsigned i = 0; fd < 0 && i < 1000; i++) {
+        snprintf(tmp, sizeof(tmp), MG_TMP_PREFIX "%s-%ld-%u", name + 1, (long)getpid(), i);
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0)
+        return io_error(err, "create a file in", dirpath, errno);
+    size_t len = strlen(text);
+    bool ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    int e = errno;
+    if (close(fd) != 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    if (ok && renameat(dirfd, tmp, dirfd, name) != 0) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        unlinkat(dirfd, tmp, 0);
+        return io_error(err, "write a file in", dirpath, e);
+    }
+    if (fsync(dirfd) != 0)
+        return io_error(err, "flush", dirpath, errno);
+    return MG_OK;
+}
+
+/* The UIDVALIDITY recorded in a mailbox directory: 0 none, 1 read, -1 error
+ * (errno EINVAL: not a regular file; EBADMSG: not ours). */
+static int read_state(int dirfd, uint32_t *uv)
+{
+    char buf[256];
+    int r = read_small(dirfd, STATE_FILE, buf, sizeof(buf));
+    if (r <= 0)
+        return r;
     const char *p = strstr(buf, "uidvalidity=");
     const char *end;
-    if (p == NULL || (*uv = parse_uid(p + strlen("uidvalidity="), &end)) == 0)
+    if (p == NULL || (*uv = parse_uid(p + strlen("uidvalidity="), &end)) == 0) {
+        errno = EBADMSG;
         return -1;
+    }
     return 1;
 }
 
@@ -284,41 +350,392 @@ static int read_state(const char *dir, uint32_t *uv)
 static enum mg_code write_state(struct mg_store *st, struct mg_error *err)
 {
     char text[64];
-    int len = snprintf(text, sizeof(text), "uidvalidity=%u\n", st->uidvalidity);
-    const char *tmp = MG_TMP_PREFIX "state";
-    int fd = openat(st->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    snprintf(text, sizeof(text), "uidvalidity=%u\n", st->uidvalidity);
+    return replace_file(st->dirfd, st->dir, STATE_FILE, text, err);
+}
+
+/* The first entry of dirfd that match() accepts, in out; false if none. */
+static bool find_entry(int dirfd, bool (*match)(int dirfd, const char *name), char *out, size_t cap)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    rewinddir(d); /* a dup shares the offset of a directory already read */
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL)
+        if (match(dirfd, de->d_name) && strlen(de->d_name) < cap) {
+            snprintf(out, cap, "%s", de->d_name);
+            found = true;
+        }
+    closedir(d);
+    return found;
+}
+
+static bool is_message_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_EML, name) != 0 || strcmp(name, "cur") == 0;
+}
+
+/* Open directory dirfd/name, creating it (0700, made durable) if asked.
+ * Never follows a symbolic link: one planted there fails with ELOOP or
+ * ENOTDIR, as does a file in the way. Returns the fd, or -1 with errno. */
+static int open_dir_at(int dirfd, const char *name, bool create)
+{
+    if (create) {
+        if (mkdirat(dirfd, name, 0700) == 0)
+            fsync(dirfd);
+        else if (errno != EEXIST)
+            return -1;
+    }
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ELOOP)
+        errno = ENOTDIR;
+    return fd;
+}
+
+static bool is_eml_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_EML, name) != 0;
+}
+
+static bool is_maildir_name(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return name_uid(MG_FORMAT_MAILDIR, name) != 0;
+}
+
+/* Does the mailbox directory dirfd hold a stored message: an .eml, or a
+ * Maildir file in cur/ or new/? (An empty Maildir has cur/ all the same.) */
+static bool holds_messages(int dirfd)
+{
+    char any[NAME_MAX + 1];
+    if (find_entry(dirfd, is_eml_name, any, sizeof(any)))
+        return true;
+    static const char *const subs[] = {"cur", "new"};
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        int fd = open_dir_at(dirfd, subs[i], false);
+        bool found = fd >= 0 && find_entry(fd, is_maildir_name, any, sizeof(any));
+        if (fd >= 0)
+            close(fd);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+/* Something other than a directory of ours where one should be: this
+ * mailbox is skipped, the others go on (exit 1). */
+static enum mg_code in_the_way(struct mg_error *err, const char *path, int e)
+{
+    if (e == ENOTDIR)
+        return mg_error_set(err, MG_E_PARTIAL,
+                            "%s is not a directory (a file or symbolic link is in its place): "
+                            "move it away and run again; this mailbox is not backed up",
+                            path);
+    if (e == EINVAL)
+        return mg_error_set(err, MG_E_PARTIAL,
+                            "%s/" STATE_FILE " is not a regular file: remove it and run again; "
+                            "this mailbox is not backed up",
+                            path);
+    return mg_error_set(err, MG_E_PARTIAL,
+                        "cannot read %s/" STATE_FILE ": restore it or move the directory away; "
+                        "this mailbox is not backed up",
+                        path);
+}
+
+/* --- whose backup a directory holds (OWNER_FILE) --------------------------- */
+
+enum owner_kind { OWNER_NONE, OWNER_ACCOUNT, OWNER_SHARED };
+
+struct owner {
+    enum owner_kind kind;
+    char account[256], server[256], user[256];
+};
+
+/* v as one line of an owner record: control bytes become '?'. */
+static void clean(const char *v, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; v != NULL && *v != '\0' && n + 1 < cap; v++)
+        out[n++] = (unsigned char)*v < 0x20 || *v == 0x7f ? '?' : *v;
+    out[n] = '\0';
+}
+
+/* The value of "key=" at the start of a line of text; false if none. */
+static bool field(const char *text, const char *key, char *out, size_t cap)
+{
+    size_t k = strlen(key);
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        const char *line = p;
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+        if (strncmp(line, key, k) != 0 || line[k] != '=')
+            continue;
+        const char *v = line + k + 1;
+        size_t n = strcspn(v, "\n");
+        if (n >= cap)
+            n = cap - 1;
+        memcpy(out, v, n);
+        out[n] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* 0 read (kind OWNER_NONE if there is no record), -1 error with errno. */
+static int read_owner(int dirfd, struct owner *o)
+{
+    char buf[2048], yes[8];
+    memset(o, 0, sizeof(*o));
+    int r = read_small(dirfd, OWNER_FILE, buf, sizeof(buf));
+    if (r <= 0)
+        return r;
+    if (field(buf, "shared", yes, sizeof(yes)) && strcmp(yes, "yes") == 0) {
+        o->kind = OWNER_SHARED;
+        return 0;
+    }
+    if (!field(buf, "server", o->server, sizeof(o->server)) ||
+        !field(buf, "user", o->user, sizeof(o->user))) {
+        errno = EBADMSG;
+        return -1;
+    }
+    field(buf, "account", o->account, sizeof(o->account));
+    o->kind = OWNER_ACCOUNT;
+    return 0;
+}
+
+static bool owner_is(const struct owner *o, const struct mg_store_owner *who)
+{
+    char s[256], u[256];
+    clean(who->server, s, sizeof(s));
+    clean(who->user, u, sizeof(u));
+    return strcasecmp(o->server, s) == 0 && strcmp(o->user, u) == 0;
+}
+
+static enum mg_code write_owner(int dirfd, const char *path, const struct mg_store_owner *who,
+                                struct mg_error *err)
+{
+    char a[256], s[256], u[256], text[1024];
+    clean(who->account, a, sizeof(a));
+    clean(who->server, s, sizeof(s));
+    clean(who->user, u, sizeof(u));
+    snprintf(text, sizeof(text),
+             "# mailgrab: the backup of one account; another account is refused here\n"
+             "account=%s\nserver=%s\nuser=%s\n",
+             a, s, u);
+    return replace_file(dirfd, path, OWNER_FILE, text, err);
+}
+
+static enum mg_code write_shared(int dirfd, const char *path, struct mg_error *err)
+{
+    return replace_file(dirfd, path, OWNER_FILE,
+                        "# mailgrab: several accounts, one directory each below\nshared=yes\n",
+                        err);
+}
+
+static enum mg_code bad_owner_file(const char *path, struct mg_error *err)
+{
+    return mg_error_set(err, MG_E_OWNER,
+                        "%s/" OWNER_FILE " is not a record of mailgrab's: remove it if this "
+                        "directory is this account's backup, and run again",
+                        path);
+}
+
+#define OWNER_TMP MG_TMP_PREFIX "mailgrab-account-" /* replace_file's temp names */
+
+static bool is_owner_tmp(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return strncmp(name, OWNER_TMP, strlen(OWNER_TMP)) == 0;
+}
+
+/* Remove owner records a killed run left unnamed (the directory is locked). */
+static void remove_owner_tmps(int dirfd)
+{
+    char name[NAME_MAX + 1];
+    while (find_entry(dirfd, is_owner_tmp, name, sizeof(name)))
+        if (unlinkat(dirfd, name, 0) != 0)
+            break;
+}
+
+/* dirfd (path) is to hold who's backup: recorded if nothing is yet. */
+static enum mg_code claim_at(int dirfd, const char *path, const struct mg_store_owner *who,
+                             struct mg_error *err)
+{
+    remove_owner_tmps(dirfd);
+    struct owner o;
+    if (read_owner(dirfd, &o) != 0)
+        return bad_owner_file(path, err);
+    if (o.kind == OWNER_SHARED)
+        return mg_error_set(err, MG_E_OWNER,
+                            "%s keeps several accounts, one directory each: give this account "
+                            "its own output, or the same output as the others in the config file",
+                            path);
+    if (o.kind == OWNER_ACCOUNT && !owner_is(&o, who))
+        return mg_error_set(err, MG_E_OWNER,
+                            "%s holds the backup of user %s on %s; this account (user %s on %s) "
+                            "is not mixed into it: give it an output of its own",
+                            path, o.user, o.server, who->user, who->server);
+    if (o.kind == OWNER_ACCOUNT)
+        return MG_OK;
+    return write_owner(dirfd, path, who, err);
+}
+
+enum mg_code mg_store_claim(const char *output, const struct mg_store_owner *who,
+                            struct mg_error *err)
+{
+    int fd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return io_error(err, "write state in", st->dir, errno);
-    bool ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
-    int e = errno;
+        return io_error(err, "open directory", output, errno);
+    enum mg_code rc = claim_at(fd, output, who, err);
     close(fd);
-    if (!ok || renameat(st->dirfd, tmp, st->dirfd, STATE_FILE) != 0 || fsync(st->dirfd) != 0) {
-        if (ok)
-            e = errno;
-        unlinkat(st->dirfd, tmp, 0);
-        return io_error(err, "write state in", st->dir, e);
+    return rc;
+}
+
+/* Is name in dirfd a mailbox directory of ours (it has a state file)? */
+static bool is_mailbox_dir(int dirfd, const char *name)
+{
+    if (name[0] == '.')
+        return false; /* ours, never a mailbox: mailbox names never start with '.' */
+    int fd = open_dir_at(dirfd, name, false);
+    if (fd < 0)
+        return false;
+    bool yes = faccessat(fd, STATE_FILE, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    close(fd);
+    return yes;
+}
+
+static bool is_move_dir(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return strncmp(name, MOVE_PREFIX, strlen(MOVE_PREFIX)) == 0 && name[strlen(MOVE_PREFIX)];
+}
+
+/* Finish every move begun in the shared directory pfd (path): each mailbox
+ * directory left in it goes into the move's directory, which then takes
+ * its final name. Renames only, so nothing is copied or fetched again, and
+ * a run killed half-way finishes the move the next time. */
+static enum mg_code finish_moves(int pfd, const char *path, struct mg_error *err)
+{
+    char move[NAME_MAX + 1], box[NAME_MAX + 1];
+    while (find_entry(pfd, is_move_dir, move, sizeof(move))) {
+        int tfd = open_dir_at(pfd, move, false);
+        if (tfd < 0)
+            return io_error(err, "open directory in", path, errno);
+        enum mg_code rc = MG_OK;
+        while (rc == MG_OK && find_entry(pfd, is_mailbox_dir, box, sizeof(box)))
+            if (renameat2(pfd, box, tfd, box, RENAME_NOREPLACE) != 0)
+                rc =
+                    mg_error_set(err, MG_E_IO, "cannot move %s/%s into %s/%s: %s; move it yourself",
+                                 path, box, path, move, strerror(errno));
+        if (rc == MG_OK && fsync(tfd) != 0)
+            rc = io_error(err, "flush", path, errno);
+        close(tfd);
+        if (rc != MG_OK)
+            return rc;
+        const char *to = move + strlen(MOVE_PREFIX);
+        if (renameat2(pfd, move, pfd, to, RENAME_NOREPLACE) != 0)
+            return mg_error_set(err, MG_E_IO, "cannot name %s/%s %s: %s; move it yourself", path,
+                                move, to, strerror(errno));
+        if (fsync(pfd) != 0)
+            return io_error(err, "flush", path, errno);
+        mg_info("the backup kept directly in %s is now in %s/%s", path, path, to);
     }
     return MG_OK;
 }
 
-static bool dir_has_messages(const char *dir)
+/* Begin moving what pfd holds of one account into pfd/component: a move
+ * directory takes the owner record, then pfd is marked shared. */
+static enum mg_code begin_move(int pfd, const char *path, const char *component,
+                               struct mg_error *err)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return false;
-    bool any = false;
-    struct dirent *de;
-    while (!any && (de = readdir(d)) != NULL)
-        any = name_uid(MG_FORMAT_EML, de->d_name) != 0 || strcmp(de->d_name, "cur") == 0;
-    closedir(d);
-    return any;
+    char move[NAME_MAX + 1];
+    if (snprintf(move, sizeof(move), MOVE_PREFIX "%s", component) >= (int)sizeof(move))
+        return mg_error_set(err, MG_E_USAGE, "account name too long: %s", component);
+    int tfd = open_dir_at(pfd, move, true);
+    if (tfd < 0)
+        return io_error(err, "create a directory in", path, errno);
+    int moved = renameat(pfd, OWNER_FILE, tfd, OWNER_FILE);
+    int e = errno;
+    if (moved == 0)
+        fsync(tfd);
+    close(tfd);
+    if (moved != 0 && e != ENOENT)
+        return io_error(err, "move a file in", path, e);
+    return write_shared(pfd, path, err);
 }
 
-static int open_sub(int dirfd, const char *name)
+enum mg_code mg_store_claim_shared(const char *output, const char *component,
+                                   const struct mg_store_owner *who, bool adopt_unowned,
+                                   struct mg_error *err)
 {
-    if (mkdirat(dirfd, name, 0700) != 0 && errno != EEXIST)
-        return -1;
-    return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    char sub[PATH_MAX], box[NAME_MAX + 1];
+    if (snprintf(sub, sizeof(sub), "%s/%s", output, component) >= (int)sizeof(sub))
+        return mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
+    int pfd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        return io_error(err, "open directory", output, errno);
+    struct owner o;
+    enum mg_code rc = MG_OK;
+    remove_owner_tmps(pfd);
+    if (find_entry(pfd, is_move_dir, box, sizeof(box))) { /* a move a killed run began */
+        rc = read_owner(pfd, &o) == 0 && o.kind == OWNER_SHARED ? MG_OK
+                                                                : write_shared(pfd, output, err);
+        if (rc == MG_OK)
+            rc = finish_moves(pfd, output, err);
+    }
+    if (rc == MG_OK && read_owner(pfd, &o) != 0)
+        rc = bad_owner_file(output, err);
+    if (rc != MG_OK)
+        goto out;
+    if (o.kind == OWNER_ACCOUNT && owner_is(&o, who)) {
+        rc = begin_move(pfd, output, component, err);
+    } else if (o.kind == OWNER_ACCOUNT) {
+        rc = mg_error_set(err, MG_E_OWNER,
+                          "%s still holds the backup of user %s on %s (account %s) directly; it "
+                          "moves to a directory of its own when that account runs: run it first "
+                          "(--account %s), or move it yourself",
+                          output, o.user, o.server, o.account, o.account);
+    } else if (o.kind == OWNER_NONE && find_entry(pfd, is_mailbox_dir, box, sizeof(box))) {
+        /* A backup from before accounts had directories of their own. */
+        if (adopt_unowned)
+            rc = begin_move(pfd, output, component, err);
+        else
+            rc = mg_error_set(err, MG_E_OWNER,
+                              "%s holds a backup with no record of its account; the first "
+                              "account of the config file sharing this output takes it over: "
+                              "run that one first, or move it yourself",
+                              output);
+    } else if (o.kind == OWNER_NONE) {
+        rc = write_shared(pfd, output, err);
+    }
+    if (rc == MG_OK)
+        rc = finish_moves(pfd, output, err);
+    if (rc != MG_OK)
+        goto out;
+    int fd = open_dir_at(pfd, component, true);
+    if (fd < 0) {
+        rc = errno == ENOTDIR
+                 ? mg_error_set(err, MG_E_OWNER,
+                                "%s is not a directory (a file or symbolic link is in its "
+                                "place): move it away and run again",
+                                sub)
+                 : io_error(err, "create directory", sub, errno);
+        goto out;
+    }
+    rc = claim_at(fd, sub, who, err);
+    close(fd);
+out:
+    close(pfd);
+    return rc;
 }
 
 enum mg_code mg_store_open(const char *output, const char *component, enum mg_format format,
@@ -332,53 +749,91 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
     st->format = format;
     st->uidvalidity = uidvalidity;
     st->dirfd = st->tmpfd = st->curfd = -1;
+    int outfd = -1, basefd = -1;
+    char base[PATH_MAX - 64]; /* room for a generation suffix in st->dir */
+    char gen[NAME_MAX + 32];
     enum mg_code rc = make_dir(output, err);
     if (rc != MG_OK)
-        goto err_free;
+        goto err_close;
+    if (snprintf(base, sizeof(base), "%s/%s", output, component) >= (int)sizeof(base) ||
+        snprintf(gen, sizeof(gen), "%s%%uidvalidity=%u", component, uidvalidity) >=
+            (int)sizeof(gen)) {
+        rc = mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
+        goto err_close;
+    }
+    /* Everything below OUTPUT is reached through directory descriptors
+     * without following symbolic links: nothing planted in OUTPUT can send a
+     * write outside it. */
+    outfd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (outfd < 0) {
+        rc = io_error(err, "open directory", output, errno);
+        goto err_close;
+    }
 
     /* Which generation: the base directory if it holds this UIDVALIDITY
-     * (or nothing yet), else one named after the new UIDVALIDITY. */
-    char base[PATH_MAX - 64]; /* room for a generation suffix in st->dir */
-    if (snprintf(base, sizeof(base), "%s/%s", output, component) >= (int)sizeof(base)) {
-        rc = mg_error_set(err, MG_E_USAGE, "output path too long: %s", output);
-        goto err_free;
+     * (or nothing yet), else one named after the new UIDVALIDITY. A server
+     * that gives no UIDVALIDITY (0) cannot say it renumbered: its messages
+     * are matched by UID alone, in the base directory. */
+    basefd = open_dir_at(outfd, component, false);
+    if (basefd < 0 && errno != ENOENT) {
+        rc = errno == ENOTDIR ? in_the_way(err, base, errno)
+                              : io_error(err, "open directory", base, errno);
+        goto err_close;
     }
     uint32_t old = 0;
-    int r = read_state(base, &old);
+    int r = basefd >= 0 ? read_state(basefd, &old) : 0;
     if (r < 0) {
-        rc = mg_error_set(err, MG_E_IO,
-                          "cannot read %s/" STATE_FILE ": restore it or move the directory away",
-                          base);
-        goto err_free;
+        rc = in_the_way(err, base, errno);
+        goto err_close;
     }
-    if (r == 1 && old != uidvalidity) {
-        snprintf(st->dir, sizeof(st->dir), "%s%%uidvalidity=%u", base, uidvalidity);
+    const char *name = component;
+    char any[NAME_MAX + 1];
+    if (uidvalidity == 0) {
+        mg_warn("%s: the server gives no UIDVALIDITY; messages are matched by UID alone, so a "
+                "renumbered mailbox cannot be told apart",
+                base);
+    } else if (r == 1 && old != uidvalidity && !holds_messages(basefd)) {
+        /* Nothing stored under the old UIDVALIDITY: nothing to keep apart.
+         * GNU imap4d gives an empty mbox a new one in every session. */
+        mg_info("%s: nothing stored under UIDVALIDITY %u; taking the server's %u", base, old,
+                uidvalidity);
+    } else if (r == 1 && old != uidvalidity) {
+        name = gen;
+    } else if (r == 0 && basefd >= 0 && find_entry(basefd, is_message_name, any, sizeof(any))) {
+        mg_info("%s has messages but no record of their UIDVALIDITY; taking it as %u", base,
+                uidvalidity);
+    }
+    snprintf(st->dir, sizeof(st->dir), "%s/%s", output, name);
+    if (name == gen) {
+        int genfd = open_dir_at(outfd, gen, false);
         uint32_t cur = 0;
-        *new_generation = read_state(st->dir, &cur) != 1;
+        *new_generation = genfd < 0 || read_state(genfd, &cur) != 1;
+        if (genfd >= 0)
+            close(genfd);
+        st->dirfd = open_dir_at(outfd, gen, true);
     } else {
-        if (r == 0 && dir_has_messages(base))
-            mg_info("%s has messages but no record of their UIDVALIDITY; taking it as %u", base,
-                    uidvalidity);
-        snprintf(st->dir, sizeof(st->dir), "%s", base);
+        st->dirfd = basefd >= 0 ? basefd : open_dir_at(outfd, component, true);
+        basefd = -1;
     }
-    rc = make_dir(st->dir, err);
-    if (rc != MG_OK)
-        goto err_free;
-    /* O_NOFOLLOW: a symlink planted in place of the mailbox directory is
-     * refused rather than followed out of OUTPUT. */
-    st->dirfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (st->dirfd < 0) {
-        rc = io_error(err, "open directory", st->dir, errno);
+        rc = errno == ENOTDIR ? in_the_way(err, st->dir, errno)
+                              : io_error(err, "create directory", st->dir, errno);
         goto err_close;
     }
     if (format == MG_FORMAT_MAILDIR) {
-        int newfd = open_sub(st->dirfd, "new");
-        st->curfd = open_sub(st->dirfd, "cur");
-        st->tmpfd = open_sub(st->dirfd, "tmp");
+        int newfd = open_dir_at(st->dirfd, "new", true);
+        int e = errno;
+        st->curfd = open_dir_at(st->dirfd, "cur", true);
+        if (st->curfd < 0)
+            e = errno;
+        st->tmpfd = open_dir_at(st->dirfd, "tmp", true);
+        if (st->tmpfd < 0)
+            e = errno;
         if (newfd >= 0)
             close(newfd);
         if (newfd < 0 || st->curfd < 0 || st->tmpfd < 0) {
-            rc = io_error(err, "create maildir folders in", st->dir, errno);
+            rc = e == ENOTDIR ? in_the_way(err, st->dir, e)
+                              : io_error(err, "create maildir folders in", st->dir, e);
             goto err_close;
         }
     } else {
@@ -390,7 +845,12 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
         }
     }
     uint32_t have_uv = 0;
-    if (read_state(st->dir, &have_uv) != 1 || have_uv != uidvalidity) {
+    r = read_state(st->dirfd, &have_uv);
+    if (r < 0 && errno == EINVAL) {
+        rc = in_the_way(err, st->dir, errno);
+        goto err_close;
+    }
+    if (uidvalidity != 0 && (r != 1 || have_uv != uidvalidity)) {
         rc = write_state(st, err);
         if (rc != MG_OK)
             goto err_close;
@@ -399,14 +859,16 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
     if (rc != MG_OK)
         goto err_close;
     atomic_store(&st->tmpfile_ok, access("/proc/self/fd", X_OK) == 0);
+    close(outfd);
     *out = st;
     return MG_OK;
 
 err_close:
+    if (basefd >= 0)
+        close(basefd);
+    if (outfd >= 0)
+        close(outfd);
     mg_store_close(st);
-    return rc;
-err_free:
-    free(st);
     return rc;
 }
 
@@ -719,4 +1181,49 @@ void mg_batch_discard(struct mg_batch *b)
         forget(b->st, b->v[i].fd, b->v[i].tmp);
     b->n = 0;
     b->nopen = 0;
+}
+
+enum mg_code mg_store_mailbox_dirs(const char *output, char ***names, size_t *n,
+                                   struct mg_error *err)
+{
+    *names = NULL;
+    *n = 0;
+    int fd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return MG_OK; /* nothing stored yet */
+    if (fd < 0)
+        return io_error(err, "open directory", output, errno);
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return io_error(err, "read directory", output, errno);
+    }
+    enum mg_code rc = MG_OK;
+    struct dirent *de;
+    while (rc == MG_OK && (de = readdir(d)) != NULL) {
+        if (!is_mailbox_dir(dirfd(d), de->d_name))
+            continue;
+        char **v = reallocarray(*names, *n + 1, sizeof(*v));
+        char *copy = v != NULL ? strdup(de->d_name) : NULL;
+        if (v != NULL)
+            *names = v;
+        if (copy == NULL)
+            rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        else
+            (*names)[(*n)++] = copy;
+    }
+    closedir(d);
+    if (rc != MG_OK) {
+        mg_store_free_names(*names, *n);
+        *names = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void mg_store_free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }

@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "mailgrab/cancel.h"
 #include "mailgrab/imapframe.h"
 
 struct mg_tls_ctx {
@@ -108,12 +109,14 @@ static int elapsed_ms(const struct timespec *start)
  * Returns 1 ready, 0 timeout, -1 cancelled or poll error (why is set). */
 static int wait_fd(struct conn *c, short events)
 {
-    struct pollfd pfd[2] = {{.fd = c->fd, .events = events},
-                            {.fd = c->cancel_fd, .events = POLLIN}};
+    /* The run's cancel wakes every stream, even one still connecting. */
+    struct pollfd pfd[3] = {{.fd = c->fd, .events = events},
+                            {.fd = c->cancel_fd, .events = POLLIN},
+                            {.fd = mg_cancel_fd(), .events = POLLIN}};
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
-        if (atomic_load(&c->cancelled)) {
+        if (atomic_load(&c->cancelled) || mg_cancelled()) {
             snprintf(c->why, sizeof(c->why), "cancelled");
             return -1;
         }
@@ -122,14 +125,14 @@ static int wait_fd(struct conn *c, short events)
             snprintf(c->why, sizeof(c->why), "no data from server for %d s", c->timeout_ms / 1000);
             return 0;
         }
-        int r = poll(pfd, 2, left);
+        int r = poll(pfd, 3, left);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
             snprintf(c->why, sizeof(c->why), "poll: %s", strerror(errno));
             return -1;
         }
-        if (pfd[1].revents != 0) {
+        if (pfd[1].revents != 0 || pfd[2].revents != 0) {
             snprintf(c->why, sizeof(c->why), "cancelled");
             return -1;
         }

@@ -4,7 +4,9 @@
  * skip what is already stored, and fetch the rest through one worker pool.
  *
  * Owns mailbox selection and naming on disk (case-insensitive collisions get
- * a suffix), the per-mailbox report, and the order of a run. A mailbox that
+ * a suffix), where an account's backup goes (its output, or output/<account>
+ * when other accounts of the config file share the output; see store.h),
+ * the per-mailbox report, and the order of a run. A mailbox that
  * cannot be opened is reported and the others go on; credentials,
  * certificates, local I/O and signals stop the account.
  *

@@ -1,10 +1,11 @@
 /*
- * cli.h - the command line: one sorted option table, parsed into mg_options.
+ * cli.h - the backup command's command line, parsed into mg_options.
  *
- * Owns option syntax, range checks and the --help text. Account settings
- * given here override the config file (see config.h), so unset ones stay
- * unset. No I/O beyond printing help. Strings in mg_options point into argv.
- * Not thread-safe (getopt); called once from main.
+ * Owns what the options of a backup run mean; their names, ranges and help
+ * lines are settings.h's. Account settings given here override the config
+ * file (see config.h), so unset ones stay unset. No I/O beyond printing
+ * help. Strings in mg_options point into argv. Not thread-safe (getopt);
+ * called once from main.
  */
 #ifndef MAILGRAB_CLI_H
 #define MAILGRAB_CLI_H
@@ -15,8 +16,6 @@
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
 #include "mailgrab/log.h"
-
-#define MG_MAX_CHUNKS 64
 
 enum mg_action { MG_RUN, MG_HELP, MG_VERSION };
 

@@ -1,11 +1,12 @@
 /*
  * config.h - accounts: from the config file, the command line, and defaults.
  *
- * Owns the INI file format (parsed by libinih): [defaults] and
+ * Owns the config file's meaning (its syntax is ini.h's): [defaults] and
  * [account NAME] sections, their keys, value checks, and errors that name
  * file:line. An mg_account holds what one backup needs; unset fields are
- * NULL / 0 / -1 so that layers merge in order: built-in defaults < [defaults]
- * < [account NAME] < command line.
+ * NULL / 0 / *_UNSET so that layers merge in order: built-in defaults <
+ * [defaults] < [account NAME] < command line. Which keys exist, their types
+ * and ranges are settings.h's.
  *
  * Memory: mg_config owns every string its accounts point to; an account
  * built by merging borrows from its sources. Not thread-safe.
@@ -16,9 +17,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mailgrab/creds.h"
 #include "mailgrab/error.h"
+#include "mailgrab/settings.h"
+#include "mailgrab/store.h"
 
 #define MG_MAX_MAILBOXES 256
+
+/* A yes/no setting that a layer may leave to the one below it. */
+enum mg_yesno { MG_YESNO_UNSET = -1, MG_NO, MG_YES };
 
 struct mg_account {
     const char *name; /* section name, or "command line" */
@@ -31,11 +38,11 @@ struct mg_account {
     const char *cafile;
     const char *mailboxes[MG_MAX_MAILBOXES];
     size_t nmailboxes;
-    int all_mailboxes;    /* -1 unset */
-    int format;           /* enum mg_format, -1 unset */
-    unsigned chunks;      /* 0 unset */
-    unsigned timeout;     /* 0 unset */
-    int auth;             /* enum mg_auth, -1 unset */
+    enum mg_yesno all_mailboxes;
+    enum mg_format format;
+    unsigned chunks;  /* 0 unset */
+    unsigned timeout; /* 0 unset */
+    enum mg_auth auth;
     const char *provider; /* "gmail", "outlook": fills server, port, token URL */
     const char *oauth2_token_url;
     const char *oauth2_client_id;
@@ -43,10 +50,13 @@ struct mg_account {
     const char *oauth2_refresh_token_file;
     const char *oauth2_token_command;
     const char *oauth2_cafile; /* CA bundle for the token endpoint */
+    /* Set by mg_config_share_outputs: another account of the config file
+     * has the same output, so this one keeps its mail in output/<name>;
+     * the first of them in the file takes over a backup with no record of
+     * its account kept directly in output. */
+    bool output_shared;
+    bool output_first;
 };
-
-/* "password", "xoauth2", "oauthbearer" -> enum mg_auth; -1 if none. */
-int mg_auth_parse(const char *s, int *out);
 
 struct mg_config {
     char path[4096];
@@ -56,6 +66,11 @@ struct mg_config {
     char **strings; /* owned copies */
     size_t nstrings, capstrings;
 };
+
+/* Set the account field of setting s (one with a config key) to v. Strings
+ * are borrowed: they must outlive the account. */
+enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
+                            const struct mg_value *v, struct mg_error *err);
 
 /* An account with every field unset. */
 void mg_account_init(struct mg_account *a, const char *name);
@@ -75,9 +90,13 @@ void mg_config_default_path(char *buf, size_t cap);
 /* Fields set in src override dst. Mailboxes are replaced as a whole. */
 void mg_account_merge(struct mg_account *dst, const struct mg_account *src);
 
-/* The most connections a known server allows one account (Gmail: 15), or
- * 0 when mailgrab knows no limit for host. */
-unsigned mg_server_max_connections(const char *host);
+/*
+ * Mark the accounts of this run (run[0..n), merged) whose output another
+ * account of cfg also has: as it is in this run if it runs, else as the
+ * file gives it. Outputs are compared as written, less "." components and
+ * repeated or trailing slashes.
+ */
+void mg_config_share_outputs(const struct mg_config *cfg, struct mg_account *run, size_t n);
 
 /* Fill what is still unset with built-in defaults; check what is required. */
 enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err);

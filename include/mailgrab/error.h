@@ -28,6 +28,7 @@ enum mg_code {
     MG_E_LOCKED = 9,    /* another mailgrab run holds the output directory */
     MG_E_OAUTH = 10,    /* OAuth2 token could not be obtained */
     MG_E_LIMIT = 11,    /* the server refuses to send more for now (download quota) */
+    MG_E_OWNER = 13,    /* the output directory holds another account's backup */
     MG_E_INTERNAL = 70, /* out of memory or a bug */
     MG_E_INTERRUPTED = 130,
 };

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "mailgrab/creds.h"
 #include "mailgrab/error.h"
 #include "mailgrab/plan.h"
 #include "mailgrab/tls.h"
@@ -28,17 +29,6 @@ struct mg_server {
     const char *port;
     int timeout_s; /* inactivity timeout for every network wait */
     struct mg_tls_ctx *tls;
-};
-
-enum mg_auth { MG_AUTH_PASSWORD, MG_AUTH_XOAUTH2, MG_AUTH_OAUTHBEARER };
-
-struct mg_oauth2;
-
-struct mg_creds {
-    const char *user;
-    enum mg_auth auth;
-    const char *password;    /* MG_AUTH_PASSWORD; never logged */
-    struct mg_oauth2 *oauth; /* the OAuth mechanisms: one token source for all sessions */
 };
 
 struct mg_mailbox_info {
@@ -69,7 +59,17 @@ struct mg_imap;
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err);
 
-/* EXAMINE (read-only): nothing mailgrab does can change the server's flags. */
+/* A login refused by mg_imap_open with no code that blames the credentials
+ * (MG_E_AUTH, retry MG_RETRY_LATER; Gmail's "NO [ALERT] Too many simultaneous
+ * connections"): when these credentials logged in before in this run, it is
+ * a connection limit (MG_E_CONNECT, retry later); else refused credentials
+ * (MG_E_AUTH, no retry). Other errors pass unchanged. Returns err->code. */
+enum mg_code mg_imap_judge_login(struct mg_error *err, bool logged_in_before);
+
+/* EXAMINE (read-only): nothing mailgrab does can change the server's flags.
+ * A name with 8-bit bytes goes as a literal. A tagged NO or BAD is
+ * MG_E_MAILBOX (retry later when its code says the server is busy) and
+ * leaves the session usable. */
 enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
                              struct mg_error *err);
 
@@ -97,6 +97,11 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
  */
 enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
                            const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err);
+
+/* True once the session is out of step with the server (the stream broke,
+ * or a reply could not be parsed): close it. A refusal (tagged NO or BAD)
+ * leaves it in step. Accepts NULL (true). */
+bool mg_imap_broken(const struct mg_imap *s);
 
 void mg_imap_cancel(struct mg_imap *s);
 

@@ -7,6 +7,21 @@
  * an unknown type, a non-zero reserved field or a payload above MG_IPC_MAX is
  * malformed, and the receiver treats the peer as broken (for a child: fatal).
  *
+ * Directions, and who may wait for whom (the analyzer must never slow or
+ * freeze a backup):
+ * - mailgrab -> analyzer: PATH frames, then one FINISH. mailgrab never blocks
+ *   writing them: they go through a bounded queue flushed with non-blocking
+ *   writes (analyzer.c); a path that does not fit is dropped and counted, and
+ *   the count is reported in one warning at the end. FINISH is the last frame.
+ * - analyzer -> mailgrab: only after FINISH: STATS chunks, at most one
+ *   SKIPPED (paths received but not analysed, because the analyzer was told
+ *   to stop with SIGTERM), then STATS_END. mailgrab reads them only after
+ *   sending FINISH, with a time limit once the run is cancelled.
+ * - batch worker -> analyzer: one RESULT per message; the analyzer sends the
+ *   worker nothing (paths are inherited across fork).
+ * An end of stream where a frame was due means the peer died: the analyzer
+ *   exits quietly; mailgrab reports the statistics as unavailable.
+ *
  * Owns: nothing; payloads land in a caller-owned struct mg_buf.
  * Thread-safety: thread-safe for distinct fds; callers serialise writers that
  * share one fd.
@@ -20,6 +35,7 @@
 
 #define MG_IPC_VERSION 1
 #define MG_IPC_MAX (16 * 1024 * 1024)
+#define MG_IPC_HEADER 8
 
 enum mg_ipc_type {
     MG_IPC_PATH = 1,      /* parent -> analyzer: a committed message file (no NUL) */
@@ -27,8 +43,13 @@ enum mg_ipc_type {
     MG_IPC_STATS = 3,     /* -> parent: a chunk of encoded statistics */
     MG_IPC_STATS_END = 4, /* -> parent: the statistics are complete */
     MG_IPC_RESULT = 5,    /* worker -> batch: one message's encoded statistics */
-    MG_IPC_TYPE_MAX = 5,
+    MG_IPC_SKIPPED = 6,   /* analyzer -> parent: u64 LE, paths received but not analysed */
+    MG_IPC_TYPE_MAX = 6,
 };
+
+/* The 8-byte header of a frame of type carrying len bytes (len <= MG_IPC_MAX),
+ * for a caller that queues frames itself. */
+void mg_ipc_header(unsigned char h[MG_IPC_HEADER], enum mg_ipc_type type, size_t len);
 
 /* 0, or -1 on a write error (errno set). Retries on EINTR and short writes. */
 int mg_ipc_send(int fd, enum mg_ipc_type type, const void *data, size_t len);

@@ -28,4 +28,21 @@ int mg_mbox_from_imap(const char *imap, char *out, size_t cap);
  */
 int mg_mbox_to_path(const char *name, char *out, size_t cap);
 
+/* Longest directory name mg_mbox_dir_names gives: a path and "~xxxxxxxx". */
+#define MG_MBOX_DIR_MAX (MG_MBOX_PATH_MAX + 10)
+
+/*
+ * The directory name of each of n mailboxes (UTF-8 names, distinct) in an
+ * output that already holds the directories `existing`. Names whose paths
+ * differ only in case would share a directory on a case-insensitive file
+ * system, so one of them gets a "~hash" suffix. Which one is stable: a
+ * mailbox whose plain path exists already keeps it, so a new "WORK" never
+ * takes "Work"'s directory (and makes it download everything again). Among
+ * new ones, the first in byte order keeps the plain path. out[i] receives
+ * names[i]'s directory (at least MG_MBOX_DIR_MAX + 1 bytes each). Returns 0,
+ * or -1 out of memory.
+ */
+int mg_mbox_dir_names(const char *const *names, size_t n, const char *const *existing,
+                      size_t nexisting, char (*out)[MG_MBOX_DIR_MAX + 1]);
+
 #endif

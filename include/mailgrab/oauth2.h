@@ -68,19 +68,6 @@ void mg_oauth2_reject(struct mg_oauth2 *o, const char *token);
 unsigned long mg_oauth2_refreshes(struct mg_oauth2 *o);
 
 /* Provider presets for mailgrab login and the IMAP side. */
-struct mg_oauth2_provider {
-    const char *name;
-    const char *imap_host;
-    const char *imap_port;
-    const char *auth_url;
-    const char *token_url;
-    const char *scope;
-    bool offline_consent; /* add access_type=offline&prompt=consent (Google) */
-};
-
-/* The preset called name ("gmail", "outlook"), or NULL. */
-const struct mg_oauth2_provider *mg_oauth2_provider(const char *name);
-
 /* What a token endpoint answered, once accepted. Wipe with mg_oauth2_reply_wipe. */
 struct mg_oauth2_reply {
     char access_token[MG_OAUTH2_TOKEN_MAX];

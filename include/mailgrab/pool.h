@@ -2,12 +2,14 @@
  * pool.h - the worker pool: N threads, each with its own IMAP session,
  * fetching one mailbox's planned messages into the store.
  *
- * Owns the threads, the plan's lock, retries and reconnects, cancellation on
- * SIGINT/SIGTERM, and the progress line. Each failure is classified: a broken
- * connection is reconnected and its batch re-queued (bounded attempts per
- * message); a server limiting connections retires that worker while the
- * others go on; a local I/O failure or a credential/certificate refusal stops
- * the whole run. The calling thread waits in mg_pool_run and draws progress.
+ * Owns the threads, the plan's lock, retries and reconnects, and the
+ * progress line. A cancel (cancel.h: SIGINT, SIGTERM, SIGHUP) stops every
+ * session, control and warm-up ones too, and the calls below return
+ * MG_E_INTERRUPTED; batches answered in full before it are committed. Each failure is classified: a
+ * broken connection is reconnected and its batch re-queued (bounded attempts per message); a server
+ * limiting connections retires that worker while the others go on; a local I/O failure or a
+ * credential/certificate refusal stops the whole run. The calling thread waits in mg_pool_run and
+ * draws progress.
  *
  * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
  * login), so a multi-folder backup never holds more than `workers` sessions.
@@ -15,8 +17,8 @@
  *
  * Memory: the pool borrows srv and creds; everything in struct mg_job is
  * borrowed for the duration of the run.
- * Thread-safety: the pool is driven by one thread; on_stored callbacks are
- * serialised by the pool.
+ * Thread-safety: the pool is driven by one thread; on_stored is called from
+ * several workers at once, outside the pool's lock, and must not block.
  */
 #ifndef MAILGRAB_POOL_H
 #define MAILGRAB_POOL_H

@@ -20,6 +20,19 @@
  * vanish, or temp files, which the next run removes. Directories are 0700,
  * files 0600.
  *
+ * Whose backup a directory holds is recorded in it (.mailgrab-account:
+ * account, server, user), and an account other than the one recorded is
+ * refused (MG_E_OWNER) rather than mixed in. Several accounts sharing one
+ * output each get a directory below it, OUTPUT/<account>, and OUTPUT is
+ * marked shared; a backup kept directly in OUTPUT before is moved into its
+ * account's directory by renames, never fetched again.
+ *
+ * Nothing below OUTPUT is reached through a symbolic link, and no existing
+ * file is ever opened for writing: state and owner records are written to a
+ * fresh temp file and renamed into place; the lock file is opened read-only.
+ * A file or link where a mailbox directory belongs costs that mailbox only
+ * (MG_E_PARTIAL, the path named).
+ *
  * Memory: mg_store and mg_batch are created/destroyed by their owner; the
  * store must outlive its batches. Paths passed in are borrowed.
  * Thread-safety: an mg_store may be shared by threads (read-only after open);
@@ -44,23 +57,62 @@
  */
 enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err);
 
+/* Who an account is, as recorded in the directory holding its backup.
+ * Strings are borrowed. */
+struct mg_store_owner {
+    const char *account; /* its config section, or "command line" */
+    const char *server;
+    const char *user;
+};
+
+/*
+ * OUTPUT (created, locked) is to hold who's backup alone: records who if
+ * nothing is recorded yet (a backup already there is adopted). MG_E_OWNER if
+ * another account is recorded, or OUTPUT is shared by several.
+ */
+enum mg_code mg_store_claim(const char *output, const struct mg_store_owner *who,
+                            struct mg_error *err);
+
+/*
+ * OUTPUT (created, locked) is shared by several accounts, each in
+ * OUTPUT/<component>: marks it so, creates and claims OUTPUT/<component>
+ * for who. A backup kept directly in OUTPUT is moved into
+ * OUTPUT/<component> when it is who's, or when it records no account and
+ * adopt_unowned is set (the first account sharing the output); otherwise
+ * MG_E_OWNER says which account to run first. A move cut short by a killed
+ * run is finished by the next.
+ */
+enum mg_code mg_store_claim_shared(const char *output, const char *component,
+                                   const struct mg_store_owner *who, bool adopt_unowned,
+                                   struct mg_error *err);
+
 struct mg_store;
 
-enum mg_format { MG_FORMAT_EML, MG_FORMAT_MAILDIR };
+/* In the order of settings.c's choices for --format. */
+enum mg_format { MG_FORMAT_UNSET = -1, MG_FORMAT_EML, MG_FORMAT_MAILDIR };
 
-/* "eml" / "maildir" -> format; -1 if neither. */
-int mg_format_parse(const char *s, enum mg_format *out);
 
 /*
  * Open (creating 0700) the directory of OUTPUT/<component> for uidvalidity,
  * remove stale temp files, and note which UIDs are already stored.
  * component must be one safe path component (see mboxname.h). *new_generation
  * is set when the server's UIDVALIDITY differs from what was stored before.
+ * uidvalidity 0 (the server gave none) means unknown: no generations, UIDs
+ * are matched in the base directory, and a warning says so.
+ * MG_E_PARTIAL: something not ours is in the way (named in err); this
+ * mailbox only cannot be stored.
  */
 enum mg_code mg_store_open(const char *output, const char *component, enum mg_format format,
                            uint32_t uidvalidity, struct mg_store **out, bool *new_generation,
                            struct mg_error *err);
 void mg_store_close(struct mg_store *st);
+
+/* The mailbox directories (those with a state file) already in output, for
+ * mg_mbox_dir_names; none when output does not exist yet. Free the list
+ * with mg_store_free_names. */
+enum mg_code mg_store_mailbox_dirs(const char *output, char ***names, size_t *n,
+                                   struct mg_error *err);
+void mg_store_free_names(char **names, size_t n);
 
 /* Was uid already stored when the store was opened? */
 bool mg_store_has(const struct mg_store *st, uint32_t uid);

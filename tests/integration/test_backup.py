@@ -10,7 +10,6 @@ tests do not see each other's mail.  Classes that need other server settings
 """
 
 import base64
-import imaplib
 import json
 import os
 import random
@@ -18,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import ssl
 import stat
 import subprocess
 import tempfile
@@ -32,13 +30,14 @@ EXIT_OK, EXIT_USAGE, EXIT_AUTH, EXIT_MAILBOX, EXIT_LOCKED = 0, 2, 5, 6, 9
 TMP_PREFIX = ".mg-tmp-"
 STATE_FILE = ".mailgrab-state"
 LOCK_FILE = ".mailgrab.lock"
+OWNER_FILE = ".mailgrab-account"
 
 # Users of the shared server, one (or two) per test class.
 EXTRA_USERS = {
     "incr": "incr-pw", "killer": "killer-pw", "renum": "renum-pw",
     "expunge": "expunge-pw", "locker": "locker-pw", "nm": "nm-pw",
     "summ": "summ-pw", "pool": "pool-pw", "names": "names-pw",
-    "env1": "shared pw", "env2": "shared pw", "cron": "cron-pw",
+    "env1": "shared pw", "env2": "shared pw", "cron": "cron-pw", "twins": "twins-pw",
 }
 
 server = None
@@ -93,18 +92,8 @@ def quoted(name):
     return '"' + m.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def imap(srv, user):
-    ctx = ssl.create_default_context(cafile=srv.ca_file)
-    conn = imaplib.IMAP4_SSL(srv.host, srv.imaps_port, ssl_context=ctx)
-    conn.login(user, srv.password(user))
-    return conn
-
-
-def ok(result, what):
-    typ, data = result
-    if typ != "OK":
-        raise AssertionError(f"{what}: {typ} {data}")
-    return data
+imap = reference.login
+ok = reference.ok
 
 
 def append(srv, user, mailbox, seed, count, start=0, create=True):
@@ -323,6 +312,33 @@ class TestIncremental(Base):
         again = {p: os.stat(p).st_ino for p in inodes}
         self.assertEqual(again, inodes, "stored messages were rewritten" + res.describe())
 
+    def test_case_twin_appearing_later_keeps_the_old_directory(self):
+        """A mailbox "WORK" created after "Work" was backed up gets a directory
+        of its own; "Work" keeps its directory and is not fetched again."""
+        u = "twins"
+        append(self.dc, u, "Work", seed=71, count=5)
+        out = self.out_dir()
+        res = self.mailgrab(u, "--all-mailboxes", output=out)
+        self.assertExit(res, EXIT_OK)
+        work = os.path.join(out, "Work")
+        self.assertBox(work, server_mail(self.dc, u, "Work"), res)
+        inodes = {p: os.stat(p).st_ino for p in walk_files(work)}
+
+        append(self.dc, u, "WORK", seed=72, count=3)
+        wait_sessions(self.dc, 0, u)
+        mark = self.dc.log_size()
+        res = self.mailgrab(u, "--all-mailboxes", output=out)
+        self.assertExit(res, EXIT_OK)
+        self.assertSilent(res)
+        log, _ = wait_sessions(self.dc, mark, u)
+        self.assertEqual(bodies_sent(log, u), 3, "more than WORK's 3 new messages were "
+                         "fetched; Dovecot log:\n" + log + res.describe())
+        self.assertEqual({p: os.stat(p).st_ino for p in inodes}, inodes,
+                         "Work's directory changed" + res.describe())
+        twins = [d for d in os.listdir(out) if d.startswith("WORK~")]
+        self.assertEqual(len(twins), 1, f"{os.listdir(out)}" + res.describe())
+        self.assertBox(os.path.join(out, twins[0]), server_mail(self.dc, u, "WORK"), res)
+
     def test_verbose_speaks(self):
         """The silence above is not a mute binary: --verbose says what happens."""
         out = self.out_dir()
@@ -348,18 +364,7 @@ class TestKill9(Base):
     @staticmethod
     def _writing_unnamed(pid, out):
         """Has pid an unnamed (O_TMPFILE) message file open under out?"""
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            return False
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith(out) and target.endswith("(deleted)"):
-                return True
-        return False
+        return tools.unnamed_file_open(pid, out)
 
     def _count(self, box, fmt):
         try:
@@ -488,8 +493,8 @@ class TestServerChanges(Base):
         res = self.mailgrab(u, "--mailbox", box, output=out)
         self.assertExit(res, EXIT_OK)
         self.assertSilent(res)
-        self.assertEqual(sorted(os.listdir(out)), sorted([box, gen, LOCK_FILE])
-                         if LOCK_FILE in os.listdir(out) else sorted([box, gen]))
+        self.assertEqual(sorted(set(os.listdir(out)) - {LOCK_FILE, OWNER_FILE}),
+                         sorted([box, gen]))
 
     def test_expunged_messages_stay(self):
         u = "expunge"
@@ -543,7 +548,8 @@ class NamesBase(Base):
             self.assertTrue(os.path.realpath(p).startswith(top + os.sep),
                             f"{p} is outside the output" + res.describe())
         dirs = dir_names(selectable)
-        self.assertEqual(sorted(set(os.listdir(out)) - {LOCK_FILE}), sorted(dirs.values()),
+        self.assertEqual(sorted(set(os.listdir(out)) - {LOCK_FILE, OWNER_FILE}),
+                         sorted(dirs.values()),
                          "directory names do not follow the mapping" + res.describe())
         for name, d in dirs.items():
             with self.subTest(mailbox=name):
@@ -689,7 +695,7 @@ class TestNotmuch(Base):
         with open(cfg, "w") as f:
             f.write(f"[database]\npath={out}\n[user]\nname=mailgrab test\n"
                     "primary_email=nm@example.org\n[new]\ntags=unread;inbox;\n"
-                    "ignore=.mailgrab-state;.mailgrab.lock\n")
+                    "ignore=.mailgrab-state;.mailgrab.lock;.mailgrab-account\n")
         env = dict(os.environ, HOME=home, NOTMUCH_CONFIG=cfg, XDG_CONFIG_HOME=home,
                    XDG_DATA_HOME=home)
         r = subprocess.run([nm, "new", "--quiet"], env=env, capture_output=True, text=True,

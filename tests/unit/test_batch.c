@@ -1,11 +1,14 @@
 /* test_batch.c - crash containment, time limits, framing, and the analyzer process */
+#include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -13,6 +16,7 @@
 #include "mailgrab/analyzer.h"
 #include "mailgrab/batch.h"
 #include "mailgrab/ipc.h"
+#include "mailgrab/log.h"
 
 static char dir[] = "/tmp/mg-test-batch-XXXXXX";
 
@@ -92,6 +96,46 @@ static void test_crash_contained(void **state)
     mg_stats_finish(&s);
 }
 
+/* Run a crashing batch with stderr in a file; return what it printed. */
+static char *stderr_of_crashing_batch(enum mg_verbosity level)
+{
+    char tmpl[] = "/tmp/mg-test-stderr-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    unlink(tmpl);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    mg_log_set_level(level);
+    const char *const some[] = {paths[0], paths[1], "/nonexistent/mailgrab/x.eml"};
+    struct mg_batch_opts o = {NULL, 1, hostile_analyze};
+    struct mg_stats s;
+    mg_stats_init(&s);
+    assert_int_equal(mg_batch_analyze(some, 3, &o, &s), 0);
+    assert_int_equal(s.unparseable, 2);
+    mg_stats_finish(&s);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    mg_log_set_level(MG_NORMAL);
+    static char out[4096];
+    ssize_t n = pread(fd, out, sizeof(out) - 1, 0);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    return out;
+}
+
+/* --quiet holds in the worker processes too: their warnings go through the
+ * log level inherited from the parent. */
+static void test_quiet_holds_in_workers(void **state)
+{
+    (void)state;
+    assert_string_equal(stderr_of_crashing_batch(MG_QUIET), "");
+    const char *said = stderr_of_crashing_batch(MG_NORMAL);
+    assert_non_null(strstr(said, "counted as unparseable"));
+    assert_non_null(strstr(said, "/nonexistent/mailgrab/x.eml"));
+}
+
 static void test_analyzer_process(void **state)
 {
     (void)state;
@@ -112,6 +156,66 @@ static void test_analyzer_process(void **state)
     mg_stats_finish(&s);
     mg_analyzer_destroy(a);
     mg_analyzer_destroy(NULL);
+}
+
+/* A stopped analyzer: feeding never waits; what does not fit in the queue
+ * is left out, the rest is analysed once it runs again. */
+static void test_analyzer_stopped_never_blocks(void **state)
+{
+    (void)state;
+    struct mg_analyzer *a;
+    struct mg_error err;
+    assert_int_equal(mg_analyzer_start(NULL, &a, &err), MG_OK);
+    assert_int_equal(kill(mg_analyzer_pid(a), SIGSTOP), 0);
+    /* 2000 paths of 4000 bytes: twice what the 4 MB queue holds. */
+    char *long_path = malloc(4001);
+    assert_non_null(long_path);
+    memset(long_path, 'x', 4000);
+    memcpy(long_path, "/nonexistent/", 13);
+    long_path[4000] = '\0';
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(mg_analyzer_feed(a, long_path, &err), MG_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    free(long_path);
+    /* A blocking feed would never have come back: this is no speed test. */
+    assert_true(t1.tv_sec - t0.tv_sec < 60);
+    assert_int_equal(kill(mg_analyzer_pid(a), SIGCONT), 0);
+    struct mg_stats s;
+    mg_stats_init(&s);
+    assert_int_equal(mg_analyzer_finish(a, &s, &err), MG_OK);
+    assert_true(s.messages > 0);
+    assert_true(s.messages < 2000);
+    assert_int_equal(s.unparseable, s.messages);
+    mg_stats_finish(&s);
+    mg_analyzer_destroy(a);
+}
+
+/* SIGTERM to the analyzer: it analyses the paths in hand, skips the ones
+ * after, and still sends its counts. */
+static void test_analyzer_sigterm_wraps_up(void **state)
+{
+    (void)state;
+    struct mg_analyzer *a;
+    struct mg_error err;
+    assert_int_equal(mg_analyzer_start(NULL, &a, &err), MG_OK);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(mg_analyzer_feed(a, paths[0], &err), MG_OK);
+    struct timespec pause = {0, 300000000};
+    nanosleep(&pause, NULL); /* the analyzer has read them */
+    assert_int_equal(kill(mg_analyzer_pid(a), SIGTERM), 0);
+    nanosleep(&pause, NULL);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(mg_analyzer_feed(a, paths[2], &err), MG_OK);
+    struct mg_stats s;
+    mg_stats_init(&s);
+    assert_int_equal(mg_analyzer_finish(a, &s, &err), MG_OK);
+    assert_int_equal(s.messages, 10);
+    assert_non_null(mg_strmap_get(&s.keywords, "alpha", 5, false));
+    assert_null(mg_strmap_get(&s.keywords, "gamma", 5, false));
+    mg_stats_finish(&s);
+    mg_analyzer_destroy(a);
 }
 
 static void test_ipc_malformed(void **state)
@@ -154,7 +258,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_contained),
+        cmocka_unit_test(test_quiet_holds_in_workers),
         cmocka_unit_test(test_analyzer_process),
+        cmocka_unit_test(test_analyzer_stopped_never_blocks),
+        cmocka_unit_test(test_analyzer_sigterm_wraps_up),
         cmocka_unit_test(test_ipc_malformed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

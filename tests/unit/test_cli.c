@@ -91,7 +91,7 @@ static void test_refusals(void **state)
         {"-s h -u u --port 70000", "--port"},
         {"-s h -u u --limit 0", "--limit"},
         {"-s h -u u --timeout 0", "--timeout"},
-        {"-s h -u u --password hunter2", "not taken on the command line"},
+        {"-s h -u u --password hunter2", "never given on the command line"},
         {"-s h -u u --bogus", "unknown option"},
         {"-s h -u u extra", "unexpected argument"},
         {"-s h -u u --password-file a --password-command b", "not both"},

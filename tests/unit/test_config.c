@@ -98,10 +98,11 @@ static void test_errors_name_file_and_line(void **state)
         {"[account a]\nformat = mbox\n", ":2: format must be eml or maildir"},
         {"[account a]\nall_mailboxes = maybe\n", ":2: all_mailboxes must be yes or no"},
         {"server = x\n", ":1: 'server' is outside any section"},
-        {"[acount a]\nserver = x\n", ":2: unknown section [acount a]"},
-        {"[account a]\npassword = hunter2\n", ":2: passwords are not kept"},
+        {"[acount a]\nserver = x\n", ":1: unknown section [acount a]"},
+        {"[account a]\npassword = hunter2\n",
+         ":2: password is not accepted: passwords are never given"},
         {"[account a]\nserver = x\nthis is not ini\n", ":3: not a 'key = value' line"},
-        {"[account a]\nserver = x\n[account a]\nuser = y\n", ":4: account 'a' is defined twice"},
+        {"[account a]\nserver = x\n[account a]\nuser = y\n", ":3: account 'a' is defined twice"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         write_config(cases[i].text, 0600);
@@ -113,6 +114,42 @@ static void test_errors_name_file_and_line(void **state)
         assert_null(strstr(e.msg, "hunter2"));
         unlink(path);
     }
+}
+
+/* The README's example config (inline '#' comments) and a password_command
+ * line longer than libinih's 200 bytes both load; line numbers stay exact. */
+static void test_readme_comments_and_long_lines(void **state)
+{
+    char cmd[301];
+    memset(cmd, 'p', sizeof(cmd) - 1);
+    cmd[sizeof(cmd) - 1] = '\0';
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "[defaults]\n"
+             "output = /backup\n"
+             "format = maildir          # or eml: one <uid>.eml per message\n"
+             "\n"
+             "[account gmail]\n"
+             "server = imap.gmail.com\n"
+             "password_command = %s\n"
+             "chunks = 10   ; a comment too\n"
+             "bogus = 1\n",
+             cmd);
+    write_config(text, 0600);
+    struct mg_config cfg;
+    struct mg_error e;
+    assert_int_equal(mg_config_load(path, true, &cfg, &e), MG_E_USAGE);
+    assert_non_null(strstr(e.msg, ":9: unknown key 'bogus'")); /* exact line after the long one */
+    unlink(path);
+    *strstr(text, "bogus = 1\n") = '\0';
+    write_config(text, 0600);
+    assert_int_equal(mg_config_load(path, true, &cfg, &e), MG_OK);
+    assert_int_equal(cfg.defaults.format, MG_FORMAT_MAILDIR);
+    assert_int_equal(cfg.naccounts, 1);
+    assert_string_equal(cfg.accounts[0].password_command, cmd);
+    assert_int_equal(cfg.accounts[0].chunks, 10);
+    mg_config_finish(&cfg);
+    unlink(path);
 }
 
 static void test_private_and_missing(void **state)
@@ -160,22 +197,54 @@ static void test_home_expansion(void **state)
     unlink(path);
 }
 
-static void test_known_connection_limits(void **state)
-{
-    static const struct {
-        const char *host;
-        unsigned most;
-    } cases[] = {
-        {"imap.gmail.com", 15},  {"IMAP.GMAIL.COM", 15}, {"imap.googlemail.com", 15},
-        {"gmail.com", 15},       {"notgmail.com", 0},    {"imap.gmail.com.evil.example", 0},
-        {"imap.example.org", 0}, {"127.0.0.1", 0},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        if (mg_server_max_connections(cases[i].host) != cases[i].most)
-            fail_msg("%s: want %u", cases[i].host, cases[i].most);
-}
-
 static const char *example; /* config/mailgrab.conf.example, from argv */
+
+/* Which accounts share an output: as this run has them (command line
+ * included) when they run, as the file has them when they do not. */
+static void test_shared_outputs(void **state)
+{
+    write_config("[defaults]\noutput = /backup\n"
+                 "[account a]\nserver = s\nuser = a\n"
+                 "[account b]\nserver = s\nuser = b\noutput = /backup/./\n"
+                 "[account c]\nserver = s\nuser = c\noutput = /elsewhere\n"
+                 "[account d]\nserver = s\nuser = d\n",
+                 0600);
+    struct mg_config cfg;
+    struct mg_error e;
+    assert_int_equal(mg_config_load(path, true, &cfg, &e), MG_OK);
+    struct mg_account run[4];
+    for (size_t i = 0; i < 4; i++) {
+        mg_account_init(&run[i], cfg.accounts[i].name);
+        mg_account_merge(&run[i], &cfg.defaults);
+        mg_account_merge(&run[i], &cfg.accounts[i]);
+    }
+    mg_config_share_outputs(&cfg, run, 4);
+    static const bool shared[] = {true, true, false, true};
+    static const bool first[] = {true, false, false, false};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(run[i].output_shared, shared[i]);
+        assert_int_equal(run[i].output_first, first[i]);
+    }
+    /* --account b --output /x: b alone there; d, not running, still shares
+     * /backup with a, and b is no longer counted there. */
+    run[1].output = "/x";
+    mg_config_share_outputs(&cfg, &run[1], 1);
+    assert_false(run[1].output_shared);
+    /* --account d, output from the file: shares /backup with a and b. */
+    mg_config_share_outputs(&cfg, &run[3], 1);
+    assert_true(run[3].output_shared);
+    assert_false(run[3].output_first);
+    /* --output /x for every account: all share it, a first. */
+    for (size_t i = 0; i < 4; i++)
+        run[i].output = "//x/";
+    mg_config_share_outputs(&cfg, run, 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_true(run[i].output_shared);
+        assert_int_equal(run[i].output_first, i == 0);
+    }
+    mg_config_finish(&cfg);
+    unlink(path);
+}
 
 static void test_shipped_example_parses(void **state)
 {
@@ -208,11 +277,12 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accounts_and_defaults),
         cmocka_unit_test(test_errors_name_file_and_line),
+        cmocka_unit_test(test_readme_comments_and_long_lines),
         cmocka_unit_test(test_private_and_missing),
         cmocka_unit_test(test_required_fields),
         cmocka_unit_test(test_home_expansion),
-        cmocka_unit_test(test_known_connection_limits),
         cmocka_unit_test(test_shipped_example_parses),
+        cmocka_unit_test(test_shared_outputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

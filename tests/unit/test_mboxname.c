@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -94,6 +95,42 @@ static void test_to_path_long_names_stay_distinct(void **state)
     assert_null(strchr(pa, '/'));
 }
 
+/* Directory names: case twins are kept apart, and a mailbox keeps the
+ * directory it already has whatever new names appear beside it. */
+static void test_dir_names_stable(void **state)
+{
+    (void)state;
+    char dirs[4][MG_MBOX_DIR_MAX + 1];
+    /* A first run with both: byte order decides, "WORK" < "Work". */
+    const char *both[] = {"Work", "WORK"};
+    assert_int_equal(mg_mbox_dir_names(both, 2, NULL, 0, dirs), 0);
+    assert_string_equal(dirs[1], "WORK");
+    assert_int_equal(strncmp(dirs[0], "Work~", 5), 0);
+    char first_suffix[MG_MBOX_DIR_MAX + 1];
+    snprintf(first_suffix, sizeof(first_suffix), "%s", dirs[0]);
+
+    /* "Work" was backed up alone; then "WORK" appears: "Work" keeps its
+     * directory, the newcomer takes the suffix. */
+    const char *had[] = {"Work", "INBOX"};
+    const char *now[] = {"WORK", "INBOX", "Work"};
+    assert_int_equal(mg_mbox_dir_names(now, 3, had, 2, dirs), 0);
+    assert_string_equal(dirs[2], "Work");
+    assert_string_equal(dirs[1], "INBOX");
+    assert_int_equal(strncmp(dirs[0], "WORK~", 5), 0);
+
+    /* The first layout stays as it is on the next run. */
+    const char *had2[] = {"WORK", first_suffix};
+    assert_int_equal(mg_mbox_dir_names(both, 2, had2, 2, dirs), 0);
+    assert_string_equal(dirs[0], first_suffix);
+    assert_string_equal(dirs[1], "WORK");
+
+    /* Unrelated existing directories change nothing; no suffix without a twin. */
+    const char *other[] = {"Archive", "Sent%uidvalidity=7"};
+    const char *one[] = {"Sent"};
+    assert_int_equal(mg_mbox_dir_names(one, 1, other, 2, dirs), 0);
+    assert_string_equal(dirs[0], "Sent");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -102,6 +139,7 @@ int main(void)
         cmocka_unit_test(test_to_imap_rejects),
         cmocka_unit_test(test_to_path),
         cmocka_unit_test(test_to_path_long_names_stay_distinct),
+        cmocka_unit_test(test_dir_names_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -194,32 +194,6 @@ static void test_url_host(void **state)
     assert_int_equal(mg_url_host("https:///token", out, sizeof(out)), -1);
 }
 
-static void test_providers(void **state)
-{
-    const struct mg_oauth2_provider *g = mg_oauth2_provider("gmail");
-    assert_non_null(g);
-    assert_string_equal(g->imap_host, "imap.gmail.com");
-    assert_string_equal(g->imap_port, "993");
-    assert_string_equal(g->auth_url, "https://accounts.google.com/o/oauth2/v2/auth");
-    assert_string_equal(g->token_url, "https://oauth2.googleapis.com/token");
-    assert_string_equal(g->scope, "https://mail.google.com/");
-    assert_true(g->offline_consent);
-
-    const struct mg_oauth2_provider *m = mg_oauth2_provider("outlook");
-    assert_non_null(m);
-    assert_string_equal(m->imap_host, "outlook.office365.com");
-    assert_string_equal(m->imap_port, "993");
-    assert_string_equal(m->auth_url,
-                        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize");
-    assert_string_equal(m->token_url, "https://login.microsoftonline.com/common/oauth2/v2.0/token");
-    assert_string_equal(m->scope,
-                        "https://outlook.office.com/IMAP.AccessAsUser.All offline_access");
-    assert_false(m->offline_consent);
-
-    assert_null(mg_oauth2_provider("yahoo"));
-    assert_null(mg_oauth2_provider(NULL));
-}
-
 static void test_write_secret(void **state)
 {
     char dir[] = "/tmp/mg-oauth2-test.XXXXXX";
@@ -267,11 +241,11 @@ static void test_write_secret(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),      cmocka_unit_test(test_xoauth2),
-        cmocka_unit_test(test_oauthbearer), cmocka_unit_test(test_form),
-        cmocka_unit_test(test_reply_ok),    cmocka_unit_test(test_reply_errors),
-        cmocka_unit_test(test_pkce),        cmocka_unit_test(test_url_host),
-        cmocka_unit_test(test_providers),   cmocka_unit_test(test_write_secret),
+        cmocka_unit_test(test_base64),       cmocka_unit_test(test_xoauth2),
+        cmocka_unit_test(test_oauthbearer),  cmocka_unit_test(test_form),
+        cmocka_unit_test(test_reply_ok),     cmocka_unit_test(test_reply_errors),
+        cmocka_unit_test(test_pkce),         cmocka_unit_test(test_url_host),
+        cmocka_unit_test(test_write_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -304,17 +304,329 @@ static void test_uidvalidity_generations(void **state)
     mg_store_close(st);
 }
 
+/* A server without UIDVALIDITY (0): every run matches UIDs in the base
+ * directory; a later real UIDVALIDITY adopts it. It used to work once and
+ * then fail on its own state file for ever. */
+static void test_uidvalidity_unknown(void **state)
+{
+    struct mg_error e;
+    char out[128], want[192];
+    snprintf(out, sizeof(out), "%s/nouv", root);
+    snprintf(want, sizeof(want), "%s/INBOX", out);
+    struct mg_store *st;
+    bool newgen;
+    struct mg_batch *b;
+    for (int run = 0; run < 3; run++) {
+        assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 0, &st, &newgen, &e), MG_OK);
+        assert_false(newgen);
+        assert_string_equal(mg_store_dir(st), want);
+        assert_int_equal(mg_store_count(st), run == 0 ? 0 : 1);
+        if (run == 0) {
+            assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
+            put(b, 1, "one");
+            assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+            mg_batch_destroy(b);
+        }
+        mg_store_close(st);
+    }
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 9, &st, &newgen, &e), MG_OK);
+    assert_false(newgen);
+    assert_string_equal(mg_store_dir(st), want);
+    assert_true(mg_store_has(st, 1));
+    mg_store_close(st);
+    /* Known, then unknown again: still the base directory, its record kept. */
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 0, &st, &newgen, &e), MG_OK);
+    assert_string_equal(mg_store_dir(st), want);
+    assert_true(mg_store_has(st, 1));
+    mg_store_close(st);
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 9, &st, &newgen, &e), MG_OK);
+    assert_false(newgen);
+    mg_store_close(st);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void assert_text(const char *path, const char *text)
+{
+    char buf[256];
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, text);
+}
+
+/* Files, links and hard links planted in OUTPUT: a mailbox in the way is
+ * skipped alone (MG_E_PARTIAL, the path named), nothing outside changes. */
+static void test_hostile_entries(void **state)
+{
+    struct mg_error e;
+    char out[128], outside[128], p[256], q[256];
+    snprintf(out, sizeof(out), "%s/hostile", root);
+    snprintf(outside, sizeof(outside), "%s/elsewhere", root);
+    assert_int_equal(mkdir(out, 0700), 0);
+    assert_int_equal(mkdir(outside, 0700), 0);
+    struct mg_store *st;
+    bool newgen;
+
+    snprintf(p, sizeof(p), "%s/INBOX", out);
+    write_text(p, "a file, not a mailbox");
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_EML, 7, &st, &newgen, &e), MG_E_PARTIAL);
+    assert_non_null(strstr(e.msg, p));
+    assert_non_null(strstr(e.msg, "not a directory"));
+    assert_text(p, "a file, not a mailbox");
+
+    snprintf(p, sizeof(p), "%s/Sent", out);
+    assert_int_equal(symlink(outside, p), 0);
+    for (int f = 0; f < 2; f++) {
+        enum mg_format fmt = f ? MG_FORMAT_MAILDIR : MG_FORMAT_EML;
+        assert_int_equal(mg_store_open(out, "Sent", fmt, 7, &st, &newgen, &e), MG_E_PARTIAL);
+        assert_non_null(strstr(e.msg, p));
+        assert_int_equal(count_entries(outside, ""), 2); /* . and .. */
+    }
+
+    /* A Maildir whose cur/ is a link out of OUTPUT. */
+    snprintf(p, sizeof(p), "%s/Drafts", out);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/Drafts/cur", out);
+    assert_int_equal(symlink(outside, p), 0);
+    assert_int_equal(mg_store_open(out, "Drafts", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e),
+                     MG_E_PARTIAL);
+    assert_int_equal(count_entries(outside, ""), 2);
+
+    /* Hard links to a file elsewhere where mailgrab writes its records:
+     * records go to fresh files renamed into place, never through a link. */
+    snprintf(q, sizeof(q), "%s/victim", outside);
+    write_text(q, "precious\n");
+    snprintf(p, sizeof(p), "%s/box", out);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/box/" MG_TMP_PREFIX "state", out);
+    assert_int_equal(link(q, p), 0);
+    assert_int_equal(mg_store_open(out, "box", MG_FORMAT_EML, 42, &st, &newgen, &e), MG_OK);
+    mg_store_close(st);
+    assert_text(q, "precious\n");
+    snprintf(p, sizeof(p), "%s/box/.mailgrab-state", out);
+    assert_text(p, "uidvalidity=42\n");
+
+    snprintf(p, sizeof(p), "%s/.mailgrab.lock", out);
+    assert_int_equal(link(q, p), 0);
+    int fd = -1;
+    assert_int_equal(mg_store_lock(out, &fd, &e), MG_OK);
+    close(fd);
+    assert_text(q, "precious\n");
+
+    struct mg_store_owner who = {"home", "imap.example", "alice"};
+    snprintf(p, sizeof(p), "%s/.mailgrab-account", out);
+    assert_int_equal(symlink(q, p), 0);
+    assert_int_equal(mg_store_claim(out, &who, &e), MG_E_OWNER);
+    assert_non_null(strstr(e.msg, ".mailgrab-account"));
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(link(q, p), 0);
+    assert_int_equal(mg_store_claim(out, &who, &e), MG_E_OWNER); /* not a record of ours */
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(mg_store_claim(out, &who, &e), MG_OK);
+    assert_text(q, "precious\n");
+    assert_int_equal(count_entries(outside, ""), 3);
+}
+
+static void box_with(const char *out, const char *box, uint32_t uid)
+{
+    struct mg_error e;
+    struct mg_store *st;
+    bool newgen;
+    struct mg_batch *b;
+    assert_int_equal(mg_store_open(out, box, MG_FORMAT_EML, 5, &st, &newgen, &e), MG_OK);
+    assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
+    put(b, uid, "message");
+    assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+}
+
+static ino_t inode(const char *out, const char *rel)
+{
+    char p[256];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s/%s", out, rel);
+    assert_int_equal(stat(p, &sb), 0);
+    return sb.st_ino;
+}
+
+static bool exists(const char *out, const char *rel)
+{
+    char p[256];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s/%s", out, rel);
+    return lstat(p, &sb) == 0;
+}
+
+/* One account per directory: another is refused; several sharing an output
+ * each get a directory, and a backup kept in the output moves (renamed,
+ * same inodes) into its account's. */
+/* A run killed while it recorded a Maildir's UIDVALIDITY leaves that record's
+ * temp file beside cur/ and tmp/; one killed mid-message, a temp file in
+ * tmp/. The next open removes both. */
+static void test_maildir_stale_temps(void **state)
+{
+    struct mg_error e;
+    char out[128], p[512];
+    snprintf(out, sizeof(out), "%s/md-stale", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
+    snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "mailgrab-state-99999-0", mg_store_dir(st));
+    write_text(p, "uidvalidity=7\n");
+    snprintf(p, sizeof(p), "%s/tmp/" MG_TMP_PREFIX "99999-0-0", mg_store_dir(st));
+    write_text(p, "half a message");
+    mg_store_close(st);
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
+    assert_int_equal(count_entries(mg_store_dir(st), MG_TMP_PREFIX), 0);
+    snprintf(p, sizeof(p), "%s/tmp", mg_store_dir(st));
+    assert_int_equal(count_entries(p, MG_TMP_PREFIX), 0);
+    snprintf(p, sizeof(p), "%s/.mailgrab-state", mg_store_dir(st));
+    assert_text(p, "uidvalidity=7\n");
+    mg_store_close(st);
+}
+
+static void test_owners_and_shared_outputs(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/owned", root);
+    struct mg_store_owner alice = {"home", "IMAP.example", "alice"};
+    struct mg_store_owner alice2 = {"renamed", "imap.example", "alice"};
+    struct mg_store_owner bob = {"work", "imap.example", "bob"};
+    box_with(out, "INBOX", 3);
+    box_with(out, "INBOX%uidvalidity=9", 4);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "mailgrab-account-1-0", out);
+    write_text(p, "a record a killed run left unnamed");
+    assert_int_equal(mg_store_claim(out, &alice, &e), MG_OK);
+    assert_int_equal(count_entries(out, MG_TMP_PREFIX), 0);
+    assert_int_equal(mg_store_claim(out, &alice2, &e), MG_OK); /* server case, section name */
+    assert_int_equal(mg_store_claim(out, &bob, &e), MG_E_OWNER);
+    assert_non_null(strstr(e.msg, "user alice on IMAP.example"));
+    ino_t ino = inode(out, "INBOX/3.eml");
+
+    /* Shared now: bob, first in the file, must not take alice's backup. */
+    assert_int_equal(mg_store_claim_shared(out, "work", &bob, true, &e), MG_E_OWNER);
+    assert_non_null(strstr(e.msg, "--account home"));
+    assert_false(exists(out, "work"));
+    assert_int_equal(mg_store_claim_shared(out, "home", &alice, false, &e), MG_OK);
+    assert_int_equal(inode(out, "home/INBOX/3.eml"), ino);
+    assert_true(exists(out, "home/INBOX%uidvalidity=9/4.eml"));
+    assert_false(exists(out, "INBOX"));
+    assert_int_equal(mg_store_claim_shared(out, "work", &bob, false, &e), MG_OK);
+    assert_int_equal(mg_store_claim_shared(out, "home", &alice, false, &e), MG_OK);
+    assert_int_equal(inode(out, "home/INBOX/3.eml"), ino);
+    assert_int_equal(mg_store_claim_shared(out, "home", &bob, false, &e), MG_E_OWNER);
+    assert_int_equal(mg_store_claim(out, &alice, &e), MG_E_OWNER); /* the shared top */
+    char sub[192];
+    snprintf(sub, sizeof(sub), "%s/work", out);
+    assert_int_equal(mg_store_claim(sub, &bob, &e), MG_OK);
+
+    /* An account's directory that is a link out of OUTPUT is refused. */
+    char outside[192];
+    snprintf(outside, sizeof(outside), "%s/not-output", root);
+    assert_int_equal(mkdir(outside, 0700), 0);
+    snprintf(p, sizeof(p), "%s/evil", out);
+    assert_int_equal(symlink(outside, p), 0);
+    assert_int_equal(mg_store_claim_shared(out, "evil", &bob, false, &e), MG_E_OWNER);
+    assert_non_null(strstr(e.msg, "not a directory"));
+    assert_int_equal(count_entries(outside, ""), 2);
+
+    /* A backup without any record: only the first sharing account takes it. */
+    snprintf(out, sizeof(out), "%s/legacy", root);
+    box_with(out, "INBOX", 8);
+    ino = inode(out, "INBOX/8.eml");
+    assert_int_equal(mg_store_claim_shared(out, "b", &bob, false, &e), MG_E_OWNER);
+    assert_int_equal(mg_store_claim_shared(out, "a", &alice, true, &e), MG_OK);
+    assert_int_equal(inode(out, "a/INBOX/8.eml"), ino);
+    assert_int_equal(mg_store_claim_shared(out, "b", &bob, false, &e), MG_OK);
+
+    /* A move cut short by kill -9 is finished by whichever account runs. */
+    snprintf(out, sizeof(out), "%s/killed", root);
+    box_with(out, "INBOX", 2);
+    box_with(out, "Sent", 6);
+    snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "move-home", out);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/" MG_TMP_PREFIX "move-home/Sent", out);
+    char from[256];
+    snprintf(from, sizeof(from), "%s/Sent", out);
+    assert_int_equal(rename(from, p), 0);
+    assert_int_equal(mg_store_claim_shared(out, "work", &bob, false, &e), MG_OK);
+    assert_true(exists(out, "home/INBOX/2.eml"));
+    assert_true(exists(out, "home/Sent/6.eml"));
+    assert_false(exists(out, MG_TMP_PREFIX "move-home"));
+    assert_int_equal(mg_store_claim_shared(out, "home", &alice, false, &e), MG_OK);
+}
+
+/* Nothing stored under the old UIDVALIDITY (a server that gives an empty
+ * mailbox a new one each session): the new value is taken in place. */
+static void test_empty_generation_takes_new_uidvalidity(void **state)
+{
+    static const enum mg_format formats[] = {MG_FORMAT_EML, MG_FORMAT_MAILDIR};
+    for (size_t f = 0; f < 2; f++) {
+        struct mg_error e;
+        char out[128], base[256], p[320];
+        snprintf(out, sizeof(out), "%s/churn%zu", root, f);
+        snprintf(base, sizeof(base), "%s/Empty", out);
+        struct mg_store *st;
+        bool newgen;
+        for (uint32_t uv = 5; uv <= 7; uv++) {
+            assert_int_equal(mg_store_open(out, "Empty", formats[f], uv, &st, &newgen, &e), MG_OK);
+            assert_false(newgen);
+            assert_string_equal(mg_store_dir(st), base);
+            mg_store_close(st);
+        }
+        snprintf(p, sizeof(p), "%s/.mailgrab-state", base);
+        FILE *fp = fopen(p, "r");
+        assert_non_null(fp);
+        char line[64] = "";
+        assert_non_null(fgets(line, sizeof(line), fp));
+        fclose(fp);
+        assert_string_equal(line, "uidvalidity=7\n");
+
+        /* Once something is stored, a change is a new generation again. */
+        assert_int_equal(mg_store_open(out, "Empty", formats[f], 7, &st, &newgen, &e), MG_OK);
+        struct mg_batch *b;
+        assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
+        put(b, 1, "kept");
+        assert_int_equal(mg_batch_commit(b, NULL, NULL, &e), MG_OK);
+        mg_batch_destroy(b);
+        mg_store_close(st);
+        assert_int_equal(mg_store_open(out, "Empty", formats[f], 8, &st, &newgen, &e), MG_OK);
+        assert_true(newgen);
+        snprintf(p, sizeof(p), "%s%%uidvalidity=8", base);
+        assert_string_equal(mg_store_dir(st), p);
+        mg_store_close(st);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_is_atomic_and_private),
         cmocka_unit_test(test_discard_and_stale_temps),
+        cmocka_unit_test(test_maildir_stale_temps),
         cmocka_unit_test(test_existing_file_is_kept),
         cmocka_unit_test(test_lock_is_exclusive),
         cmocka_unit_test(test_lock_creates_missing_parents),
         cmocka_unit_test(test_descriptor_budget),
         cmocka_unit_test(test_maildir_layout),
         cmocka_unit_test(test_uidvalidity_generations),
+        cmocka_unit_test(test_uidvalidity_unknown),
+        cmocka_unit_test(test_hostile_entries),
+        cmocka_unit_test(test_owners_and_shared_outputs),
+        cmocka_unit_test(test_empty_generation_takes_new_uidvalidity),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,6 +13,22 @@ import ssl
 _UID = re.compile(rb"\bUID (\d+)")
 
 
+def login(server, user, password=None):
+    """A logged-in imaplib session to server's IMAPS port, verified with its CA."""
+    ctx = ssl.create_default_context(cafile=server.ca_file)
+    imap = imaplib.IMAP4_SSL(server.host, server.imaps_port, ssl_context=ctx)
+    imap.login(user, password if password is not None else server.password(user))
+    return imap
+
+
+def ok(result, what):
+    """The data of an imaplib (type, data) result; AssertionError unless OK."""
+    typ, data = result
+    if typ != "OK":
+        raise AssertionError(f"{what}: {typ} {data}")
+    return data
+
+
 @contextlib.contextmanager
 def _examined(server, user, password, mailbox):
     """A verified session with mailbox open read-only; yields its EXISTS."""

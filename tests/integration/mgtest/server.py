@@ -496,3 +496,25 @@ class Dovecot:
         with open(self.log_file, "rb") as f:
             f.seek(offset)
             return f.read().decode("utf-8", "replace")
+
+
+def start_for_module(prefix, users=None):
+    """What a test module sets up: a temporary directory named prefix...,
+    an empty XDG_CONFIG_HOME in it (no stray user config is read), and a
+    started Dovecot with users ({name: password}) added.
+    Returns (server, workdir, config_home)."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    config_home = os.path.join(workdir, "xdg-empty")
+    os.makedirs(config_home)
+    server = Dovecot()
+    server.users.update(users or {})
+    server.start()
+    return server, workdir, config_home
+
+
+def stop_for_module(server, workdir):
+    """Stops server and removes workdir, unless MG_KEEP_TMP is set."""
+    if server is not None:
+        server.stop()
+    if workdir and not os.environ.get("MG_KEEP_TMP"):
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -133,3 +133,51 @@ class Proxy:
             return self._final_log
         with open(self.log_file, errors="replace") as f:
             return f.read()
+
+
+class ServerProcess:
+    """A test server run as its own process group (start_new_session=True)
+    in self.proc: `with` calls start() and stop(); end_process() ends the
+    whole group, politely first, and returns the ended Popen."""
+
+    proc = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def end_process(self, grace=5.0):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        proc, self.proc = self.proc, None
+        return proc
+
+
+def unnamed_file_open(pid, under):
+    """Has process pid a file open under the directory under that has no
+    name (O_TMPFILE, or unlinked)? False once it has exited."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(under) and target.endswith("(deleted)"):
+            return True
+    return False

@@ -1,0 +1,181 @@
+"use strict";
+// Starts a hoodiecrow IMAP server (an in-memory server written in node) for
+// mailgrab's integration tests, from a JSON config named on the command line:
+//
+//   {
+//     "host": "127.0.0.1", "port": 0,            // 0: pick a free port
+//     "key": "server.key", "cert": "server.pem", // TLS from the first byte
+//     "plugins": ["X-GM-EXT-1", "SPECIAL-USE", ...],
+//     "users": {"alice": {"password": "secret",
+//                         "xoauth2": {"accessToken": "t", "sessionTimeout": 3600000}}},
+//     "separator": "/",
+//     "max_sessions": 2,   // more logged-in sessions get max_sessions_reply
+//     "max_sessions_reply": "NO [ALERT] Too many simultaneous connections. (Failure)",
+//     "folders": {
+//       "INBOX": {"uidvalidity": 7, "messages": [MESSAGE, ...]},
+//       "Työ/Kuitit": {"special_use": "\\Archive", "messages": [...],
+//                      "refuse": "NO [NOPERM] Permission denied"}
+//     }
+//   }
+//
+// MESSAGE: {"raw": base64 of the message, "uid": n, "flags": ["\\Seen"],
+//           "internaldate": "2024-01-02T03:04:05Z", "labels": [...],
+//           "msgid": "decimal", "thrid": "decimal"}
+//
+// Folder names are written in UTF-8 and served as the raw UTF-8 bytes (as
+// hoodiecrow, GNU imap4d and some Cyrus set-ups do), not in modified UTF-7.
+// "refuse" answers EXAMINE and SELECT of that folder with the given tagged
+// response, as a server does for a folder whose ACL denies reading.
+//
+// Prints "LISTENING <port>" on stdout once it accepts connections. State is
+// in memory only: a restart serves the config again.
+
+const fs = require("fs");
+const path = require("path");
+
+// The project-local install (scripts/install-deps) lives beside this file's
+// parent directory; NODE_PATH may name another.
+const modules = path.join(__dirname, "..", "node", "node_modules");
+const hoodiecrow = require(fs.existsSync(modules) ? path.join(modules, "hoodiecrow-imap")
+                                                  : "hoodiecrow-imap");
+
+const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+
+// hoodiecrow reads and writes the wire as "binary" (latin1) strings.
+function wire(s) {
+    return Buffer.from(s, "utf8").toString("binary");
+}
+
+function message(m) {
+    const out = {
+        raw: Buffer.from(m.raw, "base64").toString("binary"),
+        flags: m.flags || [],
+    };
+    if (m.uid)
+        out.uid = m.uid;
+    if (m.internaldate)
+        out.internaldate = new Date(m.internaldate);
+    if (m.labels)
+        out["X-GM-LABELS"] = m.labels.map(wire);
+    if (m.msgid)
+        out["X-GM-MSGID"] = m.msgid;
+    if (m.thrid)
+        out["X-GM-THRID"] = m.thrid;
+    return out;
+}
+
+function folder(f) {
+    const out = {messages: (f.messages || []).map(message)};
+    if (f.uidvalidity)
+        out.uidvalidity = f.uidvalidity;
+    if (f.uidnext)
+        out.uidnext = f.uidnext;
+    if (f.special_use)
+        out["special-use"] = f.special_use;
+    if (f.flags)
+        out.flags = f.flags;
+    if (f.refuse)
+        out.refuse = f.refuse;
+    return out;
+}
+
+const sep = config.separator || "/";
+const storage = {INBOX: {}, "": {folders: {}, separator: sep, type: "personal"}};
+for (const [name, f] of Object.entries(config.folders || {})) {
+    if (name.toUpperCase() === "INBOX") {
+        storage.INBOX = folder(f);
+        continue;
+    }
+    // "A/B" is folder B inside folder A; a parent not configured is only a
+    // level of the hierarchy (\Noselect), as Gmail's "[Gmail]".
+    let parent = storage[""];
+    const parts = wire(name).split(sep);
+    parts.forEach((part, i) => {
+        parent.folders = parent.folders || {};
+        if (i === parts.length - 1)
+            parent.folders[part] = Object.assign(parent.folders[part] || {}, folder(f));
+        else
+            parent.folders[part] = parent.folders[part] || {messages: [], flags: ["\\Noselect"]};
+        parent = parent.folders[part];
+    });
+}
+
+const users = {};
+for (const [user, u] of Object.entries(config.users || {})) {
+    users[user] = {password: u.password};
+    if (u.xoauth2)
+        users[user].xoauth2 = u.xoauth2;
+}
+
+const plugins = config.plugins || [];
+const server = hoodiecrow({
+    secureConnection: true,
+    credentials: {key: fs.readFileSync(config.key), cert: fs.readFileSync(config.cert)},
+    plugins: plugins,
+    users: users,
+    storage: storage,
+});
+
+if (plugins.includes("X-GM-EXT-1")) {
+    // The plugin implements X-GM-MSGID and X-GM-LABELS but never says so,
+    // and has no X-GM-THRID: one thread per message unless configured.
+    server.registerCapability("X-GM-EXT-1");
+    server.fetchHandlers["X-GM-THRID"] = function(connection, m) {
+        return {type: "ATOM", value: m["X-GM-THRID"] || m["X-GM-MSGID"]};
+    };
+}
+
+// Answer a command with a tagged reply such as "NO [NOPERM] Permission denied".
+function answer(connection, parsed, data, reply, command, callback) {
+    const [state, ...text] = reply.split(" ");
+    connection.send({
+        tag: parsed.tag,
+        command: state,
+        attributes: [{type: "TEXT", value: text.join(" ")}],
+    }, command + " FAILED", parsed, data);
+    return callback();
+}
+
+function refusing(command) {
+    const original = server.getCommandHandler(command);
+    return function(connection, parsed, data, callback) {
+        const arg = parsed.attributes && parsed.attributes[0];
+        const box = arg && typeof arg.value === "string" ? server.getMailbox(arg.value) : null;
+        if (box && box.refuse && ["Authenticated", "Selected"].includes(connection.state))
+            return answer(connection, parsed, data, box.refuse, command, callback);
+        return original(connection, parsed, data, callback);
+    };
+}
+server.setCommandHandler("EXAMINE", refusing("EXAMINE"));
+server.setCommandHandler("SELECT", refusing("SELECT"));
+
+// A limit on logged-in sessions per account, answered as Gmail does.
+const live = new Set();
+server.connectionHandlers.push((connection) => {
+    live.add(connection);
+    connection.socket.on("close", () => live.delete(connection));
+});
+
+function limited(command) {
+    const original = server.getCommandHandler(command);
+    return function(connection, parsed, data, callback) {
+        const others = [...live].filter(
+            (c) => c !== connection && c.state !== "Not Authenticated").length;
+        if (config.max_sessions && others >= config.max_sessions)
+            return answer(connection, parsed, data,
+                          config.max_sessions_reply ||
+                              "NO [ALERT] Too many simultaneous connections. (Failure)",
+                          command, callback);
+        return original(connection, parsed, data, callback);
+    };
+}
+server.setCommandHandler("LOGIN", limited("LOGIN"));
+if (plugins.includes("XOAUTH2"))
+    server.setCommandHandler("AUTHENTICATE XOAUTH2", limited("AUTHENTICATE XOAUTH2"));
+
+server.server.on("listening", () => {
+    process.stdout.write("LISTENING " + server.server.address().port + "\n");
+});
+server.listen(config.port || 0, config.host || "127.0.0.1");
+
+process.on("SIGTERM", () => process.exit(0));
