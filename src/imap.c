@@ -842,9 +842,12 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
         return MG_E_IO; /* the sink has filled in its own error */
     if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH) {
         enum mg_code rc = generic_error(s, r, "fetching messages", err);
-        /* Pin the failure on the message it happened in, when it can be
-         * told: its neighbours need not pay for it. */
-        uint32_t uid = r == MAILIMAP_ERROR_MEMORY ? 0 : failed_uid(s);
+        /* A response that cannot be parsed, or that broke a bound, is pinned
+         * on the message it came with, when that can be told: its neighbours
+         * need not pay for it. A cut is no message's fault (the pool decides). */
+        bool malformed = r != MAILIMAP_ERROR_MEMORY &&
+                         (r != MAILIMAP_ERROR_STREAM || mg_tls_refused(s->imap->imap_stream));
+        uint32_t uid = malformed ? failed_uid(s) : 0;
         if (uid != 0)
             sink->bad(sink->ctx, uid, err->msg);
         return rc;

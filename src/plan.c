@@ -102,13 +102,20 @@ int mg_plan_init(struct mg_plan *p, const struct mg_msglist *msgs, size_t nchunk
     p->msgs = msgs;
     p->nchunks = nchunks;
     p->max_attempts = max_attempts ? max_attempts : 1;
+    p->max_strikes = MG_PLAN_STRIKES;
     p->chunks = calloc(nchunks, sizeof(*p->chunks));
     p->retry = calloc(msgs->n ? msgs->n : 1, sizeof(*p->retry));
     p->attempts = calloc(msgs->n ? msgs->n : 1, sizeof(*p->attempts));
-    if (p->chunks == NULL || p->retry == NULL || p->attempts == NULL) {
+    p->strikes = calloc(msgs->n ? msgs->n : 1, sizeof(*p->strikes));
+    p->suspect = calloc(msgs->n ? msgs->n : 1, sizeof(*p->suspect));
+    p->order = calloc(msgs->n ? msgs->n : 1, sizeof(*p->order));
+    if (p->chunks == NULL || p->retry == NULL || p->attempts == NULL || p->strikes == NULL ||
+        p->suspect == NULL || p->order == NULL) {
         mg_plan_finish(p);
         return -1;
     }
+    for (size_t k = 0; k < msgs->n; k++)
+        p->order[k] = k;
 
     /* Cut where the running byte total crosses each k/nchunks of the whole
      * (a message goes to the chunk holding its midpoint). Each message weighs
@@ -144,6 +151,9 @@ void mg_plan_finish(struct mg_plan *p)
     free(p->chunks);
     free(p->retry);
     free(p->attempts);
+    free(p->strikes);
+    free(p->suspect);
+    free(p->order);
     memset(p, 0, sizeof(*p));
 }
 
@@ -162,7 +172,7 @@ static bool steal(struct mg_plan *p, size_t w)
     size_t mid = v->lo + n / 2; /* a single message moves whole */
     uint64_t moved = 0;
     for (size_t i = mid; i < v->hi; i++)
-        moved += p->msgs->v[i].size;
+        moved += p->msgs->v[p->order[i]].size;
     p->chunks[w].lo = mid;
     p->chunks[w].hi = v->hi;
     p->chunks[w].bytes = moved;
@@ -178,7 +188,19 @@ size_t mg_plan_take(struct mg_plan *p, size_t w, size_t max_n, uint64_t max_byte
     if (max_n == 0 || w >= p->nchunks)
         return 0;
 
-    /* Retries first: they are the oldest work. */
+    /* A suspect first, alone: fetched with others it could take them down
+     * with it again. */
+    for (size_t i = p->nretry; p->nsuspect > 0 && i-- > 0;) {
+        size_t idx = p->retry[i];
+        if (!p->suspect[idx])
+            continue;
+        p->retry[i] = p->retry[--p->nretry];
+        p->nsuspect--;
+        out[0] = idx;
+        return 1;
+    }
+
+    /* Retries next: they are the oldest work. */
     while (p->nretry > 0 && n < max_n && (n == 0 || bytes < max_bytes)) {
         size_t idx = p->retry[--p->nretry];
         out[n++] = idx;
@@ -191,10 +213,10 @@ size_t mg_plan_take(struct mg_plan *p, size_t w, size_t max_n, uint64_t max_byte
     if (c->lo == c->hi && !steal(p, w))
         return 0;
     while (c->lo < c->hi && n < max_n && (n == 0 || bytes < max_bytes)) {
-        uint32_t sz = p->msgs->v[c->lo].size;
+        uint32_t sz = p->msgs->v[p->order[c->lo]].size;
         if (n > 0 && bytes + sz > max_bytes)
             break;
-        out[n++] = c->lo;
+        out[n++] = p->order[c->lo];
         bytes += sz;
         c->bytes -= sz;
         c->lo++;
@@ -202,17 +224,66 @@ size_t mg_plan_take(struct mg_plan *p, size_t w, size_t max_n, uint64_t max_byte
     return n;
 }
 
+size_t mg_plan_take_big(struct mg_plan *p, size_t w, uint32_t min_size, size_t *out)
+{
+    if (w >= p->nchunks)
+        return 0;
+    struct mg_chunk *c = &p->chunks[w];
+    size_t best = c->hi;
+    for (size_t i = c->lo; i < c->hi; i++) {
+        uint32_t sz = p->msgs->v[p->order[i]].size;
+        if (sz >= min_size && (best == c->hi || sz > p->msgs->v[p->order[best]].size))
+            best = i;
+    }
+    if (best == c->hi)
+        return 0;
+    /* Swap it to the front of the chunk and hand it out from there. */
+    size_t idx = p->order[best];
+    p->order[best] = p->order[c->lo];
+    p->order[c->lo] = idx;
+    c->bytes -= p->msgs->v[idx].size;
+    c->lo++;
+    out[0] = idx;
+    return 1;
+}
+
 bool mg_plan_requeue(struct mg_plan *p, size_t idx)
 {
     if (++p->attempts[idx] >= p->max_attempts)
         return false;
-    p->retry[p->nretry++] = idx;
+    mg_plan_return(p, idx);
     return true;
 }
 
 void mg_plan_return(struct mg_plan *p, size_t idx)
 {
     p->retry[p->nretry++] = idx;
+    if (p->suspect[idx])
+        p->nsuspect++;
+}
+
+void mg_plan_suspect(struct mg_plan *p, size_t idx)
+{
+    p->suspect[idx] = true;
+    mg_plan_return(p, idx);
+}
+
+bool mg_plan_is_suspect(const struct mg_plan *p, size_t idx)
+{
+    return p->suspect[idx];
+}
+
+bool mg_plan_strike(struct mg_plan *p, size_t idx)
+{
+    if (++p->strikes[idx] >= p->max_strikes)
+        return false;
+    mg_plan_suspect(p, idx);
+    return true;
+}
+
+unsigned mg_plan_strikes(const struct mg_plan *p, size_t idx)
+{
+    return p->strikes[idx];
 }
 
 size_t mg_plan_pending(const struct mg_plan *p)
@@ -221,4 +292,30 @@ size_t mg_plan_pending(const struct mg_plan *p)
     for (size_t c = 0; c < p->nchunks; c++)
         n += p->chunks[c].hi - p->chunks[c].lo;
     return n;
+}
+
+void mg_plan_size_init(struct mg_plan_size *s, size_t first_msgs, uint64_t first_bytes,
+                       size_t max_msgs, uint64_t max_bytes)
+{
+    s->max_msgs = max_msgs ? max_msgs : 1;
+    s->max_bytes = max_bytes ? max_bytes : 1;
+    s->msgs = first_msgs < s->max_msgs ? first_msgs : s->max_msgs;
+    s->bytes = first_bytes < s->max_bytes ? first_bytes : s->max_bytes;
+    if (s->msgs == 0)
+        s->msgs = 1;
+    if (s->bytes == 0)
+        s->bytes = 1;
+}
+
+void mg_plan_size_grow(struct mg_plan_size *s)
+{
+    s->msgs = s->msgs <= s->max_msgs / 2 ? s->msgs * 2 : s->max_msgs;
+    s->bytes = s->bytes <= s->max_bytes / 2 ? s->bytes * 2 : s->max_bytes;
+}
+
+void mg_plan_size_halve(struct mg_plan_size *s)
+{
+    uint64_t floor = MG_PLAN_MIN_BYTES < s->max_bytes ? MG_PLAN_MIN_BYTES : s->max_bytes;
+    s->msgs = s->msgs > 1 ? s->msgs / 2 : 1;
+    s->bytes = s->bytes / 2 > floor ? s->bytes / 2 : floor;
 }

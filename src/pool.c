@@ -13,20 +13,26 @@
 #include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
 
-#define MAX_ATTEMPTS 3
-#define MAX_FAILS 3
+#define MAX_ATTEMPTS 3 /* refusals of one message */
+#define MAX_FAILS 3    /* failures in a row of one worker, nobody making progress */
 /* A worker's first batch is small so files and durable progress appear
  * after one round trip; each success doubles it up to the job's limits. */
 #define FIRST_BATCH_MSGS 16
 #define FIRST_BATCH_BYTES (1u << 20)
 #define MAILBOX_MAX 1024
 #define WHY_MAX 200 /* a broken message's reason, as the warning shows it */
+/* A message this big is what a new session starts with, and it is not
+ * started on a session likely to end before it arrives: a new session is
+ * opened for it instead. */
+#define BIG_BYTES (256u << 10)
 
 /* A connection slot: lives as long as the pool. */
 struct slot {
     struct mg_pool *p;
     unsigned id;
     struct mg_imap *sess;        /* guarded by mu while a run may cancel it */
+    unsigned fetches;            /* FETCH commands sent on sess */
+    uint64_t carried;            /* message bytes received on sess */
     char examined[MAILBOX_MAX];  /* mailbox open on sess, "" if none */
     struct mg_mailbox_info info; /* what EXAMINE said of it */
     /* A thread readying the slot ahead of the next run (mg_pool_warm). Until
@@ -49,13 +55,15 @@ struct worker {
     bool *got;
     char (*bad)[WHY_MAX]; /* why a message did not arrive whole, "" if it did */
     bool blamed;          /* a failure was pinned on one message of the batch */
-    bool progress;        /* the last batch stored something */
     size_t n;
     bool used; /* had a session during this run */
     struct mg_error err;
     bool sink_failed;
     bool answered;  /* the last FETCH was completed by the server, OK or NO */
     bool committed; /* what it delivered is stored */
+    bool partial;   /* a message was arriving when the last FETCH ended */
+    bool fresh;     /* the last FETCH was the first on its session */
+    bool progress;  /* the last FETCH settled a message, stored or given up */
 };
 
 struct mg_pool {
@@ -71,6 +79,8 @@ struct mg_pool {
     struct worker *w;
     unsigned nw;
     size_t inflight;
+    uint64_t progress; /* messages settled so far, stored or given up */
+    uint64_t life;     /* bytes a session carries before the server ends it; 0: unknown */
     unsigned running;
     bool abort;
     struct mg_job_result *res;
@@ -162,6 +172,8 @@ static void set_session(struct mg_pool *p, struct slot *s, struct mg_imap *sess)
 {
     pthread_mutex_lock(&p->mu);
     s->sess = sess;
+    s->fetches = 0;
+    s->carried = 0;
     s->examined[0] = '\0';
     if (sess != NULL && p->abort)
         mg_imap_cancel(sess);
@@ -373,6 +385,7 @@ static bool sink_body(void *ctx, const char *bytes, size_t len)
         goto fail;
     if (len > 0 && mg_batch_write(w->batch, bytes, len, &w->err) != MG_OK)
         goto fail;
+    w->slot->carried += len;
     atomic_fetch_add(&w->p->bytes_seen, len);
     return true;
 fail:
@@ -416,9 +429,9 @@ static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
 static void sink_bad(void *ctx, uint32_t uid, const char *why)
 {
     struct worker *w = ctx;
-    mg_batch_drop_current(w->batch);
     size_t i = batch_index(w, uid);
     if (i < w->n && !w->got[i]) {
+        mg_batch_drop_current(w->batch); /* what was streamed of it */
         snprintf(w->bad[i], sizeof(w->bad[i]), "%s", why);
         w->blamed = true;
     }
@@ -499,20 +512,21 @@ static enum mg_code run_batch(struct worker *w, struct mg_error *err)
     struct mg_fetch_sink sink = {w, sink_body, sink_done, sink_bad};
     w->sink_failed = false;
     w->committed = false;
+    w->fresh = w->slot->fetches++ == 0;
     enum mg_code rc = mg_imap_fetch(w->slot->sess, w->uids, w->n, &sink, &w->answered, err);
+    w->partial = mg_batch_in_message(w->batch);
     if (w->sink_failed) {
         *err = w->err;
         rc = err->code;
         w->answered = false;
-    }
-    if (!w->answered && !(w->blamed && !w->sink_failed)) {
         mg_batch_discard(w->batch);
         return rc;
     }
-    /* A fetch that broke on one message: those before it arrived whole. */
-    mg_batch_drop_current(w->batch);
-    /* Answered, even with a refusal: every message that arrived is whole.
+    /* Answered, even with a refusal, or cut: every message reported done
+     * arrived whole (libetpan reports a message once its response is
+     * complete); only the one arriving when a cut came is thrown away.
      * No lock here: workers flush and rename their batches in parallel. */
+    mg_batch_drop_current(w->batch);
     struct mg_error cerr;
     mg_error_clear(&cerr);
     enum mg_code crc = mg_batch_commit(w->batch, on_stored, w, &cerr);
@@ -524,27 +538,76 @@ static enum mg_code run_batch(struct worker *w, struct mg_error *err)
     return rc;
 }
 
+/* Caller holds mu. Message i of a cut fetch did not arrive: it comes back
+ * without spending an attempt. The one that was arriving (servers answer in
+ * UID order, so the first one missing; also when none arrived at all)
+ * becomes a suspect, to be fetched alone on a new session; cut there too, it
+ * earns a strike, and at the last one it is given up. */
+static void settle_cut(struct worker *w, size_t i, bool *first, bool none)
+{
+    struct mg_pool *p = w->p;
+    size_t idx = w->idx[i];
+    bool arriving = *first && (w->partial || none);
+    *first = false;
+    if (!arriving) {
+        mg_plan_return(&p->plan, idx);
+        return;
+    }
+    if (!(w->n == 1 && w->fresh)) {
+        mg_plan_suspect(&p->plan, idx);
+        return;
+    }
+    /* A strike moves the plan towards a decision (there are only so many):
+     * it counts as progress. */
+    p->progress++;
+    w->progress = true;
+    if (mg_plan_strike(&p->plan, idx)) {
+        mg_info("message UID %u did not arrive whole on a new session (%u of %u times)", w->uids[i],
+                mg_plan_strikes(&p->plan, idx), p->plan.max_strikes);
+        return;
+    }
+    p->res->failed++;
+    mg_warn("message UID %u (%u bytes) never arrived whole: the server ended %u new sessions "
+            "while sending it; skipped (it needs a session that lasts longer)",
+            w->uids[i], p->job->msgs->v[idx].size, p->plan.max_strikes);
+}
+
 /* Caller holds mu. Account what arrived; re-queue what did not. A message
  * the server left out of a complete answer may be gone; one missing from a
- * refused or broken fetch has failed. */
+ * refused fetch has failed; one missing from a cut fetch is tried again. */
 static void settle_batch(struct worker *w, bool complete)
 {
     struct mg_pool *p = w->p;
     const struct mg_msglist *m = p->job->msgs;
+    bool first = true, none = true;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->committed && w->got[i])
+            none = false;
     w->progress = false;
     for (size_t i = 0; i < w->n; i++) {
         if (w->committed && w->got[i]) {
-            w->progress = true;
             p->res->stored++;
             p->res->bytes += m->v[w->idx[i]].size;
-        } else if (w->blamed && w->bad[i][0] == '\0' && !complete) {
-            mg_plan_return(&p->plan, w->idx[i]); /* broke on another message */
-        } else if (!mg_plan_requeue(&p->plan, w->idx[i])) {
-            if (w->bad[i][0] != '\0') {
+            p->progress++;
+            w->progress = true;
+        } else if (w->bad[i][0] != '\0') {
+            /* The failure is pinned on this message: it spends an attempt,
+             * which moves towards a decision. */
+            p->progress++;
+            w->progress = true;
+            if (!mg_plan_requeue(&p->plan, w->idx[i])) {
                 p->res->failed++;
                 mg_warn("%s: message UID %u not stored: %s", p->job->mailbox, w->uids[i],
                         w->bad[i]);
-            } else if (complete) {
+            }
+        } else if (!w->answered && w->blamed) {
+            mg_plan_return(&p->plan, w->idx[i]); /* it broke on another message */
+        } else if (!w->answered) {
+            settle_cut(w, i, &first, none);
+        } else if (!mg_plan_requeue(&p->plan, w->idx[i])) {
+            p->progress++;
+            w->progress = true;
+            if (complete) {
                 p->unsent[w->idx[i]] = true; /* judged at the end of the run */
             } else {
                 p->res->failed++;
@@ -568,46 +631,75 @@ static void *worker_main(void *arg)
     struct mg_pool *p = w->p;
     const struct mg_job *job = p->job;
     unsigned fails = 0;
-    unsigned stuck = 0; /* failures pinned on a message since something was stored */
-    size_t want_msgs = FIRST_BATCH_MSGS < job->batch_msgs ? FIRST_BATCH_MSGS : job->batch_msgs;
-    uint64_t want_bytes =
-        FIRST_BATCH_BYTES < job->batch_bytes ? FIRST_BATCH_BYTES : job->batch_bytes;
+    uint64_t seen = 0; /* p->progress at this worker's last failure */
+    struct mg_plan_size want;
+    mg_plan_size_init(&want, FIRST_BATCH_MSGS, FIRST_BATCH_BYTES, job->batch_msgs,
+                      job->batch_bytes);
 
     join_warm(w->slot); /* its session may be ready, or never will be */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->abort)
             break;
-        w->n = mg_plan_take(&p->plan, w->id, want_msgs, want_bytes, w->idx);
+        /* Ask for no more than the session is likely to carry before the
+         * server ends it (small messages aside: losing one costs little). */
+        uint64_t left = UINT64_MAX, bytes = want.bytes;
+        if (p->life > 0 && w->slot->sess != NULL)
+            left = p->life > w->slot->carried ? p->life - w->slot->carried : 0;
+        uint64_t room = left > BIG_BYTES ? left : BIG_BYTES;
+        if (room < bytes)
+            bytes = room;
+        /* A new session starts with the biggest message of its share, while
+         * it has its whole life ahead (retries come first, though). */
+        bool fresh = w->slot->sess == NULL || w->slot->fetches == 0;
+        w->n = 0;
+        if (fresh && p->plan.nretry == 0)
+            w->n = mg_plan_take_big(&p->plan, w->id, BIG_BYTES, w->idx);
+        if (w->n == 0)
+            w->n = mg_plan_take(&p->plan, w->id, want.msgs, bytes, w->idx);
         if (w->n == 0) {
             if (p->inflight == 0)
                 break;
             pthread_cond_wait(&p->cv, &p->mu); /* a failing batch may come back */
             continue;
         }
+        /* A suspect gets a whole session's life: first thing on a new one; so
+         * does a big message the session is unlikely to have room left for. */
+        uint32_t first = job->msgs->v[w->idx[0]].size;
+        bool renew = w->slot->sess != NULL && w->slot->fetches > 0 &&
+                     ((w->n == 1 && mg_plan_is_suspect(&p->plan, w->idx[0])) ||
+                      (first >= BIG_BYTES && first > left));
         p->inflight++;
         pthread_mutex_unlock(&p->mu);
 
+        if (renew)
+            drop_session(p, w->slot);
         prepare_batch(w);
         struct mg_error err;
         mg_error_clear(&err);
         enum mg_code rc = ready_session(w, &err);
         bool sent = rc == MG_OK;
-        w->answered = w->committed = false;
+        w->answered = w->committed = w->progress = false;
         if (sent)
             rc = run_batch(w, &err);
+        bool cut = sent && !w->answered;
 
         pthread_mutex_lock(&p->mu);
         if (sent)
             settle_batch(w, rc == MG_OK);
         else
             give_back(w);
+        /* Learn how much a session carries: from the sessions the server
+         * ended, and from any that has outlived the estimate. */
+        if (cut && w->slot->carried > 0)
+            p->life = p->life > 0 ? (3 * p->life + w->slot->carried) / 4 : w->slot->carried;
+        else if (sent && p->life > 0 && w->slot->carried > p->life)
+            p->life = w->slot->carried;
         p->inflight--;
         pthread_cond_broadcast(&p->cv);
         if (rc == MG_OK) {
-            fails = stuck = 0;
-            want_msgs = want_msgs * 2 < job->batch_msgs ? want_msgs * 2 : job->batch_msgs;
-            want_bytes = want_bytes * 2 < job->batch_bytes ? want_bytes * 2 : job->batch_bytes;
+            fails = 0;
+            mg_plan_size_grow(&want);
             continue;
         }
         if (p->abort)
@@ -621,17 +713,15 @@ static void *worker_main(void *arg)
             drop_session(p, w->slot);
             pthread_mutex_lock(&p->mu);
         }
-        /* One broken message is not a broken connection: its attempts bound
-         * it. A server breaking on every message still ends the worker. */
-        stuck = w->blamed && w->progress ? 0 : stuck + w->blamed;
-        if (w->blamed && stuck < MAX_FAILS * MAX_ATTEMPTS) {
-            pthread_mutex_unlock(&p->mu);
-            sleep_ms(p, 200);
-            pthread_mutex_lock(&p->mu);
-            continue;
-        }
-        if (w->blamed)
-            fails = MAX_FAILS - 1;
+        if (cut)
+            mg_plan_size_halve(&want);
+        /* A cut is given up on only while nobody gets anything done: as long
+         * as messages are being settled, by this worker or another, it
+         * reconnects and carries on. A failure pinned on one message settles
+         * an attempt of it: progress too. */
+        if (cut && (w->progress || p->progress != seen))
+            fails = 0;
+        seen = p->progress;
         if (++fails >= MAX_FAILS) {
             /* Retire; the others take over this worker's share. */
             mg_warn("connection %u gives up after %u failures: %s", w->id, fails, err.msg);
@@ -640,9 +730,16 @@ static void *worker_main(void *arg)
             break;
         }
         mg_info("connection %u: %s; retrying", w->id, err.msg);
-        pthread_mutex_unlock(&p->mu);
-        sleep_ms(p, err.retry == MG_RETRY_LATER ? 1000u << fails : 200u * fails);
-        pthread_mutex_lock(&p->mu);
+        /* Back off, more with each failure in a row; straight back after a
+         * cut that came after something was done. */
+        unsigned ms = err.retry == MG_RETRY_LATER ? 1000u << fails
+                      : cut && fails == 1         ? 0
+                                                  : 200u * fails;
+        if (ms > 0) {
+            pthread_mutex_unlock(&p->mu);
+            sleep_ms(p, ms);
+            pthread_mutex_lock(&p->mu);
+        }
     }
     --p->running;
     pthread_cond_broadcast(&p->cv); /* the last one ends mg_pool_run's wait */
@@ -804,6 +901,7 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     p->res = res;
     p->abort = false;
     p->inflight = 0;
+    p->progress = 0;
     p->running = 0;
     pthread_mutex_unlock(&p->mu);
     atomic_store(&p->bytes_seen, 0);

@@ -5,11 +5,40 @@
  * Owns the threads, the plan's lock, retries and reconnects, and the
  * progress line. A cancel (cancel.h: SIGINT, SIGTERM, SIGHUP) stops every
  * session, control and warm-up ones too, and the calls below return
- * MG_E_INTERRUPTED; batches answered in full before it are committed. Each failure is classified: a
- * broken connection is reconnected and its batch re-queued (bounded attempts per message); a server
- * limiting connections retires that worker while the others go on; a local I/O failure or a
- * credential/certificate refusal stops the whole run. The calling thread waits in mg_pool_run and
- * draws progress.
+ * MG_E_INTERRUPTED; messages that arrived whole before it are committed.
+ * Each failure is classified: a broken connection is reconnected and its
+ * batch re-queued; a server limiting connections retires that worker while
+ * the others go on; a local I/O failure or a credential/certificate refusal
+ * stops the whole run. The calling thread waits in mg_pool_run and draws
+ * progress.
+ *
+ * Convergence when the server keeps ending sessions (cuts, time limits,
+ * Gmail's BYE at token expiry):
+ * - A cut FETCH commits every message that arrived whole before it (libetpan
+ *   reports a message only once its response is complete); only the one
+ *   arriving is thrown away. The rest go back without spending an attempt,
+ *   and the worker's next batch is half as large (mg_plan_size; it doubles
+ *   again after each fetch that succeeds).
+ * - No progress: the message in flight at a cut (the first one missing, as
+ *   servers answer in UID order; when nothing of the fetch arrived, it too)
+ *   becomes a suspect: fetched alone, and as the first FETCH of a new
+ *   session, so it has a whole session's life. A suspect cut there again is
+ *   a strike; at MG_PLAN_STRIKES (3) strikes it is given up: counted failed,
+ *   one warning line with its UID and size. Short of the run stopping,
+ *   nothing else makes a message fail but the server refusing it
+ *   (MAX_ATTEMPTS answers without it).
+ * - A worker backs off after failures in a row (none after a cut that came
+ *   after progress) and retires after MAX_FAILS of them, but a cut resets
+ *   the count while anyone is settling messages (stored, struck or given
+ *   up): nobody gives up while progress is being made. Each message has
+ *   bounded strikes, so this ends.
+ * - Wire bytes: a cut costs the message in flight, so big messages (of
+ *   BIG_BYTES or more) are fetched first thing on a new session, the
+ *   biggest of the worker's share first (mg_plan_take_big). The pool learns
+ *   how many bytes a session carries before it is ended (from cuts; raised
+ *   by any session that carries more), asks no session for much more than
+ *   it has left, and starts a big message that would not fit on a new
+ *   session instead.
  *
  * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
  * login), so a multi-folder backup never holds more than `workers` sessions.

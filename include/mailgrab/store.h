@@ -91,7 +91,6 @@ struct mg_store;
 /* In the order of settings.c's choices for --format. */
 enum mg_format { MG_FORMAT_UNSET = -1, MG_FORMAT_EML, MG_FORMAT_MAILDIR };
 
-
 /*
  * Open (creating 0700) the directory of OUTPUT/<component> for uidvalidity,
  * remove stale temp files, and note which UIDs are already stored.

@@ -25,6 +25,7 @@ import urllib.request
 from mgtest import corpus, reference, tools
 from mgtest.authserver import AuthServer
 from mgtest.byeproxy import ByeProxy
+from mgtest.checks import Checks
 from mgtest.server import Dovecot
 
 EXIT_OK, EXIT_AUTH, EXIT_OAUTH = 0, 5, 10
@@ -94,7 +95,7 @@ def tearDownModule():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class Base(unittest.TestCase):
+class Base(Checks, unittest.TestCase):
     maxDiff = 2000
 
     def setUp(self):
@@ -123,33 +124,6 @@ class Base(unittest.TestCase):
         argv = tools.mailgrab_argv(srv or server, user=user, port=port, output=output,
                                    password_file=password_file, extra=extra)
         return tools.run(argv, timeout=timeout, watch=watch)
-
-    def assertExit(self, res, code):
-        self.assertEqual(res.returncode, code,
-                         f"expected exit {code}, got {res.returncode}" + res.describe())
-
-    def stored(self, out, res, mailbox="INBOX"):
-        box = os.path.join(out, mailbox)
-        self.assertTrue(os.path.isdir(box), f"mailgrab created no {box}" + res.describe())
-        got = {}
-        for name in os.listdir(box):
-            if name.endswith(".eml") and not name.startswith("."):
-                with open(os.path.join(box, name), "rb") as f:
-                    got[int(name[:-4])] = f.read()
-        return got
-
-    def assertAllIdentical(self, out, res, want, mailbox="INBOX"):
-        got = self.stored(out, res, mailbox)
-        self.assertEqual(sorted(got), sorted(want),
-                         f"stored UIDs differ: missing {sorted(set(want) - set(got))[:20]}, "
-                         f"extra {sorted(set(got) - set(want))[:20]}" + res.describe())
-        bad = [u for u in want if got[u] != want[u]]
-        self.assertEqual(bad[:20], [], f"{len(bad)} messages differ from the server's "
-                         "BODY[]" + res.describe())
-
-    def assertNoTempFiles(self, out, res):
-        left = [n for _, _, files in os.walk(out) for n in files if ".mg-tmp-" in n]
-        self.assertEqual(left, [], "temporary files left behind" + res.describe())
 
     def assertNothingOnDisk(self, out, res):
         found = []

@@ -9,6 +9,7 @@
  *   mgproxy --listen 127.0.0.1:PORT|0 --target HOST:PORT
  *           [--delay-ms N] [--close-after BYTES] [--stall-after BYTES]
  *           [--fault-conn K] [--fault-times N] [--hold-after BYTES --until-conns K]
+ *           [--rate BYTES_PER_SEC] [--cut-every SECS] [--stats-file FILE]
  *           [--max-seconds S] [--port-file FILE]
  *
  * --delay-ms N      every byte is held N ms before it is sent on, in each
@@ -30,13 +31,22 @@
  *                   connections in all have been accepted, then goes on.  It
  *                   shows whether a client opens its other connections while
  *                   its first one is still busy (waiting for it would hang).
+ * --rate R          each connection carries at most R server->client bytes a
+ *                   second (a token bucket holding 1/50 s of them).
+ * --cut-every S     every connection is closed S seconds (decimals allowed)
+ *                   after it was accepted, whatever it is doing: a server
+ *                   whose sessions live S seconds.
+ * --stats-file FILE written (atomically) whenever a connection closes and at
+ *                   exit: one line of JSON, {"connections": N, "cuts": N,
+ *                   "down_bytes": N, "up_bytes": N}, the bytes delivered
+ *                   server->client and client->server over all connections.
  * --max-seconds S   exit after S seconds (default 600) so a crashed test
  *                   cannot leave the proxy running.
  * --port-file FILE  write the listening port (decimal + newline) to FILE,
  *                   atomically, once the proxy accepts connections.
  *
  * Each event (accept, fault, close) is one line on stderr, so tests can check
- * that a fault really happened.
+ * that a fault really happened.  SIGTERM ends it cleanly (stats written).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,6 +81,7 @@ struct dir {
     struct chunk *head, *tail;
     size_t queued;
     uint64_t moved; /* bytes read from `from` */
+    uint64_t sent;  /* bytes written to `to` */
     bool eof;       /* `from` said EOF; shut `to` once drained */
     bool shut;
 };
@@ -83,6 +94,9 @@ struct conn {
     bool faulted;    /* the fault applies to this connection */
     bool stalled;
     bool dead;
+    int64_t opened_ms;
+    double tokens; /* --rate: server->client bytes it may read now */
+    int64_t refill_ms;
 };
 
 struct opts {
@@ -96,6 +110,9 @@ struct opts {
     bool have_hold;
     unsigned until_conns;
     long max_seconds;
+    uint64_t rate;
+    int64_t cut_every_ms; /* 0: never */
+    const char *stats_file;
 };
 
 static struct opts opt = {.max_seconds = 600};
@@ -104,6 +121,9 @@ static size_t nconns, capconns;
 static unsigned accepted;
 static unsigned faults_fired;
 static bool hold_logged, release_logged;
+static uint64_t closed_down, closed_up; /* bytes of the connections closed so far */
+static unsigned cuts;
+static volatile sig_atomic_t stop_requested;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -172,6 +192,22 @@ static void set_nonblock(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* Replace path with one line of text, atomically (a temp file renamed). */
+static void write_file(const char *path, const char *line)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        logf_("file name too long: %s", path);
+        exit(2);
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        die(tmp);
+    fputs(line, f);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        die(path);
+}
+
 static void write_port_file(int lfd)
 {
     struct sockaddr_storage ss;
@@ -183,17 +219,9 @@ static void write_port_file(int lfd)
     logf_("listening on port %u", port);
     if (!opt.port_file)
         return;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", opt.port_file) >= (int)sizeof tmp) {
-        logf_("port file name too long");
-        exit(2);
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        die(tmp);
-    fprintf(f, "%u\n", port);
-    if (fclose(f) != 0 || rename(tmp, opt.port_file) != 0)
-        die(opt.port_file);
+    char line[32];
+    snprintf(line, sizeof line, "%u\n", port);
+    write_file(opt.port_file, line);
 }
 
 static void dir_free(struct dir *d)
@@ -207,6 +235,24 @@ static void dir_free(struct dir *d)
     d->queued = 0;
 }
 
+static void write_stats(void)
+{
+    if (!opt.stats_file)
+        return;
+    uint64_t down = closed_down, up = closed_up;
+    for (size_t i = 0; i < nconns; i++) {
+        if (!conns[i]->dead) {
+            down += conns[i]->down.sent;
+            up += conns[i]->up.sent;
+        }
+    }
+    char line[160];
+    snprintf(line, sizeof line,
+             "{\"connections\": %u, \"cuts\": %u, \"down_bytes\": %llu, \"up_bytes\": %llu}\n",
+             accepted, cuts, (unsigned long long)down, (unsigned long long)up);
+    write_file(opt.stats_file, line);
+}
+
 static void conn_close(struct conn *c, const char *why)
 {
     if (c->dead)
@@ -218,6 +264,50 @@ static void conn_close(struct conn *c, const char *why)
     dir_free(&c->up);
     dir_free(&c->down);
     c->dead = true;
+    closed_down += c->down.sent;
+    closed_up += c->up.sent;
+    write_stats();
+}
+
+/* --rate: the most bytes a connection may read from the server at once. */
+static double rate_burst(void)
+{
+    double b = (double)opt.rate / 50;
+    return b < 4096 ? 4096 : b;
+}
+
+static void refill(struct conn *c, int64_t now)
+{
+    if (!opt.rate)
+        return;
+    c->tokens += (double)opt.rate * (double)(now - c->refill_ms) / 1000.0;
+    if (c->tokens > rate_burst())
+        c->tokens = rate_burst();
+    c->refill_ms = now;
+}
+
+static uint64_t rate_budget(const struct conn *c)
+{
+    if (!opt.rate)
+        return UINT64_MAX;
+    return c->tokens >= 1 ? (uint64_t)c->tokens : 0;
+}
+
+/* Milliseconds until a rate-limited connection may read a useful amount. */
+static int64_t rate_wait(const struct conn *c)
+{
+    double want = rate_burst() < 16384 ? rate_burst() : 16384;
+    double ms = (want - c->tokens) * 1000.0 / (double)opt.rate;
+    return ms < 1 ? 1 : (int64_t)ms;
+}
+
+static void check_cut(struct conn *c, int64_t now)
+{
+    if (c->dead || !opt.cut_every_ms || now - c->opened_ms < opt.cut_every_ms)
+        return;
+    cuts++;
+    logf_("conn %u: fault: cut %lld ms after it opened", c->id, (long long)(now - c->opened_ms));
+    conn_close(c, "cut-every");
 }
 
 static void do_accept(int lfd, const struct addrinfo *target)
@@ -250,6 +340,8 @@ static void do_accept(int lfd, const struct addrinfo *target)
     if (!c)
         die("calloc");
     c->id = id;
+    c->opened_ms = c->refill_ms = now_ms();
+    c->tokens = opt.rate ? rate_burst() : 0;
     c->client = cfd;
     c->server = sfd;
     c->up.from = cfd;
@@ -291,8 +383,9 @@ static uint64_t hold_budget(const struct conn *c)
 
 static uint64_t down_budget(const struct conn *c)
 {
-    uint64_t f = fault_budget(c), h = hold_budget(c);
-    return f < h ? f : h;
+    uint64_t f = fault_budget(c), h = hold_budget(c), r = rate_budget(c);
+    uint64_t b = f < h ? f : h;
+    return b < r ? b : r;
 }
 
 static void check_hold(const struct conn *c)
@@ -361,6 +454,7 @@ static bool dir_write(struct conn *c, struct dir *d, int64_t now)
         }
         ch->off += (size_t)n;
         d->queued -= (size_t)n;
+        d->sent += (uint64_t)n;
         if (ch->off < ch->len)
             return true;
         d->head = ch->next;
@@ -398,6 +492,7 @@ static void usage(void)
     fputs("usage: mgproxy --listen HOST:PORT|0 --target HOST:PORT [--delay-ms N]\n"
           "               [--close-after BYTES] [--stall-after BYTES] [--fault-conn K]\n"
           "               [--fault-times N] [--hold-after BYTES --until-conns K]\n"
+          "               [--rate BYTES_PER_SEC] [--cut-every SECS] [--stats-file FILE]\n"
           "               [--max-seconds S] [--port-file FILE]\n",
           stderr);
     exit(2);
@@ -407,6 +502,7 @@ static void parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"close-after", required_argument, NULL, 'c'},
+        {"cut-every", required_argument, NULL, 'e'},
         {"delay-ms", required_argument, NULL, 'd'},
         {"fault-conn", required_argument, NULL, 'k'},
         {"fault-times", required_argument, NULL, 'n'},
@@ -414,7 +510,9 @@ static void parse_args(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"max-seconds", required_argument, NULL, 'm'},
         {"port-file", required_argument, NULL, 'p'},
+        {"rate", required_argument, NULL, 'r'},
         {"stall-after", required_argument, NULL, 's'},
+        {"stats-file", required_argument, NULL, 'f'},
         {"target", required_argument, NULL, 't'},
         {"until-conns", required_argument, NULL, 'u'},
         {NULL, 0, NULL, 0},
@@ -422,7 +520,16 @@ static void parse_args(int argc, char **argv)
     int ch;
     uint64_t v = 0;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (ch != 'l' && ch != 't' && ch != 'p' && (!optarg || !parse_u64(optarg, &v))) {
+        if (ch == 'e') {
+            char *end;
+            double secs = optarg ? strtod(optarg, &end) : 0;
+            if (!optarg || end == optarg || *end || !(secs > 0 && secs <= 86400))
+                usage();
+            opt.cut_every_ms = (int64_t)(secs * 1000 + 0.5);
+            continue;
+        }
+        if (ch != 'l' && ch != 't' && ch != 'p' && ch != 'f' &&
+            (!optarg || !parse_u64(optarg, &v))) {
             logf_("bad number for option: %s", optarg ? optarg : "");
             usage();
         }
@@ -466,6 +573,14 @@ static void parse_args(int argc, char **argv)
         case 'p':
             opt.port_file = optarg;
             break;
+        case 'f':
+            opt.stats_file = optarg;
+            break;
+        case 'r':
+            if (v == 0)
+                usage();
+            opt.rate = v;
+            break;
         case 's':
             opt.stall_after = v;
             opt.have_stall = true;
@@ -481,10 +596,19 @@ static void parse_args(int argc, char **argv)
         usage();
 }
 
+static void on_term(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_term}; /* no SA_RESTART: poll returns */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
 
     char lbuf[300];
     /* "--listen 0" or ":0" means 127.0.0.1 on a free port */
@@ -516,6 +640,14 @@ int main(int argc, char **argv)
             logf_("max-seconds reached, exiting");
             break;
         }
+        if (stop_requested) {
+            logf_("terminated, exiting");
+            break;
+        }
+        for (size_t i = 0; i < nconns; i++) {
+            refill(conns[i], now);
+            check_cut(conns[i], now);
+        }
         /* drop dead connections */
         size_t w = 0;
         for (size_t i = 0; i < nconns; i++) {
@@ -544,6 +676,8 @@ int main(int argc, char **argv)
                     ce |= POLLIN;
                 if (!c->down.eof && c->down.queued < QUEUE_MAX && down_budget(c) > 0)
                     se |= POLLIN;
+                else if (!c->down.eof && rate_budget(c) == 0 && rate_wait(c) < timeout)
+                    timeout = rate_wait(c);
                 struct dir *ds[2] = {&c->up, &c->down};
                 for (int k = 0; k < 2; k++) {
                     struct chunk *h = ds[k]->head;
@@ -563,6 +697,10 @@ int main(int argc, char **argv)
              * POLLHUP would otherwise wake us in a loop. */
             bool cidle = ce == 0 && c->up.eof;
             bool sidle = se == 0 && c->down.eof;
+            if (opt.cut_every_ms && c->opened_ms + opt.cut_every_ms - now < timeout)
+                timeout = c->opened_ms + opt.cut_every_ms - now;
+            if (timeout < 0)
+                timeout = 0;
             pfds[1 + 2 * i] = (struct pollfd){.fd = cidle ? -1 : c->client, .events = ce};
             pfds[2 + 2 * i] =
                 (struct pollfd){.fd = (c->stalled || sidle) ? -1 : c->server, .events = se};
@@ -590,9 +728,13 @@ int main(int argc, char **argv)
             if ((cr & POLLIN) || (cr & (POLLHUP | POLLERR)))
                 if (!dir_read(c, &c->up, UINT64_MAX))
                     continue;
-            if ((sr & POLLIN) || (sr & (POLLHUP | POLLERR)))
+            if ((sr & POLLIN) || (sr & (POLLHUP | POLLERR))) {
+                uint64_t before = c->down.moved;
                 if (!dir_read(c, &c->down, down_budget(c)))
                     continue;
+                if (opt.rate)
+                    c->tokens -= (double)(c->down.moved - before);
+            }
             if (!dir_write(c, &c->up, now) || !dir_write(c, &c->down, now))
                 continue;
             check_fault(c);
@@ -606,10 +748,11 @@ int main(int argc, char **argv)
                 check_hold(conns[i]);
         }
     }
-    for (size_t i = 0; i < nconns; i++) {
+    for (size_t i = 0; i < nconns; i++)
         conn_close(conns[i], "proxy exiting");
+    write_stats();
+    for (size_t i = 0; i < nconns; i++)
         free(conns[i]);
-    }
     free(conns);
     free(pfds);
     freeaddrinfo(target);

@@ -187,6 +187,167 @@ static void test_plan_requeue_bounded(void **state)
     mg_msglist_finish(&l);
 }
 
+/* A cut costs no attempt: a message cut any number of times is still tried. */
+static void test_plan_cut_costs_no_attempt(void **state)
+{
+    struct mg_msglist l;
+    fill(&l, 4, NULL);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 1, 2), 0);
+    size_t out[4];
+    for (int round = 0; round < 10; round++) {
+        assert_int_equal(mg_plan_take(&p, 0, 4, UINT64_MAX, out), round == 0 ? 4 : 2);
+        if (round == 0) { /* two arrived whole; two come back */
+            mg_plan_return(&p, 3);
+            mg_plan_return(&p, 2);
+        } else {
+            mg_plan_return(&p, out[0]);
+            mg_plan_return(&p, out[1]);
+        }
+        assert_int_equal(mg_plan_pending(&p), 2);
+    }
+    assert_false(mg_plan_is_suspect(&p, 2));
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
+/* A suspect comes back first and alone, however much the worker asks for,
+ * and stays a suspect; other retries come after it, together. */
+static void test_plan_suspect_alone_first(void **state)
+{
+    struct mg_msglist l;
+    fill(&l, 6, NULL);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 1, 3), 0);
+    size_t out[6];
+    assert_int_equal(mg_plan_take(&p, 0, 4, UINT64_MAX, out), 4);
+    mg_plan_return(&p, 0);
+    mg_plan_suspect(&p, 1);
+    mg_plan_return(&p, 2);
+    assert_true(mg_plan_is_suspect(&p, 1));
+    assert_false(mg_plan_is_suspect(&p, 2));
+    assert_int_equal(mg_plan_take(&p, 0, 10, UINT64_MAX, out), 1);
+    assert_int_equal(out[0], 1);
+    assert_int_equal(mg_plan_take(&p, 0, 10, UINT64_MAX, out), 2); /* the other retries */
+    assert_true((out[0] == 0 && out[1] == 2) || (out[0] == 2 && out[1] == 0));
+    /* Given back unsent, or refused, it is still handed out alone. */
+    mg_plan_return(&p, 1);
+    assert_true(mg_plan_requeue(&p, 0));
+    assert_int_equal(mg_plan_take(&p, 0, 10, UINT64_MAX, out), 1);
+    assert_int_equal(out[0], 1);
+    assert_true(mg_plan_requeue(&p, 1));
+    assert_int_equal(mg_plan_take(&p, 0, 10, UINT64_MAX, out), 1);
+    assert_int_equal(out[0], 1);
+    assert_int_equal(mg_plan_take(&p, 0, 10, UINT64_MAX, out), 1); /* the refused one */
+    assert_int_equal(out[0], 0);
+    assert_int_equal(mg_plan_take(&p, 0, 10, UINT64_MAX, out), 2); /* then new work */
+    assert_int_equal(out[0], 4);
+    assert_int_equal(mg_plan_pending(&p), 0);
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
+/* Strikes: the max_strikes-th gives the message up; until then it comes back
+ * as a suspect. Refusals are counted apart. */
+static void test_plan_strikes_give_up(void **state)
+{
+    struct mg_msglist l;
+    fill(&l, 2, NULL);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 1, 3), 0);
+    assert_int_equal(p.max_strikes, MG_PLAN_STRIKES);
+    size_t out[2];
+    assert_int_equal(mg_plan_take(&p, 0, 2, UINT64_MAX, out), 2);
+    assert_true(mg_plan_requeue(&p, 0)); /* a refusal is not a strike */
+    assert_int_equal(mg_plan_take(&p, 0, 2, UINT64_MAX, out), 1);
+    assert_int_equal(mg_plan_strikes(&p, 0), 0);
+    for (unsigned k = 1; k < MG_PLAN_STRIKES; k++) {
+        assert_true(mg_plan_strike(&p, 0));
+        assert_int_equal(mg_plan_strikes(&p, 0), k);
+        assert_true(mg_plan_is_suspect(&p, 0));
+        assert_int_equal(mg_plan_pending(&p), 1);
+        assert_int_equal(mg_plan_take(&p, 0, 2, UINT64_MAX, out), 1);
+        assert_int_equal(out[0], 0);
+    }
+    assert_false(mg_plan_strike(&p, 0));
+    assert_int_equal(mg_plan_pending(&p), 0);
+    assert_int_equal(mg_plan_take(&p, 0, 2, UINT64_MAX, out), 0);
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
+/* Batch size: doubles up to the maximum, halves down to one message and
+ * MG_PLAN_MIN_BYTES (or the maximum, if that is smaller), grows back. */
+static void test_plan_size_halve_grow(void **state)
+{
+    struct mg_plan_size s;
+    mg_plan_size_init(&s, 16, 1u << 20, 256, 8u << 20);
+    assert_int_equal(s.msgs, 16);
+    assert_int_equal(s.bytes, 1u << 20);
+    for (int i = 0; i < 10; i++)
+        mg_plan_size_grow(&s);
+    assert_int_equal(s.msgs, 256);
+    assert_int_equal(s.bytes, 8u << 20);
+    mg_plan_size_halve(&s);
+    assert_int_equal(s.msgs, 128);
+    assert_int_equal(s.bytes, 4u << 20);
+    for (int i = 0; i < 20; i++)
+        mg_plan_size_halve(&s);
+    assert_int_equal(s.msgs, 1);
+    assert_int_equal(s.bytes, MG_PLAN_MIN_BYTES);
+    mg_plan_size_grow(&s);
+    assert_int_equal(s.msgs, 2);
+    assert_int_equal(s.bytes, 2 * MG_PLAN_MIN_BYTES);
+
+    /* first sizes above the maximum are capped; a small maximum is the floor */
+    mg_plan_size_init(&s, 16, 1u << 20, 4, 1000);
+    assert_int_equal(s.msgs, 4);
+    assert_int_equal(s.bytes, 1000);
+    mg_plan_size_halve(&s);
+    assert_int_equal(s.msgs, 2);
+    assert_int_equal(s.bytes, 1000);
+    mg_plan_size_grow(&s);
+    assert_int_equal(s.msgs, 4);
+    assert_int_equal(s.bytes, 1000);
+}
+
+/* The biggest message of at least min_size in the worker's own chunk comes
+ * alone; the rest of the chunk is still handed out, each message once. */
+static void test_plan_take_big(void **state)
+{
+    uint32_t sizes[8] = {10, 900, 20, 5000, 30, 4000, 6000, 40};
+    struct mg_msglist l;
+    fill(&l, 8, sizes);
+    struct mg_plan p;
+    assert_int_equal(mg_plan_init(&p, &l, 2, 3), 0);
+    size_t out[8];
+    assert_int_equal(p.chunks[1].lo, 6); /* chunk 0: sizes 10..4000, chunk 1: 6000, 40 */
+    assert_int_equal(mg_plan_take_big(&p, 0, 1000, out), 1);
+    assert_int_equal(out[0], 3); /* 5000: the biggest of chunk 0 */
+    assert_int_equal(mg_plan_take_big(&p, 0, 1000, out), 1);
+    assert_int_equal(out[0], 5);
+    assert_int_equal(mg_plan_take_big(&p, 0, 1000, out), 0);
+    assert_int_equal(mg_plan_take_big(&p, 1, 100000, out), 0);
+    assert_int_equal(mg_plan_take_big(&p, 1, 1000, out), 1);
+    assert_int_equal(out[0], 6);
+    assert_int_equal(mg_plan_pending(&p), 5);
+    bool seen[8] = {false, false, false, true, false, true, true, false};
+    for (size_t w = 0; w < 2; w++) {
+        size_t n;
+        while ((n = mg_plan_take(&p, w, 8, UINT64_MAX, out)) > 0) {
+            for (size_t i = 0; i < n; i++) {
+                assert_false(seen[out[i]]);
+                seen[out[i]] = true;
+            }
+        }
+    }
+    for (size_t i = 0; i < 8; i++)
+        assert_true(seen[i]);
+    assert_int_equal(mg_plan_pending(&p), 0);
+    mg_plan_finish(&p);
+    mg_msglist_finish(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +358,11 @@ int main(void)
         cmocka_unit_test(test_plan_take_and_steal),
         cmocka_unit_test(test_plan_byte_limit),
         cmocka_unit_test(test_plan_requeue_bounded),
+        cmocka_unit_test(test_plan_cut_costs_no_attempt),
+        cmocka_unit_test(test_plan_suspect_alone_first),
+        cmocka_unit_test(test_plan_strikes_give_up),
+        cmocka_unit_test(test_plan_size_halve_grow),
+        cmocka_unit_test(test_plan_take_big),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -340,6 +340,12 @@ class AuthServer:
             entry = self.access.get(token)
         return entry is not None and entry[1] >= time.time()
 
+    def expiry_of(self, token):
+        """When token expires (time.time() seconds), None if unknown."""
+        with self.lock:
+            entry = self.access.get(token)
+        return entry[1] if entry else None
+
     def user_of(self, token):
         with self.lock:
             entry = self.access.get(token)

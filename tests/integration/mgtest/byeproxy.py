@@ -10,6 +10,13 @@ mode="reexamine" it ends a session that comes back to open another mailbox
 (its second EXAMINE) with a BYE instead of an answer: what a client meets
 when the server ended the session while it sat idle between two mailboxes.
 
+mode="expire" ends every session when the OAuth2 token it logged in with
+expires, as Gmail does, whatever it was doing: the first response to start
+after that moment becomes the `* BYE` (expiry_of(token) gives a token's
+expiry time, e.g. AuthServer.expiry_of).  Responses are passed on as they
+stream, so a message that started before the expiry arrives whole.  The "at most once" rule below does not
+apply to it: a batch may be interrupted any number of times.
+
 Two modes make the server refuse instead of ending the session:
 mode="refuse" answers a message FETCH (one asking for BODY.PEEK[]) with
 `TAG NO <refusal>` itself, without passing it on, `times` times in all
@@ -28,13 +35,17 @@ often the client retries before giving a message up.
     with ByeProxy(server, after_bytes=100000, times=8) as p:
         p.port, p.byes
 
-It serves server.pki's certificate for 127.0.0.1, so mailgrab verifies it
+It connects to server.imap_port, or target_port (e.g. an mgproxy in front
+of it).  It serves server.pki's certificate for 127.0.0.1, so mailgrab verifies it
 with server.ca_file as usual.
 """
 
 import asyncio
+import base64
+import binascii
 import re
 import ssl
+import time
 
 from mgtest.tlsserver import TlsServer
 
@@ -44,9 +55,12 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 
 class ByeProxy(TlsServer):
     def __init__(self, server, after_bytes=0, times=1, mode="bye",
-                 refusal=b"[UNAVAILABLE] Temporary server failure", lose_uid=None):
+                 refusal=b"[UNAVAILABLE] Temporary server failure", lose_uid=None,
+                 expiry_of=None, target_port=None):
         self.server = server
         self.pki_dir = server.pki
+        self.target_port = target_port or server.imap_port
+        self.expiry_of = expiry_of
         self.mode = mode
         self.refusal = refusal
         self.lose_uid = lose_uid
@@ -62,7 +76,7 @@ class ByeProxy(TlsServer):
         self.sessions += 1
         try:
             s_reader, s_writer = await asyncio.open_connection(self.server.host,
-                                                               self.server.imap_port)
+                                                               self.target_port)
         except OSError:
             c_writer.close()
             return
@@ -97,6 +111,9 @@ class ByeProxy(TlsServer):
                         c_writer.write(m.group(1) + b" NO " + self.refusal + b"\r\n")
                         await c_writer.drain()
                         continue
+                m = re.match(rb"\S+ AUTHENTICATE (?:XOAUTH2|OAUTHBEARER) (\S+)", data)
+                if m and self.expiry_of is not None:
+                    fetching.expires = self.expiry_of(_bearer(m.group(1)))
                 if re.match(rb"\S+ EXAMINE ", data):
                     examines += 1
                     # The client waits for this answer, so nothing of the
@@ -115,6 +132,8 @@ class ByeProxy(TlsServer):
 
     async def _down(self, reader, writer, fetching):
         """Server to client, one whole response at a time."""
+        if self.mode == "expire":
+            return await self._down_expire(reader, writer, fetching)
         sent = 0
         while True:
             response = await reader.readuntil(b"\r\n")
@@ -132,6 +151,12 @@ class ByeProxy(TlsServer):
                 fetching.dropped = False
                 response = (fetching.tag + b" NO [SERVERBUG] Internal error occurred. "
                             b"Refer to server log for more information.\r\n")
+            if (self.mode == "expire" and fetching.expires is not None
+                    and time.time() >= fetching.expires):
+                self.byes += 1
+                writer.write(BYE)
+                await writer.drain()
+                return
             if (self.mode in ("bye", "cut") and sent >= self.after_bytes and self.byes < self.times
                     and re.match(rb"\* \d+ FETCH ", response)
                     and not fetching & self.lost):
@@ -146,12 +171,51 @@ class ByeProxy(TlsServer):
             self._sent += len(response)
 
 
+    async def _down_expire(self, reader, writer, fetching):
+        """Server to client as it comes (a message's literal in pieces, as a
+        server streams it); the first response to start after the session's
+        token expired is replaced by BYE."""
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            if fetching.expires is not None and time.time() >= fetching.expires:
+                self.byes += 1
+                writer.write(BYE)
+                await writer.drain()
+                return
+            while True:
+                writer.write(line)
+                await writer.drain()
+                m = _LITERAL.search(line)
+                if not m:
+                    break
+                left = int(m.group(1))
+                while left > 0:
+                    piece = await reader.read(min(left, 65536))
+                    if not piece:
+                        raise asyncio.IncompleteReadError(b"", left)
+                    writer.write(piece)
+                    await writer.drain()
+                    left -= len(piece)
+                line = await reader.readuntil(b"\r\n")
+
+
 class _Command(set):
     """The UIDs of a session's current UID FETCH, with its tag."""
 
     tag = b""
     bodies = False   # it asks for messages, not only their sizes
     dropped = False  # lose mode: a message of it was held back
+    expires = None   # expire mode: when the session's token expires
+
+
+def _bearer(initial_response):
+    """The token in an XOAUTH2 or OAUTHBEARER initial response, or None."""
+    try:
+        text = base64.b64decode(initial_response, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    m = re.search(rb"auth=Bearer ([^\x01]+)\x01", text)
+    return m.group(1).decode("ascii", "replace") if m else None
 
 
 def _uids(seq_set):
