@@ -176,6 +176,10 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         *only = box_only(rc);
         goto out;
     }
+    if (!mi.counted)
+        mg_warn("%s: the server did not say how many messages it holds (no EXISTS); listing it "
+                "anyway",
+                x->utf8);
     r->uidvalidity = mi.uidvalidity;
     bool newgen = false;
     rc = mg_store_open(a->output, x->path, (enum mg_format)a->format, mi.uidvalidity, &store,

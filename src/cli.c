@@ -24,6 +24,8 @@ void mg_cli_usage(FILE *f)
           "from the command line. Commands get 30 s (MAILGRAB_HELPER_TIMEOUT=SECS to\n"
           "change). SIGINT, SIGTERM or SIGHUP stop a run at any stage: what is stored is\n"
           "complete, the summary and statistics are written, the exit code is 130.\n"
+          "A message that arrives broken (NIL, or not its RFC822.SIZE bytes) is not\n"
+          "stored and counts as failed.\n"
           "Exit codes: 0 ok (also when nothing is new), 1 some messages or listed mailboxes\n"
           "failed, 2 usage, 3 connect, 4 TLS, 5 authentication, 6 named mailbox, 7 local\n"
           "I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 server quota, 12 verify found\n"

@@ -20,15 +20,21 @@ int mailimap_crlf_send(mailstream *fd);
 int mailimap_literal_count_send(mailstream *fd, size_t count);
 
 #define SASL_MAX (2 * MG_OAUTH2_TOKEN_MAX + 1024)
+/* A listing may hold a few more messages than EXISTS said (new mail arrives
+ * meanwhile); without EXISTS, at most this many. */
+#define LIST_SLACK 10000u
+#define LIST_UNCOUNTED_MAX 1000000u
+#define MAILBOXES_MAX 10000u
 
 struct mg_imap {
     mailimap *imap;
     const struct mg_server *srv;
     /* Fetch state, valid during mg_imap_fetch. */
     const struct mg_fetch_sink *sink;
-    bool in_body;    /* body pieces of the current message have begun */
-    bool sink_error; /* a sink callback asked to stop */
-    bool broken;     /* out of step with the server: only good for closing */
+    bool in_body;      /* body pieces of the current message have begun */
+    size_t body_bytes; /* of the current message */
+    bool sink_error;   /* a sink callback asked to stop */
+    bool broken;       /* out of step with the server: only good for closing */
 };
 
 /* The server's last response text, bounded, for messages. */
@@ -41,6 +47,15 @@ static const char *server_text(struct mg_imap *s)
 static enum mg_code stream_error(struct mg_imap *s, const char *doing, struct mg_error *err)
 {
     s->broken = true;
+    if (mg_tls_refused(s->imap->imap_stream))
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "%s broke the protocol while %s: %s (mailgrab's bound)", s->srv->host,
+                              doing, mg_tls_last_error(s->imap->imap_stream));
+    const char *bye = mg_tls_bye_text(s->imap->imap_stream);
+    if (bye != NULL)
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "%s ended the session while %s, saying: %s", s->srv->host, doing,
+                              bye);
     return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW, "connection to %s lost while %s: %s",
                           s->srv->host, doing, mg_tls_last_error(s->imap->imap_stream));
 }
@@ -289,6 +304,9 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
         if (r == MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION)
             rc = mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER, "%s refused the session: %s",
                                 srv->host, server_text(s));
+        else if (mg_tls_greeted_bye(stream))
+            rc = mg_error_retry(err, MG_E_CONNECT, MG_RETRY_LATER, "%s refused the session: %s",
+                                srv->host, mg_tls_last_error(stream));
         else
             rc = generic_error(s, r, "reading the greeting", err);
         mg_imap_close(s, false);
@@ -405,8 +423,17 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
     if (si != NULL) {
         info->uidvalidity = si->sel_uidvalidity;
         info->exists = si->sel_exists;
+        info->counted = si->sel_has_exists;
         info->uidnext = si->sel_uidnext;
     }
+    /* Without it, the UIDs of one session mean nothing in the next: a backup
+     * could not tell what it holds. */
+    if (info->uidvalidity == 0)
+        return mg_error_set(err, MG_E_MAILBOX,
+                            "%s gave no UIDVALIDITY for mailbox '%s' (or 0): its message numbers "
+                            "cannot be trusted from one run to the next, so it is not backed up; "
+                            "report this to the server's administrator",
+                            s->srv->host, mailbox);
     return MG_OK;
 }
 
@@ -437,6 +464,13 @@ enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name,
                             server_text(s));
     if (r != MAILIMAP_NO_ERROR)
         return generic_error(s, r, "listing mailboxes", err);
+    if (list != NULL && (unsigned)clist_count(list) > MAILBOXES_MAX) {
+        mailimap_list_result_free(list);
+        return mg_error_set(err, MG_E_PROTOCOL,
+                            "%s lists more than %u mailboxes: give the ones to back up with "
+                            "--mailbox",
+                            s->srv->host, MAILBOXES_MAX);
+    }
     for (clistiter *it = list ? clist_begin(list) : NULL; it != NULL; it = clist_next(it)) {
         struct mailimap_mailbox_list *mb = clist_content(it);
         if (mb->mb_name != NULL && selectable(mb->mb_flag))
@@ -454,8 +488,11 @@ static void no_progress(size_t current, size_t maximum, void *ctx)
 }
 
 struct list_ctx {
+    struct mg_imap *s;
     struct mg_msglist *out;
+    size_t max;
     bool oom;
+    bool too_many;
 };
 
 static void list_att(struct mailimap_msg_att *att, void *ctx)
@@ -476,13 +513,22 @@ static void list_att(struct mailimap_msg_att *att, void *ctx)
         }
     }
     /* Unsolicited FETCH responses (flag changes) carry no size: skip them. */
-    if (uid != 0 && has_size && mg_msglist_push(lc->out, uid, size) != 0)
+    if (uid == 0 || !has_size || lc->too_many || lc->oom)
+        return;
+    if (lc->out->n >= lc->max) {
+        /* Memory follows the mailbox, not the server's whim: stop reading. */
+        lc->too_many = true;
+        mg_tls_cancel(lc->s->imap->imap_stream);
+        return;
+    }
+    if (mg_msglist_push(lc->out, uid, size) != 0)
         lc->oom = true;
 }
 
 static void set_handlers(struct mg_imap *s, mailimap_msg_att_handler *att,
                          mailimap_msg_body_handler *body, void *ctx)
 {
+    mg_tls_expect_fetch(s->imap->imap_stream, att != NULL, body != NULL);
     mailimap_set_progress_callback(s->imap, att ? no_progress : NULL, att ? no_progress : NULL,
                                    NULL);
     mailimap_set_msg_att_handler(s->imap, att, ctx);
@@ -518,7 +564,10 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
         mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_rfc822_size()) != 0)
         goto oom;
 
-    struct list_ctx lc = {out, false};
+    const struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    size_t max =
+        si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK : LIST_UNCOUNTED_MAX;
+    struct list_ctx lc = {s, out, out->n + max, false, false};
     set_handlers(s, list_att, NULL, &lc);
     clist *result = NULL;
     int r = mailimap_uid_fetch(s->imap, set, ft, &result);
@@ -528,6 +577,13 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
     free_fetch_result(r, result);
     if (lc.oom)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
+    if (lc.too_many) {
+        s->broken = true; /* its stream was cut short */
+        return mg_error_set(err, MG_E_PROTOCOL,
+                            "%s lists more messages than the mailbox holds (%zu; EXISTS said %u)",
+                            s->srv->host, max,
+                            si != NULL && si->sel_has_exists ? si->sel_exists : 0);
+    }
     if (r == MAILIMAP_ERROR_UID_FETCH) {
         enum mg_code rc = fetch_refused(s, "listing the mailbox", err);
         if (rc != MG_OK && err->retry == MG_RETRY_NOW)
@@ -567,6 +623,7 @@ static bool fetch_body(int type, struct mailimap_msg_att_body_section *section, 
 {
     struct mg_imap *s = ctx;
     s->in_body = true;
+    s->body_bytes += len;
     if (!s->sink->body(s->sink->ctx, bytes, len)) {
         s->sink_error = true;
         return false;
@@ -603,12 +660,31 @@ static void maildir_flags(const struct mailimap_msg_att_dynamic *dyn, char *out,
     out[n] = '\0';
 }
 
+/* Is the message just received whole? Names what is wrong in why if not. */
+static bool whole(struct mg_imap *s, unsigned sections, bool nil, bool has_size, uint32_t size,
+                  char *why, size_t cap)
+{
+    if (nil)
+        snprintf(why, cap, "%s sent NIL for its body (BODY[] NIL)", s->srv->host);
+    else if (sections > 1)
+        snprintf(why, cap, "%s sent its body %u times in one response", s->srv->host, sections);
+    else if (!has_size)
+        snprintf(why, cap, "%s sent it without its RFC822.SIZE", s->srv->host);
+    else if (s->body_bytes != size)
+        snprintf(why, cap, "%s sent %zu bytes for an RFC822.SIZE of %u", s->srv->host,
+                 s->body_bytes, size);
+    else
+        return true;
+    return false;
+}
+
 static void fetch_att(struct mailimap_msg_att *att, void *ctx)
 {
     struct mg_imap *s = ctx;
-    uint32_t uid = 0;
+    uint32_t uid = 0, size = 0;
     time_t idate = (time_t)-1;
-    bool has_body = false;
+    bool has_body = false, has_size = false, nil = false;
+    unsigned sections = 0;
     char flags[8] = "";
     for (clistiter *it = clist_begin(att->att_list); it != NULL; it = clist_next(it)) {
         struct mailimap_msg_att_item *item = clist_content(it);
@@ -624,8 +700,17 @@ static void fetch_att(struct mailimap_msg_att *att, void *ctx)
         case MAILIMAP_MSG_ATT_INTERNALDATE:
             idate = imap_date_to_time(st->att_data.att_internal_date);
             break;
+        case MAILIMAP_MSG_ATT_RFC822_SIZE:
+            size = st->att_data.att_rfc822_size;
+            has_size = true;
+            break;
         case MAILIMAP_MSG_ATT_BODY_SECTION:
             has_body = true;
+            sections++;
+            /* NIL: libetpan leaves no string; a literal or "" leaves one. */
+            if (st->att_data.att_body_section == NULL ||
+                st->att_data.att_body_section->sec_body_part == NULL)
+                nil = true;
             break;
         default:
             break;
@@ -639,13 +724,59 @@ static void fetch_att(struct mailimap_msg_att *att, void *ctx)
         if (s->in_body)
             s->sink->done(s->sink->ctx, 0, idate, "");
         s->in_body = false;
+        s->body_bytes = 0;
         return;
     }
-    if (!s->in_body && !s->sink->body(s->sink->ctx, "", 0)) /* an empty message */
-        s->sink_error = true;
-    if (!s->sink_error && !s->sink->done(s->sink->ctx, uid, idate, flags))
-        s->sink_error = true;
+    char why[160];
+    if (!whole(s, sections, nil, has_size, size, why, sizeof(why))) {
+        s->sink->bad(s->sink->ctx, uid, why); /* drops what was streamed */
+    } else {
+        if (!s->in_body && !s->sink->body(s->sink->ctx, "", 0)) /* an empty message */
+            s->sink_error = true;
+        if (!s->sink_error && !s->sink->done(s->sink->ctx, uid, idate, flags))
+            s->sink_error = true;
+    }
     s->in_body = false;
+    s->body_bytes = 0;
+}
+
+/* "* <number> FETCH" at p. */
+static bool fetch_start(const char *p, size_t len)
+{
+    size_t i = 2;
+    if (len < 2 || p[0] != '*' || p[1] != ' ')
+        return false;
+    while (i < len && p[i] >= '0' && p[i] <= '9')
+        i++;
+    return i > 2 && len - i >= 6 && strncasecmp(p + i, " FETCH", 6) == 0;
+}
+
+/* The UID of the FETCH response libetpan was reading when the stream broke
+ * or the parse failed, from the text it holds of the command's answer (the
+ * last response in it); 0 when it cannot be told. */
+static uint32_t failed_uid(struct mg_imap *s)
+{
+    const MMAPString *b = s->imap->imap_stream_buffer;
+    if (b == NULL || b->str == NULL || b->len == 0)
+        return 0;
+    size_t start = b->len;
+    for (size_t i = b->len; i-- > 0;) {
+        if ((i == 0 || b->str[i - 1] == '\n') && fetch_start(b->str + i, b->len - i)) {
+            start = i;
+            break;
+        }
+    }
+    size_t end = b->len - start > 4096 ? start + 4096 : b->len;
+    for (size_t i = start + 1; i + 4 < end; i++) {
+        if ((b->str[i - 1] != '(' && b->str[i - 1] != ' ') || strncasecmp(b->str + i, "UID ", 4))
+            continue;
+        uint64_t uid = 0;
+        for (size_t j = i + 4; j < end && b->str[j] >= '0' && b->str[j] <= '9'; j++)
+            if ((uid = uid * 10 + (uint64_t)(b->str[j] - '0')) > UINT32_MAX)
+                return 0;
+        return (uint32_t)uid;
+    }
+    return 0;
 }
 
 static struct mailimap_set *uid_set(const uint32_t *uids, size_t n)
@@ -696,6 +827,7 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
 
     s->sink = sink;
     s->in_body = false;
+    s->body_bytes = 0;
     s->sink_error = false;
     set_handlers(s, fetch_att, fetch_body, s);
     clist *result = NULL;
@@ -708,8 +840,18 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
 
     if (s->sink_error)
         return MG_E_IO; /* the sink has filled in its own error */
-    if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH)
-        return generic_error(s, r, "fetching messages", err);
+    if (r != MAILIMAP_NO_ERROR && r != MAILIMAP_ERROR_UID_FETCH) {
+        enum mg_code rc = generic_error(s, r, "fetching messages", err);
+        /* A response that cannot be parsed, or that broke a bound, is pinned
+         * on the message it came with, when that can be told: its neighbours
+         * need not pay for it. A cut is no message's fault (the pool decides). */
+        bool malformed = r != MAILIMAP_ERROR_MEMORY &&
+                         (r != MAILIMAP_ERROR_STREAM || mg_tls_refused(s->imap->imap_stream));
+        uint32_t uid = malformed ? failed_uid(s) : 0;
+        if (uid != 0)
+            sink->bad(sink->ctx, uid, err->msg);
+        return rc;
+    }
     if (s->in_body)
         return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
                               "%s ended a message without its attributes", s->srv->host);

@@ -20,6 +20,7 @@
 #define FIRST_BATCH_MSGS 16
 #define FIRST_BATCH_BYTES (1u << 20)
 #define MAILBOX_MAX 1024
+#define WHY_MAX 200 /* a broken message's reason, as the warning shows it */
 /* A message this big is what a new session starts with, and it is not
  * started on a session likely to end before it arrives: a new session is
  * opened for it instead. */
@@ -52,6 +53,8 @@ struct worker {
     uint32_t *uids; /* sorted */
     size_t (*pairs)[2];
     bool *got;
+    char (*bad)[WHY_MAX]; /* why a message did not arrive whole, "" if it did */
+    bool blamed;          /* a failure was pinned on one message of the batch */
     size_t n;
     bool used; /* had a session during this run */
     struct mg_error err;
@@ -82,6 +85,7 @@ struct mg_pool {
     bool abort;
     struct mg_job_result *res;
     int cancel_hook;                 /* wakes mg_pool_run's wait at once on a signal */
+    bool *unsent;                    /* per message: answered for without it, every attempt */
     atomic_uint_fast64_t bytes_seen; /* streamed, for progress */
     atomic_size_t stored;
     atomic_bool logged_in; /* the credentials opened a session in this run */
@@ -289,7 +293,7 @@ static enum mg_code list_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
     struct list_arg *la = arg;
     la->out->n = 0; /* a retry starts over */
     enum mg_code rc = examine_op(p, sess, arg, err);
-    if (rc == MG_OK && la->mi->exists > 0)
+    if (rc == MG_OK && (la->mi->exists > 0 || !la->mi->counted))
         rc = mg_imap_list(sess, la->out, err);
     return rc;
 }
@@ -394,9 +398,9 @@ fail:
     return false;
 }
 
-static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
+/* Where uid is in the worker's batch, or w->n when it was not asked for. */
+static size_t batch_index(const struct worker *w, uint32_t uid)
 {
-    struct worker *w = ctx;
     size_t lo = 0, hi = w->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -405,7 +409,14 @@ static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
         else
             hi = mid;
     }
-    if (uid == 0 || lo == w->n || w->uids[lo] != uid || w->got[lo]) {
+    return lo < w->n && w->uids[lo] == uid ? lo : w->n;
+}
+
+static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
+{
+    struct worker *w = ctx;
+    size_t lo = batch_index(w, uid);
+    if (uid == 0 || lo == w->n || w->got[lo]) {
         /* Not asked for, or sent twice: a server that lies gets nothing stored. */
         if (uid != 0)
             mg_debug("worker %u: ignoring unrequested or repeated UID %u", w->id, uid);
@@ -418,6 +429,17 @@ static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
     }
     w->got[lo] = true;
     return true;
+}
+
+static void sink_bad(void *ctx, uint32_t uid, const char *why)
+{
+    struct worker *w = ctx;
+    size_t i = batch_index(w, uid);
+    if (i < w->n && !w->got[i]) {
+        mg_batch_drop_current(w->batch); /* what was streamed of it */
+        snprintf(w->bad[i], sizeof(w->bad[i]), "%s", why);
+        w->blamed = true;
+    }
 }
 
 static int cmp_pair(const void *a, const void *b)
@@ -439,7 +461,9 @@ static void prepare_batch(struct worker *w)
         w->uids[i] = (uint32_t)w->pairs[i][0];
         w->idx[i] = w->pairs[i][1];
         w->got[i] = false;
+        w->bad[i][0] = '\0';
     }
+    w->blamed = false;
 }
 
 static void sleep_ms(struct mg_pool *p, unsigned ms)
@@ -490,7 +514,7 @@ static void on_stored(void *ctx, uint32_t uid, const char *path)
 
 static enum mg_code run_batch(struct worker *w, struct mg_error *err)
 {
-    struct mg_fetch_sink sink = {w, sink_body, sink_done};
+    struct mg_fetch_sink sink = {w, sink_body, sink_done, sink_bad};
     w->sink_failed = false;
     w->committed = false;
     w->fresh = w->slot->fetches++ == 0;
@@ -571,15 +595,25 @@ static void settle_batch(struct worker *w, bool complete)
             p->res->bytes += m->v[w->idx[i]].size;
             p->progress++;
             w->progress = true;
+        } else if (w->bad[i][0] != '\0') {
+            /* The failure is pinned on this message: it spends an attempt,
+             * which moves towards a decision. */
+            p->progress++;
+            w->progress = true;
+            if (!mg_plan_requeue(&p->plan, w->idx[i])) {
+                p->res->failed++;
+                mg_warn("%s: message UID %u not stored: %s", p->job->mailbox, w->uids[i],
+                        w->bad[i]);
+            }
+        } else if (!w->answered && w->blamed) {
+            mg_plan_return(&p->plan, w->idx[i]); /* it broke on another message */
         } else if (!w->answered) {
             settle_cut(w, i, &first, none);
         } else if (!mg_plan_requeue(&p->plan, w->idx[i])) {
             p->progress++;
             w->progress = true;
             if (complete) {
-                p->res->vanished++;
-                mg_warn("message UID %u was not returned by the server %d times; skipped",
-                        w->uids[i], MAX_ATTEMPTS);
+                p->unsent[w->idx[i]] = true; /* judged at the end of the run */
             } else {
                 p->res->failed++;
             }
@@ -691,7 +725,8 @@ static void *worker_main(void *arg)
             mg_plan_size_halve(&want);
         /* A cut is given up on only while nobody gets anything done: as long
          * as messages are being settled, by this worker or another, it
-         * reconnects and carries on. */
+         * reconnects and carries on. A failure pinned on one message settles
+         * an attempt of it: progress too. */
         if (cut && (w->progress || p->progress != seen))
             fails = 0;
         seen = p->progress;
@@ -762,6 +797,7 @@ static void free_workers(struct mg_pool *p)
         free(p->w[i].uids);
         free(p->w[i].pairs);
         free(p->w[i].got);
+        free(p->w[i].bad);
     }
     free(p->w);
     p->w = NULL;
@@ -793,13 +829,71 @@ static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_erro
         w->uids = calloc(bm, sizeof(*w->uids));
         w->pairs = calloc(bm, sizeof(*w->pairs));
         w->got = calloc(bm, sizeof(*w->got));
-        if (w->idx == NULL || w->uids == NULL || w->pairs == NULL || w->got == NULL)
+        w->bad = calloc(bm, sizeof(*w->bad));
+        if (w->idx == NULL || w->uids == NULL || w->pairs == NULL || w->got == NULL ||
+            w->bad == NULL)
             return mg_error_set(err, MG_E_INTERNAL, "out of memory");
         enum mg_code rc = mg_batch_create(p->job->store, i, budget, &w->batch, err);
         if (rc != MG_OK)
             return rc;
     }
     return MG_OK;
+}
+
+static bool listed(const struct mg_msglist *l, uint32_t uid)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->v[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->n && l->v[lo].uid == uid;
+}
+
+/* Messages the server answered for without sending them, every attempt:
+ * expunged meanwhile, or withheld? A new listing tells; one line says which. */
+static void judge_unsent(struct mg_pool *p, const struct mg_job *job, struct mg_job_result *res)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < job->msgs->n; i++)
+        n += p->unsent[i];
+    if (n == 0)
+        return;
+    struct mg_msglist now = {0};
+    struct mg_mailbox_info mi;
+    struct mg_error err;
+    mg_error_clear(&err);
+    enum mg_code rc =
+        res->interrupted ? MG_E_INTERRUPTED : mg_pool_list(p, job->mailbox, &mi, &now, &err);
+    if (rc == MG_OK)
+        mg_msglist_sort(&now);
+    size_t kept = 0;
+    char some[96] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < job->msgs->n; i++) {
+        if (!p->unsent[i])
+            continue;
+        uint32_t uid = job->msgs->v[i].uid;
+        if (rc == MG_OK && !listed(&now, uid)) {
+            res->vanished++; /* expunged: nothing to keep */
+            continue;
+        }
+        res->failed++;
+        if (kept++ < 8 && len < sizeof(some)) {
+            int k = snprintf(some + len, sizeof(some) - len, "%s%u", len ? ", " : "", uid);
+            len += k > 0 ? (size_t)k : 0;
+        }
+    }
+    mg_msglist_finish(&now);
+    if (kept > 0)
+        mg_warn("%s: %zu message%s listed by the server %s never sent by it (UID %s%s)%s%s",
+                job->mailbox, kept, kept == 1 ? "" : "s", kept == 1 ? "was" : "were", some,
+                kept > 8 ? ", ..." : "",
+                rc == MG_OK || rc == MG_E_INTERRUPTED ? "" : "; listing again failed: ",
+                rc == MG_OK || rc == MG_E_INTERRUPTED ? "" : err.msg);
 }
 
 enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_job_result *res)
@@ -820,11 +914,17 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     pthread_mutex_unlock(&p->mu);
     atomic_store(&p->bytes_seen, 0);
     atomic_store(&p->stored, 0);
-    if (mg_plan_init(&p->plan, job->msgs, nw, MAX_ATTEMPTS) != 0)
+    p->unsent = calloc(job->msgs->n, sizeof(*p->unsent));
+    if (p->unsent == NULL || mg_plan_init(&p->plan, job->msgs, nw, MAX_ATTEMPTS) != 0) {
+        free(p->unsent);
+        p->unsent = NULL;
         return mg_error_set(&res->fatal, MG_E_INTERNAL, "out of memory");
+    }
     if (alloc_workers(p, nw, &res->fatal) != MG_OK) {
         free_workers(p);
         mg_plan_finish(&p->plan);
+        free(p->unsent);
+        p->unsent = NULL;
         return res->fatal.code;
     }
 
@@ -892,10 +992,14 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         res->connections += p->w[i].used;
     /* Whatever was never handed out or never settled did not arrive. */
     res->failed += mg_plan_pending(&p->plan);
-    res->seconds = now_s() - t0;
     free_workers(p);
     mg_plan_finish(&p->plan);
     p->job = NULL;
+    if (res->fatal.code == MG_OK)
+        judge_unsent(p, job, res);
+    free(p->unsent);
+    p->unsent = NULL;
+    res->seconds = now_s() - t0;
     if (res->fatal.code != MG_OK)
         return res->fatal.code;
     return res->failed > 0 ? MG_E_PARTIAL : MG_OK;

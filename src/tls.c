@@ -23,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "mailgrab/cancel.h"
+#include "mailgrab/imapframe.h"
 
 struct mg_tls_ctx {
     SSL_CTX *ssl_ctx;
@@ -35,6 +36,7 @@ struct conn {
     atomic_bool cancelled;
     SSL *ssl;
     int timeout_ms;
+    struct mg_frame fr; /* what the server may make libetpan hold */
     char why[160];
 };
 
@@ -177,6 +179,8 @@ static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
     struct conn *c = s->data;
     if (count > INT_MAX)
         count = INT_MAX;
+    if (c->fr.state != MG_FRAME_OK)
+        return -1;
     for (;;) {
         if (atomic_load(&c->cancelled)) {
             snprintf(c->why, sizeof(c->why), "cancelled");
@@ -185,7 +189,9 @@ static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
         errno = 0;
         int r = SSL_read(c->ssl, buf, (int)count);
         if (r > 0)
-            return r;
+            return mg_frame_feed(&c->fr, buf, (size_t)r, c->why, sizeof(c->why)) == MG_FRAME_OK
+                       ? r
+                       : -1;
         if (ssl_wait(c, r) < 0)
             return -1;
     }
@@ -198,6 +204,7 @@ static ssize_t drv_write(mailstream_low *s, const void *buf, size_t count)
         count = INT_MAX;
     if (count == 0)
         return 0;
+    mg_frame_command(&c->fr);
     for (;;) {
         if (atomic_load(&c->cancelled)) {
             snprintf(c->why, sizeof(c->why), "cancelled");
@@ -420,6 +427,7 @@ enum mg_code mg_tls_connect(struct mg_tls_ctx *ctx, const char *host, const char
     if (c == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     c->fd = -1;
+    mg_frame_init(&c->fr);
     c->timeout_ms = (timeout_s > 0 ? timeout_s : 60) * 1000;
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->cancel_fd < 0) {
@@ -459,6 +467,39 @@ void mg_tls_cancel(mailstream *s)
     mailstream_low *low = mailstream_get_low(s);
     if (low != NULL)
         drv_cancel(low);
+}
+
+static struct conn *conn_of(mailstream *s)
+{
+    mailstream_low *low = s ? mailstream_get_low(s) : NULL;
+    return low != NULL && low->driver == &tls_driver ? low->data : NULL;
+}
+
+void mg_tls_expect_fetch(mailstream *s, bool consumed, bool bodies)
+{
+    struct conn *c = conn_of(s);
+    if (c != NULL) {
+        c->fr.fetch_consumed = consumed;
+        c->fr.bodies_streamed = bodies;
+    }
+}
+
+bool mg_tls_greeted_bye(mailstream *s)
+{
+    struct conn *c = conn_of(s);
+    return c != NULL && c->fr.state == MG_FRAME_BYE;
+}
+
+const char *mg_tls_bye_text(mailstream *s)
+{
+    struct conn *c = conn_of(s);
+    return c != NULL && c->fr.bye[0] != '\0' ? c->fr.bye : NULL;
+}
+
+bool mg_tls_refused(mailstream *s)
+{
+    struct conn *c = conn_of(s);
+    return c != NULL && c->fr.state == MG_FRAME_REFUSED;
 }
 
 const char *mg_tls_last_error(mailstream *s)

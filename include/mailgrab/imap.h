@@ -32,18 +32,26 @@ struct mg_server {
 };
 
 struct mg_mailbox_info {
-    uint32_t uidvalidity;
+    uint32_t uidvalidity; /* never 0: mg_imap_examine refuses a mailbox without one */
     uint32_t exists;
+    bool counted; /* the server said how many messages it holds (EXISTS) */
     uint32_t uidnext;
 };
 
 /* Receives a fetch as it streams: body pieces of one message, then done()
- * for it. A callback returning false aborts the fetch (its own error). */
+ * for it, or bad() when it did not arrive whole. A callback returning false
+ * aborts the fetch (its own error). */
 struct mg_fetch_sink {
     void *ctx;
     bool (*body)(void *ctx, const char *bytes, size_t len);
-    /* flags: the server's system flags as Maildir letters, e.g. "FS" */
+    /* flags: the server's system flags as Maildir letters, e.g. "FS"; only
+     * the five system flags become letters, never the server's keywords */
     bool (*done)(void *ctx, uint32_t uid, time_t internaldate, const char *flags);
+    /* The message uid is not to be stored, for the reason in why (one line):
+     * its body was NIL or not RFC822.SIZE bytes, or its response could not
+     * be parsed or broke off (then the fetch fails too). The bytes streamed
+     * for it are to be dropped. */
+    void (*bad)(void *ctx, uint32_t uid, const char *why);
 };
 
 struct mg_imap;
@@ -66,17 +74,19 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
                              struct mg_error *err);
 
 /* LIST "" "*": call each(name, ctx) for every selectable mailbox, with
- * the name as the server sent it (modified UTF-7). */
+ * the name as the server sent it (modified UTF-7); at most 10,000. */
 enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
                                void *ctx, struct mg_error *err);
 
-/* Append every message's UID and RFC822.SIZE to out (unsorted). */
+/* Append every message's UID and RFC822.SIZE to out (unsorted): at most
+ * EXISTS + 10,000 of them (1,000,000 without EXISTS), else MG_E_PROTOCOL. */
 enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err);
 
 /*
  * UID FETCH the given UIDs (sorted) with BODY.PEEK[]; each message's bytes
- * go to sink->body in pieces, then sink->done. Messages the server does not
- * return are simply not reported: the caller compares.
+ * go to sink->body in pieces, then sink->done, or sink->bad when it did not
+ * arrive whole. Messages the server does not return are simply not
+ * reported: the caller compares.
  *
  * *answered says the server completed the command: every message reported
  * done is whole and the session is in step, even when the server refused

@@ -8,6 +8,10 @@
  * from any thread. The driver's read never returns 0: end of stream, timeout
  * and cancel are all -1, because libetpan 1.9.4 spins on a 0 mid-literal.
  *
+ * The driver also bounds what a server can make libetpan hold, whatever it
+ * sends (see imapframe.h): beyond a bound, the read fails as a broken stream,
+ * and mg_tls_refused says so.
+ *
  * Memory: mg_tls_ctx is created once and destroyed after every stream using it
  * is gone. A mailstream from mg_tls_connect belongs to its caller (normally
  * handed to mailimap_connect, which then owns it).
@@ -18,6 +22,8 @@
 #define MAILGRAB_TLS_H
 
 #include <libetpan/libetpan.h>
+
+#include <stdbool.h>
 
 #include "mailgrab/error.h"
 
@@ -37,6 +43,21 @@ enum mg_code mg_tls_connect(struct mg_tls_ctx *ctx, const char *host, const char
 
 /* Wake a blocked read or write on s with an error; the stream is dead after. */
 void mg_tls_cancel(mailstream *s);
+
+/* What the next command's answer holds: consumed, its FETCH responses are
+ * handed to a handler and freed as they come (they do not count as kept);
+ * bodies, its BODY[] literals stream to a handler (any size). */
+void mg_tls_expect_fetch(mailstream *s, bool consumed, bool bodies);
+
+/* The server's greeting was a BYE; mg_tls_last_error holds its text. The
+ * stream ends there (libetpan would leak the greeting it parsed). */
+bool mg_tls_greeted_bye(mailstream *s);
+
+/* The text of the last BYE the server sent on s, or NULL. */
+const char *mg_tls_bye_text(mailstream *s);
+
+/* The stream ended because the server exceeded a bound (see above). */
+bool mg_tls_refused(mailstream *s);
 
 /* Why the last read or write on s failed, as text for an error message. */
 const char *mg_tls_last_error(mailstream *s);

@@ -43,21 +43,22 @@ with server.ca_file as usual.
 import asyncio
 import base64
 import binascii
-import os
 import re
 import ssl
-import threading
 import time
+
+from mgtest.tlsserver import TlsServer
 
 BYE = b"* BYE Session expired, please login again.\r\n"
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 
 
-class ByeProxy:
+class ByeProxy(TlsServer):
     def __init__(self, server, after_bytes=0, times=1, mode="bye",
                  refusal=b"[UNAVAILABLE] Temporary server failure", lose_uid=None,
                  expiry_of=None, target_port=None):
         self.server = server
+        self.pki_dir = server.pki
         self.target_port = target_port or server.imap_port
         self.expiry_of = expiry_of
         self.mode = mode
@@ -70,39 +71,6 @@ class ByeProxy:
         self.times = times
         self.byes = 0
         self.sessions = 0
-        self.port = None
-        self._loop = None
-        self._thread = None
-
-    def __enter__(self):
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or self.port is None:
-            raise AssertionError("byeproxy did not start")
-        return self
-
-    def __exit__(self, *exc):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        return False
-
-    def _run(self, ready):
-        self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._main(ready))
-        self._loop.close()
-
-    async def _main(self, ready):
-        self._stop = asyncio.Event()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        pki = self.server.pki
-        ctx.load_cert_chain(os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
-        srv = await asyncio.start_server(self._session, "127.0.0.1", 0, ssl=ctx)
-        self.port = srv.sockets[0].getsockname()[1]
-        ready.set()
-        async with srv:
-            await self._stop.wait()
-            srv.close()
 
     async def _session(self, c_reader, c_writer):
         self.sessions += 1
