@@ -331,8 +331,10 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     own.output = dir;
     a = &own;
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
+    struct mg_imap_source is = {&srv, cr};
+    struct mg_source src = mg_imap_source(&is);
     if (rc == MG_OK)
-        rc = mg_pool_create(&srv, cr, cap_connections(a), &pool, &err);
+        rc = mg_pool_create(&src, cap_connections(a), &pool, &err);
     if (rc == MG_OK) {
         mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
         rc = mg_pool_connect(pool, &err);

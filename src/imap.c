@@ -892,3 +892,75 @@ void mg_imap_close(struct mg_imap *s, bool polite)
     }
     free(s);
 }
+
+/* The source interface: an mg_session is an mg_imap. */
+static struct mg_imap *imap_of(struct mg_session *s)
+{
+    return (struct mg_imap *)s;
+}
+
+static enum mg_code src_open(void *ctx, struct mg_session **out, struct mg_error *err)
+{
+    const struct mg_imap_source *is = ctx;
+    struct mg_imap *s;
+    enum mg_code rc = mg_imap_open(is->srv, is->creds, &s, err);
+    if (rc == MG_OK)
+        *out = (struct mg_session *)s;
+    return rc;
+}
+
+static enum mg_code src_examine(struct mg_session *s, const char *mailbox,
+                                struct mg_mailbox_info *info, struct mg_error *err)
+{
+    return mg_imap_examine(imap_of(s), mailbox, info, err);
+}
+
+static enum mg_code src_mailboxes(struct mg_session *s, void (*each)(const char *name, void *ctx),
+                                  void *ctx, struct mg_error *err)
+{
+    return mg_imap_mailboxes(imap_of(s), each, ctx, err);
+}
+
+static enum mg_code src_list(struct mg_session *s, struct mg_msglist *out, struct mg_error *err)
+{
+    return mg_imap_list(imap_of(s), out, err);
+}
+
+static enum mg_code src_fetch(struct mg_session *s, const uint32_t *uids, size_t n,
+                              const struct mg_fetch_sink *sink, bool *answered,
+                              struct mg_error *err)
+{
+    return mg_imap_fetch(imap_of(s), uids, n, sink, answered, err);
+}
+
+static bool src_broken(const struct mg_session *s)
+{
+    return mg_imap_broken((const struct mg_imap *)s);
+}
+
+static void src_cancel(struct mg_session *s)
+{
+    mg_imap_cancel(imap_of(s));
+}
+
+static void src_close(struct mg_session *s, bool polite)
+{
+    mg_imap_close(imap_of(s), polite);
+}
+
+static const struct mg_source_ops imap_ops = {
+    .open = src_open,
+    .examine = src_examine,
+    .mailboxes = src_mailboxes,
+    .list = src_list,
+    .fetch = src_fetch,
+    .broken = src_broken,
+    .cancel = src_cancel,
+    .close = src_close,
+    .judge_login = mg_imap_judge_login,
+};
+
+struct mg_source mg_imap_source(struct mg_imap_source *is)
+{
+    return (struct mg_source){&imap_ops, is};
+}

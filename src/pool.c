@@ -30,7 +30,7 @@
 struct slot {
     struct mg_pool *p;
     unsigned id;
-    struct mg_imap *sess;        /* guarded by mu while a run may cancel it */
+    struct mg_session *sess;     /* guarded by mu while a run may cancel it */
     unsigned fetches;            /* FETCH commands sent on sess */
     uint64_t carried;            /* message bytes received on sess */
     char examined[MAILBOX_MAX];  /* mailbox open on sess, "" if none */
@@ -67,8 +67,8 @@ struct worker {
 };
 
 struct mg_pool {
-    const struct mg_server *srv;
-    const struct mg_creds *creds;
+    struct mg_source src;
+    unsigned pause_ms; /* the unit of retry pauses */
     unsigned nslots;
     struct slot *slots;
     pthread_mutex_t mu;
@@ -101,16 +101,16 @@ static void wake_on_cancel(void *arg)
     pthread_mutex_unlock(&p->mu);
 }
 
-enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
-                            unsigned workers, struct mg_pool **out, struct mg_error *err)
+enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struct mg_pool **out,
+                            struct mg_error *err)
 {
     struct mg_pool *p = calloc(1, sizeof(*p));
     if (p == NULL || (p->slots = calloc(workers ? workers : 1, sizeof(*p->slots))) == NULL) {
         free(p);
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     }
-    p->srv = srv;
-    p->creds = creds;
+    p->src = *src;
+    p->pause_ms = 1000;
     p->nslots = workers ? workers : 1;
     for (unsigned i = 0; i < p->nslots; i++) {
         p->slots[i].p = p;
@@ -125,7 +125,8 @@ enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *
 
 static void *logout_main(void *arg)
 {
-    mg_imap_close(arg, true);
+    struct slot *s = arg;
+    s->p->src.ops->close(s->sess, true);
     return NULL;
 }
 
@@ -152,10 +153,10 @@ void mg_pool_destroy(struct mg_pool *p)
         if (p->slots[i].sess == NULL)
             continue;
         if (t != NULL && spawned != NULL &&
-            pthread_create(&t[i], NULL, logout_main, p->slots[i].sess) == 0)
+            pthread_create(&t[i], NULL, logout_main, &p->slots[i]) == 0)
             spawned[i] = true;
         else
-            mg_imap_close(p->slots[i].sess, true);
+            p->src.ops->close(p->slots[i].sess, true);
     }
     for (unsigned i = 0; t != NULL && spawned != NULL && i < p->nslots; i++)
         if (spawned[i])
@@ -168,7 +169,7 @@ void mg_pool_destroy(struct mg_pool *p)
     free(p);
 }
 
-static void set_session(struct mg_pool *p, struct slot *s, struct mg_imap *sess)
+static void set_session(struct mg_pool *p, struct slot *s, struct mg_session *sess)
 {
     pthread_mutex_lock(&p->mu);
     s->sess = sess;
@@ -176,18 +177,18 @@ static void set_session(struct mg_pool *p, struct slot *s, struct mg_imap *sess)
     s->carried = 0;
     s->examined[0] = '\0';
     if (sess != NULL && p->abort)
-        mg_imap_cancel(sess);
+        p->src.ops->cancel(sess);
     pthread_mutex_unlock(&p->mu);
 }
 
 static void drop_session(struct mg_pool *p, struct slot *s)
 {
     pthread_mutex_lock(&p->mu);
-    struct mg_imap *sess = s->sess;
+    struct mg_session *sess = s->sess;
     s->sess = NULL;
     s->examined[0] = '\0';
     pthread_mutex_unlock(&p->mu);
-    mg_imap_close(sess, false);
+    p->src.ops->close(sess, false);
 }
 
 /* Give slot s a logged-in session unless it has one. */
@@ -195,17 +196,17 @@ static enum mg_code open_slot(struct mg_pool *p, struct slot *s, struct mg_error
 {
     if (s->sess != NULL)
         return MG_OK;
-    struct mg_imap *sess;
-    enum mg_code rc = mg_imap_open(p->srv, p->creds, &sess, err);
+    struct mg_session *sess;
+    enum mg_code rc = p->src.ops->open(p->src.ctx, &sess, err);
     if (rc == MG_OK) {
         set_session(p, s, sess);
         atomic_store(&p->logged_in, true);
-    } else
-        rc = mg_imap_judge_login(err, atomic_load(&p->logged_in));
+    } else if (p->src.ops->judge_login != NULL)
+        rc = p->src.ops->judge_login(err, atomic_load(&p->logged_in));
     return rc;
 }
 
-static enum mg_code control(struct mg_pool *p, struct mg_imap **out, struct mg_error *err)
+static enum mg_code control(struct mg_pool *p, struct mg_session **out, struct mg_error *err)
 {
     enum mg_code rc = open_slot(p, &p->slots[0], err);
     *out = p->slots[0].sess;
@@ -217,16 +218,30 @@ static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *ma
                                struct mg_mailbox_info *mi, struct mg_error *err)
 {
     s->examined[0] = '\0'; /* a failed EXAMINE closes the old mailbox too */
-    enum mg_code rc = mg_imap_examine(s->sess, mailbox, mi, err);
+    enum mg_code rc = p->src.ops->examine(s->sess, mailbox, mi, err);
     if (rc == MG_OK) {
         snprintf(s->examined, sizeof(s->examined), "%s", mailbox);
         s->info = *mi;
-    } else if (mg_imap_broken(s->sess))
+    } else if (p->src.ops->broken(s->sess))
         drop_session(p, s); /* out of step; a refusal leaves it usable */
     return rc;
 }
 
-typedef enum mg_code (*control_op)(struct mg_pool *p, struct mg_imap *sess, void *arg,
+/* How long to wait before try n + 1: a server that is busy or limiting
+ * gets doubling pauses, a lost connection short growing ones. */
+static unsigned backoff_ms(const struct mg_pool *p, enum mg_retry retry, unsigned n)
+{
+    if (retry == MG_RETRY_LATER)
+        return p->pause_ms << (n < 6 ? n : 6);
+    return p->pause_ms / 5 * n;
+}
+
+void mg_pool_set_pause(struct mg_pool *p, unsigned ms)
+{
+    p->pause_ms = ms;
+}
+
+typedef enum mg_code (*control_op)(struct mg_pool *p, struct mg_session *sess, void *arg,
                                    struct mg_error *err);
 
 /* Run op on the control session; when the session breaks or cannot be
@@ -236,7 +251,7 @@ static enum mg_code with_control(struct mg_pool *p, control_op op, void *arg, st
     for (unsigned attempt = 1;; attempt++) {
         if (mg_cancelled())
             return mg_cancel_error(err);
-        struct mg_imap *sess;
+        struct mg_session *sess;
         enum mg_code rc = control(p, &sess, err);
         if (rc == MG_OK)
             rc = op(p, sess, arg, err);
@@ -244,16 +259,16 @@ static enum mg_code with_control(struct mg_pool *p, control_op op, void *arg, st
         if (rc == MG_OK || rc == MG_E_INTERRUPTED || err->retry == MG_RETRY_NONE ||
             attempt >= MAX_FAILS)
             return rc;
-        bool broken = mg_imap_broken(p->slots[0].sess);
+        bool broken = p->src.ops->broken(p->slots[0].sess);
         if (broken)
             drop_session(p, &p->slots[0]);
         mg_info("%s; %s", err->msg, broken ? "reconnecting" : "asking again");
-        unsigned ms = err->retry == MG_RETRY_LATER ? 1000u << attempt : 200u * attempt;
-        mg_cancel_sleep(ms);
+        mg_cancel_sleep(backoff_ms(p, err->retry, attempt));
     }
 }
 
-static enum mg_code no_op(struct mg_pool *p, struct mg_imap *sess, void *arg, struct mg_error *err)
+static enum mg_code no_op(struct mg_pool *p, struct mg_session *sess, void *arg,
+                          struct mg_error *err)
 {
     return MG_OK;
 }
@@ -275,7 +290,7 @@ struct list_arg {
 };
 
 /* EXAMINE on the control session unless the mailbox is open there. */
-static enum mg_code examine_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
+static enum mg_code examine_op(struct mg_pool *p, struct mg_session *sess, void *arg,
                                struct mg_error *err)
 {
     struct list_arg *la = arg;
@@ -287,22 +302,22 @@ static enum mg_code examine_op(struct mg_pool *p, struct mg_imap *sess, void *ar
     return examine_on(p, s, la->mailbox, la->mi, err);
 }
 
-static enum mg_code list_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
+static enum mg_code list_op(struct mg_pool *p, struct mg_session *sess, void *arg,
                             struct mg_error *err)
 {
     struct list_arg *la = arg;
     la->out->n = 0; /* a retry starts over */
     enum mg_code rc = examine_op(p, sess, arg, err);
     if (rc == MG_OK && (la->mi->exists > 0 || !la->mi->counted))
-        rc = mg_imap_list(sess, la->out, err);
+        rc = p->src.ops->list(sess, la->out, err);
     return rc;
 }
 
-static enum mg_code mailboxes_op(struct mg_pool *p, struct mg_imap *sess, void *arg,
+static enum mg_code mailboxes_op(struct mg_pool *p, struct mg_session *sess, void *arg,
                                  struct mg_error *err)
 {
     struct list_arg *la = arg;
-    return mg_imap_mailboxes(sess, la->each, la->ctx, err);
+    return p->src.ops->mailboxes(sess, la->each, la->ctx, err);
 }
 
 enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
@@ -379,7 +394,7 @@ static void set_fatal(struct mg_pool *p, const struct mg_error *e)
     }
     p->abort = true;
     for (unsigned i = 0; i < p->nw; i++)
-        mg_imap_cancel(p->w[i].slot->sess);
+        p->src.ops->cancel(p->w[i].slot->sess);
     pthread_cond_broadcast(&p->cv);
 }
 
@@ -518,7 +533,7 @@ static enum mg_code run_batch(struct worker *w, struct mg_error *err)
     w->sink_failed = false;
     w->committed = false;
     w->fresh = w->slot->fetches++ == 0;
-    enum mg_code rc = mg_imap_fetch(w->slot->sess, w->uids, w->n, &sink, &w->answered, err);
+    enum mg_code rc = w->p->src.ops->fetch(w->slot->sess, w->uids, w->n, &sink, &w->answered, err);
     w->partial = mg_batch_in_message(w->batch);
     if (w->sink_failed) {
         *err = w->err;
@@ -740,9 +755,8 @@ static void *worker_main(void *arg)
         mg_info("connection %u: %s; retrying", w->id, err.msg);
         /* Back off, more with each failure in a row; straight back after a
          * cut that came after something was done. */
-        unsigned ms = err.retry == MG_RETRY_LATER ? 1000u << fails
-                      : cut && fails == 1         ? 0
-                                                  : 200u * fails;
+        unsigned ms =
+            cut && fails == 1 && err.retry != MG_RETRY_LATER ? 0 : backoff_ms(p, err.retry, fails);
         if (ms > 0) {
             pthread_mutex_unlock(&p->mu);
             sleep_ms(p, ms);

@@ -14,6 +14,7 @@
 #include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
 #include "mailgrab/mboxname.h"
+#include "mailgrab/imap.h"
 #include "mailgrab/pool.h"
 #include "mailgrab/store.h"
 #include "mailgrab/tls.h"
@@ -165,8 +166,10 @@ static enum mg_code verify_online(const struct mg_account *a, const char *sub,
     size_t n = 0;
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, err);
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
+    struct mg_imap_source is = {&srv, cr};
+    struct mg_source src = mg_imap_source(&is);
     if (rc == MG_OK)
-        rc = mg_pool_create(&srv, cr, 1, &pool, err);
+        rc = mg_pool_create(&src, 1, &pool, err);
     if (rc == MG_OK) {
         mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
         rc = mg_pool_connect(pool, err);

@@ -22,6 +22,7 @@
 #include "mailgrab/creds.h"
 #include "mailgrab/error.h"
 #include "mailgrab/plan.h"
+#include "mailgrab/source.h"
 #include "mailgrab/tls.h"
 
 struct mg_server {
@@ -31,30 +32,16 @@ struct mg_server {
     struct mg_tls_ctx *tls;
 };
 
-struct mg_mailbox_info {
-    uint32_t uidvalidity; /* never 0: mg_imap_examine refuses a mailbox without one */
-    uint32_t exists;
-    bool counted; /* the server said how many messages it holds (EXISTS) */
-    uint32_t uidnext;
-};
-
-/* Receives a fetch as it streams: body pieces of one message, then done()
- * for it, or bad() when it did not arrive whole. A callback returning false
- * aborts the fetch (its own error). */
-struct mg_fetch_sink {
-    void *ctx;
-    bool (*body)(void *ctx, const char *bytes, size_t len);
-    /* flags: the server's system flags as Maildir letters, e.g. "FS"; only
-     * the five system flags become letters, never the server's keywords */
-    bool (*done)(void *ctx, uint32_t uid, time_t internaldate, const char *flags);
-    /* The message uid is not to be stored, for the reason in why (one line):
-     * its body was NIL or not RFC822.SIZE bytes, or its response could not
-     * be parsed or broke off (then the fetch fails too). The bytes streamed
-     * for it are to be dropped. */
-    void (*bad)(void *ctx, uint32_t uid, const char *why);
-};
-
 struct mg_imap;
+
+/* The source interface (source.h) over IMAP: each session an mg_imap
+ * opened with *srv and *creds, borrowed for as long as the source is used. */
+struct mg_imap_source {
+    const struct mg_server *srv;
+    const struct mg_creds *creds;
+};
+
+struct mg_source mg_imap_source(struct mg_imap_source *is);
 
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err);

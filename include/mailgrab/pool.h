@@ -1,6 +1,7 @@
 /*
- * pool.h - the worker pool: N threads, each with its own IMAP session,
- * fetching one mailbox's planned messages into the store.
+ * pool.h - the worker pool: N threads, each with its own session of a
+ * message source (source.h: IMAP, or the engine tests' fake), fetching one
+ * mailbox's planned messages into the store.
  *
  * Owns the threads, the plan's lock, retries and reconnects, and the
  * progress line. A cancel (cancel.h: SIGINT, SIGTERM, SIGHUP) stops every
@@ -44,8 +45,8 @@
  * login), so a multi-folder backup never holds more than `workers` sessions.
  * They can be opened ahead (mg_pool_warm) while the control session lists.
  *
- * Memory: the pool borrows srv and creds; everything in struct mg_job is
- * borrowed for the duration of the run.
+ * Memory: the pool copies *src (its ctx stays borrowed); everything in
+ * struct mg_job is borrowed for the duration of the run.
  * Thread-safety: the pool is driven by one thread; on_stored is called from
  * several workers at once, outside the pool's lock, and must not block.
  */
@@ -56,8 +57,8 @@
 #include <stdint.h>
 
 #include "mailgrab/error.h"
-#include "mailgrab/imap.h"
 #include "mailgrab/plan.h"
+#include "mailgrab/source.h"
 #include "mailgrab/store.h"
 
 struct mg_job {
@@ -85,8 +86,13 @@ struct mg_job_result {
 struct mg_pool;
 
 /* No connection is made yet. workers >= 1 is the most sessions ever open. */
-enum mg_code mg_pool_create(const struct mg_server *srv, const struct mg_creds *creds,
-                            unsigned workers, struct mg_pool **out, struct mg_error *err);
+enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struct mg_pool **out,
+                            struct mg_error *err);
+
+/* The unit of the pauses between retries (default 1000 ms: a busy server
+ * is asked again after 2, 4, 8 s ..., a lost connection after 0.2, 0.4 s
+ * ...). The engine tests shorten it. */
+void mg_pool_set_pause(struct mg_pool *p, unsigned ms);
 
 /* Connect the pool's first session (the control session) now, so that
  * credential and certificate problems show before anything else. */
