@@ -592,9 +592,16 @@ class Soak(unittest.TestCase):
         with tools.Proxy(server.host, server.imaps_port, "--delay-ms", "25") as proxy:
 
             def reached(p, t0, stored0, stale):
-                if stage == "start":  # once mailgrab itself runs (after exec)
+                if stage == "start":
+                    # once mailgrab runs its own code: before that (exec, the
+                    # dynamic loader) no program can catch a signal
                     try:
-                        return os.readlink(f"/proc/{p.pid}/exe") == mailgrab
+                        if os.readlink(f"/proc/{p.pid}/exe") != mailgrab:
+                            return False
+                        with open(f"/proc/{p.pid}/status") as f:
+                            blk = [ln for ln in f if ln.startswith("SigBlk:")]
+                        return bool(blk) and bool(int(blk[0].split()[1], 16)
+                                                  & (1 << (signal.SIGTERM - 1)))
                     except OSError:
                         return False
                 if stage in ("connect", "login"):
