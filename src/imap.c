@@ -181,6 +181,17 @@ enum mg_code mg_imap_judge_login(struct mg_error *err, bool logged_in_before)
                           was);
 }
 
+/* The state (OK, NO, BAD) of a parsed response's tagged end, or -1 when it
+ * ended otherwise (a fatal BYE): the union is read only as what it is. */
+static int tagged_state(const struct mailimap_response *resp)
+{
+    const struct mailimap_response_done *d = resp->rsp_resp_done;
+    if (d == NULL || d->rsp_type != MAILIMAP_RESP_DONE_TYPE_TAGGED ||
+        d->rsp_data.rsp_tagged == NULL || d->rsp_data.rsp_tagged->rsp_cond_state == NULL)
+        return -1;
+    return d->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+}
+
 /* AUTHENTICATE mech <ir>; on a "+" challenge (a refusal with details),
  * answer with `dummy` to receive the tagged NO. Returns a libetpan code:
  * MAILIMAP_NO_ERROR, MAILIMAP_ERROR_LOGIN on NO, or a stream/parse error. */
@@ -214,8 +225,10 @@ static int sasl_ir(struct mg_imap *s, const char *mech, const char *ir, const ch
     r = mailimap_parse_response(im, &resp);
     if (r != MAILIMAP_NO_ERROR)
         return r;
-    int type = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    int type = tagged_state(resp);
     mailimap_response_free(resp);
+    if (type < 0)
+        return MAILIMAP_ERROR_STREAM; /* the server ended the session */
     if (type != MAILIMAP_RESP_COND_STATE_OK)
         return MAILIMAP_ERROR_LOGIN;
     im->imap_state = MAILIMAP_STATE_AUTHENTICATED;
@@ -382,8 +395,10 @@ static int examine_literal(struct mg_imap *s, const char *mailbox)
     r = mailimap_parse_response(im, &resp);
     if (r != MAILIMAP_NO_ERROR)
         return r;
-    int state = resp->rsp_resp_done->rsp_data.rsp_tagged->rsp_cond_state->rsp_type;
+    int state = tagged_state(resp);
     mailimap_response_free(resp);
+    if (state < 0)
+        return MAILIMAP_ERROR_STREAM; /* the server ended the session */
     if (go_on && state == MAILIMAP_RESP_COND_STATE_OK) {
         im->imap_state = MAILIMAP_STATE_SELECTED;
         return MAILIMAP_NO_ERROR;
