@@ -46,6 +46,7 @@ struct mg_store {
 struct pending {
     uint32_t uid;
     time_t mtime;
+    time_t named; /* the time in a Maildir name: INTERNALDATE, or arrival */
     char flags[8];
     int fd;
     char tmp[64];
@@ -1001,9 +1002,8 @@ static void final_name(const struct mg_store *st, const struct pending *m, char 
         return;
     }
     /* Unique without a counter: a UID names one message per UIDVALIDITY. */
-    long long t = m->mtime != (time_t)-1 ? (long long)m->mtime : (long long)time(NULL);
-    snprintf(buf, cap, "%lld.U%uV%u.mailgrab,U=%u:2,%s", t, m->uid, st->uidvalidity, m->uid,
-             m->flags);
+    snprintf(buf, cap, "%lld.U%uV%u.mailgrab,U=%u:2,%s", (long long)m->named, m->uid,
+             st->uidvalidity, m->uid, m->flags);
 }
 
 enum mg_code mg_batch_create(struct mg_store *st, unsigned worker, size_t max_open,
@@ -1156,6 +1156,8 @@ enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const 
     struct pending *m = &b->v[b->n++];
     m->uid = uid;
     m->mtime = mtime;
+    /* Fixed here, once: the name is made again at link, record and report. */
+    m->named = mtime != (time_t)-1 ? mtime : time(NULL);
     snprintf(m->flags, sizeof(m->flags), "%s", flags ? flags : "");
     m->fd = fd;
     memcpy(m->tmp, b->tmp, sizeof(b->tmp));

@@ -275,6 +275,45 @@ static void test_maildir_layout(void **state)
     mg_store_close(st);
 }
 
+/* A message without INTERNALDATE is named once, from when it arrived: the
+ * name linked, recorded and reported is the same however long the commit
+ * takes (it was computed again at each step, around a second boundary). */
+struct seen_path {
+    char path[512];
+};
+
+static void remember_path(void *ctx, uint32_t uid, const char *path)
+{
+    (void)uid;
+    snprintf(((struct seen_path *)ctx)->path, sizeof(((struct seen_path *)ctx)->path), "%s", path);
+}
+
+static void test_maildir_name_fixed_once(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/md-nodate", root);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "INBOX", MG_FORMAT_MAILDIR, 7, &st, &newgen, &e), MG_OK);
+    struct mg_batch *b;
+    assert_int_equal(mg_batch_create(st, 0, 256, &b, &e), MG_OK);
+    assert_int_equal(mg_batch_begin(b, &e), MG_OK);
+    assert_int_equal(mg_batch_write(b, "x\r\n", 3, &e), MG_OK);
+    time_t arrived = time(NULL);
+    assert_int_equal(mg_batch_end(b, 5, (time_t)-1, "", &e), MG_OK);
+    sleep(2); /* the commit comes seconds later */
+    struct seen_path seen = {""};
+    assert_int_equal(mg_batch_commit(b, remember_path, &seen, &e), MG_OK);
+    struct stat sb;
+    assert_int_equal(stat(seen.path, &sb), 0); /* the reported path is the file */
+    const char *base = strrchr(seen.path, '/') + 1;
+    long long t = atoll(base);
+    assert_true(t >= (long long)arrived && t <= (long long)arrived + 1);
+    mg_batch_destroy(b);
+    mg_store_close(st);
+}
+
 static void test_uidvalidity_generations(void **state)
 {
     struct mg_error e;
@@ -857,6 +896,7 @@ int main(void)
         cmocka_unit_test(test_lock_creates_missing_parents),
         cmocka_unit_test(test_descriptor_budget),
         cmocka_unit_test(test_maildir_layout),
+        cmocka_unit_test(test_maildir_name_fixed_once),
         cmocka_unit_test(test_uidvalidity_generations),
         cmocka_unit_test(test_uidvalidity_unknown),
         cmocka_unit_test(test_hostile_entries),
