@@ -163,7 +163,7 @@ void mg_cancel_hook_remove(int handle)
     pthread_mutex_unlock(&hooks_mu);
 }
 
-void mg_cancel_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
+struct timespec mg_deadline(unsigned ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -173,6 +173,12 @@ void mg_cancel_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
         until.tv_sec++;
         until.tv_nsec -= 1000000000;
     }
+    return until;
+}
+
+void mg_cancel_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
+{
+    struct timespec until = mg_deadline(ms);
     pthread_cond_timedwait(cv, mu, &until);
 }
 

@@ -1,6 +1,8 @@
 /* csv.c - see include/mailgrab/csv.h */
 #include "mailgrab/csv.h"
 
+#include "mailgrab/log.h"
+
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -117,21 +119,6 @@ static void cell(FILE *f, const char *s, size_t max, bool pad)
         fputc(' ', f);
 }
 
-static void human_bytes(char *out, size_t n, uint64_t b)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(out, n, "%" PRIu64 " B", b);
-    else
-        snprintf(out, n, "%.1f %s", v, units[u]);
-}
-
 static void bar(FILE *f, uint64_t v, uint64_t max, int cols)
 {
     static const char *const eighths[8] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
@@ -165,7 +152,7 @@ int mg_report_write(FILE *f, const struct mg_stats *s, size_t top_senders, size_
     fputs("  name\n", f);
     for (size_t i = 0; i < shown; i++) {
         const char *nm = mg_stats_top_name(v[i]);
-        human_bytes(b, sizeof(b), v[i]->bytes);
+        mg_human_bytes(v[i]->bytes, b, sizeof(b));
         fprintf(f, "  %8" PRIu64 "  %10s  ", v[i]->count, b);
         cell(f, v[i]->key, aw, true);
         fputs("  ", f);
@@ -202,7 +189,7 @@ int mg_report_write(FILE *f, const struct mg_stats *s, size_t top_senders, size_
         bar(f, s->weekdays[d], max, 40);
         fputc('\n', f);
     }
-    human_bytes(b, sizeof(b), s->bytes);
+    mg_human_bytes(s->bytes, b, sizeof(b));
     fprintf(f,
             "\nTotals\n  messages       %10" PRIu64 "\n  bytes          %10" PRIu64
             "  (%s)\n  unparseable    %10" PRIu64 "\n  date fallback  %10" PRIu64 "\n",

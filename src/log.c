@@ -95,3 +95,15 @@ void mg_progress_end(void)
     }
     pthread_mutex_unlock(&lock);
 }
+
+void mg_human_bytes(uint64_t b, char *buf, size_t cap)
+{
+    if (b >= 1000000000)
+        snprintf(buf, cap, "%.2f GB", (double)b / 1e9);
+    else if (b >= 1000000)
+        snprintf(buf, cap, "%.1f MB", (double)b / 1e6);
+    else if (b >= 1000)
+        snprintf(buf, cap, "%.1f kB", (double)b / 1e3);
+    else
+        snprintf(buf, cap, "%u B", (unsigned)b);
+}

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "mailgrab/cancel.h"
+#include "mailgrab/fsutil.h"
 #include "mailgrab/log.h"
 #include "mailgrab/password.h"
 
@@ -431,56 +432,21 @@ static enum mg_code run_command(const char *cmd, char **out, struct mg_error *er
 enum mg_code mg_oauth2_write_secret(const char *path, const char *data, size_t len,
                                     struct mg_error *err)
 {
-    char dir[4096], tmp[4096];
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL) {
-        dir[0] = '.';
-        dir[1] = '\0';
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        if (n >= sizeof(dir))
-            return mg_error_set(err, MG_E_USAGE, "path too long: %s", path);
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int tn = snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, slash ? slash + 1 : path);
-    if (tn < 0 || (size_t)tn >= sizeof(tmp))
+    char *line = malloc(len + 1);
+    if (line == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    memcpy(line, data, len);
+    line[len] = '\n';
+    /* A fresh 0600 file renamed over the old one, the directory flushed:
+     * only a complete, synced secret ever carries the name. */
+    const char *step = "write";
+    int e = mg_replace_file(path, line, len + 1, &step);
+    explicit_bzero(line, len + 1);
+    free(line);
+    if (e == ENAMETOOLONG)
         return mg_error_set(err, MG_E_USAGE, "path too long: %s", path);
-
-    /* mkstemp creates the file 0600 whatever the umask. */
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return mg_error_set(err, MG_E_IO, "cannot create a file in %s: %s", dir, strerror(errno));
-    bool ok = fchmod(fd, 0600) == 0;
-    size_t off = 0;
-    while (ok && off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        ok = w > 0;
-        if (ok)
-            off += (size_t)w;
-    }
-    ok = ok && write(fd, "\n", 1) == 1;
-    ok = ok && fsync(fd) == 0;
-    int saved = errno;
-    ok = close(fd) == 0 && ok;
-    if (!ok) {
-        unlink(tmp);
-        return mg_error_set(err, MG_E_IO, "cannot write %s: %s", tmp, strerror(saved));
-    }
-    /* The order matters: only a complete, synced file ever carries the name. */
-    if (rename(tmp, path) != 0) {
-        saved = errno;
-        unlink(tmp);
-        return mg_error_set(err, MG_E_IO, "cannot replace %s: %s", path, strerror(saved));
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0)
-            mg_warn("cannot sync directory %s: %s", dir, strerror(errno));
-        close(dfd);
-    }
+    if (e != 0)
+        return mg_error_set(err, MG_E_IO, "cannot %s %s: %s", step, path, strerror(e));
     return MG_OK;
 }
 

@@ -483,14 +483,7 @@ static void prepare_batch(struct worker *w)
 
 static void sleep_ms(struct mg_pool *p, unsigned ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = mg_deadline(ms);
     pthread_mutex_lock(&p->mu);
     while (!p->abort && pthread_cond_timedwait(&p->cv, &p->mu, &until) != ETIMEDOUT)
         ;
@@ -776,16 +769,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void human_bytes(uint64_t b, char *buf, size_t cap)
-{
-    if (b >= 1000000000)
-        snprintf(buf, cap, "%.2f GB", (double)b / 1e9);
-    else if (b >= 1000000)
-        snprintf(buf, cap, "%.1f MB", (double)b / 1e6);
-    else
-        snprintf(buf, cap, "%.1f kB", (double)b / 1e3);
-}
-
 static void show_progress(struct mg_pool *p, double t0, uint64_t total)
 {
     size_t done = atomic_load(&p->stored);
@@ -794,8 +777,8 @@ static void show_progress(struct mg_pool *p, double t0, uint64_t total)
     double rate = el > 0 ? (double)done / el : 0;
     double brate = el > 0 ? (double)bytes / el : 0;
     char b1[32], b2[32];
-    human_bytes(bytes, b1, sizeof(b1));
-    human_bytes((uint64_t)brate, b2, sizeof(b2));
+    mg_human_bytes(bytes, b1, sizeof(b1));
+    mg_human_bytes((uint64_t)brate, b2, sizeof(b2));
     char eta[32] = "--";
     if (brate > 0 && total > bytes)
         snprintf(eta, sizeof(eta), "%.0fs", (double)(total - bytes) / brate);

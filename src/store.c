@@ -82,53 +82,19 @@ static enum mg_code io_error(struct mg_error *err, const char *what, const char 
     return mg_error_set(err, MG_E_IO, "cannot %s %s: %s", what, path, strerror(e));
 }
 
-static enum mg_code make_dir(const char *path, struct mg_error *err)
-{
-    if (mkdir(path, 0700) == 0) {
-        /* Make the new entry durable in its parent. */
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", path);
-        char *slash = strrchr(parent, '/');
-        if (slash == parent)
-            slash[1] = '\0';
-        else if (slash != NULL)
-            *slash = '\0';
-        else
-            snprintf(parent, sizeof(parent), ".");
-        int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (pfd >= 0) {
-            fsync(pfd);
-            close(pfd);
-        }
-        return MG_OK;
-    }
-    if (errno == EEXIST) {
-        struct stat sb;
-        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-            return MG_OK;
-        return mg_error_set(err, MG_E_IO, "%s exists and is not a directory", path);
-    }
-    return io_error(err, "create directory", path, errno);
-}
-
-/* make_dir for path and every missing directory above it, as mkdir -p:
- * a cron line naming ~/backups/mail works on a home without ~/backups. */
+/* mkdir -p (fsutil.h), 0700: a cron line naming ~/backups/mail works on a
+ * home without ~/backups. */
 static enum mg_code make_dirs(const char *path, struct mg_error *err)
 {
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof(p), "%s", path) >= (int)sizeof(p))
+    int e = mg_mkdirs(path, 0700);
+    if (e == ENOTDIR)
+        return mg_error_set(err, MG_E_IO,
+                            "%s (or a directory above it) exists and is not a "
+                            "directory",
+                            path);
+    if (e == ENAMETOOLONG)
         return mg_error_set(err, MG_E_USAGE, "output path too long: %s", path);
-    for (char *s = p + 1; *s != '\0'; s++) {
-        if (*s != '/' || s[-1] == '/')
-            continue;
-        *s = '\0';
-        struct stat sb;
-        enum mg_code rc = stat(p, &sb) == 0 && S_ISDIR(sb.st_mode) ? MG_OK : make_dir(p, err);
-        *s = '/';
-        if (rc != MG_OK)
-            return rc;
-    }
-    return make_dir(p, err);
+    return e != 0 ? io_error(err, "create directory", path, e) : MG_OK;
 }
 
 enum mg_code mg_store_lock(const char *output, int *fd, struct mg_error *err)
@@ -307,34 +273,15 @@ static int read_small(int dirfd, const char *name, char *buf, size_t cap)
 static enum mg_code replace_file(int dirfd, const char *dirpath, const char *name, const char *text,
                                  struct mg_error *err)
 {
-    char tmp[96];
-    int fd = -1;
-    for (unsigned i = 0; fd < 0 && i < 1000; i++) {
-        snprintf(tmp, sizeof(tmp), MG_TMP_PREFIX "%s-%ld-%u", name + 1, (long)getpid(), i);
-        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0)
-        return io_error(err, "create a file in", dirpath, errno);
-    size_t len = strlen(text);
-    bool ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
-    int e = errno;
-    if (close(fd) != 0 && ok) {
-        ok = false;
-        e = errno;
-    }
-    if (ok && renameat(dirfd, tmp, dirfd, name) != 0) {
-        ok = false;
-        e = errno;
-    }
-    if (!ok) {
-        unlinkat(dirfd, tmp, 0);
-        return io_error(err, "write a file in", dirpath, e);
-    }
-    if (fsync(dirfd) != 0)
-        return io_error(err, "flush", dirpath, errno);
-    return MG_OK;
+    const char *step = "write";
+    int e = mg_replace_at(dirfd, name, text, strlen(text), &step);
+    if (e == 0)
+        return MG_OK;
+    return io_error(err,
+                    strcmp(step, "create") == 0  ? "create a file in"
+                    : strcmp(step, "flush") == 0 ? "flush"
+                                                 : "write a file in",
+                    dirpath, e);
 }
 
 /* The UIDVALIDITY recorded in a mailbox directory: 0 none, 1 read, -1 error
@@ -843,7 +790,7 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
     int outfd = -1, basefd = -1;
     char base[PATH_MAX - 64]; /* room for a generation suffix in st->dir */
     char gen[NAME_MAX + 32];
-    enum mg_code rc = make_dir(output, err);
+    enum mg_code rc = make_dirs(output, err);
     if (rc != MG_OK)
         goto err_close;
     if (snprintf(base, sizeof(base), "%s/%s", output, component) >= (int)sizeof(base) ||

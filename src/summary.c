@@ -7,27 +7,13 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "mailgrab/backup.h"
-
-/* Create the directories above path (0700), like mkdir -p; failures show
- * up when the file itself cannot be created. */
-static void make_parents(const char *path)
-{
-    char dir[PATH_MAX];
-    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-        return;
-    for (char *p = dir + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(dir, 0700);
-        *p = '/';
-    }
-}
+#include "mailgrab/fsutil.h"
 
 static json_object *box_json(const struct mg_mailbox_report *r)
 {
@@ -76,27 +62,22 @@ enum mg_code mg_summary_write(const char *path, const struct mg_report *reps, si
                                                                 JSON_C_TO_STRING_NOSLASHESCAPE);
 
     enum mg_code rc = MG_OK;
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
-        json_object_put(root);
-        return mg_error_set(err, MG_E_USAGE, "--summary-json path too long");
-    }
-    make_parents(path); /* e.g. ~/.cache on a fresh account */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        json_object_put(root);
-        return mg_error_set(err, MG_E_IO, "cannot write %s: %s", path, strerror(errno));
-    }
+    /* e.g. ~/.cache on a fresh account; a failure shows when writing. */
+    mg_mkdirs_parent(path, 0700);
     size_t len = strlen(text);
-    bool ok = write(fd, text, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-    int e = errno;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok)
-            e = errno;
-        unlink(tmp);
-        rc = mg_error_set(err, MG_E_IO, "cannot write %s: %s", path, strerror(e));
+    char *doc = malloc(len + 2);
+    if (doc == NULL) {
+        json_object_put(root);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     }
+    memcpy(doc, text, len);
+    memcpy(doc + len, "\n", 2);
+    const char *step = "write";
+    int e = mg_replace_file(path, doc, len + 1, &step);
+    free(doc);
+    if (e != 0)
+        rc = mg_error_set(err, e == ENAMETOOLONG ? MG_E_USAGE : MG_E_IO, "cannot %s %s: %s", step,
+                          path, strerror(e));
     json_object_put(root);
     return rc;
 }

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "mailgrab/error.h"
 
@@ -65,6 +66,9 @@ int mg_cancel_hook_add(void (*fn)(void *ctx), void *ctx);
 
 /* Forget a hook; once this returns it is not running and never will. */
 void mg_cancel_hook_remove(int handle);
+
+/* ms from now on the clock pthread_cond_timedwait uses (CLOCK_REALTIME). */
+struct timespec mg_deadline(unsigned ms);
 
 /* pthread_cond_timedwait for at most ms milliseconds (the condition uses
  * CLOCK_REALTIME, the default): a waiter that must notice a cancel looks

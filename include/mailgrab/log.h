@@ -12,6 +12,8 @@
 #define MAILGRAB_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum mg_verbosity {
     MG_QUIET = 0,   /* errors only */
@@ -30,6 +32,10 @@ void mg_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Progress line: drawn only when enabled (stderr is a terminal and not quiet).
  * mg_progress_show redraws it in place; mg_progress_end clears it. */
+/* bytes for people, in decimal units as every figure mailgrab prints:
+ * "512 B", "12.3 kB", "4.5 MB", "1.25 GB". */
+void mg_human_bytes(uint64_t b, char *buf, size_t cap);
+
 void mg_progress_enable(bool on);
 bool mg_progress_enabled(void);
 void mg_progress_show(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

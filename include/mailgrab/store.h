@@ -58,8 +58,7 @@
 #include <time.h>
 
 #include "mailgrab/error.h"
-
-#define MG_TMP_PREFIX ".mg-tmp-"
+#include "mailgrab/fsutil.h"
 
 /*
  * Create OUTPUT (0700, and any missing directory above it) and take its run lock: an exclusive
