@@ -17,6 +17,21 @@ static int fail(const char **step, const char *what, int e)
     return e ? e : EIO;
 }
 
+int mg_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? errno : EIO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
 int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, const char **step)
 {
     const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
@@ -34,18 +49,7 @@ int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, con
     }
     if (fd < 0)
         return fail(step, "create", errno);
-    const char *p = data;
-    size_t off = 0;
-    int e = 0;
-    while (e == 0 && off < len) {
-        ssize_t w = write(fd, p + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            e = w < 0 ? errno : EIO;
-        else
-            off += (size_t)w;
-    }
+    int e = mg_write_all(fd, data, len);
     if (e == 0 && fsync(fd) != 0)
         e = errno;
     if (close(fd) != 0 && e == 0)

@@ -1,6 +1,8 @@
 /* manifest.c - see include/mailgrab/manifest.h */
 #include "mailgrab/manifest.h"
 
+#include "mailgrab/fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -353,27 +355,13 @@ struct copy {
     int e;
 };
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? errno : EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static void copy_entry(void *ctx, const struct mg_manifest_entry *e)
 {
     struct copy *c = ctx;
     char line[MG_MANIFEST_LINE_MAX + 2];
     int n = mg_manifest_format_line(e, line, sizeof(line));
     if (c->e == 0 && n > 0)
-        c->e = write_all(c->fd, line, (size_t)n);
+        c->e = mg_write_all(c->fd, line, (size_t)n);
 }
 
 /* Damaged lines would stay in an append-only file for good: write the good
@@ -389,7 +377,7 @@ static int rewrite(int dirfd, struct mg_manifest_log *l)
         openat(dirfd, tmp, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;
-    struct copy c = {fd, write_all(fd, HEADER, strlen(HEADER))};
+    struct copy c = {fd, mg_write_all(fd, HEADER, strlen(HEADER))};
     struct mg_manifest_reader r;
     mg_manifest_reader_init(&r, copy_entry, &c);
     int e = read_fd(l->fd, &r);

@@ -21,6 +21,9 @@
 
 #define MG_TMP_PREFIX ".mg-tmp-"
 
+/* Write all len bytes to fd (retrying short writes and EINTR): 0 or errno. */
+int mg_write_all(int fd, const void *data, size_t len);
+
 /* Replace dirfd/name with len bytes of data. */
 int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, const char **step);
 
