@@ -1,6 +1,8 @@
 /* buf.c - see include/mailgrab/buf.h */
 #include "mailgrab/buf.h"
 
+#include "mailgrab/utf8.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,28 +60,7 @@ int mg_buf_putc(struct mg_buf *b, unsigned char c)
 int mg_buf_put_utf8(struct mg_buf *b, uint32_t cp)
 {
     unsigned char s[4];
-    size_t n;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        cp = 0xFFFD;
-    if (cp < 0x80) {
-        s[0] = (unsigned char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        s[0] = (unsigned char)(0xC0 | (cp >> 6));
-        s[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        s[0] = (unsigned char)(0xE0 | (cp >> 12));
-        s[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        s[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        s[0] = (unsigned char)(0xF0 | (cp >> 18));
-        s[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        s[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        s[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
+    size_t n = mg_utf8_encode(cp, s);
     return mg_buf_append(b, s, n);
 }
 

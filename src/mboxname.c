@@ -1,6 +1,8 @@
 /* mboxname.c - see include/mailgrab/mboxname.h */
 #include "mailgrab/mboxname.h"
 
+#include "mailgrab/utf8.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,33 +12,10 @@
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
-/* Decode one UTF-8 sequence at s; returns its length, 0 if invalid. */
+/* One UTF-8 sequence of the NUL-terminated s: its length, 0 if invalid. */
 static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
 {
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    size_t len;
-    uint32_t c, min;
-    if ((s[0] & 0xe0) == 0xc0) {
-        len = 2, c = s[0] & 0x1f, min = 0x80;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        len = 3, c = s[0] & 0x0f, min = 0x800;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        len = 4, c = s[0] & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
+    return mg_utf8_decode(s, strnlen((const char *)s, 4), cp);
 }
 
 struct out {
@@ -113,21 +92,10 @@ static int b64_value(unsigned char c)
 
 static void put_utf8(struct out *o, uint32_t cp)
 {
-    if (cp < 0x80) {
-        put(o, (char)cp);
-    } else if (cp < 0x800) {
-        put(o, (char)(0xc0 | (cp >> 6)));
-        put(o, (char)(0x80 | (cp & 0x3f)));
-    } else if (cp < 0x10000) {
-        put(o, (char)(0xe0 | (cp >> 12)));
-        put(o, (char)(0x80 | ((cp >> 6) & 0x3f)));
-        put(o, (char)(0x80 | (cp & 0x3f)));
-    } else {
-        put(o, (char)(0xf0 | (cp >> 18)));
-        put(o, (char)(0x80 | ((cp >> 12) & 0x3f)));
-        put(o, (char)(0x80 | ((cp >> 6) & 0x3f)));
-        put(o, (char)(0x80 | (cp & 0x3f)));
-    }
+    unsigned char u[4];
+    size_t n = mg_utf8_encode(cp, u);
+    for (size_t i = 0; i < n; i++)
+        put(o, (char)u[i]);
 }
 
 int mg_mbox_from_imap(const char *imap, char *out, size_t cap)

@@ -1,6 +1,8 @@
 /* textdec.c - see include/mailgrab/textdec.h */
 #include "mailgrab/textdec.h"
 
+#include "mailgrab/utf8.h"
+
 #include <errno.h>
 #include <iconv.h>
 #include <stdint.h>
@@ -17,34 +19,8 @@ static const uint16_t cp1252_hi[32] = {
 /* Length of the valid UTF-8 sequence at s, or 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    uint32_t cp = c & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
+    uint32_t cp;
+    return mg_utf8_decode(s, n, &cp);
 }
 
 bool mg_utf8_valid(const char *s, size_t n)

@@ -1,6 +1,8 @@
 /* wordcount.c - see include/mailgrab/wordcount.h */
 #include "mailgrab/wordcount.h"
 
+#include "mailgrab/utf8.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,28 +88,12 @@ static bool is_word_cp(uint32_t c)
 /* Decode one UTF-8 code point; invalid bytes read as U+FFFD of length 1. */
 static uint32_t next_cp(const unsigned char *s, size_t n, size_t *len)
 {
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *len = 1;
-        return c;
-    }
-    size_t l = (c >= 0xF0 && c <= 0xF4)  ? 4
-               : (c >= 0xE0) && c < 0xF0 ? 3
-               : (c >= 0xC2 && c < 0xE0) ? 2
-                                         : 0;
-    if (l == 0 || l > n) {
+    uint32_t cp;
+    *len = mg_utf8_decode(s, n, &cp);
+    if (*len == 0) {
         *len = 1;
         return 0xFFFD;
     }
-    uint32_t cp = c & (0x7F >> l);
-    for (size_t i = 1; i < l; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *len = 1;
-            return 0xFFFD;
-        }
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    *len = l;
     return cp;
 }
 
