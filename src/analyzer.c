@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mailgrab/batch.h"
+#include "mailgrab/isolate.h"
 #include "mailgrab/buf.h"
 #include "mailgrab/cancel.h"
 #include "mailgrab/ipc.h"
@@ -25,9 +25,9 @@
 #include "mailgrab/wordcount.h"
 
 /* Paths analysed per disposable worker. Small enough that a wrap-up on
- * SIGTERM (the batch under way, then the paths in hand) takes a fraction of
- * the 2 s mailgrab allows it; a fork per batch costs about a millisecond. */
-#define BATCH_PATHS 64
+ * SIGTERM (the group under way, then the paths in hand) takes a fraction of
+ * the 2 s mailgrab allows it; a fork per group costs about a millisecond. */
+#define GROUP_PATHS 64
 /* Framed paths waiting for the analyzer: about 30,000 paths. */
 #define QUEUE_MAX (4u << 20)
 /* Once the run is cancelled, how long the analyzer has to send its counts. */
@@ -59,9 +59,10 @@ static void free_paths(char **paths, size_t *n)
     *n = 0;
 }
 
-static int run_batch(char **paths, size_t *n, const struct mg_batch_opts *bo, struct mg_stats *s)
+static int analyse_group(char **paths, size_t *n, const struct mg_isolate_opts *bo,
+                         struct mg_stats *s)
 {
-    int rc = mg_batch_analyze((const char *const *)paths, *n, bo, s);
+    int rc = mg_isolate_analyze((const char *const *)paths, *n, bo, s);
     free_paths(paths, n);
     return rc;
 }
@@ -109,12 +110,12 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
                 o->stopwords_path ? o->stopwords_path : "(built-in)");
         _exit(1);
     }
-    struct mg_batch_opts bo = {&sw, o->timeout_secs, NULL};
+    struct mg_isolate_opts bo = {&sw, o->timeout_secs, NULL};
     struct mg_stats stats;
     mg_stats_init(&stats);
     struct mg_buf frame;
     mg_buf_init(&frame, PATH_MAX);
-    char *paths[BATCH_PATHS];
+    char *paths[GROUP_PATHS];
     size_t n = 0;
     uint64_t skipped = 0;
     for (;;) {
@@ -138,10 +139,10 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
             paths[n] = strndup(frame.data, frame.len);
             if (paths[n] == NULL)
                 _exit(1);
-            if (++n == BATCH_PATHS && run_batch(paths, &n, &bo, &stats) != 0)
+            if (++n == GROUP_PATHS && analyse_group(paths, &n, &bo, &stats) != 0)
                 _exit(1);
         } else if (type == MG_IPC_FINISH) {
-            if (run_batch(paths, &n, &bo, &stats) != 0)
+            if (analyse_group(paths, &n, &bo, &stats) != 0)
                 _exit(1);
             if (mg_stats_encode(&stats, 1024 * 1024, send_stats_chunk, &fd) != 0 ||
                 (skipped > 0 && send_skipped(fd, skipped) != 0) ||

@@ -16,8 +16,8 @@
 #include "mailgrab/store.h"
 #include "mailgrab/tls.h"
 
-#define BATCH_MSGS 256
-#define BATCH_BYTES (8u << 20)
+#define FETCH_MSGS 256
+#define FETCH_BYTES (8u << 20)
 
 struct box {
     char utf8[1024];
@@ -224,8 +224,8 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         .uidvalidity = mi.uidvalidity,
         .store = store,
         .msgs = &msgs,
-        .batch_msgs = BATCH_MSGS,
-        .batch_bytes = BATCH_BYTES,
+        .fetch_msgs = FETCH_MSGS,
+        .fetch_bytes = FETCH_BYTES,
         .on_stored = hooks ? hooks->on_stored : NULL,
         .ctx = hooks ? hooks->ctx : NULL,
     };

@@ -130,7 +130,8 @@ static void bar(FILE *f, uint64_t v, uint64_t max, int cols)
     fputs(eighths[units % 8], f);
 }
 
-int mg_report_write(FILE *f, const struct mg_stats *s, size_t top_senders, size_t top_keywords)
+int mg_stats_tables_write(FILE *f, const struct mg_stats *s, size_t top_senders,
+                          size_t top_keywords)
 {
     size_t n;
     char b[32];

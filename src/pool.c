@@ -15,10 +15,10 @@
 
 #define MAX_ATTEMPTS 3 /* refusals of one message */
 #define MAX_FAILS 3    /* failures in a row of one worker, nobody making progress */
-/* A worker's first batch is small so files and durable progress appear
+/* A worker's first fetch is small so files and durable progress appear
  * after one round trip; each success doubles it up to the job's limits. */
-#define FIRST_BATCH_MSGS 16
-#define FIRST_BATCH_BYTES (1u << 20)
+#define FIRST_FETCH_MSGS 16
+#define FIRST_FETCH_BYTES (1u << 20)
 #define MAILBOX_MAX 1024
 #define WHY_MAX 200 /* a broken message's reason, as the warning shows it */
 /* A message this big is what a new session starts with, and it is not
@@ -49,12 +49,12 @@ struct worker {
     pthread_t thread;
     struct slot *slot;
     struct mg_batch *batch;
-    size_t *idx;    /* plan indices of the batch, ordered like uids */
+    size_t *idx;    /* plan indices of the fetch, ordered like uids */
     uint32_t *uids; /* sorted */
     size_t (*pairs)[2];
     bool *got;
     char (*bad)[WHY_MAX]; /* why a message did not arrive whole, "" if it did */
-    bool blamed;          /* a failure was pinned on one message of the batch */
+    bool blamed;          /* a failure was pinned on one message of the fetch */
     size_t n;
     bool used; /* had a session during this run */
     struct mg_error err;
@@ -413,8 +413,8 @@ fail:
     return false;
 }
 
-/* Where uid is in the worker's batch, or w->n when it was not asked for. */
-static size_t batch_index(const struct worker *w, uint32_t uid)
+/* Where uid is in the worker's fetch, or w->n when it was not asked for. */
+static size_t fetch_index(const struct worker *w, uint32_t uid)
 {
     size_t lo = 0, hi = w->n;
     while (lo < hi) {
@@ -430,7 +430,7 @@ static size_t batch_index(const struct worker *w, uint32_t uid)
 static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
 {
     struct worker *w = ctx;
-    size_t lo = batch_index(w, uid);
+    size_t lo = fetch_index(w, uid);
     if (uid == 0 || lo == w->n || w->got[lo]) {
         /* Not asked for, or sent twice: a server that lies gets nothing stored. */
         if (uid != 0)
@@ -449,7 +449,7 @@ static bool sink_done(void *ctx, uint32_t uid, time_t idate, const char *flags)
 static void sink_bad(void *ctx, uint32_t uid, const char *why)
 {
     struct worker *w = ctx;
-    size_t i = batch_index(w, uid);
+    size_t i = fetch_index(w, uid);
     if (i < w->n && !w->got[i]) {
         mg_batch_drop_current(w->batch); /* what was streamed of it */
         snprintf(w->bad[i], sizeof(w->bad[i]), "%s", why);
@@ -463,8 +463,8 @@ static int cmp_pair(const void *a, const void *b)
     return (x[0] > y[0]) - (x[0] < y[0]);
 }
 
-/* Order the batch by UID (retries may come in any order). */
-static void prepare_batch(struct worker *w)
+/* Order the fetch by UID (retries may come in any order). */
+static void prepare_fetch(struct worker *w)
 {
     const struct mg_msglist *m = w->p->job->msgs;
     for (size_t i = 0; i < w->n; i++) {
@@ -520,7 +520,7 @@ static void on_stored(void *ctx, uint32_t uid, const char *path)
         p->job->on_stored(p->job->ctx, uid, path);
 }
 
-static enum mg_code run_batch(struct worker *w, struct mg_error *err)
+static enum mg_code run_fetch(struct worker *w, struct mg_error *err)
 {
     struct mg_fetch_sink sink = {w, sink_body, sink_done, sink_bad};
     w->sink_failed = false;
@@ -588,7 +588,7 @@ static void settle_cut(struct worker *w, size_t i, bool *first, bool none)
 /* Caller holds mu. Account what arrived; re-queue what did not. A message
  * the server left out of a complete answer may be gone; one missing from a
  * refused fetch has failed; one missing from a cut fetch is tried again. */
-static void settle_batch(struct worker *w, bool complete)
+static void settle_fetch(struct worker *w, bool complete)
 {
     struct mg_pool *p = w->p;
     const struct mg_msglist *m = p->job->msgs;
@@ -630,7 +630,7 @@ static void settle_batch(struct worker *w, bool complete)
     w->n = 0;
 }
 
-/* Caller holds mu. A batch that never reached the server costs no attempt. */
+/* Caller holds mu. A fetch that never reached the server costs no attempt. */
 static void give_back(struct worker *w)
 {
     for (size_t i = 0; i < w->n; i++)
@@ -646,8 +646,8 @@ static void *worker_main(void *arg)
     unsigned fails = 0;
     uint64_t seen = 0; /* p->progress at this worker's last failure */
     struct mg_plan_size want;
-    mg_plan_size_init(&want, FIRST_BATCH_MSGS, FIRST_BATCH_BYTES, job->batch_msgs,
-                      job->batch_bytes);
+    mg_plan_size_init(&want, FIRST_FETCH_MSGS, FIRST_FETCH_BYTES, job->fetch_msgs,
+                      job->fetch_bytes);
 
     join_warm(w->slot); /* its session may be ready, or never will be */
     pthread_mutex_lock(&p->mu);
@@ -665,7 +665,7 @@ static void *worker_main(void *arg)
         /* Once the server is known to end sessions, a new session starts
          * with the biggest message of its share, while it has its whole life
          * ahead (retries come first, though). Not before: on a healthy
-         * server the first batches are small ones, so that files appear at
+         * server the first fetches are small ones, so that files appear at
          * once and a nearly full disk still takes what fits. */
         bool fresh = w->slot->sess == NULL || w->slot->fetches == 0;
         w->n = 0;
@@ -676,7 +676,7 @@ static void *worker_main(void *arg)
         if (w->n == 0) {
             if (p->inflight == 0)
                 break;
-            pthread_cond_wait(&p->cv, &p->mu); /* a failing batch may come back */
+            pthread_cond_wait(&p->cv, &p->mu); /* a failing fetch may come back */
             continue;
         }
         /* A suspect gets a whole session's life: first thing on a new one; so
@@ -690,19 +690,19 @@ static void *worker_main(void *arg)
 
         if (renew)
             drop_session(p, w->slot);
-        prepare_batch(w);
+        prepare_fetch(w);
         struct mg_error err;
         mg_error_clear(&err);
         enum mg_code rc = ready_session(w, &err);
         bool sent = rc == MG_OK;
         w->answered = w->committed = w->progress = false;
         if (sent)
-            rc = run_batch(w, &err);
+            rc = run_fetch(w, &err);
         bool cut = sent && !w->answered;
 
         pthread_mutex_lock(&p->mu);
         if (sent)
-            settle_batch(w, rc == MG_OK);
+            settle_fetch(w, rc == MG_OK);
         else
             give_back(w);
         /* Learn how much a session carries: from the sessions the server
@@ -807,7 +807,7 @@ static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_erro
     if (p->w == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     p->nw = nw;
-    size_t bm = p->job->batch_msgs;
+    size_t bm = p->job->fetch_msgs;
     /* Share the descriptors left (beyond sockets and the like) among the
      * workers' open unnamed files. */
     struct rlimit rl;

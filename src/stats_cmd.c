@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "mailgrab/batch.h"
+#include "mailgrab/isolate.h"
 #include "mailgrab/csv.h"
 #include "mailgrab/error.h"
 #include "mailgrab/ipc.h"
@@ -126,7 +126,7 @@ static int send_chunk(void *ctx, const char *data, size_t len)
 }
 
 /* Run share j of `jobs` in forked processes and merge their counts. */
-static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_batch_opts *bo,
+static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_isolate_opts *bo,
                     struct mg_stats *total, struct mg_error *err)
 {
     pid_t pids[MAX_JOBS];
@@ -157,7 +157,7 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_bat
                 l->v[mine++] = l->v[i];
             struct mg_stats s;
             mg_stats_init(&s);
-            int r = mg_batch_analyze((const char *const *)l->v, mine, bo, &s);
+            int r = mg_isolate_analyze((const char *const *)l->v, mine, bo, &s);
             if (r != 0 || mg_stats_encode(&s, 1024 * 1024, send_chunk, &p[1]) != 0 ||
                 mg_ipc_send(p[1], MG_IPC_STATS_END, NULL, 0) != 0)
                 _exit(1);
@@ -199,7 +199,7 @@ enum mg_code mg_stats_output(const struct mg_stats *s, const char *csv, bool tab
     if (csv == NULL || tables) {
         /* tables and CSV both on stdout would interleave: tables go to stderr then */
         FILE *tf = (csv != NULL && strcmp(csv, "-") == 0) ? stderr : stdout;
-        if (mg_report_write(tf, s, top ? top : 10, top ? top : 20) != 0)
+        if (mg_stats_tables_write(tf, s, top ? top : 10, top ? top : 20) != 0)
             return mg_error_set(err, MG_E_IO, "writing the statistics failed: %s", strerror(errno));
     }
     if (csv == NULL)
@@ -317,7 +317,7 @@ int mg_stats_main(int argc, char **argv)
     if (jobs > l.n)
         jobs = l.n ? l.n : 1;
 
-    struct mg_batch_opts bo = {&sw, 0, NULL};
+    struct mg_isolate_opts bo = {&sw, 0, NULL};
     struct mg_stats total;
     mg_stats_init(&total);
     rc = run_jobs(&l, jobs, &bo, &total, &err);

@@ -4,7 +4,7 @@
  * mg_analyzer_start forks a child process; call it early, before any thread,
  * TLS context or credential exists, so the child inherits nothing secret. The
  * child opens no sockets: it reads message paths from a socketpair (framed, see
- * ipc.h), analyses them in batches through disposable workers (batch.h), and
+ * ipc.h), analyses them in groups through disposable workers (isolate.h), and
  * on FINISH sends the merged statistics back. A malformed frame is fatal for
  * the child; a crash on one message costs only that message.
  *

@@ -29,6 +29,7 @@ int mg_csv_cell(struct mg_buf *out, const char *s, size_t n);
 int mg_csv_write(FILE *f, const struct mg_stats *s, size_t top);
 
 /* Human tables: top senders and keywords, hour histogram, weekdays, totals. */
-int mg_report_write(FILE *f, const struct mg_stats *s, size_t top_senders, size_t top_keywords);
+int mg_stats_tables_write(FILE *f, const struct mg_stats *s, size_t top_senders,
+                          size_t top_keywords);
 
 #endif

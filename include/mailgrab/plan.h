@@ -3,8 +3,10 @@
  *
  * Pure logic, no I/O. A mailbox listing becomes an mg_msglist (UID + size,
  * sorted by UID). mg_plan splits it into contiguous chunks of about equal
- * bytes, one per worker, and hands out batches: a worker takes from the front
- * of its own chunk; when that is empty it steals the back half of the chunk
+ * bytes, one per worker: a chunk is one connection's share of the mailbox,
+ * so --chunks N means N chunks fetched over N connections. It hands out
+ * the messages of one FETCH at a time: a worker takes from the front of its
+ * own chunk; when that is empty it steals the back half of the chunk
  * with the most bytes left, so no worker idles while another has a long tail.
  * Messages whose fetch failed are re-queued, ahead of new work:
  *

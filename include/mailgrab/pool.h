@@ -8,7 +8,7 @@
  * session, control and warm-up ones too, and the calls below return
  * MG_E_INTERRUPTED; messages that arrived whole before it are committed.
  * Each failure is classified: a broken connection is reconnected and its
- * batch re-queued; a server limiting connections retires that worker while
+ * fetch re-queued; a server limiting connections retires that worker while
  * the others go on; a local I/O failure or a credential/certificate refusal
  * stops the whole run. The calling thread waits in mg_pool_run and draws
  * progress.
@@ -18,7 +18,7 @@
  * - A cut FETCH commits every message that arrived whole before it (libetpan
  *   reports a message only once its response is complete); only the one
  *   arriving is thrown away. The rest go back without spending an attempt,
- *   and the worker's next batch is half as large (mg_plan_size; it doubles
+ *   and the worker's next fetch is half as large (mg_plan_size; it doubles
  *   again after each fetch that succeeds).
  * - No progress: the message in flight at a cut (the first one missing, as
  *   servers answer in UID order; when nothing of the fetch arrived, it too)
@@ -66,8 +66,8 @@ struct mg_job {
     uint32_t uidvalidity; /* every worker checks it matches */
     struct mg_store *store;
     const struct mg_msglist *msgs; /* sorted, only what is to be fetched */
-    size_t batch_msgs;             /* most messages per FETCH */
-    uint64_t batch_bytes;          /* about the most bytes per FETCH */
+    size_t fetch_msgs;             /* most messages per FETCH */
+    uint64_t fetch_bytes;          /* about the most bytes per FETCH */
     void (*on_stored)(void *ctx, uint32_t uid, const char *path);
     void *ctx;
 };

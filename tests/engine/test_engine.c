@@ -46,7 +46,7 @@ static void count_stored(void *ctx, uint32_t uid, const char *path)
 }
 
 /* Back up f's INBOX into a new temporary directory with `workers` sessions. */
-static void run_pool(struct fake_server *f, unsigned workers, size_t batch_msgs, struct run *r)
+static void run_pool(struct fake_server *f, unsigned workers, size_t fetch_msgs, struct run *r)
 {
     memset(r, 0, sizeof(*r));
     snprintf(r->dir, sizeof(r->dir), "/tmp/mg-engine-XXXXXX");
@@ -76,8 +76,8 @@ static void run_pool(struct fake_server *f, unsigned workers, size_t batch_msgs,
             .uidvalidity = mi.uidvalidity,
             .store = store,
             .msgs = &msgs,
-            .batch_msgs = batch_msgs,
-            .batch_bytes = 8u << 20,
+            .fetch_msgs = fetch_msgs,
+            .fetch_bytes = 8u << 20,
             .on_stored = count_stored,
             .ctx = r,
         };

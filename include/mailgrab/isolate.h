@@ -1,5 +1,5 @@
 /*
- * batch.h - analysing a list of message files so that no message can take
+ * isolate.h - analysing a list of message files so that no message can take
  * the run down with it.
  *
  * The messages are analysed in a disposable worker process (fork, no exec)
@@ -12,8 +12,8 @@
  * Thread-safety: forks; call only from a single-threaded process (the analyzer
  * child or the stats command).
  */
-#ifndef MAILGRAB_BATCH_H
-#define MAILGRAB_BATCH_H
+#ifndef MAILGRAB_ISOLATE_H
+#define MAILGRAB_ISOLATE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -22,15 +22,15 @@
 #include "mailgrab/stats.h"
 #include "mailgrab/wordcount.h"
 
-#define MG_BATCH_MAX_READ (64 * 1024 * 1024) /* bytes of one message analysed */
-#define MG_BATCH_TIMEOUT 10                  /* seconds per message */
+#define MG_ISOLATE_MAX_READ (64 * 1024 * 1024) /* bytes of one message analysed */
+#define MG_ISOLATE_TIMEOUT 10                  /* seconds per message */
 
 typedef int (*mg_analyze_fn)(const char *msg, size_t len, uint64_t size, time_t fallback,
                              const struct mg_stopwords *sw, struct mg_stats *s);
 
-struct mg_batch_opts {
+struct mg_isolate_opts {
     const struct mg_stopwords *stopwords; /* NULL: no stopwords */
-    unsigned timeout_secs;                /* 0: MG_BATCH_TIMEOUT */
+    unsigned timeout_secs;                /* 0: MG_ISOLATE_TIMEOUT */
     mg_analyze_fn analyze;                /* NULL: mg_analyze_message (tests substitute) */
 };
 
@@ -39,7 +39,7 @@ struct mg_batch_opts {
  * cannot be started at all (fork/pipe failure) or memory runs out, in which
  * case out holds the messages counted so far.
  */
-int mg_batch_analyze(const char *const *paths, size_t n, const struct mg_batch_opts *o,
-                     struct mg_stats *out);
+int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isolate_opts *o,
+                       struct mg_stats *out);
 
 #endif

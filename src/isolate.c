@@ -1,5 +1,5 @@
-/* batch.c - see include/mailgrab/batch.h */
-#include "mailgrab/batch.h"
+/* isolate.c - see include/mailgrab/isolate.h */
+#include "mailgrab/isolate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,7 +61,7 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
             break;
         size_t room = b->max - b->len;
         if (mg_buf_append(b, chunk, (size_t)r < room ? (size_t)r : room) != 0 || (size_t)r > room)
-            break; /* analyse the first MG_BATCH_MAX_READ bytes */
+            break; /* analyse the first MG_ISOLATE_MAX_READ bytes */
     }
     close(fd);
     return 0;
@@ -69,7 +69,7 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
 
 /* The worker: analyse paths in order, one RESULT frame per message. Never returns. */
 static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
-                   const struct mg_batch_opts *o)
+                   const struct mg_isolate_opts *o)
 {
     /* a worker must not outlive the process waiting for its results */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -85,9 +85,9 @@ static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore); /* a poisoned message leaves no core file of mail */
     mg_analyze_fn analyze = o->analyze ? o->analyze : mg_analyze_message;
-    unsigned timeout = o->timeout_secs ? o->timeout_secs : MG_BATCH_TIMEOUT;
+    unsigned timeout = o->timeout_secs ? o->timeout_secs : MG_ISOLATE_TIMEOUT;
     struct mg_buf msg;
-    mg_buf_init(&msg, MG_BATCH_MAX_READ);
+    mg_buf_init(&msg, MG_ISOLATE_MAX_READ);
     for (size_t i = 0; i < n; i++) {
         struct mg_stats one;
         mg_stats_init(&one);
@@ -123,8 +123,8 @@ static void describe(int status, char *out, size_t n)
         snprintf(out, n, "stopped the analyzer");
 }
 
-int mg_batch_analyze(const char *const *paths, size_t n, const struct mg_batch_opts *o,
-                     struct mg_stats *out)
+int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isolate_opts *o,
+                       struct mg_stats *out)
 {
     struct mg_buf frame;
     mg_buf_init(&frame, MG_IPC_MAX);

@@ -1,4 +1,4 @@
-/* test_batch.c - crash containment, time limits, framing, and the analyzer process */
+/* test_isolate.c - crash containment, time limits, framing, and the analyzer process */
 #include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -14,7 +14,7 @@
 
 #include "mailgrab/analyze.h"
 #include "mailgrab/analyzer.h"
-#include "mailgrab/batch.h"
+#include "mailgrab/isolate.h"
 #include "mailgrab/ipc.h"
 #include "mailgrab/log.h"
 
@@ -74,10 +74,10 @@ static int hostile_analyze(const char *msg, size_t len, uint64_t size, time_t fa
 static void test_crash_contained(void **state)
 {
     (void)state;
-    struct mg_batch_opts o = {NULL, 1, hostile_analyze};
+    struct mg_isolate_opts o = {NULL, 1, hostile_analyze};
     struct mg_stats s;
     mg_stats_init(&s);
-    assert_int_equal(mg_batch_analyze((const char *const *)paths, NMSG, &o, &s), 0);
+    assert_int_equal(mg_isolate_analyze((const char *const *)paths, NMSG, &o, &s), 0);
     assert_int_equal(s.messages, NMSG);
     /* poison + slow (killed) + the bad boundary */
     assert_int_equal(s.unparseable, 3);
@@ -108,10 +108,10 @@ static char *stderr_of_crashing_batch(enum mg_verbosity level)
     dup2(fd, STDERR_FILENO);
     mg_log_set_level(level);
     const char *const some[] = {paths[0], paths[1], "/nonexistent/mailgrab/x.eml"};
-    struct mg_batch_opts o = {NULL, 1, hostile_analyze};
+    struct mg_isolate_opts o = {NULL, 1, hostile_analyze};
     struct mg_stats s;
     mg_stats_init(&s);
-    assert_int_equal(mg_batch_analyze(some, 3, &o, &s), 0);
+    assert_int_equal(mg_isolate_analyze(some, 3, &o, &s), 0);
     assert_int_equal(s.unparseable, 2);
     mg_stats_finish(&s);
     fflush(stderr);
