@@ -19,7 +19,9 @@
 
 #include "mailgrab/error.h"
 #include "mailgrab/log.h"
+#include "mailgrab/https.h"
 #include "mailgrab/oauth2.h"
+#include "mailgrab/password.h"
 #include "mailgrab/provider.h"
 #include "mailgrab/settings.h"
 
@@ -469,7 +471,7 @@ static enum mg_code exchange(const struct login_opts *o, const char *secret, con
     if (f.overflow)
         rc = mg_error_set(err, MG_E_OAUTH, "the code exchange request is too long");
     else
-        rc = mg_oauth2_post(o->token_url, o->cafile, form, f.len, r, err);
+        rc = mg_https_post(o->token_url, o->cafile, form, f.len, r, err);
     explicit_bzero(form, cap);
     free(form);
     return rc;
@@ -577,8 +579,8 @@ int mg_login_main(int argc, char **argv)
                      "gmail sets; Microsoft: offline_access)");
         goto out_err;
     }
-    if (mg_oauth2_write_secret(o.refresh_file, reply->refresh_token, strlen(reply->refresh_token),
-                               &err) != MG_OK) {
+    if (mg_secret_write(o.refresh_file, reply->refresh_token, strlen(reply->refresh_token), &err) !=
+        MG_OK) {
         respond(cfd, 500, "Internal Server Error", "Login failed",
                 "The refresh token could not be saved; mailgrab printed why.");
         goto out_err;
@@ -606,6 +608,6 @@ out:
         mg_oauth2_reply_wipe(reply);
     free(reply);
     free(url);
-    mg_oauth2_secret_free(secret);
+    mg_secret_free(secret);
     return rc;
 }

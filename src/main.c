@@ -108,7 +108,7 @@ static enum mg_code get_creds(const struct mg_account *a, const char *env_passwo
 
 static void drop_creds(struct mg_creds *cr)
 {
-    mg_password_free((char *)cr->password);
+    mg_secret_free((char *)cr->password);
     mg_oauth2_destroy(cr->oauth);
     memset(cr, 0, sizeof(*cr));
 }
@@ -271,7 +271,7 @@ int main(int argc, char **argv)
         mg_config_default_path(path, sizeof(path));
     if (mg_config_load(o.config ? o.config : path, o.config != NULL, &cfg, &err) != MG_OK) {
         mg_err("%s", err.msg);
-        mg_password_free(env_password);
+        mg_secret_free(env_password);
         mg_analyzer_destroy(feed.an);
         return err.code;
     }
@@ -280,7 +280,7 @@ int main(int argc, char **argv)
     if (choose_accounts(&o, &cfg, &accounts, &n, &err) != MG_OK) {
         mg_err("%s", err.msg);
         mg_config_finish(&cfg);
-        mg_password_free(env_password);
+        mg_secret_free(env_password);
         mg_analyzer_destroy(feed.an);
         return err.code;
     }
@@ -289,7 +289,7 @@ int main(int argc, char **argv)
         int code = verify_accounts(accounts, n, &o, env_password);
         free(accounts);
         mg_config_finish(&cfg);
-        mg_password_free(env_password);
+        mg_secret_free(env_password);
         return code;
     }
 
@@ -339,6 +339,6 @@ int main(int argc, char **argv)
     free(reps);
     free(accounts);
     mg_config_finish(&cfg);
-    mg_password_free(env_password);
+    mg_secret_free(env_password);
     return exit_code;
 }

@@ -1,6 +1,8 @@
 /* password.c - see include/mailgrab/password.h */
 #include "mailgrab/password.h"
 
+#include "mailgrab/fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -305,7 +307,7 @@ char *mg_password_take_env(void)
 
 void mg_password_forget_env(void)
 {
-    mg_password_free(mg_password_take_env());
+    mg_secret_free(mg_password_take_env());
 }
 
 enum mg_code mg_password_get(const char *file, const char *command, const char *env,
@@ -320,10 +322,31 @@ enum mg_code mg_password_get(const char *file, const char *command, const char *
     return from_tty(user, host, out, err);
 }
 
-void mg_password_free(char *pw)
+void mg_secret_free(char *pw)
 {
     if (pw == NULL)
         return;
     explicit_bzero(pw, strlen(pw));
     free(pw);
+}
+
+enum mg_code mg_secret_write(const char *path, const char *data, size_t len,
+                                    struct mg_error *err)
+{
+    char *line = malloc(len + 1);
+    if (line == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    memcpy(line, data, len);
+    line[len] = '\n';
+    /* A fresh 0600 file renamed over the old one, the directory flushed:
+     * only a complete, synced secret ever carries the name. */
+    const char *step = "write";
+    int e = mg_replace_file(path, line, len + 1, &step);
+    explicit_bzero(line, len + 1);
+    free(line);
+    if (e == ENAMETOOLONG)
+        return mg_error_set(err, MG_E_USAGE, "path too long: %s", path);
+    if (e != 0)
+        return mg_error_set(err, MG_E_IO, "cannot %s %s: %s", step, path, strerror(e));
+    return MG_OK;
 }

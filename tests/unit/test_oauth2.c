@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mailgrab/oauth2.h"
+#include "mailgrab/password.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -203,7 +204,7 @@ static void test_write_secret(void **state)
     struct mg_error err;
     for (int round = 0; round < 2; round++) {
         const char *tok = round == 0 ? "1//first" : "1//second";
-        assert_int_equal(mg_oauth2_write_secret(path, tok, strlen(tok), &err), MG_OK);
+        assert_int_equal(mg_secret_write(path, tok, strlen(tok), &err), MG_OK);
         struct stat sb;
         assert_int_equal(stat(path, &sb), 0);
         assert_int_equal(sb.st_mode & 0777, 0600);
@@ -218,7 +219,7 @@ static void test_write_secret(void **state)
         char *back = NULL;
         assert_int_equal(mg_oauth2_read_secret(path, "refresh token", &back, &err), MG_OK);
         assert_string_equal(back, tok);
-        mg_oauth2_secret_free(back);
+        mg_secret_free(back);
     }
     /* No temporary file is left behind. */
     DIR *d = opendir(dir);
