@@ -330,8 +330,7 @@ void mg_secret_free(char *pw)
     free(pw);
 }
 
-enum mg_code mg_secret_write(const char *path, const char *data, size_t len,
-                                    struct mg_error *err)
+enum mg_code mg_secret_write(const char *path, const char *data, size_t len, struct mg_error *err)
 {
     char *line = malloc(len + 1);
     if (line == NULL)

@@ -40,8 +40,7 @@ enum mg_code mg_secret_command(const char *cmd, const char *what, char **out, st
 /* Replace path with data (len bytes) plus a newline, atomically
  * (fsutil.h: a fresh 0600 file, flushed, renamed, the directory flushed);
  * the copy made on the way is wiped. */
-enum mg_code mg_secret_write(const char *path, const char *data, size_t len,
-                             struct mg_error *err);
+enum mg_code mg_secret_write(const char *path, const char *data, size_t len, struct mg_error *err);
 
 /* Refuse a secret file that group or others can read (a config file too). */
 enum mg_code mg_check_private(int fd, const char *path, struct mg_error *err);
