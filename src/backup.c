@@ -149,6 +149,26 @@ static void name_box(struct mg_error *err, const char *name)
     mg_error_retry(err, err->code, retry, "mailbox '%s': %s", name, was);
 }
 
+/* The progress line of a download, on a terminal (log.h decides). */
+static void show_progress(void *ctx, const struct mg_progress *pr)
+{
+    (void)ctx;
+    if (pr->done) {
+        mg_progress_end();
+        return;
+    }
+    double rate = pr->seconds > 0 ? (double)pr->stored / pr->seconds : 0;
+    double brate = pr->seconds > 0 ? (double)pr->bytes / pr->seconds : 0;
+    char b1[32], b2[32];
+    mg_human_bytes(pr->bytes, b1, sizeof(b1));
+    mg_human_bytes((uint64_t)brate, b2, sizeof(b2));
+    char eta[32] = "--";
+    if (brate > 0 && pr->total_bytes > pr->bytes)
+        snprintf(eta, sizeof(eta), "%.0fs", (double)(pr->total_bytes - pr->bytes) / brate);
+    mg_progress_show("%s: %zu/%zu messages  %s  %.0f msg/s  %s/s  ETA %s", pr->mailbox, pr->stored,
+                     pr->total, b1, rate, b2, eta);
+}
+
 /* One mailbox. Returns its code; fatal ones stop the account unless *only
  * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
@@ -228,6 +248,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         .fetch_bytes = FETCH_BYTES,
         .on_stored = hooks ? hooks->on_stored : NULL,
         .ctx = hooks ? hooks->ctx : NULL,
+        .on_progress = show_progress,
     };
     struct mg_job_result res;
     rc = mg_pool_run(pool, &job, &res);

@@ -769,21 +769,21 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void show_progress(struct mg_pool *p, double t0, uint64_t total)
+static void report_progress(struct mg_pool *p, double t0, uint64_t total, bool done)
 {
-    size_t done = atomic_load(&p->stored);
-    uint64_t bytes = atomic_load(&p->bytes_seen);
-    double el = now_s() - t0;
-    double rate = el > 0 ? (double)done / el : 0;
-    double brate = el > 0 ? (double)bytes / el : 0;
-    char b1[32], b2[32];
-    mg_human_bytes(bytes, b1, sizeof(b1));
-    mg_human_bytes((uint64_t)brate, b2, sizeof(b2));
-    char eta[32] = "--";
-    if (brate > 0 && total > bytes)
-        snprintf(eta, sizeof(eta), "%.0fs", (double)(total - bytes) / brate);
-    mg_progress_show("%s: %zu/%zu messages  %s  %.0f msg/s  %s/s  ETA %s", p->job->mailbox, done,
-                     p->job->msgs->n, b1, rate, b2, eta);
+    const struct mg_job *job = p->job;
+    if (job->on_progress == NULL)
+        return;
+    struct mg_progress pr = {
+        .mailbox = job->mailbox,
+        .stored = atomic_load(&p->stored),
+        .total = job->msgs->n,
+        .bytes = atomic_load(&p->bytes_seen),
+        .total_bytes = total,
+        .seconds = now_s() - t0,
+        .done = done,
+    };
+    job->on_progress(job->progress_ctx, &pr);
 }
 
 static void free_workers(struct mg_pool *p)
@@ -969,11 +969,11 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         }
         mg_cancel_timedwait(&p->cv, &p->mu, 250); /* a tick of the progress line */
         pthread_mutex_unlock(&p->mu);
-        show_progress(p, t0, total);
+        report_progress(p, t0, total, false);
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(p->w[i].thread, NULL);
-    mg_progress_end();
+    report_progress(p, t0, total, true);
 
     /* Slots no worker needed may still be warming up. A cancelled session
      * is dead: do not hand it to the next mailbox. */

@@ -10,8 +10,8 @@
  * Each failure is classified: a broken connection is reconnected and its
  * fetch re-queued; a server limiting connections retires that worker while
  * the others go on; a local I/O failure or a credential/certificate refusal
- * stops the whole run. The calling thread waits in mg_pool_run and draws
- * progress.
+ * stops the whole run. The calling thread waits in mg_pool_run and reports
+ * progress to the job's on_progress (how to show it is the caller's).
  *
  * Convergence when the server keeps ending sessions (cuts, time limits,
  * Gmail's BYE at token expiry):
@@ -53,6 +53,7 @@
 #ifndef MAILGRAB_POOL_H
 #define MAILGRAB_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,15 @@
 #include "mailgrab/plan.h"
 #include "mailgrab/source.h"
 #include "mailgrab/store.h"
+
+/* How far a run is: messages stored and bytes streamed so far. */
+struct mg_progress {
+    const char *mailbox;
+    size_t stored, total;
+    uint64_t bytes, total_bytes;
+    double seconds;
+    bool done;
+};
 
 struct mg_job {
     const char *mailbox;  /* as sent to the server (modified UTF-7) */
@@ -70,6 +80,10 @@ struct mg_job {
     uint64_t fetch_bytes;          /* about the most bytes per FETCH */
     void (*on_stored)(void *ctx, uint32_t uid, const char *path);
     void *ctx;
+    /* Called about four times a second by the thread in mg_pool_run, and
+     * once more with done set when the run ends; may be NULL. */
+    void (*on_progress)(void *ctx, const struct mg_progress *pr);
+    void *progress_ctx;
 };
 
 struct mg_job_result {

@@ -35,6 +35,8 @@ struct run {
     struct mg_error err;
     size_t listed;
     atomic_uint stored_calls;
+    unsigned progress_calls, progress_done; /* from mg_pool_run's thread only */
+    size_t progress_last;                   /* stored, as the final report said */
 };
 
 static void count_stored(void *ctx, uint32_t uid, const char *path)
@@ -43,6 +45,15 @@ static void count_stored(void *ctx, uint32_t uid, const char *path)
     (void)path;
     struct run *r = ctx;
     atomic_fetch_add(&r->stored_calls, 1); /* workers call it at once */
+}
+
+static void count_progress(void *ctx, const struct mg_progress *pr)
+{
+    struct run *r = ctx;
+    r->progress_calls++;
+    r->progress_done += pr->done;
+    if (pr->done)
+        r->progress_last = pr->stored;
 }
 
 /* Back up f's INBOX into a new temporary directory with `workers` sessions. */
@@ -80,6 +91,8 @@ static void run_pool(struct fake_server *f, unsigned workers, size_t fetch_msgs,
             .fetch_bytes = 8u << 20,
             .on_stored = count_stored,
             .ctx = r,
+            .on_progress = count_progress,
+            .progress_ctx = r,
         };
         r->rc = mg_pool_run(pool, &job, &r->res);
         if (r->rc != MG_OK)
@@ -174,6 +187,10 @@ static void test_one_session_stores_everything(void **state)
     assert_exact(&r, &f);
     assert_int_equal(f.opened, 1);
     assert_int_equal(r.res.connections, 1);
+    /* Progress goes to the caller, ending with one final report. */
+    assert_true(r.progress_calls >= 1);
+    assert_int_equal(r.progress_done, 1);
+    assert_int_equal(r.progress_last, f.n);
     cleanup(&r);
     fake_finish(&f);
 }
