@@ -12,11 +12,25 @@ void mg_buf_init(struct mg_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->fixed = false;
+    b->failed = 0;
+}
+
+void mg_buf_init_fixed(struct mg_buf *b, char *storage, size_t cap)
+{
+    b->data = storage;
+    b->len = 0;
+    b->cap = cap;
+    b->max = cap - 1;
+    b->fixed = true;
+    b->failed = 0;
+    storage[0] = '\0';
 }
 
 void mg_buf_finish(struct mg_buf *b)
 {
-    free(b->data);
+    if (!b->fixed)
+        free(b->data);
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
@@ -25,14 +39,17 @@ void mg_buf_finish(struct mg_buf *b)
 void mg_buf_reset(struct mg_buf *b)
 {
     b->len = 0;
+    b->failed = 0;
     if (b->data != NULL)
         b->data[0] = '\0';
 }
 
 int mg_buf_append(struct mg_buf *b, const void *p, size_t n)
 {
+    if (b->failed)
+        return b->failed;
     if (n > b->max || b->len > b->max - n)
-        return -1;
+        return b->failed = MG_BUF_LIMIT;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n + 1)
@@ -41,7 +58,7 @@ int mg_buf_append(struct mg_buf *b, const void *p, size_t n)
             cap = b->max + 1;
         char *d = realloc(b->data, cap);
         if (d == NULL)
-            return -1;
+            return b->failed = MG_BUF_NOMEM;
         b->data = d;
         b->cap = cap;
     }

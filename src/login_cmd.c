@@ -431,8 +431,8 @@ static enum mg_code build_auth_url(const struct login_opts *o, const char *redir
         return mg_error_set(err, MG_E_USAGE, "--oauth2-auth-url is too long");
     memcpy(url, o->auth_url, base);
     url[base] = strchr(o->auth_url, '?') != NULL ? '&' : '?';
-    struct mg_form f;
-    mg_form_init(&f, url + base + 1, cap - base - 1);
+    struct mg_buf f;
+    mg_buf_init_fixed(&f, url + base + 1, cap - base - 1);
     mg_form_add(&f, "response_type", "code");
     mg_form_add(&f, "client_id", o->client_id);
     mg_form_add(&f, "redirect_uri", redirect_uri);
@@ -445,7 +445,7 @@ static enum mg_code build_auth_url(const struct login_opts *o, const char *redir
         mg_form_add(&f, "access_type", "offline");
         mg_form_add(&f, "prompt", "consent");
     }
-    if (f.overflow)
+    if (f.failed)
         return mg_error_set(err, MG_E_USAGE, "the authorization URL would be too long");
     return MG_OK;
 }
@@ -458,8 +458,8 @@ static enum mg_code exchange(const struct login_opts *o, const char *secret, con
     char *form = malloc(cap);
     if (form == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    struct mg_form f;
-    mg_form_init(&f, form, cap);
+    struct mg_buf f;
+    mg_buf_init_fixed(&f, form, cap);
     mg_form_add(&f, "grant_type", "authorization_code");
     mg_form_add(&f, "code", code);
     mg_form_add(&f, "redirect_uri", redirect_uri);
@@ -468,7 +468,7 @@ static enum mg_code exchange(const struct login_opts *o, const char *secret, con
         mg_form_add(&f, "client_secret", secret);
     mg_form_add(&f, "code_verifier", verifier);
     enum mg_code rc;
-    if (f.overflow)
+    if (f.failed)
         rc = mg_error_set(err, MG_E_OAUTH, "the code exchange request is too long");
     else
         rc = mg_https_post(o->token_url, o->cafile, form, f.len, r, err);

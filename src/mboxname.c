@@ -1,6 +1,7 @@
 /* mboxname.c - see include/mailgrab/mboxname.h */
 #include "mailgrab/mboxname.h"
 
+#include "mailgrab/buf.h"
 #include "mailgrab/utf8.h"
 
 #include <stdbool.h>
@@ -18,40 +19,25 @@ static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
     return mg_utf8_decode(s, strnlen((const char *)s, 4), cp);
 }
 
-struct out {
-    char *p;
-    size_t len, cap;
-    bool overflow;
-};
-
-static void put(struct out *o, char c)
-{
-    if (o->len + 1 >= o->cap) {
-        o->overflow = true;
-        return;
-    }
-    o->p[o->len++] = c;
-    o->p[o->len] = '\0';
-}
-
 int mg_mbox_to_imap(const char *name, char *out, size_t cap)
 {
-    struct out o = {out, 0, cap, cap == 0};
+    if (cap == 0)
+        return -1;
+    struct mg_buf o;
+    mg_buf_init_fixed(&o, out, cap); /* a failure sticks: checked at the end */
     const unsigned char *s = (const unsigned char *)name;
-    if (cap > 0)
-        out[0] = '\0';
     while (*s != '\0') {
         if (*s >= 0x20 && *s < 0x7f) {
-            put(&o, (char)*s);
+            mg_buf_putc(&o, *s);
             if (*s == '&')
-                put(&o, '-');
+                mg_buf_putc(&o, '-');
             s++;
             continue;
         }
         /* A run of non-printable-ASCII characters becomes one &...- block. */
         uint32_t bits = 0;
         int nbits = 0;
-        put(&o, '&');
+        mg_buf_putc(&o, '&');
         while (*s != '\0' && !(*s >= 0x20 && *s < 0x7f)) {
             uint32_t cp;
             size_t n = utf8_decode(s, &cp);
@@ -73,15 +59,15 @@ int mg_mbox_to_imap(const char *name, char *out, size_t cap)
                 nbits += 16;
                 while (nbits >= 6) {
                     nbits -= 6;
-                    put(&o, b64[(bits >> nbits) & 0x3f]);
+                    mg_buf_putc(&o, (unsigned char)b64[(bits >> nbits) & 0x3f]);
                 }
             }
         }
         if (nbits > 0)
-            put(&o, b64[(bits << (6 - nbits)) & 0x3f]);
-        put(&o, '-');
+            mg_buf_putc(&o, (unsigned char)b64[(bits << (6 - nbits)) & 0x3f]);
+        mg_buf_putc(&o, '-');
     }
-    return o.overflow ? -1 : 0;
+    return o.failed ? -1 : 0;
 }
 
 static int b64_value(unsigned char c)
@@ -90,30 +76,23 @@ static int b64_value(unsigned char c)
     return p ? (int)(p - b64) : -1;
 }
 
-static void put_utf8(struct out *o, uint32_t cp)
-{
-    unsigned char u[4];
-    size_t n = mg_utf8_encode(cp, u);
-    for (size_t i = 0; i < n; i++)
-        put(o, (char)u[i]);
-}
-
 int mg_mbox_from_imap(const char *imap, char *out, size_t cap)
 {
-    struct out o = {out, 0, cap, cap == 0};
+    if (cap == 0)
+        return -1;
+    struct mg_buf o;
+    mg_buf_init_fixed(&o, out, cap); /* a failure sticks: checked at the end */
     const unsigned char *s = (const unsigned char *)imap;
-    if (cap > 0)
-        out[0] = '\0';
     while (*s != '\0') {
         if (*s != '&') {
             if (*s < 0x20 || *s >= 0x7f)
                 return -1;
-            put(&o, (char)*s++);
+            mg_buf_putc(&o, *s++);
             continue;
         }
         s++;
         if (*s == '-') {
-            put(&o, '&');
+            mg_buf_putc(&o, '&');
             s++;
             continue;
         }
@@ -136,12 +115,12 @@ int mg_mbox_from_imap(const char *imap, char *out, size_t cap)
                 } else if (u >= 0xdc00 && u <= 0xdfff) {
                     if (!high)
                         return -1;
-                    put_utf8(&o, 0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00));
+                    mg_buf_put_utf8(&o, 0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00));
                     high = 0;
                 } else {
                     if (high)
                         return -1;
-                    put_utf8(&o, u);
+                    mg_buf_put_utf8(&o, u);
                 }
             }
         }
@@ -149,7 +128,7 @@ int mg_mbox_from_imap(const char *imap, char *out, size_t cap)
             return -1;
         s++;
     }
-    return o.overflow ? -1 : 0;
+    return o.failed ? -1 : 0;
 }
 
 /* FNV-1a: a stable suffix that keeps cut names apart, not a security hash. */

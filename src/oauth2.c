@@ -180,15 +180,15 @@ static enum mg_code refresh_http(struct mg_oauth2 *o, struct mg_oauth2_reply *r,
     char *form = malloc(FORM_MAX);
     if (form == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    struct mg_form f;
-    mg_form_init(&f, form, FORM_MAX);
+    struct mg_buf f;
+    mg_buf_init_fixed(&f, form, FORM_MAX);
     mg_form_add(&f, "grant_type", "refresh_token");
     mg_form_add(&f, "refresh_token", o->refresh_token);
     mg_form_add(&f, "client_id", o->client_id);
     if (o->client_secret != NULL)
         mg_form_add(&f, "client_secret", o->client_secret);
     enum mg_code rc;
-    if (f.overflow)
+    if (f.failed)
         rc = mg_error_set(err, MG_E_OAUTH, "the OAuth2 refresh request is too long");
     else
         rc = mg_https_post(o->token_url, o->cafile, form, f.len, r, err);

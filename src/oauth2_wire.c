@@ -1,6 +1,8 @@
 /* oauth2_wire.c - see include/mailgrab/oauth2_wire.h */
 #include "mailgrab/oauth2_wire.h"
 
+#include "mailgrab/buf.h"
+
 #include <errno.h>
 #include <json-c/json.h>
 #include <openssl/sha.h>
@@ -45,25 +47,11 @@ long mg_base64(const uint8_t *in, size_t len, bool url, char *buf, size_t cap)
 }
 
 /* Bounded byte appender for the SASL strings. */
-struct cat {
-    char *buf;
-    size_t cap, len;
-    bool overflow;
-};
-
-static void cat_bytes(struct cat *c, const char *s, size_t n)
+/* SASL strings are built in stack storage (mg_buf_init_fixed): they hold a
+ * token, and a heap buffer that grew would leave copies behind. */
+static void cat_str(struct mg_buf *c, const char *s)
 {
-    if (c->overflow || n > c->cap - c->len) {
-        c->overflow = true;
-        return;
-    }
-    memcpy(c->buf + c->len, s, n);
-    c->len += n;
-}
-
-static void cat_str(struct cat *c, const char *s)
-{
-    cat_bytes(c, s, strlen(s));
+    (void)mg_buf_append(c, s, strlen(s)); /* a failure sticks: sasl_finish checks */
 }
 
 /* No control characters: \1 is the SASL separator. */
@@ -75,12 +63,12 @@ static bool sasl_clean(const char *s)
     return true;
 }
 
-static int sasl_finish(struct cat *c, char *buf, size_t cap)
+static int sasl_finish(struct mg_buf *c, char *buf, size_t cap)
 {
     int rc = -1;
-    if (!c->overflow && mg_base64((const uint8_t *)c->buf, c->len, false, buf, cap) >= 0)
+    if (!c->failed && mg_base64((const uint8_t *)c->data, c->len, false, buf, cap) >= 0)
         rc = 0;
-    explicit_bzero(c->buf, c->cap);
+    explicit_bzero(c->data, c->cap);
     return rc;
 }
 
@@ -89,7 +77,8 @@ int mg_xoauth2_initial(const char *user, const char *token, char *buf, size_t ca
     if (!sasl_clean(user) || !sasl_clean(token))
         return -1;
     char raw[MG_OAUTH2_TOKEN_MAX + 1024];
-    struct cat c = {raw, sizeof(raw), 0, false};
+    struct mg_buf c;
+    mg_buf_init_fixed(&c, raw, sizeof(raw));
     cat_str(&c, "user=");
     cat_str(&c, user);
     cat_str(&c, "\001auth=Bearer ");
@@ -104,7 +93,8 @@ int mg_oauthbearer_initial(const char *user, const char *host, const char *port,
     if (!sasl_clean(user) || !sasl_clean(host) || !sasl_clean(port) || !sasl_clean(token))
         return -1;
     char raw[MG_OAUTH2_TOKEN_MAX + 1024];
-    struct cat c = {raw, sizeof(raw), 0, false};
+    struct mg_buf c;
+    mg_buf_init_fixed(&c, raw, sizeof(raw));
     cat_str(&c, "n,a=");
     /* RFC 5801 saslname: ',' and '=' are escaped. */
     for (const char *p = user; *p != '\0'; p++) {
@@ -113,7 +103,7 @@ int mg_oauthbearer_initial(const char *user, const char *host, const char *port,
         else if (*p == '=')
             cat_str(&c, "=3D");
         else
-            cat_bytes(&c, p, 1);
+            (void)mg_buf_putc(&c, (unsigned char)*p);
     }
     cat_str(&c, ",\001host=");
     cat_str(&c, host);
@@ -125,29 +115,12 @@ int mg_oauthbearer_initial(const char *user, const char *host, const char *port,
     return sasl_finish(&c, buf, cap);
 }
 
-void mg_form_init(struct mg_form *f, char *buf, size_t cap)
+static void form_put(struct mg_buf *f, const char *s, size_t n)
 {
-    f->buf = buf;
-    f->cap = cap;
-    f->len = 0;
-    f->overflow = cap == 0;
-    if (cap > 0)
-        buf[0] = '\0';
+    (void)mg_buf_append(f, s, n); /* a failure sticks: the caller checks f->failed */
 }
 
-static void form_put(struct mg_form *f, const char *s, size_t n)
-{
-    /* Keep room for the terminating NUL. */
-    if (f->overflow || n >= f->cap - f->len) {
-        f->overflow = true;
-        return;
-    }
-    memcpy(f->buf + f->len, s, n);
-    f->len += n;
-    f->buf[f->len] = '\0';
-}
-
-static void form_escape(struct mg_form *f, const char *s)
+static void form_escape(struct mg_buf *f, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (; *s != '\0'; s++) {
@@ -164,7 +137,7 @@ static void form_escape(struct mg_form *f, const char *s)
     }
 }
 
-void mg_form_add(struct mg_form *f, const char *key, const char *value)
+void mg_form_add(struct mg_buf *f, const char *key, const char *value)
 {
     if (f->len > 0)
         form_put(f, "&", 1);

@@ -1,17 +1,25 @@
 /*
  * buf.h - growable byte buffers with a hard maximum.
  *
- * Owns: the heap block behind a struct mg_buf. The caller owns the struct itself
- * (init/finish); mg_buf_finish frees the block and accepts a zeroed struct.
- * Appending past the maximum fails with -1 and leaves the contents unchanged, so
- * hostile input can never grow a buffer without bound. Contents are bytes, not a
- * C string, though a NUL is kept after the last byte for convenience.
+ * Owns: the heap block behind a struct mg_buf, or nothing for a buffer over
+ * caller storage (mg_buf_init_fixed: for secrets, which must never be left
+ * behind in memory a realloc gave back, and for output into caller arrays).
+ * The caller owns the struct itself (init/finish); mg_buf_finish frees the
+ * block and accepts a zeroed struct.
+ *
+ * Fails closed: an append past the maximum fails with MG_BUF_LIMIT, one that
+ * cannot get memory with MG_BUF_NOMEM, the contents stay as they were, and
+ * every later append fails too (b->failed) until mg_buf_reset, so a value is
+ * never stored with a hole in it. Hostile input can never grow a buffer
+ * without bound. Contents are bytes, not a C string, though a NUL is kept
+ * after the last byte for convenience.
  *
  * Thread-safety: a buffer belongs to one thread at a time; no global state.
  */
 #ifndef MAILGRAB_BUF_H
 #define MAILGRAB_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,13 +28,21 @@ struct mg_buf {
     size_t len;
     size_t cap;
     size_t max;
+    bool fixed; /* data is the caller's storage: never grown or freed */
+    int failed; /* 0, or the first failure (MG_BUF_LIMIT, MG_BUF_NOMEM) */
 };
 
+enum { MG_BUF_LIMIT = -1, MG_BUF_NOMEM = -2 };
+
 void mg_buf_init(struct mg_buf *b, size_t max);
+/* Over storage of cap bytes (cap >= 1; at most cap - 1 bytes and a NUL). */
+void mg_buf_init_fixed(struct mg_buf *b, char *storage, size_t cap);
 void mg_buf_finish(struct mg_buf *b);
+/* Empty it, and forget a failure. */
 void mg_buf_reset(struct mg_buf *b);
 
-/* 0 on success, -1 if the maximum would be exceeded or memory ran out. */
+/* 0 on success, else MG_BUF_LIMIT or MG_BUF_NOMEM (and every later append
+ * fails the same way until mg_buf_reset). */
 int mg_buf_append(struct mg_buf *b, const void *p, size_t n);
 int mg_buf_putc(struct mg_buf *b, unsigned char c);
 /* Append one code point as UTF-8 (invalid code points become U+FFFD). */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailgrab/buf.h"
 #include "mailgrab/error.h"
 
 /* Longest token mailgrab accepts (Microsoft's access tokens run to ~3 KB). */
@@ -45,19 +46,12 @@ int mg_xoauth2_initial(const char *user, const char *token, char *buf, size_t ca
 int mg_oauthbearer_initial(const char *user, const char *host, const char *port, const char *token,
                            char *buf, size_t cap);
 
-/* A form body (application/x-www-form-urlencoded) being built in a caller
- * buffer. Overflow is sticky: check it once at the end. */
-struct mg_form {
-    char *buf;
-    size_t cap;
-    size_t len;
-    bool overflow;
-};
-
-void mg_form_init(struct mg_form *f, char *buf, size_t cap);
-/* Append "key=value" (with '&' before all but the first), both escaped:
- * unreserved characters (RFC 3986) kept, space as "+", the rest %XX. */
-void mg_form_add(struct mg_form *f, const char *key, const char *value);
+/* Append "key=value" to a form body (application/x-www-form-urlencoded,
+ * built in a buffer over caller storage, mg_buf_init_fixed: it holds
+ * secrets), with '&' before all but the first, both escaped: unreserved
+ * characters (RFC 3986) kept, space as "+", the rest %XX. A failure sticks
+ * in f->failed: check it once at the end. */
+void mg_form_add(struct mg_buf *f, const char *key, const char *value);
 
 /* Read a token endpoint reply: HTTP status and body (len bytes, not a C
  * string). Fills r on success; otherwise MG_E_OAUTH with the endpoint's

@@ -80,13 +80,13 @@ static void test_oauthbearer(void **state)
 static void test_form(void **state)
 {
     char buf[256];
-    struct mg_form f;
-    mg_form_init(&f, buf, sizeof(buf));
+    struct mg_buf f;
+    mg_buf_init_fixed(&f, buf, sizeof(buf));
     mg_form_add(&f, "grant_type", "refresh_token");
     mg_form_add(&f, "refresh_token", "1//0a+b/c=d&e");
     mg_form_add(&f, "scope", "https://x.example/A offline_access");
     mg_form_add(&f, "utf8", "\xc3\xa9~-._");
-    assert_false(f.overflow);
+    assert_false(f.failed);
     assert_string_equal(buf, "grant_type=refresh_token&refresh_token=1%2F%2F0a%2Bb%2Fc%3Dd%26e"
                              "&scope=https%3A%2F%2Fx.example%2FA+offline_access"
                              "&utf8=%C3%A9~-._");
@@ -95,11 +95,11 @@ static void test_form(void **state)
     /* Overflow is sticky and never writes past the buffer. */
     char small[12];
     memset(small, 'X', sizeof(small));
-    mg_form_init(&f, small, sizeof(small) - 2);
+    mg_buf_init_fixed(&f, small, sizeof(small) - 2);
     mg_form_add(&f, "a", "b");
     mg_form_add(&f, "code", "0123456789");
     mg_form_add(&f, "c", "d");
-    assert_true(f.overflow);
+    assert_true(f.failed);
     assert_int_equal(small[sizeof(small) - 1], 'X');
     assert_int_equal(small[sizeof(small) - 2], 'X');
 }
