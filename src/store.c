@@ -1083,8 +1083,9 @@ enum mg_code mg_batch_end(struct mg_batch *b, uint32_t uid, time_t mtime, const 
     if (b->tmp[0] != '\0') { /* a named temp file need not stay open */
         if (close(fd) != 0) {
             rc = io_error(err, "write to", b->st->dir, errno);
+            forget(b->st, -1, b->tmp); /* drop_current would see no file open */
             b->fd = -1;
-            mg_batch_drop_current(b);
+            b->tmp[0] = '\0';
             return rc;
         }
         fd = -1;
