@@ -12,6 +12,7 @@
 
 #include "mailgrab/cancel.h"
 #include "mailgrab/log.h"
+#include "mailgrab/session.h"
 
 #define MAX_ATTEMPTS 3 /* refusals of one message */
 #define MAX_FAILS 3    /* failures in a row of one worker, nobody making progress */
@@ -19,35 +20,18 @@
  * after one round trip; each success doubles it up to the job's limits. */
 #define FIRST_FETCH_MSGS 16
 #define FIRST_FETCH_BYTES (1u << 20)
-#define MAILBOX_MAX 1024
 #define WHY_MAX 200 /* a broken message's reason, as the warning shows it */
 /* A message this big is what a new session starts with, and it is not
  * started on a session likely to end before it arrives: a new session is
  * opened for it instead. */
 #define BIG_BYTES (256u << 10)
 
-/* A connection slot: lives as long as the pool. */
-struct slot {
-    struct mg_pool *p;
-    unsigned id;
-    struct mg_session *sess;     /* guarded by mu while a run may cancel it */
-    unsigned fetches;            /* FETCH commands sent on sess */
-    uint64_t carried;            /* message bytes received on sess */
-    char examined[MAILBOX_MAX];  /* mailbox open on sess, "" if none */
-    struct mg_mailbox_info info; /* what EXAMINE said of it */
-    /* A thread readying the slot ahead of the next run (mg_pool_warm). Until
-     * it is joined, nobody else touches the slot. */
-    pthread_t warm;
-    bool warming;
-    char warm_mailbox[MAILBOX_MAX];
-};
-
 /* A worker thread's state during one run. */
 struct worker {
     struct mg_pool *p;
     unsigned id;
     pthread_t thread;
-    struct slot *slot;
+    struct mg_slot *slot;
     struct mg_batch *batch;
     size_t *idx;    /* plan indices of the fetch, ordered like uids */
     uint32_t *uids; /* sorted */
@@ -67,10 +51,7 @@ struct worker {
 };
 
 struct mg_pool {
-    struct mg_source src;
-    unsigned pause_ms; /* the unit of retry pauses */
-    unsigned nslots;
-    struct slot *slots;
+    struct mg_sessions ses; /* the slots and their sessions */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* per run, guarded by mu */
@@ -88,7 +69,6 @@ struct mg_pool {
     bool *unsent;                    /* per message: answered for without it, every attempt */
     atomic_uint_fast64_t bytes_seen; /* streamed, for progress */
     atomic_size_t stored;
-    atomic_bool logged_in; /* the credentials opened a session in this run */
 };
 
 /* A cancel hook (signal thread): the wait in mg_pool_run and sleeping
@@ -105,16 +85,12 @@ enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struc
                             struct mg_error *err)
 {
     struct mg_pool *p = calloc(1, sizeof(*p));
-    if (p == NULL || (p->slots = calloc(workers ? workers : 1, sizeof(*p->slots))) == NULL) {
-        free(p);
+    if (p == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
-    }
-    p->src = *src;
-    p->pause_ms = 1000;
-    p->nslots = workers ? workers : 1;
-    for (unsigned i = 0; i < p->nslots; i++) {
-        p->slots[i].p = p;
-        p->slots[i].id = i;
+    enum mg_code rc = mg_sessions_init(&p->ses, src, workers, err);
+    if (rc != MG_OK) {
+        free(p);
+        return rc;
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
@@ -123,262 +99,48 @@ enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struc
     return MG_OK;
 }
 
-static void *logout_main(void *arg)
-{
-    struct slot *s = arg;
-    s->p->src.ops->close(s->sess, true);
-    return NULL;
-}
-
-static void join_warm(struct slot *s)
-{
-    if (s->warming) {
-        pthread_join(s->warm, NULL);
-        s->warming = false;
-    }
-}
-
 void mg_pool_destroy(struct mg_pool *p)
 {
     if (p == NULL)
         return;
     mg_cancel_hook_remove(p->cancel_hook);
-    for (unsigned i = 0; i < p->nslots; i++)
-        join_warm(&p->slots[i]);
-    /* LOGOUT waits a round trip for its answer: say goodbye on every
-     * session at once rather than one after another. */
-    pthread_t *t = calloc(p->nslots, sizeof(*t));
-    bool *spawned = calloc(p->nslots, sizeof(*spawned));
-    for (unsigned i = 0; i < p->nslots; i++) {
-        if (p->slots[i].sess == NULL)
-            continue;
-        if (t != NULL && spawned != NULL &&
-            pthread_create(&t[i], NULL, logout_main, &p->slots[i]) == 0)
-            spawned[i] = true;
-        else
-            p->src.ops->close(p->slots[i].sess, true);
-    }
-    for (unsigned i = 0; t != NULL && spawned != NULL && i < p->nslots; i++)
-        if (spawned[i])
-            pthread_join(t[i], NULL);
-    free(t);
-    free(spawned);
+    mg_sessions_finish(&p->ses);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
-    free(p->slots);
     free(p);
-}
-
-static void set_session(struct mg_pool *p, struct slot *s, struct mg_session *sess)
-{
-    pthread_mutex_lock(&p->mu);
-    s->sess = sess;
-    s->fetches = 0;
-    s->carried = 0;
-    s->examined[0] = '\0';
-    if (sess != NULL && p->abort)
-        p->src.ops->cancel(sess);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void drop_session(struct mg_pool *p, struct slot *s)
-{
-    pthread_mutex_lock(&p->mu);
-    struct mg_session *sess = s->sess;
-    s->sess = NULL;
-    s->examined[0] = '\0';
-    pthread_mutex_unlock(&p->mu);
-    p->src.ops->close(sess, false);
-}
-
-/* Give slot s a logged-in session unless it has one. */
-static enum mg_code open_slot(struct mg_pool *p, struct slot *s, struct mg_error *err)
-{
-    if (s->sess != NULL)
-        return MG_OK;
-    struct mg_session *sess;
-    enum mg_code rc = p->src.ops->open(p->src.ctx, &sess, err);
-    if (rc == MG_OK) {
-        set_session(p, s, sess);
-        atomic_store(&p->logged_in, true);
-    } else if (p->src.ops->judge_login != NULL)
-        rc = p->src.ops->judge_login(err, atomic_load(&p->logged_in));
-    return rc;
-}
-
-static enum mg_code control(struct mg_pool *p, struct mg_session **out, struct mg_error *err)
-{
-    enum mg_code rc = open_slot(p, &p->slots[0], err);
-    *out = p->slots[0].sess;
-    return rc;
-}
-
-/* EXAMINE mailbox on slot s unless it is open there already. */
-static enum mg_code examine_on(struct mg_pool *p, struct slot *s, const char *mailbox,
-                               struct mg_mailbox_info *mi, struct mg_error *err)
-{
-    s->examined[0] = '\0'; /* a failed EXAMINE closes the old mailbox too */
-    enum mg_code rc = p->src.ops->examine(s->sess, mailbox, mi, err);
-    if (rc == MG_OK) {
-        snprintf(s->examined, sizeof(s->examined), "%s", mailbox);
-        s->info = *mi;
-    } else if (p->src.ops->broken(s->sess))
-        drop_session(p, s); /* out of step; a refusal leaves it usable */
-    return rc;
-}
-
-/* How long to wait before try n + 1: a server that is busy or limiting
- * gets doubling pauses, a lost connection short growing ones. */
-static unsigned backoff_ms(const struct mg_pool *p, enum mg_retry retry, unsigned n)
-{
-    if (retry == MG_RETRY_LATER)
-        return p->pause_ms << (n < 6 ? n : 6);
-    return p->pause_ms / 5 * n;
 }
 
 void mg_pool_set_pause(struct mg_pool *p, unsigned ms)
 {
-    p->pause_ms = ms;
+    p->ses.pause_ms = ms;
 }
 
-typedef enum mg_code (*control_op)(struct mg_pool *p, struct mg_session *sess, void *arg,
-                                   struct mg_error *err);
-
-/* Run op on the control session; when the session breaks or cannot be
- * opened for a passing reason, open a new one and try again. */
-static enum mg_code with_control(struct mg_pool *p, control_op op, void *arg, struct mg_error *err)
-{
-    for (unsigned attempt = 1;; attempt++) {
-        if (mg_cancelled())
-            return mg_cancel_error(err);
-        struct mg_session *sess;
-        enum mg_code rc = control(p, &sess, err);
-        if (rc == MG_OK)
-            rc = op(p, sess, arg, err);
-        rc = mg_cancel_check(rc, err); /* a cancelled stream is no broken one */
-        if (rc == MG_OK || rc == MG_E_INTERRUPTED || err->retry == MG_RETRY_NONE ||
-            attempt >= MAX_FAILS)
-            return rc;
-        bool broken = p->src.ops->broken(p->slots[0].sess);
-        if (broken)
-            drop_session(p, &p->slots[0]);
-        mg_info("%s; %s", err->msg, broken ? "reconnecting" : "asking again");
-        mg_cancel_sleep(backoff_ms(p, err->retry, attempt));
-    }
-}
-
-static enum mg_code no_op(struct mg_pool *p, struct mg_session *sess, void *arg,
-                          struct mg_error *err)
-{
-    return MG_OK;
-}
-
-/* A connection cut or stalled while it is being opened (TLS handshake,
- * greeting, login) is tried again like any other, within with_control's
- * bounds; refusals (credentials, certificate, nothing listening) are final. */
 enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
 {
-    return with_control(p, no_op, NULL, err);
-}
-
-struct list_arg {
-    const char *mailbox;
-    struct mg_mailbox_info *mi;
-    struct mg_msglist *out;
-    void (*each)(const char *name, void *ctx);
-    void *ctx;
-};
-
-/* EXAMINE on the control session unless the mailbox is open there. */
-static enum mg_code examine_op(struct mg_pool *p, struct mg_session *sess, void *arg,
-                               struct mg_error *err)
-{
-    struct list_arg *la = arg;
-    struct slot *s = &p->slots[0];
-    if (strcmp(s->examined, la->mailbox) == 0) {
-        *la->mi = s->info;
-        return MG_OK;
-    }
-    return examine_on(p, s, la->mailbox, la->mi, err);
-}
-
-static enum mg_code list_op(struct mg_pool *p, struct mg_session *sess, void *arg,
-                            struct mg_error *err)
-{
-    struct list_arg *la = arg;
-    la->out->n = 0; /* a retry starts over */
-    enum mg_code rc = examine_op(p, sess, arg, err);
-    if (rc == MG_OK && (la->mi->exists > 0 || !la->mi->counted))
-        rc = p->src.ops->list(sess, la->out, err);
-    return rc;
-}
-
-static enum mg_code mailboxes_op(struct mg_pool *p, struct mg_session *sess, void *arg,
-                                 struct mg_error *err)
-{
-    struct list_arg *la = arg;
-    return p->src.ops->mailboxes(sess, la->each, la->ctx, err);
-}
-
-enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
-                             struct mg_error *err)
-{
-    struct list_arg la = {.mailbox = mailbox, .mi = mi};
-    return with_control(p, examine_op, &la, err);
-}
-
-/* Give slot s a logged-in session with mailbox open, unless it has one. */
-static enum mg_code ready_slot(struct mg_pool *p, struct slot *s, const char *mailbox,
-                               struct mg_error *err)
-{
-    enum mg_code rc = open_slot(p, s, err);
-    if (rc == MG_OK && strcmp(s->examined, mailbox) != 0) {
-        struct mg_mailbox_info mi;
-        rc = examine_on(p, s, mailbox, &mi, err);
-    }
-    return rc;
-}
-
-static void *warm_main(void *arg)
-{
-    struct slot *s = arg;
-    struct mg_error err;
-    mg_error_clear(&err);
-    enum mg_code rc = ready_slot(s->p, s, s->warm_mailbox, &err);
-    /* Not an error yet: the slot's worker tries again and judges. */
-    if (rc != MG_OK)
-        mg_debug("connection %u could not be readied ahead: %s", s->id, err.msg);
-    return NULL;
-}
-
-void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n)
-{
-    /* Warm-up threads inherit main's blocked signals (cancel.h); a cancel
-     * ends their network waits at once, and nothing is warmed after it. */
-    if (strlen(mailbox) >= MAILBOX_MAX || mg_cancelled())
-        return;
-    for (unsigned i = 1; i < n && i < p->nslots; i++) {
-        struct slot *s = &p->slots[i];
-        join_warm(s);
-        if (s->sess != NULL && strcmp(s->examined, mailbox) == 0)
-            continue;
-        snprintf(s->warm_mailbox, sizeof(s->warm_mailbox), "%s", mailbox);
-        s->warming = pthread_create(&s->warm, NULL, warm_main, s) == 0;
-    }
-}
-
-enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
-                          struct mg_msglist *out, struct mg_error *err)
-{
-    struct list_arg la = {.mailbox = mailbox, .mi = mi, .out = out};
-    return with_control(p, list_op, &la, err);
+    return mg_sessions_connect(&p->ses, err);
 }
 
 enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
                                void *ctx, struct mg_error *err)
 {
-    struct list_arg la = {.each = each, .ctx = ctx};
-    return with_control(p, mailboxes_op, &la, err);
+    return mg_sessions_mailboxes(&p->ses, each, ctx, err);
+}
+
+enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                             struct mg_error *err)
+{
+    return mg_sessions_examine(&p->ses, mailbox, mi, err);
+}
+
+enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                          struct mg_msglist *out, struct mg_error *err)
+{
+    return mg_sessions_list(&p->ses, mailbox, mi, out, err);
+}
+
+void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n)
+{
+    mg_sessions_warm(&p->ses, mailbox, n);
 }
 
 /* Caller holds mu. Stop the run: first fatal error wins. */
@@ -393,8 +155,7 @@ static void set_fatal(struct mg_pool *p, const struct mg_error *e)
         }
     }
     p->abort = true;
-    for (unsigned i = 0; i < p->nw; i++)
-        p->src.ops->cancel(p->w[i].slot->sess);
+    mg_sessions_abort(&p->ses, true); /* every session, control and warm-up too */
     pthread_cond_broadcast(&p->cv);
 }
 
@@ -494,12 +255,12 @@ static void sleep_ms(struct mg_pool *p, unsigned ms)
 static enum mg_code ready_session(struct worker *w, struct mg_error *err)
 {
     struct mg_pool *p = w->p;
-    struct slot *s = w->slot;
-    enum mg_code rc = open_slot(p, s, err);
+    struct mg_slot *s = w->slot;
+    enum mg_code rc = mg_slot_open(s, err);
     if (rc != MG_OK)
         return rc;
     w->used = true;
-    rc = ready_slot(p, s, p->job->mailbox, err);
+    rc = mg_slot_ready(s, p->job->mailbox, err);
     if (rc != MG_OK)
         return rc;
     if (s->info.uidvalidity != p->job->uidvalidity)
@@ -526,7 +287,8 @@ static enum mg_code run_fetch(struct worker *w, struct mg_error *err)
     w->sink_failed = false;
     w->committed = false;
     w->fresh = w->slot->fetches++ == 0;
-    enum mg_code rc = w->p->src.ops->fetch(w->slot->sess, w->uids, w->n, &sink, &w->answered, err);
+    enum mg_code rc =
+        w->p->ses.src.ops->fetch(w->slot->sess, w->uids, w->n, &sink, &w->answered, err);
     w->partial = mg_batch_in_message(w->batch);
     if (w->sink_failed) {
         *err = w->err;
@@ -649,7 +411,7 @@ static void *worker_main(void *arg)
     mg_plan_size_init(&want, FIRST_FETCH_MSGS, FIRST_FETCH_BYTES, job->fetch_msgs,
                       job->fetch_bytes);
 
-    join_warm(w->slot); /* its session may be ready, or never will be */
+    mg_slot_join_warm(w->slot); /* its session may be ready, or never will be */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->abort)
@@ -689,7 +451,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         if (renew)
-            drop_session(p, w->slot);
+            mg_slot_drop(w->slot);
         prepare_fetch(w);
         struct mg_error err;
         mg_error_clear(&err);
@@ -726,7 +488,7 @@ static void *worker_main(void *arg)
         }
         if (!(sent && w->answered)) { /* a refusal leaves the session in step */
             pthread_mutex_unlock(&p->mu);
-            drop_session(p, w->slot);
+            mg_slot_drop(w->slot);
             pthread_mutex_lock(&p->mu);
         }
         if (cut)
@@ -748,8 +510,9 @@ static void *worker_main(void *arg)
         mg_info("connection %u: %s; retrying", w->id, err.msg);
         /* Back off, more with each failure in a row; straight back after a
          * cut that came after something was done. */
-        unsigned ms =
-            cut && fails == 1 && err.retry != MG_RETRY_LATER ? 0 : backoff_ms(p, err.retry, fails);
+        unsigned ms = cut && fails == 1 && err.retry != MG_RETRY_LATER
+                          ? 0
+                          : mg_sessions_backoff(&p->ses, err.retry, fails);
         if (ms > 0) {
             pthread_mutex_unlock(&p->mu);
             sleep_ms(p, ms);
@@ -821,7 +584,7 @@ static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_erro
         struct worker *w = &p->w[i];
         w->p = p;
         w->id = i;
-        w->slot = &p->slots[i];
+        w->slot = &p->ses.slots[i];
         w->idx = calloc(bm, sizeof(*w->idx));
         w->uids = calloc(bm, sizeof(*w->uids));
         w->pairs = calloc(bm, sizeof(*w->pairs));
@@ -896,7 +659,7 @@ static void judge_unsent(struct mg_pool *p, const struct mg_job *job, struct mg_
 enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_job_result *res)
 {
     memset(res, 0, sizeof(*res));
-    unsigned nw = p->nslots;
+    unsigned nw = p->ses.n;
     if (job->msgs->n < nw)
         nw = (unsigned)job->msgs->n;
     if (nw == 0)
@@ -977,11 +740,12 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
 
     /* Slots no worker needed may still be warming up. A cancelled session
      * is dead: do not hand it to the next mailbox. */
-    for (unsigned i = 0; i < p->nslots; i++)
-        join_warm(&p->slots[i]);
+    for (unsigned i = 0; i < p->ses.n; i++)
+        mg_slot_join_warm(&p->ses.slots[i]);
     if (p->abort)
-        for (unsigned i = 0; i < p->nslots; i++)
-            drop_session(p, &p->slots[i]);
+        for (unsigned i = 0; i < p->ses.n; i++)
+            mg_slot_drop(&p->ses.slots[i]);
+    mg_sessions_abort(&p->ses, false);
     pthread_mutex_lock(&p->mu);
     p->abort = false;
     pthread_mutex_unlock(&p->mu);

@@ -41,9 +41,10 @@
  *   it has left, and starts a big message that would not fit on a new
  *   session instead.
  *
- * Sessions outlive a run: the next mailbox reuses them (a new EXAMINE, no new
- * login), so a multi-folder backup never holds more than `workers` sessions.
- * They can be opened ahead (mg_pool_warm) while the control session lists.
+ * The sessions themselves, their slots, the control operations and the
+ * warm-up are session.h's; the pool schedules fetches over them (plan.h)
+ * and decides retries. Sessions outlive a run: the next mailbox reuses them,
+ * so a multi-folder backup never holds more than `workers` sessions.
  *
  * Memory: the pool copies *src (its ctx stays borrowed); everything in
  * struct mg_job is borrowed for the duration of the run.
