@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* White space around keys and values: a CR is one too, wherever a line
+ * ends with it. */
 static bool blank(char c)
 {
-    return c == ' ' || c == '\t';
+    return c == ' ' || c == '\t' || c == '\r';
 }
 
 /* Trim [*b, *e) of white space. */

@@ -51,6 +51,9 @@ static const struct ini_case cases[] = {
     {"[d]\nempty =\n", MG_INI_OK, 0, "1:[d]|2:d.empty=|"},
     {"[d]\nk = a = b\n", MG_INI_OK, 0, "1:[d]|2:d.k=a = b|"},
     {"last = line without newline", MG_INI_OK, 0, "1:.last=line without newline|"},
+    /* a CR is white space, also before a tab (found by fuzz_ini) */
+    {"k = v\r\t\n", MG_INI_OK, 0, "1:.k=v|"},
+    {"k\r = v\n", MG_INI_OK, 0, "1:.k=v|"},
     {"[a]\nthis is not ini\n", MG_INI_SYNTAX, 2, "1:[a]|"},
     {"[a\n", MG_INI_SYNTAX, 1, ""},
     {"[a] junk\n", MG_INI_SYNTAX, 1, ""},
