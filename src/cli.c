@@ -58,15 +58,14 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
     struct mg_options *o = ctx;
     if (s->key != NULL)
         return mg_account_set(&o->over, s, v, err);
+    if (mg_stats_setting(&o->analysis, s, v) || mg_verbosity_setting(&o->verbosity, s))
+        return MG_OK;
     switch (s->id) {
     case MG_SET_ACCOUNT:
         o->account = v->text;
         break;
     case MG_SET_CONFIG:
         o->config = v->text;
-        break;
-    case MG_SET_CSV:
-        o->csv = v->text;
         break;
     case MG_SET_HELP:
         o->action = MG_HELP;
@@ -77,26 +76,11 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
     case MG_SET_OFFLINE:
         o->offline = true;
         break;
-    case MG_SET_QUIET:
-        o->verbosity = MG_QUIET;
-        break;
     case MG_SET_STATS:
         o->stats = true;
         break;
-    case MG_SET_STOPWORDS:
-        o->stopwords = v->text;
-        break;
     case MG_SET_SUMMARY_JSON:
         o->summary_json = v->text;
-        break;
-    case MG_SET_TOP:
-        o->top = v->num;
-        break;
-    case MG_SET_TZ:
-        o->tz = v->text;
-        break;
-    case MG_SET_VERBOSE:
-        o->verbosity = o->verbosity < MG_VERBOSE ? MG_VERBOSE : MG_DEBUG;
         break;
     case MG_SET_VERSION:
         o->action = MG_VERSION;

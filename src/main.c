@@ -252,8 +252,8 @@ int main(int argc, char **argv)
     /* The analyzer is forked first, before any thread, TLS context or
      * credential exists in this process. */
     struct feed feed = {NULL, false};
-    if (o.stats || o.csv != NULL) {
-        struct mg_analyzer_opts ao = {o.stopwords, o.tz, 0};
+    if (o.stats || o.analysis.csv != NULL) {
+        struct mg_analyzer_opts ao = {o.analysis.stopwords, o.analysis.tz, 0};
         if (mg_analyzer_start(&ao, &feed.an, &err) != MG_OK) {
             mg_err("%s", err.msg);
             return err.code;
@@ -315,7 +315,7 @@ int main(int argc, char **argv)
         mg_stats_init(&st);
         enum mg_code src = mg_analyzer_finish(feed.an, &st, &err);
         if (src == MG_OK)
-            src = mg_stats_output(&st, o.csv, o.stats, (size_t)o.top, &err);
+            src = mg_stats_output(&st, o.analysis.csv, o.stats, (size_t)o.analysis.top, &err);
         if (src != MG_OK) {
             mg_err("%s", err.msg);
             if (exit_code == MG_OK)

@@ -127,6 +127,17 @@ const struct mg_setting *mg_setting_by_key(const char *key)
     return NULL;
 }
 
+bool mg_verbosity_setting(enum mg_verbosity *level, const struct mg_setting *s)
+{
+    if (s->id == MG_SET_QUIET)
+        *level = MG_QUIET;
+    else if (s->id == MG_SET_VERBOSE)
+        *level = *level < MG_VERBOSE ? MG_VERBOSE : MG_DEBUG;
+    else
+        return false;
+    return true;
+}
+
 bool mg_tz_known(const char *tz)
 {
     if (tz[0] == ':')

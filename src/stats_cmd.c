@@ -219,9 +219,30 @@ enum mg_code mg_stats_output(const struct mg_stats *s, const char *csv, bool tab
     return MG_OK;
 }
 
+bool mg_stats_setting(struct mg_stats_settings *st, const struct mg_setting *s,
+                      const struct mg_value *v)
+{
+    switch (s->id) {
+    case MG_SET_CSV:
+        st->csv = v->text;
+        return true;
+    case MG_SET_STOPWORDS:
+        st->stopwords = v->text;
+        return true;
+    case MG_SET_TOP:
+        st->top = v->num;
+        return true;
+    case MG_SET_TZ:
+        st->tz = v->text;
+        return true;
+    default:
+        return false;
+    }
+}
+
 struct stats_opts {
-    const char *csv, *tz, *stopwords;
-    unsigned long top, jobs;
+    struct mg_stats_settings out;
+    unsigned long jobs;
     bool help;
     enum mg_verbosity verbosity;
 };
@@ -230,34 +251,14 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
                           struct mg_error *err)
 {
     struct stats_opts *o = ctx;
-    switch (s->id) {
-    case MG_SET_CSV:
-        o->csv = v->text;
-        break;
-    case MG_SET_HELP:
+    if (mg_stats_setting(&o->out, s, v) || mg_verbosity_setting(&o->verbosity, s))
+        return MG_OK;
+    if (s->id == MG_SET_HELP)
         o->help = true;
-        break;
-    case MG_SET_JOBS:
+    else if (s->id == MG_SET_JOBS)
         o->jobs = v->num;
-        break;
-    case MG_SET_QUIET:
-        o->verbosity = MG_QUIET;
-        break;
-    case MG_SET_STOPWORDS:
-        o->stopwords = v->text;
-        break;
-    case MG_SET_TOP:
-        o->top = v->num;
-        break;
-    case MG_SET_TZ:
-        o->tz = v->text;
-        break;
-    case MG_SET_VERBOSE:
-        o->verbosity = o->verbosity < MG_VERBOSE ? MG_VERBOSE : MG_DEBUG;
-        break;
-    default:
+    else
         return mg_error_set(err, MG_E_INTERNAL, "--%s has no use here", s->name);
-    }
     return MG_OK;
 }
 
@@ -282,8 +283,8 @@ int mg_stats_main(int argc, char **argv)
         mg_err("stats: which directory? (mailgrab stats DIR; see --help)");
         return MG_E_USAGE;
     }
-    const char *csv = o.csv, *tz = o.tz, *stopwords = o.stopwords;
-    unsigned long top = o.top, jobs = o.jobs;
+    const char *csv = o.out.csv, *tz = o.out.tz, *stopwords = o.out.stopwords;
+    unsigned long top = o.out.top, jobs = o.jobs;
     bool top_set = top > 0;
     if (tz != NULL)
         setenv("TZ", tz, 1);

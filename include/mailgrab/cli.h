@@ -16,6 +16,7 @@
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
 #include "mailgrab/log.h"
+#include "mailgrab/stats_cmd.h"
 
 enum mg_action { MG_RUN, MG_HELP, MG_VERSION };
 
@@ -25,12 +26,9 @@ struct mg_options {
     const char *config;     /* --config, NULL: the default path if it exists */
     const char *account;    /* --account, NULL: every account */
     const char *summary_json;
-    bool stats;            /* --stats: print statistics tables at the end */
-    const char *csv;       /* --csv FILE|-: statistics as CSV */
-    unsigned long top;     /* --top N: rows per table, 0 default */
-    const char *tz;        /* --tz ZONE for hours and weekdays */
-    const char *stopwords; /* --stopwords FILE */
-    unsigned long limit;   /* 0: no limit */
+    bool stats;                        /* --stats: print statistics tables at the end */
+    struct mg_stats_settings analysis; /* --csv, --top, --tz, --stopwords */
+    unsigned long limit;               /* 0: no limit */
     enum mg_verbosity verbosity;
     bool verify;  /* mailgrab verify (verify.h) */
     bool offline; /* verify --offline: the files against their manifests only */

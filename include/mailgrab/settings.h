@@ -24,6 +24,7 @@
 #include <stdio.h>
 
 #include "mailgrab/error.h"
+#include "mailgrab/log.h"
 
 /* Commands, as a bit set of the ones that take a setting. */
 enum mg_command {
@@ -134,6 +135,9 @@ enum mg_code mg_settings_parse(unsigned command, int argc, char **argv, mg_setti
 
 /* The option list of --help for command, one line per setting (wrapped). */
 void mg_settings_help(unsigned command, FILE *f);
+
+/* -q and -v, taken into *level when s is one of them; false otherwise. */
+bool mg_verbosity_setting(enum mg_verbosity *level, const struct mg_setting *s);
 
 /* A time zone mailgrab can use for --tz / tz: "UTC", a POSIX rule with a
  * digit (EST5EDT), or a zoneinfo name that exists. */

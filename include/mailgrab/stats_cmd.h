@@ -20,9 +20,23 @@
 #include <stddef.h>
 
 #include "mailgrab/error.h"
+#include "mailgrab/settings.h"
 #include "mailgrab/stats.h"
 
 /* argv[0] is "stats". Returns a process exit code (enum mg_code). */
+/* What --csv, --top, --tz and --stopwords say, for the statistics of a
+ * download and for mailgrab stats alike (NULL / 0: unset). */
+struct mg_stats_settings {
+    const char *csv;       /* FILE, or "-" for standard output */
+    unsigned long top;     /* rows per table */
+    const char *tz;        /* hours and weekdays in this zone */
+    const char *stopwords; /* FILE instead of the built-in list */
+};
+
+/* Take setting s into st when it is one of those four; false otherwise. */
+bool mg_stats_setting(struct mg_stats_settings *st, const struct mg_setting *s,
+                      const struct mg_value *v);
+
 int mg_stats_main(int argc, char **argv);
 
 /*
