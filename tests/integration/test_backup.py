@@ -24,7 +24,7 @@ import time
 import unittest
 
 from mgtest import corpus, reference, tools
-from mgtest.server import Dovecot
+from mgtest.server import Dovecot, start_for_module, stop_for_module
 
 EXIT_OK, EXIT_USAGE, EXIT_AUTH, EXIT_MAILBOX, EXIT_LOCKED = 0, 2, 5, 6, 9
 TMP_PREFIX = ".mg-tmp-"
@@ -48,19 +48,11 @@ config_home = None  # an empty XDG_CONFIG_HOME: no stray user config is read
 def setUpModule():
     global server, workdir, config_home
     tools.binary("MAILGRAB")
-    workdir = tempfile.mkdtemp(prefix="mgtest-bk-")
-    config_home = os.path.join(workdir, "xdg-empty")
-    os.makedirs(config_home)
-    server = Dovecot()
-    server.users.update(EXTRA_USERS)
-    server.start()
+    server, workdir, config_home = start_for_module("mgtest-bk-", EXTRA_USERS)
 
 
 def tearDownModule():
-    if server is not None:
-        server.stop()
-    if workdir and not os.environ.get("MG_KEEP_TMP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop_for_module(server, workdir)
 
 
 # -- IMAP helpers ------------------------------------------------------------

@@ -14,7 +14,6 @@ one such big one.
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import unittest
@@ -23,7 +22,7 @@ from mgtest import corpus, reference, tools
 from mgtest.authserver import AuthServer
 from mgtest.byeproxy import ByeProxy
 from mgtest.checks import Checks
-from mgtest.server import Dovecot
+from mgtest.server import Dovecot, stop_for_module
 
 N_MESSAGES = int(os.environ.get("MG_CONVERGE_MESSAGES", "1500"))
 N_BIG = int(os.environ.get("MG_CONVERGE_BIG", "3"))
@@ -59,12 +58,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if server is not None:
-        server.stop()
-    if auth is not None:
-        auth.stop()
-    if workdir and not os.environ.get("MG_KEEP_TMP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop_for_module(server, workdir, auth)
 
 
 class Base(Checks, unittest.TestCase):

@@ -17,6 +17,7 @@ import unittest
 
 from mgtest import corpus, reference, tools
 from mgtest.byeproxy import ByeProxy
+from mgtest.checks import Checks
 from mgtest.server import Dovecot, free_port
 
 N_MESSAGES = int(os.environ.get("MG_TEST_MESSAGES", "520"))
@@ -57,7 +58,7 @@ def tearDownModule():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class Base(unittest.TestCase):
+class Base(Checks, unittest.TestCase):
     maxDiff = 2000
 
     def out_dir(self):
@@ -71,23 +72,6 @@ class Base(unittest.TestCase):
                                    extra=extra, **kw)
         return tools.run(argv, env_extra=env, timeout=timeout, watch=watch)
 
-    def assertExit(self, res, code):
-        self.assertEqual(res.returncode, code,
-                         f"expected exit {code}, got {res.returncode}" + res.describe())
-
-    def stored(self, out, res, mailbox="INBOX"):
-        """{uid: bytes} of the .eml files mailgrab wrote."""
-        box = os.path.join(out, mailbox)
-        self.assertTrue(os.path.isdir(box), f"mailgrab created no {box}" + res.describe())
-        got = {}
-        for name in os.listdir(box):
-            if name.endswith(".eml") and not name.startswith("."):
-                stem = name[:-4]
-                self.assertTrue(stem.isdigit(), f"unexpected file name {name}" + res.describe())
-                with open(os.path.join(box, name), "rb") as f:
-                    got[int(stem)] = f.read()
-        return got
-
     def assertNoTempFiles(self, out, res):
         leftovers = []
         for dirpath, dirnames, filenames in os.walk(out):
@@ -97,19 +81,8 @@ class Base(unittest.TestCase):
         self.assertEqual(leftovers, [], "temporary files left behind" + res.describe())
 
     def assertAllIdentical(self, out, res, uids=None):
-        got = self.stored(out, res)
         want = ref if uids is None else {u: ref[u] for u in uids}
-        self.assertEqual(sorted(got), sorted(want),
-                         f"stored UIDs differ: missing {sorted(set(want) - set(got))[:20]}, "
-                         f"extra {sorted(set(got) - set(want))[:20]}" + res.describe())
-        bad = [u for u in want if got[u] != want[u]]
-        if bad:
-            u = bad[0]
-            a, b = got[u], want[u]
-            k = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
-            self.fail(f"{len(bad)} messages differ from the server's BODY[]; first uid {u}: "
-                      f"stored {len(a)} bytes, server {len(b)} bytes, first difference at "
-                      f"offset {k}: {a[k:k + 40]!r} vs {b[k:k + 40]!r}" + res.describe())
+        Checks.assertAllIdentical(self, out, res, want)
 
 
 class TestDownload(Base):

@@ -12,7 +12,6 @@ tiny messages, so a download has many batches); a second, default Dovecot
 """
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from mgtest import corpus, reference, tools
 from mgtest.authserver import AuthServer
 from mgtest.byeproxy import ByeProxy
 from mgtest.checks import Checks
-from mgtest.server import Dovecot
+from mgtest.server import Dovecot, stop_for_module
 
 EXIT_OK, EXIT_AUTH, EXIT_OAUTH = 0, 5, 10
 SCOPE = "https://mail.google.com/"
@@ -86,13 +85,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    for s in (server, plain_server):
-        if s is not None:
-            s.stop()
-    if auth is not None:
-        auth.stop()
-    if workdir and not os.environ.get("MG_KEEP_TMP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop_for_module(server, workdir, plain_server, auth)
 
 
 class Base(Checks, unittest.TestCase):

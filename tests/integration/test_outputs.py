@@ -10,12 +10,11 @@ let a write out of it.
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import unittest
 
 from mgtest import corpus, tools
-from mgtest.server import Dovecot
+from mgtest.server import start_for_module, stop_for_module
 from test_backup import append, bodies_sent, read_box, server_mail, wait_sessions, walk_files
 
 EXIT_OK, EXIT_PARTIAL, EXIT_OWNER = 0, 1, 13
@@ -32,12 +31,7 @@ config_home = None
 def setUpModule():
     global server, workdir, config_home
     tools.binary("MAILGRAB")
-    workdir = tempfile.mkdtemp(prefix="mgtest-out-")
-    config_home = os.path.join(workdir, "xdg-empty")
-    os.makedirs(config_home)
-    server = Dovecot()
-    server.users.update(EXTRA_USERS)
-    server.start()
+    server, workdir, config_home = start_for_module("mgtest-out-", EXTRA_USERS)
     for user, n, seed in (("alice", 14, 501), ("bob", 9, 502), ("mover", 12, 503),
                           ("other", 5, 504)):
         corpus.generate(server.maildir(user), n, os.path.join(workdir, f"{user}.json"),
@@ -45,10 +39,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if server is not None:
-        server.stop()
-    if workdir and not os.environ.get("MG_KEEP_TMP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop_for_module(server, workdir)
 
 
 def snapshot(top):

@@ -14,7 +14,6 @@ command, so the signal lands while mailgrab waits in exactly that stage.
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -24,7 +23,7 @@ import unittest
 from mgtest import corpus, reference, tools
 from mgtest.authserver import AuthServer
 from mgtest.holdproxy import HoldProxy
-from mgtest.server import Dovecot, group_members
+from mgtest.server import Dovecot, group_members, stop_for_module
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 TMP_PREFIX = ".mg-tmp-"
@@ -59,12 +58,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if server is not None:
-        server.stop()
-    if auth is not None:
-        auth.stop()
-    if workdir and not os.environ.get("MG_KEEP_TMP"):
-        shutil.rmtree(workdir, ignore_errors=True)
+    stop_for_module(server, workdir, auth)
 
 
 MAILDIR_UID = re.compile(r",U=(\d+):2,")

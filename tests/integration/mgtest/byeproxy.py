@@ -72,27 +72,34 @@ class ByeProxy(TlsServer):
         self.byes = 0
         self.sessions = 0
 
-    async def _session(self, c_reader, c_writer):
-        self.sessions += 1
+    async def _relay(self, c_reader, c_writer, port, up, down):
+        """Connect to the server's port and run up(s_writer) (client to
+        server) beside down(s_reader) (server to client) until either ends;
+        then close both sides."""
         try:
-            s_reader, s_writer = await asyncio.open_connection(self.server.host,
-                                                               self.target_port)
+            s_reader, s_writer = await asyncio.open_connection(self.server.host, port)
         except OSError:
             c_writer.close()
             return
-        fetching = _Command()  # this session's current UID FETCH
-        up = asyncio.ensure_future(self._up(c_reader, s_writer, c_writer, fetching))
+        task = asyncio.ensure_future(up(s_writer))
         try:
-            await self._down(s_reader, c_writer, fetching)
+            await down(s_reader)
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
-            up.cancel()
+            task.cancel()
             for w in (c_writer, s_writer):
                 try:
                     w.close()
                 except (OSError, ssl.SSLError):
                     pass
+
+    async def _session(self, c_reader, c_writer):
+        self.sessions += 1
+        fetching = _Command()  # this session's current UID FETCH
+        await self._relay(c_reader, c_writer, self.target_port,
+                          lambda s_writer: self._up(c_reader, s_writer, c_writer, fetching),
+                          lambda s_reader: self._down(s_reader, c_writer, fetching))
 
     async def _up(self, reader, writer, c_writer, fetching):
         """Client to server, line by line (mailgrab sends no literals)."""

@@ -16,8 +16,10 @@ class Checks:
         got = {}
         for name in os.listdir(box):
             if name.endswith(".eml") and not name.startswith("."):
+                stem = name[:-4]
+                self.assertTrue(stem.isdigit(), f"unexpected file name {name}" + res.describe())
                 with open(os.path.join(box, name), "rb") as f:
-                    got[int(name[:-4])] = f.read()
+                    got[int(stem)] = f.read()
         return got
 
     def assertAllIdentical(self, out, res, want, mailbox="INBOX"):
@@ -28,8 +30,13 @@ class Checks:
                          f"({len(set(want) - set(got))} in all), "
                          f"extra {sorted(set(got) - set(want))[:20]}" + res.describe())
         bad = [u for u in want if got[u] != want[u]]
-        self.assertEqual(bad[:20], [], f"{len(bad)} messages differ from the server's "
-                         "BODY[]" + res.describe())
+        if bad:
+            u = bad[0]
+            a, b = got[u], want[u]
+            k = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
+            self.fail(f"{len(bad)} messages differ from the server's BODY[]; first uid {u}: "
+                      f"stored {len(a)} bytes, server {len(b)} bytes, first difference at "
+                      f"offset {k}: {a[k:k + 40]!r} vs {b[k:k + 40]!r}" + res.describe())
 
     def assertNoTempFiles(self, out, res):
         left = [n for _, _, files in os.walk(out) for n in files if ".mg-tmp-" in n]

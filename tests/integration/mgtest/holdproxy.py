@@ -63,25 +63,10 @@ class HoldProxy(ByeProxy):
     async def _session(self, c_reader, c_writer):
         self.accepted += 1
         number = self.accepted
-        try:
-            s_reader, s_writer = await asyncio.open_connection(self.server.host,
-                                                               self.server.imap_port)
-        except OSError:
-            c_writer.close()
-            return
         hold = {"left": None}  # bytes still passed on once the hold is armed
-        up = asyncio.ensure_future(self._up(c_reader, s_writer, number, hold))
-        try:
-            await self._down(s_reader, c_writer, hold)
-        except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
-        finally:
-            up.cancel()
-            for w in (c_writer, s_writer):
-                try:
-                    w.close()
-                except (OSError, ssl.SSLError):
-                    pass
+        await self._relay(c_reader, c_writer, self.server.imap_port,
+                          lambda s_writer: self._up(c_reader, s_writer, number, hold),
+                          lambda s_reader: self._down(s_reader, c_writer, hold))
 
     async def _up(self, reader, writer, number, hold):
         """Client to server, line by line (mailgrab sends no literals)."""

@@ -512,9 +512,11 @@ def start_for_module(prefix, users=None):
     return server, workdir, config_home
 
 
-def stop_for_module(server, workdir):
-    """Stops server and removes workdir, unless MG_KEEP_TMP is set."""
-    if server is not None:
-        server.stop()
+def stop_for_module(server, workdir, *others):
+    """Stops server (and the other servers given: an authorization server, a
+    second Dovecot), and removes workdir unless MG_KEEP_TMP is set."""
+    for s in (server,) + others:
+        if s is not None:
+            s.stop()
     if workdir and not os.environ.get("MG_KEEP_TMP"):
         shutil.rmtree(workdir, ignore_errors=True)
