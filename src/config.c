@@ -21,6 +21,7 @@ void mg_account_init(struct mg_account *a, const char *name)
     memset(a, 0, sizeof(*a));
     a->name = name;
     a->all_mailboxes = MG_YESNO_UNSET;
+    a->spam_trash = MG_YESNO_UNSET;
     a->format = MG_FORMAT_UNSET;
     a->auth = MG_AUTH_UNSET;
 }
@@ -81,6 +82,9 @@ enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
         return MG_OK;
     case MG_SET_ALL_MAILBOXES:
         a->all_mailboxes = v->yes ? MG_YES : MG_NO;
+        return MG_OK;
+    case MG_SET_SPAM_TRASH:
+        a->spam_trash = v->yes ? MG_YES : MG_NO;
         return MG_OK;
     case MG_SET_CHUNKS:
         a->chunks = (unsigned)v->num;
@@ -358,6 +362,8 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
     }
     if (src->all_mailboxes != MG_YESNO_UNSET)
         dst->all_mailboxes = src->all_mailboxes;
+    if (src->spam_trash != MG_YESNO_UNSET)
+        dst->spam_trash = src->spam_trash;
     if (src->format != MG_FORMAT_UNSET)
         dst->format = src->format;
     if (src->chunks > 0)
@@ -460,6 +466,8 @@ enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
         a->format = MG_FORMAT_EML;
     if (a->all_mailboxes == MG_YESNO_UNSET)
         a->all_mailboxes = MG_NO;
+    if (a->spam_trash == MG_YESNO_UNSET)
+        a->spam_trash = MG_NO;
     if (a->nmailboxes == 0 && a->all_mailboxes == MG_NO) {
         a->mailboxes[0] = "INBOX";
         a->nmailboxes = 1;

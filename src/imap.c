@@ -1,13 +1,16 @@
 /* imap.c - see include/mailgrab/imap.h */
 #include "mailgrab/imap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <libetpan/libetpan.h>
 
+#include "mailgrab/fetchresp.h"
 #include "mailgrab/imapcode.h"
+#include "mailgrab/imapframe.h"
 #include "mailgrab/log.h"
 #include "mailgrab/oauth2.h"
 
@@ -35,7 +38,13 @@ struct mg_imap {
     size_t body_bytes; /* of the current message */
     bool sink_error;   /* a sink callback asked to stop */
     bool broken;       /* out of step with the server: only good for closing */
+    bool caps_known;   /* caps holds what the server offers after login */
+    unsigned caps;
 };
+
+#ifndef MAILGRAB_VERSION
+#define MAILGRAB_VERSION "unknown"
+#endif
 
 /* The server's last response text, bounded, for messages. */
 static const char *server_text(struct mg_imap *s)
@@ -469,8 +478,37 @@ static bool selectable(const struct mailimap_mbx_list_flags *f)
     return true;
 }
 
-enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
-                               void *ctx, struct mg_error *err)
+/* SPECIAL-USE attributes (RFC 6154) and Gmail's \\Important, as roles. */
+static unsigned roles_of(const struct mailimap_mbx_list_flags *f)
+{
+    static const struct {
+        const char *name;
+        unsigned role;
+    } map[] = {{"All", MG_ROLE_ALL},
+               {"Junk", MG_ROLE_JUNK},
+               {"Trash", MG_ROLE_TRASH},
+               {"Sent", MG_ROLE_SENT},
+               {"Drafts", MG_ROLE_DRAFTS},
+               {"Flagged", MG_ROLE_FLAGGED},
+               {"Important", MG_ROLE_IMPORTANT},
+               {"Archive", MG_ROLE_ARCHIVE}};
+    unsigned roles = 0;
+    for (clistiter *it = f && f->mbf_oflags ? clist_begin(f->mbf_oflags) : NULL; it != NULL;
+         it = clist_next(it)) {
+        struct mailimap_mbx_list_oflag *of = clist_content(it);
+        if (of->of_flag_ext == NULL)
+            continue;
+        const char *name = of->of_flag_ext[0] == '\\' ? of->of_flag_ext + 1 : of->of_flag_ext;
+        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+            if (strcasecmp(name, map[i].name) == 0)
+                roles |= map[i].role;
+    }
+    return roles;
+}
+
+enum mg_code mg_imap_mailboxes(struct mg_imap *s,
+                               void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                               struct mg_error *err)
 {
     clist *list = NULL;
     int r = mailimap_list(s->imap, "", "*", &list);
@@ -489,7 +527,7 @@ enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name,
     for (clistiter *it = list ? clist_begin(list) : NULL; it != NULL; it = clist_next(it)) {
         struct mailimap_mailbox_list *mb = clist_content(it);
         if (mb->mb_name != NULL && selectable(mb->mb_flag))
-            each(mb->mb_name, ctx);
+            each(mb->mb_name, roles_of(mb->mb_flag), ctx);
     }
     if (list != NULL)
         mailimap_list_result_free(list);
@@ -611,6 +649,200 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
 
 oom:
     return fetch_oom(set, ft, err);
+}
+
+/* Say who we are (RFC 2971), where Google asks for it. Best effort. */
+static void send_id(struct mg_imap *s)
+{
+    if (!mailimap_has_id(s->imap))
+        return;
+    char *name = NULL, *version = NULL;
+    int r = mailimap_id_basic(s->imap, "mailgrab", MAILGRAB_VERSION, &name, &version);
+    free(name);
+    free(version);
+    if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
+        s->broken = true;
+}
+
+unsigned mg_imap_caps(struct mg_imap *s)
+{
+    if (s->caps_known || s->broken)
+        return s->caps;
+    struct mailimap_capability_data *cap = NULL;
+    int r = mailimap_capability(s->imap, &cap);
+    if (cap != NULL)
+        mailimap_capability_data_free(cap);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
+            s->broken = true;
+        return 0;
+    }
+    s->caps_known = true;
+    if (mailimap_has_extension(s->imap, "X-GM-EXT-1"))
+        s->caps |= MG_CAP_GMAIL;
+    if (mailimap_has_extension(s->imap, "CONDSTORE"))
+        s->caps |= MG_CAP_CONDSTORE;
+    if (mailimap_has_extension(s->imap, "SPECIAL-USE"))
+        s->caps |= MG_CAP_SPECIAL_USE;
+    if (s->caps & MG_CAP_GMAIL)
+        send_id(s);
+    return s->caps;
+}
+
+/* One whole response into buf: its line and, for each {n} literal it
+ * announces, the n bytes and the rest of the line. The TLS driver bounds
+ * its length (imapframe.h). -1 when the stream fails. */
+static int read_response(mailstream *st, MMAPString *buf)
+{
+    mmap_string_truncate(buf, 0);
+    for (;;) {
+        if (mailstream_read_line_append(st, buf) == NULL)
+            return -1;
+        size_t n = buf->len;
+        if (n < 2 || buf->str[n - 2] != '\r' || buf->str[n - 1] != '\n')
+            return -1;
+        /* "{123}\r\n" or "{123+}\r\n" ends a line that a literal follows. */
+        size_t i = n - 2;
+        if (i == 0 || buf->str[i - 1] != '}')
+            return 0;
+        i--;
+        if (i > 0 && buf->str[i - 1] == '+')
+            i--;
+        size_t end = i, size = 0;
+        while (i > 0 && buf->str[i - 1] >= '0' && buf->str[i - 1] <= '9' && end - i < 10)
+            i--;
+        if (i == end || i == 0 || buf->str[i - 1] != '{')
+            return 0;
+        for (size_t k = i; k < end; k++)
+            size = size * 10 + (size_t)(buf->str[k] - '0');
+        if (size > MG_FRAME_RESPONSE_MAX)
+            return -1;
+        char piece[4096];
+        while (size > 0) {
+            ssize_t got = mailstream_read(st, piece, size < sizeof(piece) ? size : sizeof(piece));
+            if (got <= 0 || mmap_string_append_len(buf, piece, (size_t)got) == NULL)
+                return -1;
+            size -= (size_t)got;
+        }
+    }
+}
+
+#define GMLIST_TAG "MGL"
+
+/* Keep one listed message: the labels decoded from modified UTF-7. */
+static int keep_gm(struct mg_gmlist *out, const struct mg_fetchresp *r)
+{
+    struct mg_gmmsg m = {.uid = r->uid,
+                         .size = r->size,
+                         .msgid = r->msgid,
+                         .thrid = r->has_thrid ? r->thrid : r->msgid,
+                         .internaldate = r->internaldate};
+    snprintf(m.flags, sizeof(m.flags), "%s", r->flags);
+    size_t cap = r->labels_len * 4 + 1, len = 0;
+    m.labels = malloc(cap);
+    if (m.labels == NULL)
+        return -1;
+    const char *l = r->labels;
+    for (size_t i = 0; i < r->nlabels; i++) {
+        mg_gmlabel_decode(l, m.labels + len, cap - len);
+        len += strlen(m.labels + len) + 1;
+        l += strlen(l) + 1;
+    }
+    m.nlabels = r->nlabels;
+    if (mg_gmlist_push(out, &m) != 0) {
+        free(m.labels);
+        return -1;
+    }
+    return 0;
+}
+
+enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_error *err)
+{
+    static const char cmd[] = GMLIST_TAG " UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE "
+                                         "X-GM-MSGID X-GM-THRID X-GM-LABELS)\r\n";
+    const struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    size_t max =
+        si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK : LIST_UNCOUNTED_MAX;
+    mailstream *st = s->imap->imap_stream;
+    MMAPString *buf = mmap_string_new("");
+    char *labels = malloc(MG_FETCHRESP_LABELS_MAX);
+    enum mg_code rc = MG_OK;
+    if (buf == NULL || labels == NULL) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    mg_tls_expect_fetch(st, true, false);
+    if (mailstream_write(st, cmd, sizeof(cmd) - 1) != (ssize_t)(sizeof(cmd) - 1) ||
+        mailstream_flush(st) != 0) {
+        rc = stream_error(s, "listing messages", err);
+        goto out;
+    }
+    for (;;) {
+        if (read_response(st, buf) != 0) {
+            rc = stream_error(s, "listing messages", err);
+            goto out;
+        }
+        const char *line = buf->str;
+        size_t len = buf->len - 2; /* without CRLF */
+        if (strncmp(line, GMLIST_TAG " ", sizeof(GMLIST_TAG)) == 0) {
+            const char *state = line + sizeof(GMLIST_TAG);
+            if (strncasecmp(state, "OK", 2) == 0)
+                break;
+            s->broken = strncasecmp(state, "NO", 2) != 0 && strncasecmp(state, "BAD", 3) != 0;
+            rc = mg_error_set(err, MG_E_PROTOCOL, "%s refused to list the mailbox: %.*s",
+                              s->srv->host, (int)(len < 200 ? len : 200), line);
+            goto out;
+        }
+        if (strncmp(line, "* ", 2) != 0) {
+            s->broken = true;
+            rc = mg_error_set(err, MG_E_PROTOCOL,
+                              "%s answered a listing with something that is no IMAP response",
+                              s->srv->host);
+            goto out;
+        }
+        struct mg_fetchresp r;
+        enum mg_fetchresp_result pr =
+            mg_fetchresp_parse(line, len, &r, labels, MG_FETCHRESP_LABELS_MAX);
+        if (pr == MG_FETCHRESP_MALFORMED) {
+            s->broken = true;
+            rc = mg_error_set(err, MG_E_PROTOCOL,
+                              "%s sent a listing line mailgrab cannot read: %.*s", s->srv->host,
+                              (int)(len < 120 ? len : 120), line);
+            goto out;
+        }
+        if (pr == MG_FETCHRESP_OTHER) {
+            if (strncasecmp(line, "* BYE", 5) == 0) {
+                s->broken = true;
+                rc = mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                                    "%s ended the session while listing messages, saying: %.*s",
+                                    s->srv->host, (int)(len < 200 ? len : 200), line + 2);
+                goto out;
+            }
+            continue;
+        }
+        /* Unsolicited FETCH responses (flag changes) carry no size or id. */
+        if (!r.has_uid || !r.has_size || !r.has_msgid)
+            continue;
+        if (out->n >= max) {
+            s->broken = true; /* the rest of the answer is unread */
+            rc = mg_error_set(err, MG_E_PROTOCOL,
+                              "%s lists more messages than the mailbox holds (%zu)", s->srv->host,
+                              max);
+            goto out;
+        }
+        if (keep_gm(out, &r) != 0) {
+            rc = mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
+            s->broken = true;
+            goto out;
+        }
+    }
+out:
+    if (st != NULL)
+        mg_tls_expect_fetch(st, false, false);
+    if (buf != NULL)
+        mmap_string_free(buf);
+    free(labels);
+    return rc;
 }
 
 static time_t imap_date_to_time(const struct mailimap_date_time *d)
@@ -930,10 +1162,21 @@ static enum mg_code src_examine(struct mg_session *s, const char *mailbox,
     return mg_imap_examine(imap_of(s), mailbox, info, err);
 }
 
-static enum mg_code src_mailboxes(struct mg_session *s, void (*each)(const char *name, void *ctx),
+static enum mg_code src_mailboxes(struct mg_session *s,
+                                  void (*each)(const char *name, unsigned roles, void *ctx),
                                   void *ctx, struct mg_error *err)
 {
     return mg_imap_mailboxes(imap_of(s), each, ctx, err);
+}
+
+static unsigned src_caps(struct mg_session *s)
+{
+    return mg_imap_caps(imap_of(s));
+}
+
+static enum mg_code src_gmlist(struct mg_session *s, struct mg_gmlist *out, struct mg_error *err)
+{
+    return mg_imap_gmlist(imap_of(s), out, err);
 }
 
 static enum mg_code src_list(struct mg_session *s, struct mg_msglist *out, struct mg_error *err)
@@ -967,6 +1210,8 @@ static const struct mg_source_ops imap_ops = {
     .open = src_open,
     .examine = src_examine,
     .mailboxes = src_mailboxes,
+    .caps = src_caps,
+    .gmlist = src_gmlist,
     .list = src_list,
     .fetch = src_fetch,
     .broken = src_broken,

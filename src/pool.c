@@ -120,8 +120,9 @@ enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
     return mg_sessions_connect(&p->ses, err);
 }
 
-enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
-                               void *ctx, struct mg_error *err)
+enum mg_code mg_pool_mailboxes(struct mg_pool *p,
+                               void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                               struct mg_error *err)
 {
     return mg_sessions_mailboxes(&p->ses, each, ctx, err);
 }
@@ -136,6 +137,17 @@ enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mail
                           struct mg_msglist *out, struct mg_error *err)
 {
     return mg_sessions_list(&p->ses, mailbox, mi, out, err);
+}
+
+enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                            struct mg_gmlist *out, struct mg_error *err)
+{
+    return mg_sessions_gmlist(&p->ses, mailbox, mi, out, err);
+}
+
+enum mg_code mg_pool_caps(struct mg_pool *p, unsigned *caps, struct mg_error *err)
+{
+    return mg_sessions_caps(&p->ses, caps, err);
 }
 
 void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n)

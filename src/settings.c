@@ -82,6 +82,8 @@ static const struct mg_setting table[] = {
      .help = "print errors only (silence when all is well)", .commands = B | L | S | V},
     {MG_SET_SERVER, "server", 's', "server", MG_TYPE_STRING, "HOST",
      .help = "IMAPS server (e.g. imap.gmail.com)", .commands = B | V},
+    {MG_SET_SPAM_TRASH, "spam-trash", 0, "spam_trash", MG_TYPE_FLAG,
+     .help = "on Gmail, back up Spam and Trash too (All Mail holds neither)", .commands = B | V},
     {MG_SET_STATS, "stats", 0, NULL, MG_TYPE_FLAG,
      .help = "analyse what is downloaded (in a separate process) and print tables", .commands = B},
     {MG_SET_STOPWORDS, "stopwords", 0, NULL, MG_TYPE_STRING, "FILE",

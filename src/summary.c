@@ -24,6 +24,8 @@ static json_object *box_json(const struct mg_mailbox_report *r)
     json_object_object_add(o, "listed", json_object_new_int64((int64_t)r->listed));
     json_object_object_add(o, "new", json_object_new_int64((int64_t)r->fetched));
     json_object_object_add(o, "skipped", json_object_new_int64((int64_t)r->skipped));
+    json_object_object_add(o, "linked", json_object_new_int64((int64_t)r->linked));
+    json_object_object_add(o, "unlinked", json_object_new_int64((int64_t)r->unlinked));
     json_object_object_add(o, "failed", json_object_new_int64((int64_t)r->failed));
     json_object_object_add(o, "vanished", json_object_new_int64((int64_t)r->vanished));
     json_object_object_add(o, "bytes", json_object_new_int64((int64_t)r->bytes));

@@ -39,6 +39,7 @@ struct mg_account {
     const char *mailboxes[MG_MAX_MAILBOXES];
     size_t nmailboxes;
     enum mg_yesno all_mailboxes;
+    enum mg_yesno spam_trash; /* Gmail: Spam and Trash too */
     enum mg_format format;
     unsigned chunks;  /* 0 unset */
     unsigned timeout; /* 0 unset */

@@ -114,8 +114,9 @@ void mg_pool_set_pause(struct mg_pool *p, unsigned ms);
 enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err);
 
 /* LIST "" "*" on the control session (see mg_imap_mailboxes). */
-enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
-                               void *ctx, struct mg_error *err);
+enum mg_code mg_pool_mailboxes(struct mg_pool *p,
+                               void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                               struct mg_error *err);
 
 /* EXAMINE mailbox on the control session. */
 enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
@@ -135,6 +136,15 @@ void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n);
  * reconnect, not the run: these calls retry on a new session a few times. */
 enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
                           struct mg_msglist *out, struct mg_error *err);
+
+/* mg_pool_list with Gmail's message ids, thread ids, labels, flags and
+ * INTERNALDATE (only on a server that offers MG_CAP_GMAIL). */
+enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                            struct mg_gmlist *out, struct mg_error *err);
+
+/* What the server offers after login (enum mg_cap bits), asked on the
+ * control session. */
+enum mg_code mg_pool_caps(struct mg_pool *p, unsigned *caps, struct mg_error *err);
 
 /* Fetch job->msgs with up to `workers` sessions (fewer for few messages).
  * Returns MG_OK, MG_E_PARTIAL, or the fatal code in res->fatal. */

@@ -65,6 +65,7 @@ enum mg_setting_id {
     MG_SET_PROVIDER,
     MG_SET_QUIET,
     MG_SET_SERVER,
+    MG_SET_SPAM_TRASH,
     MG_SET_STATS,
     MG_SET_STOPWORDS,
     MG_SET_SUMMARY_JSON,

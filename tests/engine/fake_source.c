@@ -114,12 +114,13 @@ static enum mg_code fake_examine(struct mg_session *s, const char *mailbox,
     return MG_OK;
 }
 
-static enum mg_code fake_mailboxes(struct mg_session *s, void (*each)(const char *name, void *ctx),
+static enum mg_code fake_mailboxes(struct mg_session *s,
+                                   void (*each)(const char *name, unsigned roles, void *ctx),
                                    void *ctx, struct mg_error *err)
 {
     (void)s;
     (void)err;
-    each("INBOX", ctx);
+    each("INBOX", 0, ctx);
     return MG_OK;
 }
 
