@@ -688,13 +688,15 @@ int mg_backup_dir(const struct mg_account *a, char *dir, size_t cap)
 }
 
 enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *pool,
-                                 struct mg_backup_box **out, size_t *n, struct mg_error *err)
+                                 struct mg_backup_box **out, size_t *n, bool *gmail,
+                                 struct mg_error *err)
 {
     struct boxes b = {0};
-    bool gmail;
     enum mg_code rc = select_boxes(a, pool, &b, err);
     if (rc == MG_OK)
-        rc = gmail_boxes(a, pool, &b, &gmail, err);
+        rc = gmail_boxes(a, pool, &b, gmail, err);
+    if (rc == MG_OK && *gmail)
+        qsort(b.v, b.n, sizeof(*b.v), by_role);
     struct mg_backup_box *v = rc == MG_OK ? calloc(b.n ? b.n : 1, sizeof(*v)) : NULL;
     if (rc == MG_OK && v == NULL)
         rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
@@ -702,11 +704,36 @@ enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *poo
         snprintf(v[i].utf8, sizeof(v[i].utf8), "%s", b.v[i].utf8);
         snprintf(v[i].imap, sizeof(v[i].imap), "%s", b.v[i].imap);
         snprintf(v[i].path, sizeof(v[i].path), "%s", b.v[i].path);
+        v[i].roles = b.v[i].roles;
     }
     free(b.v);
     *out = v;
     *n = rc == MG_OK ? b.n : 0;
     return rc;
+}
+
+enum mg_code mg_backup_connect(const struct mg_account *a, const struct mg_creds *cr,
+                               struct mg_backup_conn *c, struct mg_error *err)
+{
+    memset(c, 0, sizeof(*c));
+    enum mg_code rc = mg_tls_ctx_create(a->cafile, &c->tls, err);
+    c->srv = (struct mg_server){a->server, a->port, (int)a->timeout, c->tls};
+    c->is = (struct mg_imap_source){&c->srv, cr};
+    struct mg_source src = mg_imap_source(&c->is);
+    if (rc == MG_OK)
+        rc = mg_pool_create(&src, 1, &c->pool, err);
+    if (rc == MG_OK) {
+        mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
+        rc = mg_pool_connect(c->pool, err);
+    }
+    return rc;
+}
+
+void mg_backup_disconnect(struct mg_backup_conn *c)
+{
+    mg_pool_destroy(c->pool);
+    mg_tls_ctx_destroy(c->tls);
+    memset(c, 0, sizeof(*c));
 }
 
 void mg_report_finish(struct mg_report *rep)

@@ -71,14 +71,32 @@ struct mg_backup_box {
     char utf8[1024];                  /* as the user reads it */
     char imap[1024];                  /* as sent to the server */
     char path[MG_MBOX_PATH_MAX + 16]; /* its directory under the output */
+    unsigned roles;                   /* enum mg_role (source.h) */
 };
 struct mg_pool;
 /* Where account a's backup is (its output, or output/<account> when the
  * accounts of the config file share it), without creating or claiming it.
  * Returns 0, or -1 if the path does not fit in cap. */
 int mg_backup_dir(const struct mg_account *a, char *dir, size_t cap);
+/* One session to account a's server, logged in, for the commands that only
+ * read (verify, estimate). The struct holds what the pool borrows; close it
+ * with mg_backup_disconnect (also after a failure). */
+struct mg_backup_conn {
+    struct mg_tls_ctx *tls;
+    struct mg_server srv;
+    struct mg_imap_source is;
+    struct mg_pool *pool;
+};
+enum mg_code mg_backup_connect(const struct mg_account *a, const struct mg_creds *cr,
+                               struct mg_backup_conn *c, struct mg_error *err);
+void mg_backup_disconnect(struct mg_backup_conn *c);
+
+/* *gmail: the server has Gmail's extensions and these are several
+ * mailboxes, so a backup stores each message once (All Mail first, Spam and
+ * Trash left out of --all-mailboxes without spam_trash; gmail.h). */
 enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *pool,
-                                 struct mg_backup_box **out, size_t *n, struct mg_error *err);
+                                 struct mg_backup_box **out, size_t *n, bool *gmail,
+                                 struct mg_error *err);
 
 /* Print an error of account a; a named account's errors say which one. */
 void mg_backup_err(const struct mg_account *a, const char *msg);

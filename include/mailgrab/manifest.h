@@ -2,8 +2,9 @@
  * manifest.h - what each stored message was when mailgrab stored it: the
  * per-mailbox manifest of SHA-256 sums that `mailgrab verify` checks.
  *
- * <mailbox dir>/.mailgrab-manifest, mode 0600, one line per message, only
- * ever appended to:
+ * <mailbox dir>/.mailgrab-manifest, mode 0600, one line per message,
+ * appended to (rewritten only to leave out messages whose files are removed
+ * on purpose: a Gmail label taken off, mg_manifest_log_forget):
  *
  *     <uid> <size> <sha256, 64 lowercase hex> <origin> <name>\n
  *

@@ -28,10 +28,11 @@
 
 /* Commands, as a bit set of the ones that take a setting. */
 enum mg_command {
-    MG_CMD_BACKUP = 1u << 0, /* mailgrab [options] */
-    MG_CMD_LOGIN = 1u << 1,  /* mailgrab login */
-    MG_CMD_STATS = 1u << 2,  /* mailgrab stats DIR */
-    MG_CMD_VERIFY = 1u << 3, /* mailgrab verify [options] */
+    MG_CMD_BACKUP = 1u << 0,   /* mailgrab [options] */
+    MG_CMD_LOGIN = 1u << 1,    /* mailgrab login */
+    MG_CMD_STATS = 1u << 2,    /* mailgrab stats DIR */
+    MG_CMD_VERIFY = 1u << 3,   /* mailgrab verify [options] */
+    MG_CMD_ESTIMATE = 1u << 4, /* mailgrab estimate [options] */
 };
 
 enum mg_setting_id {
@@ -45,6 +46,7 @@ enum mg_setting_id {
     MG_SET_FORMAT,
     MG_SET_HELP,
     MG_SET_JOBS,
+    MG_SET_ESTIMATE_JSON,
     MG_SET_LIMIT,
     MG_SET_LOGIN_TIMEOUT,
     MG_SET_MAILBOX,

@@ -17,7 +17,9 @@ the same X-GM-MSGID everywhere; Spam and Trash hold other messages. With
 - Spam and Trash are left out unless --spam-trash;
 - new mail (in INBOX and All Mail, one msgid) is downloaded once;
 - a label added or taken off elsewhere reaches labels.jsonl and the folder
-  links with no body fetched.
+  links with no body fetched;
+- `mailgrab estimate --json` says what the next backup downloads: the same
+  messages and bytes, Gmail or not.
 """
 
 import json
@@ -89,6 +91,22 @@ class Base(unittest.TestCase):
         """The server again, serving the account as it is now."""
         self.srv.folders = self.acct.folders()
         self.srv.restart()
+
+    def estimate(self, *args):
+        argv = [tools.binary("MAILGRAB"), "estimate", "--server", self.srv.host, "--port",
+                str(self.srv.port), "--user", self.srv.user, "--cafile", self.srv.ca_file,
+                "--password-file", self.pw, "--output", self.out, "--all-mailboxes", "--json",
+                *args]
+        res = tools.run(argv, timeout=60)
+        self.assertEqual(res.returncode, 0, res.describe())
+        return json.loads(res.stdout)
+
+    def assertEstimated(self, est, res):
+        """The estimate est equals what run res downloaded."""
+        boxes = self.boxes(res)
+        self.assertEqual(est["messages"], sum(b["new"] for b in boxes.values()), res.describe())
+        got = sum(b["bytes"] for b in boxes.values())
+        self.assertLessEqual(abs(est["bytes"] - got), 0.02 * max(got, 1), f"{est} {got}")
 
     def mailgrab(self, *args, port=None):
         summary = os.path.join(workdir, "summary.json")
@@ -210,6 +228,54 @@ class TestChanges(Base):
         res = tools.run([tools.binary("MAILGRAB"), "verify", "--offline", "--output", self.out],
                         timeout=60)
         self.assertEqual(res.returncode, 0, res.describe())
+
+
+class TestEstimate(Base):
+    n = 24
+
+    def test_estimate_is_what_the_backup_downloads(self):
+        est = self.estimate()
+        self.assertEqual(est["messages"], len(self.acct.messages))
+        self.assertEqual(est["bytes"], self.acct.unique_bytes())
+        self.assertTrue(est["accounts"][0]["gmail"])
+        res = self.mailgrab()
+        self.assertBackup(res)
+        self.assertEstimated(est, res)
+        self.assertEqual(self.estimate()["messages"], 0)
+        # New mail and a label change: one message to download.
+        m = self.acct.add(200, labels=["\\Inbox", "\\Important"])
+        self.acct.relabel(min(self.acct.messages), add=["Work"])
+        self.restart()
+        est = self.estimate()
+        self.assertEqual((est["messages"], est["bytes"]), (1, len(m.raw)), est)
+        res = self.mailgrab()
+        self.assertBackup(res)
+        self.assertEstimated(est, res)
+
+
+class TestNotGmail(Base):
+    """The same folders on a server without Gmail's extensions: every folder
+    is downloaded as it is, and estimate counts it so."""
+    n = 12
+
+    def setUp(self):
+        self.acct = GmailAccount(n=self.n)
+        self.srv = Hoodiecrow(folders=self.acct.folders(), root=tempfile.mkdtemp(dir=workdir),
+                              plugins=["SPECIAL-USE", "ID", "ENABLE", "UIDPLUS"])
+        self.srv.start()
+        self.out = tempfile.mkdtemp(prefix="out-", dir=workdir)
+        self.pw = tools.write_secret(workdir, self.srv.password)
+
+    def test_folder_by_folder(self):
+        est = self.estimate()
+        copies = sum(len(self.acct.listing(f)) for f in self.acct.folder_names())
+        copies += sum(len(v) for v in self.acct.outside.values())
+        self.assertEqual(est["messages"], copies)
+        self.assertFalse(est["accounts"][0]["gmail"])
+        res = self.mailgrab()
+        self.assertEqual(res.returncode, 0, res.describe())
+        self.assertEstimated(est, res)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "labels.jsonl")))
 
 
 if __name__ == "__main__":
