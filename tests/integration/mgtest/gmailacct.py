@@ -86,8 +86,11 @@ def default_labels(i):
 
 
 class GmailAccount:
-    def __init__(self, n=40, seed=7, spam=3, trash=2):
+    def __init__(self, n=40, seed=7, spam=3, trash=2, ascii_names=False):
+        """ascii_names: user labels without non-ASCII letters, for clients
+        that cannot take the raw UTF-8 folder names the test server lists."""
         self.seed = seed
+        self.rename = {"Reisen/Köln": "Reisen/Koeln"} if ascii_names else {}
         self.messages = {}
         self.next_uid = {}
         self.outside = {SPAM: [], TRASH: []}  # raw messages All Mail does not hold
@@ -102,6 +105,7 @@ class GmailAccount:
         """Message i arrives with its labels (default_labels(i) if None)."""
         raw = corpus.build_message(self.seed, i)[0]
         labels = default_labels(i) if labels is None else labels
+        labels = [self.rename.get(x, x) for x in labels]
         flags = ["\\Seen"] if i % 3 else []
         if "\\Starred" in labels:
             flags.append("\\Flagged")
@@ -127,7 +131,8 @@ class GmailAccount:
             m.uids[folder_of(label)] = self._uid(folder_of(label))
 
     def folder_names(self):
-        names = {ALL_MAIL, SPAM, TRASH} | {s[0] for s in SYSTEM.values()} | set(USER)
+        names = {ALL_MAIL, SPAM, TRASH} | {s[0] for s in SYSTEM.values()}
+        names |= {self.rename.get(x, x) for x in USER}
         return sorted(names)
 
     def listing(self, folder):
