@@ -23,6 +23,7 @@
 
 #define FETCH_MSGS 256
 #define FETCH_BYTES (8u << 20)
+#define WARM_PER 64
 
 struct box {
     char utf8[1024];
@@ -303,6 +304,46 @@ static bool not_in(uint32_t uid, const uint32_t *v, size_t n)
     return n == 0 || bsearch(&uid, v, n, sizeof(*v), cmp_u32) == NULL;
 }
 
+/* Nothing new in mailbox x since the last complete run: its STATUS shows the
+ * UIDNEXT and UIDVALIDITY of the mark and the files are all there. Then the
+ * mailbox is not even opened (r is filled in); false means: open and list
+ * it (also when STATUS fails for any reason but a cancel, in *rc). */
+static bool unchanged(const struct mg_account *a, struct mg_pool *pool, const struct box *x,
+                      struct mg_mailbox_report *r, enum mg_code *rc, struct mg_error *err)
+{
+    *rc = MG_OK;
+    if (!mg_store_marked(a->output, x->path))
+        return false;
+    struct mg_mailbox_info si;
+    struct mg_error serr;
+    mg_error_clear(&serr);
+    enum mg_code src = mg_pool_status(pool, x->imap, &si, &serr);
+    if (src == MG_E_INTERRUPTED) {
+        *err = serr;
+        *rc = src;
+        return true;
+    }
+    char dir[PATH_MAX];
+    if (src != MG_OK || mg_store_locate(a->output, x->path, si.uidvalidity, dir, sizeof(dir)) != 1)
+        return false;
+    struct mg_store *store;
+    bool newgen;
+    if (mg_store_open(a->output, x->path, (enum mg_format)a->format, si.uidvalidity, &store,
+                      &newgen, &serr) != MG_OK)
+        return false;
+    struct mg_store_mark mark;
+    mg_store_get_mark(store, &mark);
+    bool same = !newgen && mark.uidnext == si.uidnext && mg_store_count(store) >= mark.stored;
+    if (same) {
+        r->uidvalidity = si.uidvalidity;
+        r->listed = r->skipped = si.exists;
+        snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
+        mg_info("%s: nothing new since the last complete run (UIDNEXT %u)", x->utf8, si.uidnext);
+    }
+    mg_store_close(store);
+    return same;
+}
+
 /* One mailbox. Returns its code; fatal ones stop the account unless *only
  * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
@@ -316,9 +357,13 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_mailbox_info mi;
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
+    struct mg_store_mark mark = {0};
     *only = false;
     const char *imap = x->imap;
-    enum mg_code rc = mg_pool_examine(pool, imap, &mi, err);
+    enum mg_code rc;
+    if (gm == NULL && unchanged(a, pool, x, r, &rc, err))
+        goto out;
+    rc = mg_pool_examine(pool, imap, &mi, err);
     /* A server that lists names in raw UTF-8 wants them so: a name given
      * in UTF-8 and refused in modified UTF-7 is asked for as it was given. */
     if (rc == MG_E_MAILBOX && !a->all_mailboxes && strcmp(x->imap, x->utf8) != 0) {
@@ -346,10 +391,25 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     /* More messages on the server than here: the workers log in while the
      * control session lists, rather than after. */
     size_t have = mg_store_count(store);
-    if (mi.exists > have)
-        mg_pool_warm(pool, imap,
-                     mi.exists - have < a->chunks ? (unsigned)(mi.exists - have) : a->chunks);
-    uint32_t uidvalidity = mi.uidvalidity;
+    if (mi.exists > have) {
+        /* A new connection costs a handshake and a login: about one per
+         * WARM_PER messages expected, up to chunks. */
+        size_t want = 1 + (mi.exists - have) / WARM_PER;
+        mg_pool_warm(pool, imap, want < a->chunks ? (unsigned)want : a->chunks);
+    }
+    uint32_t uidvalidity = mi.uidvalidity, uidnext = mi.uidnext;
+    /* Since a complete run, only what came after its mark, unless files
+     * were removed here (then everything is listed and fetched again). */
+    uint32_t from = 1;
+    mg_store_get_mark(store, &mark);
+    if (gm == NULL && mark.uidnext != 0 && have >= mark.stored && uidnext >= mark.uidnext)
+        from = mark.uidnext;
+    if (gm == NULL && from > 1 && uidnext == mark.uidnext) {
+        r->listed = r->skipped = mi.exists;
+        snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
+        mg_info("%s: nothing new since the last complete run", x->utf8);
+        goto out;
+    }
     if (gm != NULL) {
         rc = mg_pool_gmlist(pool, imap, &mi, &gm->list, err);
         mg_gmlist_sort(&gm->list);
@@ -357,7 +417,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
             if (mg_msglist_push(&msgs, gm->list.v[i].uid, gm->list.v[i].size) != 0)
                 rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
     } else {
-        rc = mg_pool_list(pool, imap, &mi, &msgs, err);
+        rc = mg_pool_list(pool, imap, from, &mi, &msgs, err);
     }
     *only = box_only(rc);
     if (rc != MG_OK)
@@ -379,6 +439,11 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     r->listed = msgs.n;
     mg_msglist_filter(&msgs, not_stored, store);
     r->skipped = r->listed - msgs.n;
+    if (from > 1) { /* listed from the mark: the rest is stored */
+        r->listed = mi.exists > msgs.n ? mi.exists : msgs.n;
+        r->skipped = r->listed - msgs.n;
+    }
+    size_t wanted = msgs.n;
     if (gm != NULL && msgs.n > 0) {
         rc = gm_link(gm, store, &linked, &nlinked, &r->linked, err);
         if (rc != MG_OK)
@@ -427,6 +492,13 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     }
     if (gm != NULL)
         gm_note(gm, store, (x->roles & MG_ROLE_ALL) != 0);
+    /* Everything below UIDNEXT is stored now: the next run starts there. */
+    if (gm == NULL && rc == MG_OK && res.failed == 0 && msgs.n == wanted && uidnext != 0) {
+        struct mg_store_mark now = {uidnext, have + res.stored};
+        struct mg_error merr;
+        if (mg_store_set_mark(store, &now, &merr) != MG_OK)
+            mg_warn("%s; the next run lists the whole mailbox", merr.msg);
+    }
     tell(r, res.connections ? res.connections : 1);
     if (res.vanished > 0)
         mg_warn("%s: %zu message%s disappeared from the server during the run", x->utf8,

@@ -109,7 +109,7 @@ static enum mg_code estimate_box(const char *output, struct mg_pool *pool,
         mg_gmlist_finish(&l);
     } else {
         struct mg_msglist l = {0};
-        rc = mg_pool_list(pool, x->imap, &mi, &l, err);
+        rc = mg_pool_list(pool, x->imap, 1, &mi, &l, err);
         if (rc == MG_OK) {
             mg_msglist_sort(&l);
             stored_uids(output, x->path, mi.uidvalidity, &u);

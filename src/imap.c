@@ -461,6 +461,49 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
     return MG_OK;
 }
 
+enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
+                            struct mg_error *err)
+{
+    /* libetpan sends the name quoted: a raw UTF-8 name is opened instead. */
+    if (needs_literal(mailbox))
+        return mg_error_set(err, MG_E_MAILBOX, "STATUS is not asked for mailbox '%s'", mailbox);
+    struct mailimap_status_att_list *want = mailimap_status_att_list_new_empty();
+    if (want == NULL || mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_UIDNEXT) != 0 ||
+        mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_UIDVALIDITY) != 0 ||
+        mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_MESSAGES) != 0) {
+        if (want != NULL)
+            mailimap_status_att_list_free(want);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    struct mailimap_mailbox_data_status *st = NULL;
+    int r = mailimap_status(s->imap, mailbox, want, &st);
+    mailimap_status_att_list_free(want);
+    if (r == MAILIMAP_ERROR_STATUS || answered_bad(s, r))
+        return mg_error_set(err, MG_E_MAILBOX, "%s refused STATUS of mailbox '%s'", s->srv->host,
+                            mailbox);
+    if (r != MAILIMAP_NO_ERROR)
+        return generic_error(s, r, "asking about the mailbox", err);
+    memset(info, 0, sizeof(*info));
+    for (clistiter *it = st && st->st_info_list ? clist_begin(st->st_info_list) : NULL; it != NULL;
+         it = clist_next(it)) {
+        struct mailimap_status_info *si = clist_content(it);
+        if (si->st_att == MAILIMAP_STATUS_ATT_UIDNEXT)
+            info->uidnext = si->st_value;
+        else if (si->st_att == MAILIMAP_STATUS_ATT_UIDVALIDITY)
+            info->uidvalidity = si->st_value;
+        else if (si->st_att == MAILIMAP_STATUS_ATT_MESSAGES) {
+            info->exists = si->st_value;
+            info->counted = true;
+        }
+    }
+    if (st != NULL)
+        mailimap_mailbox_data_status_free(st);
+    if (info->uidvalidity == 0 || info->uidnext == 0 || !info->counted)
+        return mg_error_set(err, MG_E_MAILBOX, "%s's STATUS of '%s' was not complete", s->srv->host,
+                            mailbox);
+    return MG_OK;
+}
+
 static bool selectable(const struct mailimap_mbx_list_flags *f)
 {
     if (f == NULL)
@@ -543,6 +586,7 @@ static void no_progress(size_t current, size_t maximum, void *ctx)
 struct list_ctx {
     struct mg_imap *s;
     struct mg_msglist *out;
+    uint32_t from; /* "from:*" also answers with the last message below from */
     size_t max;
     bool oom;
     bool too_many;
@@ -566,7 +610,7 @@ static void list_att(struct mailimap_msg_att *att, void *ctx)
         }
     }
     /* Unsolicited FETCH responses (flag changes) carry no size: skip them. */
-    if (uid == 0 || !has_size || lc->too_many || lc->oom)
+    if (uid == 0 || uid < lc->from || !has_size || lc->too_many || lc->oom)
         return;
     if (lc->out->n >= lc->max) {
         /* Memory follows the mailbox, not the server's whim: stop reading. */
@@ -607,9 +651,12 @@ static enum mg_code fetch_oom(struct mailimap_set *set, struct mailimap_fetch_ty
     return mg_error_set(err, MG_E_INTERNAL, "out of memory");
 }
 
-enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err)
+enum mg_code mg_imap_list(struct mg_imap *s, uint32_t from, struct mg_msglist *out,
+                          struct mg_error *err)
 {
-    struct mailimap_set *set = mailimap_set_new_interval(1, 0); /* 1:* */
+    if (from == 0)
+        from = 1;
+    struct mailimap_set *set = mailimap_set_new_interval(from, 0); /* from:* */
     struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
     if (set == NULL || ft == NULL)
         goto oom;
@@ -620,7 +667,7 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
     const struct mailimap_selection_info *si = s->imap->imap_selection_info;
     size_t max =
         si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK : LIST_UNCOUNTED_MAX;
-    struct list_ctx lc = {s, out, out->n + max, false, false};
+    struct list_ctx lc = {s, out, from, out->n + max, false, false};
     set_handlers(s, list_att, NULL, &lc);
     clist *result = NULL;
     int r = mailimap_uid_fetch(s->imap, set, ft, &result);
@@ -1179,9 +1226,16 @@ static enum mg_code src_gmlist(struct mg_session *s, struct mg_gmlist *out, stru
     return mg_imap_gmlist(imap_of(s), out, err);
 }
 
-static enum mg_code src_list(struct mg_session *s, struct mg_msglist *out, struct mg_error *err)
+static enum mg_code src_list(struct mg_session *s, uint32_t from, struct mg_msglist *out,
+                             struct mg_error *err)
 {
-    return mg_imap_list(imap_of(s), out, err);
+    return mg_imap_list(imap_of(s), from, out, err);
+}
+
+static enum mg_code src_status(struct mg_session *s, const char *mailbox,
+                               struct mg_mailbox_info *info, struct mg_error *err)
+{
+    return mg_imap_status(imap_of(s), mailbox, info, err);
 }
 
 static enum mg_code src_fetch(struct mg_session *s, const uint32_t *uids, size_t n,
@@ -1213,6 +1267,7 @@ static const struct mg_source_ops imap_ops = {
     .caps = src_caps,
     .gmlist = src_gmlist,
     .list = src_list,
+    .status = src_status,
     .fetch = src_fetch,
     .broken = src_broken,
     .cancel = src_cancel,

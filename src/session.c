@@ -198,6 +198,7 @@ enum mg_code mg_sessions_connect(struct mg_sessions *s, struct mg_error *err)
 
 struct list_arg {
     const char *mailbox;
+    uint32_t from;
     struct mg_mailbox_info *mi;
     struct mg_msglist *out;
     struct mg_gmlist *gm;
@@ -225,7 +226,7 @@ static enum mg_code list_op(struct mg_sessions *s, struct mg_session *sess, void
     la->out->n = 0; /* a retry starts over */
     enum mg_code rc = examine_op(s, sess, arg, err);
     if (rc == MG_OK && (la->mi->exists > 0 || !la->mi->counted))
-        rc = s->src.ops->list(s->slots[0].sess, la->out, err);
+        rc = s->src.ops->list(s->slots[0].sess, la->from ? la->from : 1, la->out, err);
     return rc;
 }
 
@@ -256,12 +257,28 @@ enum mg_code mg_sessions_examine(struct mg_sessions *s, const char *mailbox,
     return with_control(s, examine_op, &la, err);
 }
 
-enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox,
+enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox, uint32_t from,
                               struct mg_mailbox_info *mi, struct mg_msglist *out,
                               struct mg_error *err)
 {
-    struct list_arg la = {.mailbox = mailbox, .mi = mi, .out = out};
+    struct list_arg la = {.mailbox = mailbox, .from = from, .mi = mi, .out = out};
     return with_control(s, list_op, &la, err);
+}
+
+static enum mg_code status_op(struct mg_sessions *s, struct mg_session *sess, void *arg,
+                              struct mg_error *err)
+{
+    struct list_arg *la = arg;
+    return s->src.ops->status(sess, la->mailbox, la->mi, err);
+}
+
+enum mg_code mg_sessions_status(struct mg_sessions *s, const char *mailbox,
+                                struct mg_mailbox_info *mi, struct mg_error *err)
+{
+    if (s->src.ops->status == NULL)
+        return mg_error_set(err, MG_E_MAILBOX, "this source has no STATUS");
+    struct list_arg la = {.mailbox = mailbox, .mi = mi};
+    return with_control(s, status_op, &la, err);
 }
 
 enum mg_code mg_sessions_gmlist(struct mg_sessions *s, const char *mailbox,

@@ -40,7 +40,8 @@ struct mg_store {
     atomic_bool manifest_warned;
     struct stored_name *names; /* uid -> file name, sorted; built on first need */
     size_t nnames;
-    atomic_bool names_loaded; /* cleared by every change of names */
+    atomic_bool names_loaded;  /* cleared by every change of names */
+    struct mg_store_mark mark; /* from the state file, as opened */
 };
 
 struct stored_name {
@@ -307,6 +308,30 @@ static int read_state(int dirfd, uint32_t *uv)
         return -1;
     }
     return 1;
+}
+
+/* The mark of the last complete run in the state file, if any: every
+ * message below uidnext was stored, stored of them in all. A line that is
+ * not a number reads as no mark (the next run lists everything). */
+static void read_mark(int dirfd, struct mg_store_mark *m)
+{
+    char buf[256];
+    memset(m, 0, sizeof(*m));
+    if (read_small(dirfd, STATE_FILE, buf, sizeof(buf)) != 1)
+        return;
+    const char *u = strstr(buf, "\nuidnext="), *n = strstr(buf, "\nstored=");
+    if (u == NULL || n == NULL)
+        return;
+    char *end;
+    errno = 0;
+    unsigned long long uidnext = strtoull(u + strlen("\nuidnext="), &end, 10);
+    if (errno != 0 || *end != '\n' || uidnext == 0 || uidnext > UINT32_MAX)
+        return;
+    unsigned long long stored = strtoull(n + strlen("\nstored="), &end, 10);
+    if (errno != 0 || *end != '\n')
+        return;
+    m->uidnext = (uint32_t)uidnext;
+    m->stored = stored;
 }
 
 /* Record uidvalidity in the mailbox directory, atomically and durably,
@@ -904,6 +929,8 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
     rc = scan(st, err);
     if (rc != MG_OK)
         goto err_close;
+    if (uidvalidity != 0 && r == 1 && have_uv == uidvalidity)
+        read_mark(st->dirfd, &st->mark);
     open_manifest(st);
     atomic_store(&st->tmpfile_ok, access("/proc/self/fd", X_OK) == 0);
     close(outfd);
@@ -1575,4 +1602,37 @@ size_t mg_store_stored(struct mg_store *st, uint32_t **uids)
 int mg_store_dirfd(const struct mg_store *st)
 {
     return st->dirfd;
+}
+
+void mg_store_get_mark(const struct mg_store *st, struct mg_store_mark *m)
+{
+    *m = st->mark;
+}
+
+enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *m,
+                               struct mg_error *err)
+{
+    if (st->uidvalidity == 0)
+        return MG_OK; /* no UIDVALIDITY, no promise about UIDs */
+    char text[128];
+    snprintf(text, sizeof(text), "uidvalidity=%u\nuidnext=%u\nstored=%llu\n", st->uidvalidity,
+             m->uidnext, (unsigned long long)m->stored);
+    enum mg_code rc = replace_file(st->dirfd, st->dir, STATE_FILE, text, err);
+    if (rc == MG_OK)
+        st->mark = *m;
+    return rc;
+}
+
+bool mg_store_marked(const char *output, const char *component)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", output, component) >= (int)sizeof(path))
+        return false;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct mg_store_mark m;
+    read_mark(fd, &m);
+    close(fd);
+    return m.uidnext != 0;
 }

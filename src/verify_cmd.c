@@ -129,7 +129,7 @@ static enum mg_code verify_box(const struct mg_account *a, const char *sub, stru
 {
     struct mg_mailbox_info mi;
     struct mg_msglist msgs = {0};
-    enum mg_code rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
+    enum mg_code rc = mg_pool_list(pool, x->imap, 1, &mi, &msgs, err);
     if (rc != MG_OK)
         goto out;
     mg_msglist_sort(&msgs);

@@ -78,7 +78,12 @@ enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_
 
 /* Append every message's UID and RFC822.SIZE to out (unsorted): at most
  * EXISTS + 10,000 of them (1,000,000 without EXISTS), else MG_E_PROTOCOL. */
-enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err);
+enum mg_code mg_imap_list(struct mg_imap *s, uint32_t from, struct mg_msglist *out,
+                          struct mg_error *err);
+
+/* STATUS (UIDNEXT UIDVALIDITY MESSAGES) of mailbox, without opening it. */
+enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
+                            struct mg_error *err);
 
 /*
  * UID FETCH the given UIDs (sorted) with BODY.PEEK[]; each message's bytes

@@ -87,9 +87,11 @@ enum mg_code mg_sessions_mailboxes(struct mg_sessions *s,
                                    void *ctx, struct mg_error *err);
 enum mg_code mg_sessions_examine(struct mg_sessions *s, const char *mailbox,
                                  struct mg_mailbox_info *mi, struct mg_error *err);
-enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox,
+enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox, uint32_t from,
                               struct mg_mailbox_info *mi, struct mg_msglist *out,
                               struct mg_error *err);
+enum mg_code mg_sessions_status(struct mg_sessions *s, const char *mailbox,
+                                struct mg_mailbox_info *mi, struct mg_error *err);
 
 /* Log in and EXAMINE mailbox on slots 1 .. n - 1 in the background. */
 /* mg_sessions_list with Gmail's ids and labels (source.h gmlist). */

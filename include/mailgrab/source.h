@@ -99,8 +99,14 @@ struct mg_source_ops {
     /* Like list, with Gmail's message id, thread id, labels, flags and
      * INTERNALDATE (only on a server with MG_CAP_GMAIL). May be NULL. */
     enum mg_code (*gmlist)(struct mg_session *s, struct mg_gmlist *out, struct mg_error *err);
-    /* Append the open mailbox's UIDs and sizes to out (unsorted). */
-    enum mg_code (*list)(struct mg_session *s, struct mg_msglist *out, struct mg_error *err);
+    /* Append the open mailbox's UIDs of at least from, and their sizes, to
+     * out (unsorted). from 1: every message. */
+    enum mg_code (*list)(struct mg_session *s, uint32_t from, struct mg_msglist *out,
+                         struct mg_error *err);
+    /* UIDVALIDITY, UIDNEXT and the number of messages of mailbox without
+     * opening it (STATUS). May be NULL; any failure means: open it. */
+    enum mg_code (*status)(struct mg_session *s, const char *mailbox, struct mg_mailbox_info *info,
+                           struct mg_error *err);
     /* Fetch uids (sorted) into sink; see the contract above. */
     enum mg_code (*fetch)(struct mg_session *s, const uint32_t *uids, size_t n,
                           const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err);

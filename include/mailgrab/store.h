@@ -187,6 +187,24 @@ size_t mg_store_stored(struct mg_store *st, uint32_t **uids);
 /* The mailbox directory, open (borrowed). */
 int mg_store_dirfd(const struct mg_store *st);
 
+/*
+ * What the last complete run saw, kept in the state file with the
+ * UIDVALIDITY: every message with a UID below uidnext was stored, stored
+ * messages in all. A run that finds the same UIDNEXT and no fewer files has
+ * nothing to list; one that finds a higher UIDNEXT lists only from the
+ * mark. Absent (zero) for a new directory, a state file from an older
+ * mailgrab or one that cannot be read: the run lists everything.
+ * mg_store_marked peeks at OUTPUT/<component> without opening a store.
+ */
+struct mg_store_mark {
+    uint32_t uidnext;
+    uint64_t stored;
+};
+void mg_store_get_mark(const struct mg_store *st, struct mg_store_mark *m);
+enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *m,
+                               struct mg_error *err);
+bool mg_store_marked(const char *output, const char *component);
+
 /* The layout this store writes. */
 enum mg_format mg_store_format(const struct mg_store *st);
 

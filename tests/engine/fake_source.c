@@ -124,14 +124,15 @@ static enum mg_code fake_mailboxes(struct mg_session *s,
     return MG_OK;
 }
 
-static enum mg_code fake_list(struct mg_session *s, struct mg_msglist *out, struct mg_error *err)
+static enum mg_code fake_list(struct mg_session *s, uint32_t from, struct mg_msglist *out,
+                              struct mg_error *err)
 {
     struct fake_server *f = s->f;
     pthread_mutex_lock(&f->mu);
     f->lists++;
     enum mg_code rc = MG_OK;
     for (size_t i = 0; i < f->n && rc == MG_OK; i++)
-        if (mg_msglist_push(out, f->uids[i], f->sizes[i]) != 0)
+        if (f->uids[i] >= from && mg_msglist_push(out, f->uids[i], f->sizes[i]) != 0)
             rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
     pthread_mutex_unlock(&f->mu);
     return rc;
