@@ -124,10 +124,10 @@ static void tell(const struct mg_mailbox_report *r, unsigned connections)
         return;
     double rate = r->seconds > 0 ? (double)r->fetched / r->seconds : 0;
     fprintf(stderr,
-            "mailgrab: %s: %zu new (%.1f MB) in %.2f s, %.0f msg/s, %u connection%s; %zu "
-            "already stored; in %s\n",
-            r->name, r->fetched, (double)r->bytes / 1e6, r->seconds, rate, connections,
-            connections == 1 ? "" : "s", r->skipped, r->dir);
+            "mailgrab: %s: %zu new (%.1f MB, %.1f MB on the wire) in %.2f s, %.0f msg/s, %u "
+            "connection%s; %zu already stored; in %s\n",
+            r->name, r->fetched, (double)r->bytes / 1e6, (double)r->wire_bytes / 1e6, r->seconds,
+            rate, connections, connections == 1 ? "" : "s", r->skipped, r->dir);
 }
 
 /* The server refused this mailbox, or broke while it was opened or listed
@@ -172,10 +172,11 @@ static void show_progress(void *ctx, const struct mg_progress *pr)
 /* One mailbox. Returns its code; fatal ones stop the account unless *only
  * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
-                               const struct box *x, unsigned long limit,
+                               struct mg_tls_ctx *tls, const struct box *x, unsigned long limit,
                                const struct mg_backup_hooks *hooks, struct mg_mailbox_report *r,
                                unsigned *connections, bool *only, struct mg_error *err)
 {
+    uint64_t wire_before = mg_tls_ctx_wire_bytes(tls);
     struct mg_mailbox_info mi;
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
@@ -256,6 +257,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     r->failed = res.failed;
     r->vanished = res.vanished;
     r->bytes = res.bytes;
+    r->wire_bytes = mg_tls_ctx_wire_bytes(tls) - wire_before;
     r->seconds = res.seconds;
     if (res.connections > *connections)
         *connections = res.connections;
@@ -329,6 +331,22 @@ static enum mg_code account_dir(const struct mg_account *a, char *dir, size_t ca
     return rc;
 }
 
+/* What the account's run cost on the wire and what it stored. */
+static void count_bytes(struct mg_report *rep, struct mg_tls_ctx *tls)
+{
+    rep->wire_bytes = mg_tls_ctx_wire_bytes(tls);
+    rep->compressed = mg_tls_ctx_compressed(tls);
+    for (size_t i = 0; i < rep->nboxes; i++)
+        rep->stored_bytes += rep->boxes[i].bytes;
+    if (tls == NULL)
+        return;
+    char wire[32], stored[32];
+    mg_human_bytes(rep->wire_bytes, wire, sizeof(wire));
+    mg_human_bytes(rep->stored_bytes, stored, sizeof(stored));
+    mg_info("%s: %s received from the server (%s), %s of messages stored", rep->account, wire,
+            rep->compressed > 0 ? "COMPRESS=DEFLATE" : "uncompressed", stored);
+}
+
 enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds *cr,
                                unsigned long limit, const struct mg_backup_hooks *hooks,
                                struct mg_report *rep)
@@ -347,6 +365,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     struct mg_account own = *a;
 
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, &err);
+    if (rc == MG_OK && a->compress == MG_NO)
+        mg_tls_ctx_no_compress(tls);
     if (rc == MG_OK)
         rc = account_dir(a, dir, sizeof(dir), locks, &err);
     own.output = dir;
@@ -379,7 +399,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         snprintf(r->name, sizeof(r->name), "%s", b.v[i].utf8);
         mg_error_clear(&err);
         bool only = false;
-        rc = backup_box(a, pool, &b.v[i], limit, hooks, r, &rep->connections, &only, &err);
+        rc = backup_box(a, pool, tls, &b.v[i], limit, hooks, r, &rep->connections, &only, &err);
         r->code = rc;
         if (!only)
             opened++;
@@ -418,6 +438,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
 
 out:
     mg_pool_destroy(pool);
+    count_bytes(rep, tls);
     free(b.v);
     for (int i = 0; i < 2; i++)
         if (locks[i] >= 0)

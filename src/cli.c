@@ -73,6 +73,8 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
     case MG_SET_LIMIT:
         o->limit = v->num;
         break;
+    case MG_SET_NO_COMPRESS:
+        return mg_account_set(&o->over, s, v, err);
     case MG_SET_OFFLINE:
         o->offline = true;
         break;

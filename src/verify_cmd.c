@@ -165,6 +165,8 @@ static enum mg_code verify_online(const struct mg_account *a, const char *sub,
     struct mg_backup_box *boxes = NULL;
     size_t n = 0;
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, err);
+    if (rc == MG_OK && a->compress == MG_NO)
+        mg_tls_ctx_no_compress(tls);
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
     struct mg_imap_source is = {&srv, cr};
     struct mg_source src = mg_imap_source(&is);
