@@ -422,6 +422,42 @@ class TestHuge(Base):
                      "--all-mailboxes", words=("untagged",))
 
 
+class TestCompress(Base):
+    """A server that offers COMPRESS=DEFLATE after login and then refuses it
+    is used uncompressed; one that agrees and then sends bytes that are not
+    deflate ends each session with a line that says so (exit 8)."""
+
+    offer = {"login": lambda s, tag: tag + b" OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] in\r\n"}
+
+    def test_refused_compress_goes_on_plain(self):
+        for answer in (b" NO not now\r\n", b" BAD unknown command\r\n"):
+            boxes = inbox(5)
+            hooks = dict(self.offer, compress=lambda s, tag, a=answer: tag + a)
+            with Scripted(pki, boxes, hooks=hooks) as srv:
+                res = self.grab(srv, "--chunks", "2")
+            self.assertExit(res, EXIT_OK)
+            self.assertStored(boxes, range(1, 6), res)
+            asked = [c for _, c in srv.commands if c.endswith(b"COMPRESS DEFLATE")]
+            self.assertGreaterEqual(len(asked), 1, res.describe())
+            shutil.rmtree(self.out)
+
+    def test_no_compress_does_not_ask(self):
+        boxes = inbox(3)
+        with Scripted(pki, boxes, hooks=self.offer) as srv:
+            res = self.grab(srv, "--no-compress")
+        self.assertExit(res, EXIT_OK)
+        self.assertFalse([c for _, c in srv.commands if b"COMPRESS" in c], res.describe())
+
+    def test_agreed_then_not_deflate(self):
+        hooks = dict(self.offer, compress=lambda s, tag: [
+            tag + b" OK begin compression\r\n* OK this is not deflate\r\n"])
+        with Scripted(pki, inbox(3), hooks=hooks) as srv:
+            res = self.grab(srv, timeout=40)
+        self.assertExit(res, EXIT_PROTOCOL)
+        self.assertOneLine(res, "do not inflate")
+        self.assertEqual(self.stored(), {}, res.describe())
+
+
 class TestBye(Base):
     """A BYE at every stage: one clear line, the right exit code, soon."""
 
