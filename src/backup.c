@@ -275,6 +275,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                      "to fetch the rest",
                      x->utf8, res.failed, msgs.n, res.stored);
 out:
+    r->wire_bytes = mg_tls_ctx_wire_bytes(tls) - wire_before; /* failures cost bytes too */
     if (*only)
         name_box(err, x->utf8);
     mg_msglist_finish(&msgs);

@@ -566,12 +566,6 @@ enum mg_code mg_tls_start_compress(mailstream *s, struct mg_error *err)
     return MG_OK;
 }
 
-bool mg_tls_compressed(mailstream *s)
-{
-    struct conn *c = conn_of(s);
-    return c != NULL && c->z != NULL;
-}
-
 uint64_t mg_tls_ctx_wire_bytes(struct mg_tls_ctx *ctx)
 {
     return ctx != NULL ? (uint64_t)atomic_load(&ctx->wire_in) : 0;

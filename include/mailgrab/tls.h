@@ -83,9 +83,6 @@ void mg_tls_hold_reads(mailstream *s, bool on);
  * bytes past the answer; MG_E_INTERNAL out of memory. Ends the hold. */
 enum mg_code mg_tls_start_compress(mailstream *s, struct mg_error *err);
 
-/* The stream runs compressed. */
-bool mg_tls_compressed(mailstream *s);
-
 /* Bytes received by every stream of ctx so far, as the server sent them
  * (the compressed bytes of compressed streams), and how many streams
  * switched to COMPRESS=DEFLATE. Thread-safe; ctx may be NULL (0). */

@@ -12,6 +12,7 @@ The corpus is the harness's text-heavy one without big attachments
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,8 +115,11 @@ class TestCompress(Base):
         box = acct["mailboxes"][0]
         self.assertLessEqual(box["wire_bytes"], acct["wire_bytes"], facts)
         self.assertGreater(box["wire_bytes"], 0.9 * acct["wire_bytes"], facts)
-        self.assertIn("COMPRESS=DEFLATE", res.stderr, res.describe())
-        self.assertRegex(res.stderr, r"MB on the wire\)", res.describe())
+        self.assertIn("received from the server (COMPRESS=DEFLATE)", res.stderr, res.describe())
+        said = re.search(r"INBOX: \d+ new \(([0-9.]+) MB, ([0-9.]+) MB on the wire\)", res.stderr)
+        self.assertIsNotNone(said, res.describe())
+        self.assertAlmostEqual(float(said.group(1)), stored_total / 1e6, delta=0.06)
+        self.assertAlmostEqual(float(said.group(2)), box["wire_bytes"] / 1e6, delta=0.06)
 
     def test_no_compress_does_not_ask(self):
         res, wire, acct = self.mailgrab("--chunks", "4", "--no-compress")
