@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import unittest
+import zlib
 
 from mgtest import tools
 from mgtest.scripted import CLOSE, DATE, Scripted, message
@@ -456,6 +457,23 @@ class TestCompress(Base):
         self.assertExit(res, EXIT_PROTOCOL)
         self.assertOneLine(res, "do not inflate")
         self.assertEqual(self.stored(), {}, res.describe())
+
+
+    def test_inflated_flood_meets_the_bounds(self):
+        """Agreed, then an endless line that deflates to almost nothing (a
+        16 MB line in 16 KB, sent with the OK): the response bound applies
+        to the inflated text, so the session ends (exit 8) and RSS stays
+        flat."""
+        def bomb(s, tag):
+            z = zlib.compressobj(9, zlib.DEFLATED, -15)
+            yield tag + b" OK begin compression\r\n" + z.compress(b"* OK ") + z.flush(
+                zlib.Z_SYNC_FLUSH)
+            for _ in range(16):
+                yield z.compress(b"x" * (1 << 20)) + z.flush(zlib.Z_SYNC_FLUSH)
+        with Scripted(pki, inbox(3), hooks=dict(self.offer, compress=bomb)) as srv:
+            res = self.grab(srv, timeout=40)
+        self.assertExit(res, EXIT_PROTOCOL)
+        self.assertOneLine(res, "response longer than")
 
 
 class TestBye(Base):
