@@ -257,7 +257,8 @@ class Dovecot:
         maildir LAYOUT such as "fs" (separator "/", folders as directories).
         auth_server: an mgtest.authserver.AuthServer to check XOAUTH2 and
         OAUTHBEARER tokens against.
-        compress: offer COMPRESS=DEFLATE after login (the imap_zlib plugin).
+        compress: offer COMPRESS=DEFLATE after login (the imap_zlib plugin);
+        a number from 1 to 9 is Dovecot's deflate level (6 otherwise).
         Off by default: the proxies that read IMAP text need it plain."""
         self.max_connections = max_connections
         self.compress = compress
@@ -323,7 +324,7 @@ class Dovecot:
                 process_limit=max(200, 2 * self.max_connections),
                 client_limit=max(1000, 5 * self.max_connections),
                 unprivileged=self._unprivileged_conf(),
-                zlib_global="mail_plugins = $mail_plugins zlib\n" if self.compress else "",
+                zlib_global=self._zlib_conf(),
                 zlib_imap="  mail_plugins = $mail_plugins imap_zlib\n" if self.compress else ""))
         self._add_oauth2_conf()
         args = [dovecot_binary(), "-c", self.conf]
@@ -345,6 +346,13 @@ class Dovecot:
             self.stop(cleanup=False)
             raise
         return self
+
+    def _zlib_conf(self):
+        if not self.compress:
+            return ""
+        level = ("" if self.compress is True else
+                 f"plugin {{\n  imap_compress_deflate_level = {int(self.compress)}\n}}\n")
+        return "mail_plugins = $mail_plugins zlib\n" + level
 
     def _add_oauth2_conf(self):
         """With auth_server: passwords keep their mechanisms, tokens go to a
