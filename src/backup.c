@@ -136,10 +136,10 @@ static void tell(const struct mg_mailbox_report *r, unsigned connections)
         snprintf(links, sizeof(links), ", %zu linked to the one copy, %zu links removed", r->linked,
                  r->unlinked);
     fprintf(stderr,
-            "mailgrab: %s: %zu new (%.1f MB) in %.2f s, %.0f msg/s, %u connection%s; %zu "
-            "already stored%s; in %s\n",
-            r->name, r->fetched, (double)r->bytes / 1e6, r->seconds, rate, connections,
-            connections == 1 ? "" : "s", r->skipped, links, r->dir);
+            "mailgrab: %s: %zu new (%.1f MB, %.1f MB on the wire) in %.2f s, %.0f msg/s, %u "
+            "connection%s; %zu already stored%s; in %s\n",
+            r->name, r->fetched, (double)r->bytes / 1e6, (double)r->wire_bytes / 1e6, r->seconds,
+            rate, connections, connections == 1 ? "" : "s", r->skipped, links, r->dir);
 }
 
 /* The server refused this mailbox, or broke while it was opened or listed
@@ -347,11 +347,12 @@ static bool unchanged(const struct mg_account *a, struct mg_pool *pool, const st
 /* One mailbox. Returns its code; fatal ones stop the account unless *only
  * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
-                               const struct box *x, unsigned long limit,
+                               struct mg_tls_ctx *tls, const struct box *x, unsigned long limit,
                                const struct mg_backup_hooks *hooks, struct gm_run *gm,
                                struct mg_mailbox_report *r, unsigned *connections, bool *only,
                                struct mg_error *err)
 {
+    uint64_t wire_before = mg_tls_ctx_wire_bytes(tls);
     uint32_t *linked = NULL;
     size_t nlinked = 0;
     struct mg_mailbox_info mi;
@@ -477,6 +478,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     r->failed = res.failed;
     r->vanished = res.vanished;
     r->bytes = res.bytes;
+    r->wire_bytes = mg_tls_ctx_wire_bytes(tls) - wire_before;
     r->seconds = res.seconds;
     if (res.connections > *connections)
         *connections = res.connections;
@@ -509,6 +511,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                      "to fetch the rest",
                      x->utf8, res.failed, msgs.n, res.stored);
 out:
+    r->wire_bytes = mg_tls_ctx_wire_bytes(tls) - wire_before; /* failures cost bytes too */
     if (*only)
         name_box(err, x->utf8);
     if (gm != NULL)
@@ -636,6 +639,22 @@ static enum mg_code gmail_plan(const struct mg_account *a, struct mg_pool *pool,
     return MG_OK;
 }
 
+/* What the account's run cost on the wire and what it stored. */
+static void count_bytes(struct mg_report *rep, struct mg_tls_ctx *tls)
+{
+    rep->wire_bytes = mg_tls_ctx_wire_bytes(tls);
+    rep->compressed = mg_tls_ctx_compressed(tls);
+    for (size_t i = 0; i < rep->nboxes; i++)
+        rep->stored_bytes += rep->boxes[i].bytes;
+    if (tls == NULL)
+        return;
+    char wire[32], stored[32];
+    mg_human_bytes(rep->wire_bytes, wire, sizeof(wire));
+    mg_human_bytes(rep->stored_bytes, stored, sizeof(stored));
+    mg_info("%s: %s received from the server (%s), %s of messages stored", rep->account, wire,
+            rep->compressed > 0 ? "COMPRESS=DEFLATE" : "uncompressed", stored);
+}
+
 enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds *cr,
                                unsigned long limit, const struct mg_backup_hooks *hooks,
                                struct mg_report *rep)
@@ -654,6 +673,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     struct mg_account own = *a;
 
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, &err);
+    if (rc == MG_OK && a->compress == MG_NO)
+        mg_tls_ctx_no_compress(tls);
     if (rc == MG_OK)
         rc = account_dir(a, dir, sizeof(dir), locks, &err);
     own.output = dir;
@@ -690,7 +711,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         snprintf(r->name, sizeof(r->name), "%s", b.v[i].utf8);
         mg_error_clear(&err);
         bool only = false;
-        rc = backup_box(a, pool, &b.v[i], limit, hooks, gm, r, &rep->connections, &only, &err);
+        rc = backup_box(a, pool, tls, &b.v[i], limit, hooks, gm, r, &rep->connections, &only, &err);
         r->code = rc;
         if (!only)
             opened++;
@@ -742,6 +763,7 @@ out:
         close(gm_state.outfd);
     mg_gmail_index_finish(&gm_state.ix);
     mg_pool_destroy(pool);
+    count_bytes(rep, tls);
     free(b.v);
     for (int i = 0; i < 2; i++)
         if (locks[i] >= 0)
@@ -789,6 +811,8 @@ enum mg_code mg_backup_connect(const struct mg_account *a, const struct mg_creds
 {
     memset(c, 0, sizeof(*c));
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &c->tls, err);
+    if (rc == MG_OK && a->compress == MG_NO)
+        mg_tls_ctx_no_compress(c->tls);
     c->srv = (struct mg_server){a->server, a->port, (int)a->timeout, c->tls};
     c->is = (struct mg_imap_source){&c->srv, cr};
     struct mg_source src = mg_imap_source(&c->is);

@@ -91,6 +91,8 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
     case MG_SET_ESTIMATE_JSON:
         o->json = true;
         break;
+    case MG_SET_NO_COMPRESS:
+        return mg_account_set(&o->over, s, v, err);
     case MG_SET_OFFLINE:
         o->offline = true;
         break;

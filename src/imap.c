@@ -244,6 +244,18 @@ static int sasl_ir(struct mg_imap *s, const char *mech, const char *ir, const ch
     return MAILIMAP_NO_ERROR;
 }
 
+/* Capabilities from before the login may not be the ones after it (RFC
+ * 3501 6.2.3): forget them, so that only what the server says after
+ * logging in counts. */
+static void forget_capabilities(struct mg_imap *s)
+{
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    if (ci != NULL && ci->imap_capability != NULL) {
+        mailimap_capability_data_free(ci->imap_capability);
+        ci->imap_capability = NULL;
+    }
+}
+
 static enum mg_code oauth_login(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
 {
     bool bearer = cr->auth == MG_AUTH_OAUTHBEARER;
@@ -255,6 +267,7 @@ static enum mg_code oauth_login(struct mg_imap *s, const struct mg_creds *cr, st
         return mg_error_set(err, MG_E_AUTH,
                             "%s does not offer AUTH=%s: use --auth %s or --auth password",
                             s->srv->host, mech, bearer ? "xoauth2" : "oauthbearer");
+    forget_capabilities(s);
     char *token = malloc(MG_OAUTH2_TOKEN_MAX);
     char *ir = malloc(SASL_MAX);
     enum mg_code rc = MG_OK;
@@ -299,6 +312,58 @@ out:
     return rc;
 }
 
+/* COMPRESS DEFLATE (RFC 4978), sent by hand: Debian's libetpan has no zlib
+ * and its mailimap_compress kills the session. The driver hands libetpan
+ * the answer a byte at a time, so nothing after it is taken for text, and
+ * switches right after a tagged OK. A NO or BAD leaves the session as it
+ * was. */
+static enum mg_code start_compress(struct mg_imap *s, struct mg_error *err)
+{
+    mailimap *im = s->imap;
+    mailstream *st = im->imap_stream;
+    if (im->imap_connection_info == NULL || im->imap_connection_info->imap_capability == NULL) {
+        struct mailimap_capability_data *caps = NULL;
+        int r = mailimap_capability(im, &caps);
+        if (r != MAILIMAP_NO_ERROR)
+            return generic_error(s, r, "asking for capabilities", err);
+        mailimap_capability_data_free(caps);
+    }
+    if (!mailimap_has_extension(im, "COMPRESS=DEFLATE") || st->read_buffer_len != 0)
+        return MG_OK;
+    mg_tls_hold_reads(st, true);
+    int r = mailimap_send_current_tag(im);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, "COMPRESS DEFLATE");
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_crlf_send(st);
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(st) == -1)
+        r = MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && mailimap_read_line(im) == NULL)
+        r = MAILIMAP_ERROR_STREAM;
+    struct mailimap_response *resp = NULL;
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_parse_response(im, &resp);
+    mg_tls_hold_reads(st, false);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (answered_bad(s, r))
+            return MG_OK;
+        return generic_error(s, r, "switching to COMPRESS=DEFLATE", err);
+    }
+    int state = tagged_state(resp);
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        mg_debug("%s refused COMPRESS=DEFLATE: %s", s->srv->host, server_text(s));
+        return MG_OK;
+    }
+    enum mg_code rc = mg_tls_start_compress(st, err);
+    if (rc != MG_OK)
+        s->broken = true;
+    return rc;
+}
+
+static void note_caps(struct mg_imap *s);
+static bool caps_said(const struct mg_imap *s);
+
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err)
 {
@@ -341,6 +406,7 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
             return rc;
         }
     } else if (r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+        forget_capabilities(s);
         r = mailimap_login(s->imap, cr->user, cr->password);
         if (r == MAILIMAP_ERROR_LOGIN) {
             rc = refused(s, cr, err);
@@ -355,6 +421,15 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
             return rc;
         }
     }
+    if (mg_tls_ctx_compress(srv->tls)) {
+        rc = start_compress(s, err);
+        if (rc != MG_OK) {
+            mg_imap_close(s, false);
+            return rc;
+        }
+    }
+    if (caps_said(s))
+        note_caps(s); /* Gmail is told who we are on every session */
     *out = s;
     return MG_OK;
 }
@@ -711,19 +786,10 @@ static void send_id(struct mg_imap *s)
         s->broken = true;
 }
 
-unsigned mg_imap_caps(struct mg_imap *s)
+/* What the server said it offers after login, if it said it (capabilities
+ * from before the login are forgotten): the caps bits, and ID on Gmail. */
+static void note_caps(struct mg_imap *s)
 {
-    if (s->caps_known || s->broken)
-        return s->caps;
-    struct mailimap_capability_data *cap = NULL;
-    int r = mailimap_capability(s->imap, &cap);
-    if (cap != NULL)
-        mailimap_capability_data_free(cap);
-    if (r != MAILIMAP_NO_ERROR) {
-        if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
-            s->broken = true;
-        return 0;
-    }
     s->caps_known = true;
     if (mailimap_has_extension(s->imap, "X-GM-EXT-1"))
         s->caps |= MG_CAP_GMAIL;
@@ -733,6 +799,30 @@ unsigned mg_imap_caps(struct mg_imap *s)
         s->caps |= MG_CAP_SPECIAL_USE;
     if (s->caps & MG_CAP_GMAIL)
         send_id(s);
+}
+
+static bool caps_said(const struct mg_imap *s)
+{
+    const struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    return ci != NULL && ci->imap_capability != NULL;
+}
+
+unsigned mg_imap_caps(struct mg_imap *s)
+{
+    if (s->caps_known || s->broken)
+        return s->caps;
+    if (!caps_said(s)) {
+        struct mailimap_capability_data *cap = NULL;
+        int r = mailimap_capability(s->imap, &cap);
+        if (cap != NULL)
+            mailimap_capability_data_free(cap);
+        if (r != MAILIMAP_NO_ERROR) {
+            if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
+                s->broken = true;
+            return 0;
+        }
+    }
+    note_caps(s);
     return s->caps;
 }
 

@@ -36,7 +36,9 @@ struct mg_mailbox_report {
     size_t unlinked; /* Gmail: links removed (the label was taken off) */
     size_t failed;
     size_t vanished;
-    uint64_t bytes;
+    uint64_t bytes;      /* of the messages stored */
+    uint64_t wire_bytes; /* received from the server for this mailbox, as sent
+                          * (compressed when COMPRESS=DEFLATE is on) */
     double seconds;
     enum mg_code code;
     char error[MG_ERROR_MAX];
@@ -48,7 +50,10 @@ struct mg_report {
     const char *user;
     struct mg_mailbox_report *boxes;
     size_t nboxes;
-    unsigned connections; /* most sessions open at once */
+    unsigned connections;  /* most sessions open at once */
+    uint64_t wire_bytes;   /* received from the server in all, logins and listings too */
+    uint64_t stored_bytes; /* of the messages stored, in all mailboxes */
+    unsigned compressed;   /* sessions that ran with COMPRESS=DEFLATE */
     enum mg_code code;
     char error[MG_ERROR_MAX];
 };

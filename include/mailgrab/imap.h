@@ -28,8 +28,8 @@
 struct mg_server {
     const char *host;
     const char *port;
-    int timeout_s; /* inactivity timeout for every network wait */
-    struct mg_tls_ctx *tls;
+    int timeout_s;          /* inactivity timeout for every network wait */
+    struct mg_tls_ctx *tls; /* also says whether COMPRESS=DEFLATE may be used */
 };
 
 struct mg_imap;
@@ -43,6 +43,9 @@ struct mg_imap_source {
 
 struct mg_source mg_imap_source(struct mg_imap_source *is);
 
+/* Connect, log in, and switch to COMPRESS=DEFLATE when the server offers
+ * it (unless mg_tls_ctx_no_compress): a server that refuses it is used
+ * uncompressed. */
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err);
 
