@@ -28,10 +28,11 @@
 
 /* Commands, as a bit set of the ones that take a setting. */
 enum mg_command {
-    MG_CMD_BACKUP = 1u << 0, /* mailgrab [options] */
-    MG_CMD_LOGIN = 1u << 1,  /* mailgrab login */
-    MG_CMD_STATS = 1u << 2,  /* mailgrab stats DIR */
-    MG_CMD_VERIFY = 1u << 3, /* mailgrab verify [options] */
+    MG_CMD_BACKUP = 1u << 0,  /* mailgrab [options] */
+    MG_CMD_LOGIN = 1u << 1,   /* mailgrab login */
+    MG_CMD_STATS = 1u << 2,   /* mailgrab stats DIR */
+    MG_CMD_VERIFY = 1u << 3,  /* mailgrab verify [options] */
+    MG_CMD_RESTORE = 1u << 4, /* mailgrab restore [options] DIR */
 };
 
 enum mg_setting_id {

@@ -252,11 +252,13 @@ class Dovecot:
     wrong_name_host = "127.0.0.2"
 
     def __init__(self, max_connections=100, root=None, foreground=True,
-                 imap_port=None, layout=None, auth_server=None):
+                 imap_port=None, layout=None, auth_server=None, extra_conf=""):
         """layout: None for Maildir++ (hierarchy separator "."), or a Dovecot
         maildir LAYOUT such as "fs" (separator "/", folders as directories).
         auth_server: an mgtest.authserver.AuthServer to check XOAUTH2 and
-        OAUTHBEARER tokens against."""
+        OAUTHBEARER tokens against.
+        extra_conf: Dovecot settings appended to the configuration (a quota
+        plugin with a message size limit, say)."""
         self.max_connections = max_connections
         self.layout = layout
         self._own_root = root is None
@@ -275,6 +277,7 @@ class Dovecot:
         # An mgtest.authserver.AuthServer (started): Dovecot also offers
         # XOAUTH2 and OAUTHBEARER and checks tokens by introspection there.
         self.auth_server = auth_server
+        self.extra_conf = extra_conf
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -321,6 +324,9 @@ class Dovecot:
                 client_limit=max(1000, 5 * self.max_connections),
                 unprivileged=self._unprivileged_conf()))
         self._add_oauth2_conf()
+        if self.extra_conf:
+            with open(self.conf, "a") as f:
+                f.write(self.extra_conf)
         args = [dovecot_binary(), "-c", self.conf]
         if self.foreground:
             with open(os.path.join(self.root, "dovecot.stderr"), "wb") as err:
