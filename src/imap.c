@@ -1047,6 +1047,17 @@ static void appenduid(const char *line, size_t len, struct mg_append_reply *out)
     }
 }
 
+/* What a refused APPEND's code says. OVERQUOTA: the account is full or
+ * over a daily upload limit; a rerun later goes on. LIMIT (Dovecot's
+ * quota_max_mail_size, RFC 5530: "exceeds some limit") and TOOBIG are this
+ * message's own refusal; so is anything else but a busy server. */
+static void append_refusal(const char *code, struct mg_append_reply *out)
+{
+    out->quota = strcasecmp(code, "OVERQUOTA") == 0;
+    out->busy = mg_imap_refusal(code, MG_CMD_OTHER) == MG_REFUSED_BUSY;
+    out->trycreate = strcasecmp(code, "TRYCREATE") == 0;
+}
+
 /* Read lines up to the tagged reply to `tag`; untagged ones pass by. */
 static enum mg_code read_reply(struct mg_imap *s, int tag, struct mg_append_reply *out,
                                struct mg_error *err)
@@ -1082,9 +1093,7 @@ static enum mg_code read_reply(struct mg_imap *s, int tag, struct mg_append_repl
         appenduid(b->str, b->len, out);
         return MG_OK;
     }
-    enum mg_refusal why = mg_imap_refusal(code, MG_CMD_OTHER);
-    out->quota = why == MG_REFUSED_LIMIT || strcasecmp(code, "OVERQUOTA") == 0;
-    out->trycreate = strcasecmp(code, "TRYCREATE") == 0;
+    append_refusal(code, out);
     /* The text after the tag and state, line end dropped, bounded. */
     size_t skip = tl + 1 + strlen(state);
     size_t n = b->len > skip ? b->len - skip : 0;
@@ -1138,8 +1147,7 @@ static enum mg_code append_one(struct mg_imap *s, const char *mailbox,
                                       "%s sent an unexpected line to APPEND", s->srv->host);
             }
             memset(out, 0, sizeof(*out));
-            out->quota = mg_imap_refusal(code, MG_CMD_OTHER) == MG_REFUSED_LIMIT;
-            out->trycreate = strcasecmp(code, "TRYCREATE") == 0;
+            append_refusal(code, out);
             snprintf(out->said, sizeof(out->said), "%s%s%s%s", code[0] ? "[" : "", code,
                      code[0] ? "] " : "", state);
             *refused = true;

@@ -18,6 +18,7 @@
 #include "mailgrab/fsutil.h"
 #include "mailgrab/imap.h"
 #include "mailgrab/log.h"
+#include "mailgrab/manifest.h"
 #include "mailgrab/mboxname.h"
 #include "mailgrab/store.h"
 #include "mailgrab/strmap.h"
@@ -30,7 +31,7 @@
 #define FIND_MAX 64             /* candidates looked at for an uncertain message */
 #define JOURNAL_LINE 4096
 
-enum state { TODO, UNSURE, DONE, FAILED };
+enum state { TODO, UNSURE, DONE, FAILED, SAME };
 
 struct msg {
     char *rel; /* path below DIR */
@@ -70,6 +71,7 @@ struct run {
     struct mg_imap **sess; /* one per worker, for cancelling */
     unsigned workers, active;
     atomic_size_t appended, settled;
+    atomic_size_t looked, found; /* uncertain messages looked for, found there */
     atomic_uint_fast64_t bytes;
     size_t total;
     bool stop;
@@ -211,6 +213,137 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* -- generations merged --------------------------------------------------- */
+
+struct sums {
+    struct mg_strmap by_uid; /* "uid" -> bytes: index into hex */
+    char (*hex)[2 * MG_SHA256_LEN + 1];
+    size_t n, cap;
+};
+
+static void hex_of(const unsigned char *sha, char *out)
+{
+    for (size_t i = 0; i < MG_SHA256_LEN; i++)
+        snprintf(out + 2 * i, 3, "%02x", sha[i]);
+}
+
+static void sum_entry(void *ctx, const struct mg_manifest_entry *e)
+{
+    struct sums *s = ctx;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 256;
+        void *v = reallocarray(s->hex, cap, sizeof(*s->hex));
+        if (v == NULL)
+            return;
+        s->hex = v;
+        s->cap = cap;
+    }
+    char k[16];
+    int kn = snprintf(k, sizeof(k), "%u", e->uid);
+    struct mg_strmap_entry *m = mg_strmap_get(&s->by_uid, k, (size_t)kn, true);
+    if (m == NULL)
+        return;
+    hex_of(e->sha256, s->hex[s->n]);
+    m->bytes = s->n++;
+    m->count = e->size;
+}
+
+/* "size sha256" of a message, from its directory's manifest, else its file. */
+static int message_sum(struct run *r, const struct msg *m, struct sums *s, char *out, size_t cap)
+{
+    char k[16];
+    int kn = snprintf(k, sizeof(k), "%u", m->uid);
+    struct mg_strmap_entry *e = mg_strmap_get(&s->by_uid, k, (size_t)kn, false);
+    if (e != NULL && e->count == m->size) {
+        snprintf(out, cap, "%llu %s", (unsigned long long)m->size, s->hex[e->bytes]);
+        return 0;
+    }
+    int dfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    unsigned char sha[MG_SHA256_LEN];
+    uint64_t size;
+    struct mg_error err;
+    enum mg_code rc = mg_manifest_hash_file(dfd, m->rel, &size, sha, &err);
+    close(dfd);
+    if (rc != MG_OK)
+        return -1;
+    char hex[2 * MG_SHA256_LEN + 1];
+    hex_of(sha, hex);
+    snprintf(out, cap, "%llu %s", (unsigned long long)size, hex);
+    return 0;
+}
+
+/* A mailbox whose UIDVALIDITY changed has its messages in several
+ * generations, mostly the same ones renumbered: a message whose bytes a
+ * newer generation holds too is restored once, from the newest. */
+static enum mg_code merge_generations(struct run *r, size_t box, struct mg_error *err)
+{
+    struct mg_strmap seen;
+    mg_strmap_init(&seen);
+    enum mg_code rc = MG_OK;
+    size_t same = 0;
+    /* msgs are sorted by box, dir, uid; the newest generation sorts last. */
+    size_t lo = 0, hi = 0;
+    while (lo < r->nmsgs && r->msgs[lo].box != box)
+        lo++;
+    hi = lo;
+    while (hi < r->nmsgs && r->msgs[hi].box == box)
+        hi++;
+    size_t end = hi;
+    while (end > lo && rc == MG_OK) {
+        unsigned dir = r->msgs[end - 1].dir;
+        size_t start = end;
+        while (start > lo && r->msgs[start - 1].dir == dir)
+            start--;
+        struct sums s = {0};
+        mg_strmap_init(&s.by_uid);
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", r->dir, r->dirs[dir]);
+        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd >= 0) {
+            struct mg_manifest_reader rd;
+            mg_manifest_reader_init(&rd, sum_entry, &s);
+            bool exists;
+            struct mg_error merr;
+            if (mg_manifest_read(dfd, path, &rd, &exists, &merr) == MG_OK)
+                mg_manifest_reader_end(&rd);
+            close(dfd);
+        }
+        struct mg_strmap mine;
+        mg_strmap_init(&mine);
+        for (size_t i = start; i < end; i++) {
+            char key[128];
+            if (message_sum(r, &r->msgs[i], &s, key, sizeof(key)) != 0)
+                continue; /* unreadable: restored (and reported) as it is */
+            if (mg_strmap_get(&seen, key, strlen(key), false) != NULL) {
+                r->msgs[i].state = SAME;
+                same++;
+                continue;
+            }
+            if (mg_strmap_get(&mine, key, strlen(key), true) == NULL) {
+                rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+                break;
+            }
+        }
+        /* Twins within one generation are two messages: both go. */
+        size_t nk;
+        struct mg_strmap_entry **v = mg_strmap_sorted(&mine, &nk);
+        for (size_t i = 0; v != NULL && i < nk; i++)
+            mg_strmap_get(&seen, v[i]->key, v[i]->keylen, true);
+        free(v);
+        mg_strmap_finish(&mine);
+        mg_strmap_finish(&s.by_uid);
+        free(s.hex);
+        end = start;
+    }
+    mg_strmap_finish(&seen);
+    if (same > 0)
+        mg_info("%s: %zu messages of older generations are also in a newer one: restored once",
+                r->boxes[box].utf8, same);
+    return rc;
+}
+
 static enum mg_code read_backup(struct run *r, const struct mg_restore_opts *o,
                                 struct mg_report *rep, struct mg_error *err)
 {
@@ -266,8 +399,22 @@ static enum mg_code read_backup(struct run *r, const struct mg_restore_opts *o,
                                     r->dir, o->mailboxes[i]);
         }
     qsort(r->msgs, r->nmsgs, sizeof(*r->msgs), cmp_msg);
+    for (size_t b = 0; b < r->nboxes; b++) {
+        unsigned first = UINT_MAX;
+        bool several = false;
+        for (size_t i = 0; i < r->nmsgs; i++) {
+            if (r->msgs[i].box != b)
+                continue;
+            if (first == UINT_MAX)
+                first = r->msgs[i].dir;
+            several = several || r->msgs[i].dir != first;
+        }
+        if (several && (rc = merge_generations(r, b, err)) != MG_OK)
+            return rc;
+    }
     for (size_t i = 0; i < r->nmsgs; i++)
-        r->boxes[r->msgs[i].box].rep->listed++;
+        if (r->msgs[i].state != SAME)
+            r->boxes[r->msgs[i].box].rep->listed++;
     return MG_OK;
 }
 
@@ -383,7 +530,8 @@ static size_t take(struct run *r, size_t *out)
         return n;
     while (r->next < r->nmsgs && n < BATCH_MSGS && bytes < BATCH_BYTES) {
         struct msg *m = &r->msgs[r->next];
-        if (m->state == DONE || m->state == FAILED || r->boxes[m->box].refused) {
+        if (m->state == DONE || m->state == FAILED || m->state == SAME ||
+            r->boxes[m->box].refused) {
             r->next++;
             continue;
         }
@@ -483,6 +631,7 @@ static enum mg_code check(struct run *r, struct mg_imap *s, struct msg *m, int f
     uint32_t uids[FIND_MAX];
     size_t n;
     *there = false;
+    atomic_fetch_add(&r->looked, 1);
     enum mg_code rc = mg_imap_find(s, r->boxes[m->box].imap, mid, m->size, uids, FIND_MAX, &n, err);
     if (rc != MG_OK)
         return rc;
@@ -491,6 +640,7 @@ static enum mg_code check(struct run *r, struct mg_imap *s, struct msg *m, int f
         if (!is_taken(r, r->boxes[m->box].imap, uids[i])) {
             *there = true;
             *uid = uids[i];
+            atomic_fetch_add(&r->found, 1);
         }
     pthread_mutex_unlock(&r->mu);
     return MG_OK;
@@ -603,6 +753,14 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
                          r->srv.host, out[i].said);
             m->state = UNSURE;
             stop_run(r, &q);
+        } else if (out[i].busy && m->tries + 1 < MAX_TRIES) {
+            m->tries++;
+            m->state = TODO;
+            r->retry[r->nretry++] = which[i];
+            struct mg_error b;
+            mg_error_retry(&b, MG_E_PROTOCOL, MG_RETRY_LATER, "%s is busy: %s", r->srv.host,
+                           out[i].said);
+            r->last = b;
         } else if (out[i].trycreate && m->tries == 0) {
             m->tries++;
             m->state = TODO;
@@ -715,7 +873,8 @@ static enum mg_code create_boxes(struct run *r, struct mg_error *err)
             continue;
         bool needed = false;
         for (size_t i = 0; i < r->nmsgs && !needed; i++)
-            needed = r->msgs[i].box == b && r->msgs[i].state != DONE;
+            needed =
+                r->msgs[i].box == b && (r->msgs[i].state == TODO || r->msgs[i].state == UNSURE);
         if (!needed)
             continue;
         enum mg_code rc = mg_imap_create(r->first, t->imap, err);
@@ -723,7 +882,7 @@ static enum mg_code create_boxes(struct run *r, struct mg_error *err)
             mg_warn("%s; its messages are not restored", err->msg);
             t->refused = true;
             for (size_t i = 0; i < r->nmsgs; i++)
-                if (r->msgs[i].box == b && r->msgs[i].state != DONE)
+                if (r->msgs[i].box == b && (r->msgs[i].state == TODO || r->msgs[i].state == UNSURE))
                     settle(r, &r->msgs[i], FAILED);
             continue;
         }
@@ -744,7 +903,7 @@ static enum mg_code run_workers(struct run *r, struct mg_error *err)
 {
     size_t todo = 0;
     for (size_t i = 0; i < r->nmsgs; i++)
-        todo += r->msgs[i].state != DONE && r->msgs[i].state != FAILED;
+        todo += r->msgs[i].state == TODO || r->msgs[i].state == UNSURE;
     unsigned n = r->a->chunks ? r->a->chunks : 4;
     size_t batches = (todo + BATCH_MSGS - 1) / BATCH_MSGS;
     if (batches < n)
@@ -840,6 +999,8 @@ enum mg_code mg_restore_account(const struct mg_account *a, const struct mg_cred
         goto out;
     for (size_t i = 0; i < r.nmsgs; i++) {
         char key[JOURNAL_LINE];
+        if (r.msgs[i].state == SAME)
+            continue;
         journal_key(&r, &r.msgs[i], key, sizeof(key));
         struct mg_strmap_entry *e = mg_strmap_get(&r.journal, key, strlen(key), false);
         if (e != NULL && e->count == 2) {
@@ -849,10 +1010,9 @@ enum mg_code mg_restore_account(const struct mg_account *a, const struct mg_cred
             r.msgs[i].state = UNSURE;
         }
     }
-    r.total = r.nmsgs;
+    r.total = 0;
     for (size_t i = 0; i < r.nmsgs; i++)
-        if (r.msgs[i].state == DONE)
-            r.total--;
+        r.total += r.msgs[i].state == TODO || r.msgs[i].state == UNSURE;
     rc = mg_tls_ctx_create(a->cafile, &tls, &err);
     if (rc != MG_OK)
         goto out;
@@ -905,6 +1065,9 @@ out:
         mg_warn("%s", err.msg);
     mg_info("%s: %zu messages restored, %zu restored before, from %s", a->name, appended, skipped,
             o->dir);
+    if (atomic_load(&r.looked) > 0)
+        mg_info("%s: %zu uncertain messages looked for on the server, %zu of them there already",
+                a->name, atomic_load(&r.looked), atomic_load(&r.found));
     rep->code = rc;
     if (rc != MG_OK)
         snprintf(rep->error, sizeof(rep->error), "%s", err.msg);

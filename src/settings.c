@@ -250,7 +250,7 @@ static void said_as(const struct mg_setting *s, bool as_long, char *buf, size_t 
  * same credentials, TLS and OAuth2 rules as a backup) and, of the backup's
  * own, --chunks and --summary-json; decided here, so that the table's rows
  * need not name the command. */
-static bool takes(const struct mg_setting *s, unsigned command)
+bool mg_setting_for(const struct mg_setting *s, unsigned command)
 {
     if (command != MG_CMD_RESTORE)
         return (s->commands & command) != 0;
@@ -279,7 +279,7 @@ enum mg_code mg_settings_parse(unsigned command, int argc, char **argv, mg_setti
     shorts[ns++] = ':'; /* a missing value is ':' */
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct mg_setting *s = &table[i];
-        if (!takes(s, command) || s->name == NULL)
+        if (!mg_setting_for(s, command) || s->name == NULL)
             continue;
         bool has_arg = s->type != MG_TYPE_FLAG;
         /* getopt_long returns val: the short letter, or 256 + index. */
@@ -320,7 +320,7 @@ enum mg_code mg_settings_parse(unsigned command, int argc, char **argv, mg_setti
         if (c >= 256 && (size_t)(c - 256) < NSETTINGS)
             s = by_val[c - 256];
         for (size_t i = 0; s == NULL && i < NSETTINGS; i++)
-            if (table[i].short_name == c && takes(&table[i], command))
+            if (table[i].short_name == c && mg_setting_for(&table[i], command))
                 s = &table[i];
         if (s == NULL)
             return mg_error_set(err, MG_E_INTERNAL, "option table out of step (%d)", c);
@@ -351,7 +351,7 @@ void mg_settings_help(unsigned command, FILE *f)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct mg_setting *s = &table[i];
-        if (!takes(s, command) || s->name == NULL || s->help[0] == '\0')
+        if (!mg_setting_for(s, command) || s->name == NULL || s->help[0] == '\0')
             continue;
         char head[128];
         int n;

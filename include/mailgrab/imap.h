@@ -109,7 +109,8 @@ struct mg_append_msg {
 
 struct mg_append_reply {
     bool ok;
-    bool quota;                /* refused for a quota (OVERQUOTA, LIMIT): not today */
+    bool quota;                /* refused for a quota (OVERQUOTA): not today */
+    bool busy;                 /* refused for now (UNAVAILABLE, INUSE, THROTTLED) */
     bool trycreate;            /* refused as the mailbox does not exist */
     char said[256];            /* "[CODE] text" when !ok */
     uint32_t uidvalidity, uid; /* APPENDUID, 0 if none */

@@ -144,4 +144,8 @@ bool mg_verbosity_setting(enum mg_verbosity *level, const struct mg_setting *s);
  * digit (EST5EDT), or a zoneinfo name that exists. */
 bool mg_tz_known(const char *tz);
 
+/* Does command take setting s? (restore takes its options by rule, not by
+ * the table's bits: see settings.c.) */
+bool mg_setting_for(const struct mg_setting *s, unsigned command);
+
 #endif

@@ -28,7 +28,7 @@ from test_backup import append, imap, ok, quoted, read_box
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
 TARGETS = {"rt-eml": "pw1", "rt-md": "pw2", "twice": "pw3", "killer": "pw4",
-           "cut": "pw5", "big": "pw6"}
+           "cut": "pw5", "big": "pw6", "gen": "pw7"}
 FOLDERS = ["INBOX", "Work", "Work.Projects", "Työ ünïcode"]
 
 srv_a = srv_b = srv_q = None
@@ -39,7 +39,8 @@ backups = {}  # format -> backup directory of the source account
 def setUpModule():
     global srv_a, srv_b, workdir, config_home
     tools.binary("MAILGRAB")
-    srv_a, workdir, config_home = start_for_module("mgtest-rs-", {"src": "src-pw"})
+    srv_a, workdir, config_home = start_for_module("mgtest-rs-",
+                                                   {"src": "src-pw", "gensrc": "gen-pw"})
     srv_b = Dovecot()
     srv_b.users.update(TARGETS)
     srv_b.start()
@@ -222,15 +223,17 @@ class TestKill(Base):
 
 class TestCut(Base):
     def test_connection_cut_mid_append(self):
-        # Every session is cut once it has received 9,000 bytes from the
+        # Every session is cut once it has received 4,000 bytes from the
         # server (TLS handshake, login, then APPEND replies): batches are cut
         # with replies outstanding, and the uncertain messages are looked for.
-        with tools.Proxy(srv_b.host, srv_b.imaps_port, "--close-after", "9000",
+        with tools.Proxy(srv_b.host, srv_b.imaps_port, "--close-after", "4000",
                          "--fault-times", "3") as px:
-            res = restore(srv_b, "cut", backups["eml"], "--chunks", "2", port=px.port)
+            res = restore(srv_b, "cut", backups["eml"], "--chunks", "2", "-v", port=px.port)
             log = px.log()
-        self.assertIn("close", log)
+        self.assertIn("fault: closing after", log)
         self.assertExit(res, EXIT_OK)
+        self.assertRegex(res.stderr, r"[1-9][0-9]* uncertain messages looked for",
+                         "no APPEND was cut with its reply outstanding" + res.describe())
         self.assertOnceEach("cut", res)
 
 
@@ -238,7 +241,7 @@ class TestRefused(Base):
     def test_message_too_big_is_named_and_counted(self):
         global srv_q
         srv_q = Dovecot(extra_conf="mail_plugins = $mail_plugins quota\n"
-                                   "plugin {\n  quota = count:User quota\n"
+                                   "plugin {\n  quota = maildir:User quota\n"
                                    "  quota_max_mail_size = 200k\n}\n")
         srv_q.users.update({"big": "pw6"})
         srv_q.start()
@@ -260,6 +263,43 @@ class TestRefused(Base):
         self.assertEqual(sum(got["INBOX"].values()), sum(want["INBOX"].values()) - 1)
         for name in FOLDERS[1:]:
             self.assertEqual(got[name], want[name], name + res.describe())
+
+
+class TestGenerations(Base):
+    def test_generations_merged_into_one_mailbox(self):
+        # Old: 5 messages; the server then renumbers it (DELETE, CREATE) and
+        # it holds 3 of them again and 2 new: the backup has Old and
+        # Old%uidvalidity=N. The restore puts 7 messages in Old, once each.
+        out = os.path.join(workdir, "gen-backup")
+        append(srv_a, "gensrc", "Old", seed=95, count=5)
+        self.assertExit(backup(srv_a, "gensrc", out, "eml"), EXIT_OK)
+        conn = imap(srv_a, "gensrc")
+        try:
+            ok(conn.delete(quoted("Old")), "DELETE")
+        finally:
+            conn.logout()
+        time.sleep(1.1)  # Dovecot's UIDVALIDITY is a time stamp
+        append(srv_a, "gensrc", "Old", seed=95, count=3)
+        append(srv_a, "gensrc", "Old", seed=96, count=2, create=False)
+        self.assertExit(backup(srv_a, "gensrc", out, "eml"), EXIT_OK)
+        self.assertTrue([d for d in os.listdir(out) if d.startswith("Old%uidvalidity=")],
+                        "harness: no second generation")
+        res = restore(srv_b, "gen", out, "--mailbox", "Old")
+        self.assertExit(res, EXIT_OK)
+        want = collections.Counter()
+        for seed, count in ((95, 5), (96, 2)):
+            for i in range(count):
+                want[hashlib.sha256(corpus.build_message(seed, i)[0]).hexdigest()] += 1
+        conn = imap(srv_b, "gen")
+        try:
+            ok(conn.select(quoted("Old"), readonly=True), "SELECT")
+            got = collections.Counter(
+                hashlib.sha256(item[1]).hexdigest()
+                for item in ok(conn.uid("FETCH", "1:*", "(BODY.PEEK[])"), "FETCH")
+                if isinstance(item, tuple))
+        finally:
+            conn.logout()
+        self.assertEqual(got, want, "not the 7 messages once each" + res.describe())
 
 
 if __name__ == "__main__":
