@@ -1162,39 +1162,32 @@ enum mg_code mg_imap_append(struct mg_imap *s, const char *mailbox, const struct
                             struct mg_error *err)
 {
     *answered = 0;
-    if (n == 0)
-        return MG_OK;
     bool plus = mg_imap_literal_plus(s);
+    /* With LITERAL+, up to `window` APPENDs are on their way at any time: a
+     * reply read makes room for the next message, so the link never idles
+     * waiting for a round trip. Without it, one at a time. */
     int tags[64];
+    size_t window = plus ? sizeof(tags) / sizeof(tags[0]) : 1;
     size_t sent = 0;
     while (*answered < n) {
-        /* With LITERAL+, everything goes out, then the replies are read:
-         * one round trip for the batch. */
-        size_t window = plus ? (sizeof(tags) / sizeof(tags[0])) : 1;
-        while (sent < n && sent - *answered < window) {
-            bool refused;
+        bool refused = false;
+        while (sent < n && sent - *answered < window && !refused) {
             enum mg_code rc = append_one(s, mailbox, &v[sent], plus, &tags[sent % window], &refused,
                                          &out[sent], err);
             if (rc != MG_OK)
                 return rc;
             sent++;
-            if (refused) {
-                (*answered)++;
-                break;
-            }
-            if (!plus)
-                break;
+            if (refused)
+                (*answered)++; /* answered before its literal */
         }
         if (*answered == sent)
             continue;
         if (mailstream_flush(s->imap->imap_stream) == -1)
             return stream_error(s, "sending a message", err);
-        while (*answered < sent) {
-            enum mg_code rc = read_reply(s, tags[*answered % window], &out[*answered], err);
-            if (rc != MG_OK)
-                return rc;
-            (*answered)++;
-        }
+        enum mg_code rc = read_reply(s, tags[*answered % window], &out[*answered], err);
+        if (rc != MG_OK)
+            return rc;
+        (*answered)++;
     }
     return MG_OK;
 }

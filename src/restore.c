@@ -24,8 +24,8 @@
 #include "mailgrab/strmap.h"
 #include "mailgrab/tls.h"
 
-#define BATCH_MSGS 32           /* APPENDs sent before their replies are read */
-#define BATCH_BYTES (16u << 20) /* ... or about this many bytes */
+#define BATCH_MSGS 128          /* messages a session takes at a time */
+#define BATCH_BYTES (32u << 20) /* ... or about this many bytes */
 #define MAX_TRIES 4             /* sends of one message cut short, then given up */
 #define OPEN_TRIES 5            /* failed logins in a row before a worker retires */
 #define FIND_MAX 64             /* candidates looked at for an uncertain message */
@@ -1021,6 +1021,11 @@ enum mg_code mg_restore_account(const struct mg_account *a, const struct mg_cred
         /* One session first: a wrong password or certificate shows at once,
          * and the mailboxes are created before anyone appends. */
         rc = mg_imap_open(&r.srv, cr, &r.first, &err);
+        if (rc == MG_OK)
+            mg_info("%s: %zu messages to restore; %s", a->server, r.total,
+                    mg_imap_literal_plus(r.first)
+                        ? "the server takes LITERAL+: APPENDs go out in batches"
+                        : "no LITERAL+: one APPEND at a time per session");
         if (rc == MG_OK)
             rc = create_boxes(&r, &err);
         if (rc == MG_OK) {
