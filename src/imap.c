@@ -980,26 +980,29 @@ static int append_head(const char *mailbox, const struct mg_append_msg *m, bool 
     if (gmtime_r(&m->internaldate, &tm) == NULL || tm.tm_year + 1900 < 1000 ||
         tm.tm_year + 1900 > 9999)
         return -1;
-    /* The name is modified UTF-7 (7-bit): a quoted string always does. */
-    char q[2 * 1024 + 3];
+    /* The name is modified UTF-7 (7-bit): a quoted string always does.
+     * Without one, this is a further message of a MULTIAPPEND. */
+    char q[2 * 1024 + 16] = "";
     size_t qn = 0;
-    q[qn++] = '"';
-    for (const char *p = mailbox; *p != '\0'; p++) {
+    if (mailbox != NULL)
+        qn = (size_t)snprintf(q, sizeof(q), "APPEND \"");
+    for (const char *p = mailbox ? mailbox : ""; *p != '\0'; p++) {
         if (qn + 3 >= sizeof(q) || (unsigned char)*p >= 0x80 || *p == '\r' || *p == '\n')
             return -1;
         if (*p == '"' || *p == '\\')
             q[qn++] = '\\';
         q[qn++] = *p;
     }
-    q[qn++] = '"';
+    if (mailbox != NULL)
+        q[qn++] = '"';
     q[qn] = '\0';
-    int n = snprintf(buf, cap, "APPEND %s (%s) \"%02d-%s-%04d %02d:%02d:%02d +0000\" {%llu%s}\r\n",
-                     q, fl, tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+    int n = snprintf(buf, cap, "%s (%s) \"%02d-%s-%04d %02d:%02d:%02d +0000\" {%llu%s}\r\n", q, fl,
+                     tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, (unsigned long long)m->size, plus ? "+" : "");
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
-/* The file's bytes, then the CRLF that ends the command. */
+/* The file's bytes. */
 static enum mg_code send_literal(struct mg_imap *s, const struct mg_append_msg *m,
                                  struct mg_error *err)
 {
@@ -1021,27 +1024,47 @@ static enum mg_code send_literal(struct mg_imap *s, const struct mg_append_msg *
         left -= (uint64_t)got;
         off += got;
     }
-    if (mailstream_write(st, "\r\n", 2) != 2)
+    return MG_OK;
+}
+
+/* The CRLF that ends a command. */
+static enum mg_code end_command(struct mg_imap *s, struct mg_error *err)
+{
+    if (mailstream_write(s->imap->imap_stream, "\r\n", 2) != 2)
         return stream_error(s, "sending a message", err);
     return MG_OK;
 }
 
-/* [APPENDUID uidvalidity uid] in a tagged OK line. */
-static void appenduid(const char *line, size_t len, struct mg_append_reply *out)
+/* [APPENDUID uidvalidity uid-set] in a tagged OK line: the UIDs, in the
+ * order of the messages, go to out[0 .. count - 1]. */
+static void appenduid(const char *line, size_t len, struct mg_append_reply *out, size_t count)
 {
     const char *key = "[APPENDUID ";
     size_t kl = strlen(key);
     for (size_t i = 0; i + kl < len; i++) {
         if (strncasecmp(line + i, key, kl) != 0)
             continue;
-        char tmp[64];
+        char tmp[512];
         size_t n = len - i - kl < sizeof(tmp) - 1 ? len - i - kl : sizeof(tmp) - 1;
         memcpy(tmp, line + i + kl, n);
         tmp[n] = '\0';
-        unsigned long uv, uid;
-        if (sscanf(tmp, "%lu %lu]", &uv, &uid) == 2 && uv <= UINT32_MAX && uid <= UINT32_MAX) {
-            out->uidvalidity = (uint32_t)uv;
-            out->uid = (uint32_t)uid;
+        char *p;
+        unsigned long uv = strtoul(tmp, &p, 10);
+        if (*p != ' ' || uv == 0 || uv > UINT32_MAX)
+            return;
+        size_t k = 0;
+        while (k < count) {
+            unsigned long lo = strtoul(p + 1, &p, 10), hi = lo;
+            if (*p == ':')
+                hi = strtoul(p + 1, &p, 10);
+            if (lo == 0 || hi < lo || hi > UINT32_MAX)
+                return;
+            for (unsigned long u = lo; u <= hi && k < count; u++, k++) {
+                out[k].uidvalidity = (uint32_t)uv;
+                out[k].uid = (uint32_t)u;
+            }
+            if (*p != ',')
+                break;
         }
         return;
     }
@@ -1060,7 +1083,7 @@ static void append_refusal(const char *code, struct mg_append_reply *out)
 
 /* Read lines up to the tagged reply to `tag`; untagged ones pass by. */
 static enum mg_code read_reply(struct mg_imap *s, int tag, struct mg_append_reply *out,
-                               struct mg_error *err)
+                               size_t count, struct mg_error *err)
 {
     mailimap *im = s->imap;
     char tagstr[16];
@@ -1089,10 +1112,12 @@ static enum mg_code read_reply(struct mg_imap *s, int tag, struct mg_append_repl
                               s->srv->host);
     }
     if (strcasecmp(state, "OK") == 0) {
-        out->ok = true;
-        appenduid(b->str, b->len, out);
+        for (size_t i = 0; i < count; i++)
+            out[i] = (struct mg_append_reply){.ok = true, .settled = true};
+        appenduid(b->str, b->len, out, count);
         return MG_OK;
     }
+    out->settled = true;
     append_refusal(code, out);
     /* The text after the tag and state, line end dropped, bounded. */
     size_t skip = tl + 1 + strlen(state);
@@ -1135,7 +1160,7 @@ static enum mg_code append_one(struct mg_imap *s, const char *mailbox,
             char tagstr[16];
             snprintf(tagstr, sizeof(tagstr), "%d", *tag);
             if (b->len >= 2 && b->str[0] == '*') {
-                enum mg_code rc = read_reply(s, *tag, out, err);
+                enum mg_code rc = read_reply(s, *tag, out, 1, err);
                 *refused = true;
                 return rc;
             }
@@ -1147,6 +1172,7 @@ static enum mg_code append_one(struct mg_imap *s, const char *mailbox,
                                       "%s sent an unexpected line to APPEND", s->srv->host);
             }
             memset(out, 0, sizeof(*out));
+            out->settled = true;
             append_refusal(code, out);
             snprintf(out->said, sizeof(out->said), "%s%s%s%s", code[0] ? "[" : "", code,
                      code[0] ? "] " : "", state);
@@ -1154,42 +1180,130 @@ static enum mg_code append_one(struct mg_imap *s, const char *mailbox,
             return MG_OK;
         }
     }
-    return send_literal(s, m, err);
+    enum mg_code rc = send_literal(s, m, err);
+    return rc == MG_OK ? end_command(s, err) : rc;
 }
+
+/* One APPEND of v[0 .. n - 1] (MULTIAPPEND when n > 1), with LITERAL+. */
+static enum mg_code multi_send(struct mg_imap *s, const char *mailbox,
+                               const struct mg_append_msg *v, size_t n, int *tag,
+                               struct mg_error *err)
+{
+    mailimap *im = s->imap;
+    if (mailimap_send_current_tag(im) != MAILIMAP_NO_ERROR)
+        return stream_error(s, "sending a message", err);
+    *tag = im->imap_tag;
+    for (size_t i = 0; i < n; i++) {
+        char head[2300];
+        int hn = append_head(i == 0 ? mailbox : NULL, &v[i], true, head, sizeof(head));
+        if (hn < 0) {
+            s->broken = true; /* the command is begun */
+            return mg_error_set(err, MG_E_INTERNAL, "mailbox name or date cannot be sent");
+        }
+        if (mailstream_write(im->imap_stream, head, (size_t)hn) != hn)
+            return stream_error(s, "sending a message", err);
+        enum mg_code rc = send_literal(s, &v[i], err);
+        if (rc != MG_OK)
+            return rc;
+    }
+    return end_command(s, err);
+}
+
+/* Without LITERAL+: one APPEND at a time, each literal after the go-ahead. */
+static enum mg_code append_each(struct mg_imap *s, const char *mailbox,
+                                const struct mg_append_msg *v, size_t n,
+                                struct mg_append_reply *out, size_t *answered, struct mg_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool refused = false;
+        int tag = 0;
+        enum mg_code rc = append_one(s, mailbox, &v[i], false, &tag, &refused, &out[i], err);
+        if (rc == MG_OK && !refused) {
+            if (mailstream_flush(s->imap->imap_stream) == -1)
+                rc = stream_error(s, "sending a message", err);
+            else
+                rc = read_reply(s, tag, &out[i], 1, err);
+        }
+        if (rc != MG_OK)
+            return rc;
+        (*answered)++;
+    }
+    return MG_OK;
+}
+
+#define MULTI_MSGS 32          /* messages in one MULTIAPPEND */
+#define MULTI_BYTES (4u << 20) /* ... or about this many bytes */
+#define WINDOW 8               /* APPEND commands on their way at once */
 
 enum mg_code mg_imap_append(struct mg_imap *s, const char *mailbox, const struct mg_append_msg *v,
                             size_t n, struct mg_append_reply *out, size_t *answered,
                             struct mg_error *err)
 {
     *answered = 0;
-    bool plus = mg_imap_literal_plus(s);
-    /* With LITERAL+, up to `window` APPENDs are on their way at any time: a
-     * reply read makes room for the next message, so the link never idles
-     * waiting for a round trip. Without it, one at a time. */
-    int tags[64];
-    size_t window = plus ? sizeof(tags) / sizeof(tags[0]) : 1;
-    size_t sent = 0;
-    while (*answered < n) {
-        bool refused = false;
-        while (sent < n && sent - *answered < window && !refused) {
-            enum mg_code rc = append_one(s, mailbox, &v[sent], plus, &tags[sent % window], &refused,
-                                         &out[sent], err);
+    memset(out, 0, n * sizeof(*out));
+    if (!mg_imap_literal_plus(s))
+        return append_each(s, mailbox, v, n, out, answered, err);
+    /* With LITERAL+ nothing waits for a go-ahead: up to WINDOW commands are
+     * on their way at any time, and a reply read makes room for the next,
+     * so the link never idles a round trip. Where the server offers
+     * MULTIAPPEND, one command carries several messages, which the server
+     * takes all or none, in one transaction (far cheaper for Dovecot than a
+     * transaction each). A refused group is sent again one by one, so that
+     * only the message refused is refused. */
+    bool multi = capability(s, "MULTIAPPEND") != NULL;
+    struct unit {
+        size_t first, count;
+        int tag;
+    } ring[WINDOW];
+    size_t head = 0, nout = 0; /* ring[head .. head + nout) are on their way */
+    size_t next = 0;           /* next message never sent */
+    size_t *singles = calloc(n ? n : 1, sizeof(*singles));
+    size_t nsingles = 0, si = 0;
+    if (singles == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    enum mg_code rc = MG_OK;
+    while (rc == MG_OK && *answered < n) {
+        while (nout < WINDOW && (si < nsingles || next < n)) {
+            struct unit u = {0, 1, 0};
+            if (si < nsingles) {
+                u.first = singles[si++];
+            } else {
+                u.first = next;
+                uint64_t bytes = v[next].size;
+                while (multi && next + u.count < n && u.count < MULTI_MSGS &&
+                       bytes + v[next + u.count].size <= MULTI_BYTES)
+                    bytes += v[next + u.count++].size;
+                next += u.count;
+            }
+            /* Singles were grouped before: they sit apart from the rest. */
+            rc = multi_send(s, mailbox, &v[u.first], u.count, &u.tag, err);
             if (rc != MG_OK)
-                return rc;
-            sent++;
-            if (refused)
-                (*answered)++; /* answered before its literal */
+                break;
+            ring[(head + nout++) % WINDOW] = u;
         }
-        if (*answered == sent)
-            continue;
-        if (mailstream_flush(s->imap->imap_stream) == -1)
-            return stream_error(s, "sending a message", err);
-        enum mg_code rc = read_reply(s, tags[*answered % window], &out[*answered], err);
+        if (rc != MG_OK || nout == 0)
+            break;
+        if (mailstream_flush(s->imap->imap_stream) == -1) {
+            rc = stream_error(s, "sending a message", err);
+            break;
+        }
+        struct unit u = ring[head];
+        head = (head + 1) % WINDOW;
+        nout--;
+        rc = read_reply(s, u.tag, &out[u.first], u.count, err);
         if (rc != MG_OK)
-            return rc;
-        (*answered)++;
+            break;
+        if (out[u.first].ok || u.count == 1) {
+            *answered += u.count;
+            continue;
+        }
+        for (size_t i = 0; i < u.count; i++) {
+            out[u.first + i] = (struct mg_append_reply){0};
+            singles[nsingles++] = u.first + i;
+        }
     }
-    return MG_OK;
+    free(singles);
+    return rc;
 }
 
 enum mg_code mg_imap_find(struct mg_imap *s, const char *mailbox, const char *message_id,

@@ -80,36 +80,16 @@ struct run {
     struct mg_imap *first; /* the control session, handed to worker 0 */
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 int mg_restore_box_name(const char *dir, char *out, size_t cap)
 {
     const char *gen = strstr(dir, "%uidvalidity=");
     size_t n = gen ? (size_t)(gen - dir) : strlen(dir);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = dir[i];
-        if (c == '%' && i + 2 < n && hexval(dir[i + 1]) >= 0 && hexval(dir[i + 2]) >= 0) {
-            c = (char)(hexval(dir[i + 1]) * 16 + hexval(dir[i + 2]));
-            i += 2;
-        }
-        if (o + 1 >= cap)
-            return -1;
-        out[o++] = c;
-    }
-    if (cap == 0)
+    char base[MG_MBOX_DIR_MAX + 1];
+    if (n >= sizeof(base))
         return -1;
-    out[o] = '\0';
-    return 0;
+    memcpy(base, dir, n);
+    base[n] = '\0';
+    return mg_mbox_from_path(base, out, cap);
 }
 
 /* -- the backup, read back ------------------------------------------------ */
@@ -739,9 +719,11 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
     size_t answered = 0;
     rc = mg_imap_append(s, t->imap, v, k, out, &answered, err);
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < answered; i++) {
+    for (size_t i = 0; i < k; i++) {
         struct msg *m = &r->msgs[which[i]];
-        if (out[i].ok) {
+        if (!out[i].settled) {
+            give_back(r, m, rc != MG_OK ? err->msg : "not answered");
+        } else if (out[i].ok) {
             struct mg_error jerr;
             if (done(r, m, out[i].uid, &jerr) != MG_OK)
                 stop_run(r, &jerr);
@@ -771,11 +753,9 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
             settle(r, m, FAILED);
         }
     }
-    for (size_t i = answered; i < k; i++)
-        give_back(r, &r->msgs[which[i]], rc != MG_OK ? err->msg : "not answered");
     pthread_mutex_unlock(&r->mu);
-    for (size_t i = 0; i < answered; i++)
-        if (out[i].trycreate && r->msgs[which[i]].state == TODO) {
+    for (size_t i = 0; i < k; i++)
+        if (out[i].settled && out[i].trycreate && r->msgs[which[i]].state == TODO) {
             struct mg_error cerr;
             if (mg_imap_create(s, t->imap, &cerr) != MG_OK)
                 mg_warn("%s", cerr.msg);

@@ -92,13 +92,17 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
  * mg_imap_append sends n messages to one mailbox, each streamed from its
  * file in 64 KiB pieces (never held in memory), with its flags (Maildir
  * letters) and INTERNALDATE, exactly the bytes of the file. Where the
- * server offers LITERAL+, all n go out before the first reply is read (one
- * round trip for the batch); otherwise one message at a time, each after
+ * server offers LITERAL+, several APPEND commands are on their way at once
+ * (no round trip per message), each carrying a group of messages where the
+ * server offers MULTIAPPEND (all or none of a group is taken; a refused
+ * group is sent again one message at a time, so that only the message the
+ * server refuses is refused); otherwise one message at a time, each after
  * the server's go-ahead. out[i] receives message i's reply (APPENDUID
- * where the server gives it). *answered counts the replies read, in order:
- * the first *answered messages are settled (appended or refused); the rest
- * are uncertain when the call fails (the session is then broken, or a
- * file could not be read: MG_E_IO). MG_OK: all n answered.
+ * where the server gives it); out[i].settled says it was answered
+ * (appended or refused). When the call fails (the session is then broken,
+ * or a file could not be read: MG_E_IO) the messages not settled are
+ * uncertain: the server may hold them. *answered counts the settled ones;
+ * MG_OK: all n.
  */
 struct mg_append_msg {
     int fd;              /* read from offset 0 */
@@ -108,6 +112,7 @@ struct mg_append_msg {
 };
 
 struct mg_append_reply {
+    bool settled; /* answered: appended (ok) or refused */
     bool ok;
     bool quota;                /* refused for a quota (OVERQUOTA): not today */
     bool busy;                 /* refused for now (UNAVAILABLE, INUSE, THROTTLED) */

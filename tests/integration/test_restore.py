@@ -28,7 +28,7 @@ from test_backup import append, imap, ok, quoted, read_box
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
 TARGETS = {"rt-eml": "pw1", "rt-md": "pw2", "twice": "pw3", "killer": "pw4",
-           "cut": "pw5", "big": "pw6", "gen": "pw7"}
+           "cut": "pw5", "big": "pw6", "gen": "pw7", "term": "pw8"}
 FOLDERS = ["INBOX", "Work", "Work.Projects", "Työ ünïcode"]
 
 srv_a = srv_b = srv_q = None
@@ -215,18 +215,43 @@ class TestKill(Base):
                 killed += 1
             p.wait()
         res = restore(srv_b, "killer", backups["maildir"])
+        res.stderr += f"\n[{killed} runs killed; MG_RESTORE_SEED={seed} replays them]"
         self.assertExit(res, EXIT_OK)
         self.assertGreater(killed, 0, f"no run was killed (seed {seed})")
         self.assertOnceEach("killer", res)
         self.assertSameAsSource("killer", res)
 
+    def test_sigterm_mid_restore(self):
+        # 80 ms RTT so that the run is still appending when the signal
+        # comes; it stops within 3 s with 130, and the next run completes.
+        env = dict(os.environ, XDG_CONFIG_HOME=config_home)
+        env.pop("MAILGRAB_PASSWORD", None)
+        summary = os.path.join(workdir, "summary-term.json")
+        with tools.Proxy(srv_b.host, srv_b.imaps_port, "--delay-ms", "40") as px:
+            p = subprocess.Popen(restore_argv(srv_b, "term", backups["maildir"], "--chunks", "1",
+                                              "--summary-json", summary, port=px.port),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, env=env, start_new_session=True)
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            _, err = p.communicate(timeout=30)
+            took = time.monotonic() - t0
+        self.assertEqual(p.returncode, 130, err.decode(errors="replace"))
+        self.assertLess(took, 3.0, "SIGTERM took too long to stop the restore")
+        with open(summary) as f:
+            self.assertEqual(json.load(f)["exit_code"], 130)
+        res = restore(srv_b, "term", backups["maildir"])
+        self.assertExit(res, EXIT_OK)
+        self.assertOnceEach("term", res)
+
 
 class TestCut(Base):
     def test_connection_cut_mid_append(self):
-        # Every session is cut once it has received 4,000 bytes from the
-        # server (TLS handshake, login, then APPEND replies): batches are cut
-        # with replies outstanding, and the uncertain messages are looked for.
-        with tools.Proxy(srv_b.host, srv_b.imaps_port, "--close-after", "4000",
+        # The first sessions are cut once they have sent 300 kB: in the
+        # middle of an APPEND's literal, with earlier APPENDs unanswered; the
+        # uncertain messages are looked for before anything is sent again.
+        with tools.Proxy(srv_b.host, srv_b.imaps_port, "--close-after-up", "300000",
                          "--fault-times", "3") as px:
             res = restore(srv_b, "cut", backups["eml"], "--chunks", "2", "-v", port=px.port)
             log = px.log()
