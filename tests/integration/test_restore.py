@@ -3,9 +3,10 @@
 nested folders, a non-ASCII name, flags) restored into an empty second server
 and backed up again is the same, bytes, flags and INTERNALDATEs, from eml and
 from Maildir; a second restore appends nothing; kill -9 at random moments then
-a clean run leaves every message exactly once; a server refusing one message
-by size (Dovecot's quota_max_mail_size) costs that message only (named, exit
-1); a connection cut mid-APPEND costs nothing.
+a clean run leaves every message exactly once, and SIGTERM stops a run with
+130; a server refusing one message by size (Dovecot's quota_max_mail_size)
+costs that message only (named, exit 1); a connection cut mid-APPEND costs
+nothing; UIDVALIDITY generations are merged, shared messages restored once.
 
 Server A holds the source account; server B, the targets (one user per test).
 """
