@@ -648,7 +648,9 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
     size_t k = 0;
     enum mg_code rc = MG_OK;
     const struct target *t = &r->boxes[r->msgs[idx[0]].box];
-    char lines[BATCH_MSGS * 300];
+    /* "A\t<dir>\t<uid>\n" for each: always fits (a directory name is at
+     * most MG_MBOX_DIR_MAX bytes, and its %uidvalidity=N suffix 24 more). */
+    char lines[BATCH_MSGS * (MG_MBOX_DIR_MAX + 48)];
     size_t ln = 0;
     for (size_t i = 0; i < n; i++) {
         struct msg *m = &r->msgs[idx[i]];
@@ -697,8 +699,16 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
         char key[JOURNAL_LINE];
         journal_key(r, m, key, sizeof(key));
         int w = snprintf(lines + ln, sizeof(lines) - ln, "A\t%s\n", key);
-        if (w > 0 && (size_t)w < sizeof(lines) - ln)
-            ln += (size_t)w;
+        if (w < 0 || (size_t)w >= sizeof(lines) - ln) {
+            /* Never sent unmarked: the rest waits for the next batch. */
+            close(fd);
+            pthread_mutex_lock(&r->mu);
+            for (size_t j = i; j < n; j++)
+                r->retry[r->nretry++] = idx[j];
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        ln += (size_t)w;
         k++;
     }
     if (k == 0)
