@@ -11,6 +11,7 @@ void mg_cli_usage(FILE *f)
           "       mailgrab login --provider gmail|outlook --oauth2-client-id ID ...\n"
           "       mailgrab stats DIR [options]\n"
           "       mailgrab verify [--server HOST --user USER] [options] [--offline]\n"
+          "       mailgrab restore [--server HOST --user USER] [options] DIR\n"
           "\n"
           "Download IMAP mailboxes over TLS with parallel connections, one file per\n"
           "message, byte-identical to the server. Runs again fetch only what is new.\n"
@@ -32,6 +33,26 @@ void mg_cli_usage(FILE *f)
           "problems, 13 output holds another account's backup, 130 interrupted. Accounts\n"
           "of the config file sharing an output each get DIR/<account>. See mailgrab(1),\n"
           "mailgrab-verify(1), mailgrab.conf(5).\n",
+          f);
+}
+
+void mg_cli_restore_usage(FILE *f)
+{
+    fputs("usage: mailgrab restore [--server HOST --user USER] [options] DIR\n"
+          "\n"
+          "Put the backup in DIR (eml or Maildir, every mailbox in it; NAME%uidvalidity=N\n"
+          "generations go into NAME) back on the server: the files' bytes, INTERNALDATE\n"
+          "from each file's mtime, flags from Maildir names; missing mailboxes are\n"
+          "created. A journal in DIR (.mailgrab-restore-USER@SERVER:PORT) makes a rerun,\n"
+          "or a run after one that was killed, append each message exactly once.\n"
+          "--mailbox restores only the named mailboxes (UTF-8), repeatable.\n"
+          "\n",
+          f);
+    mg_settings_help(MG_CMD_RESTORE, f);
+    fputs("\n"
+          "Exit codes: 0 all restored (or restored before), 1 some messages refused\n"
+          "by the server (each named) or given up, 11 server quota (run again later),\n"
+          "2-10 and 130 as for a backup. See mailgrab(1).\n",
           f);
 }
 
@@ -132,9 +153,22 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
         argc--;
         argv++;
     }
-    enum mg_code rc = mg_settings_parse(command, argc, argv, apply, o, &extra, 0, &n, err);
+    if (argc > 1 && strcmp(argv[1], "restore") == 0) {
+        o->restore = true;
+        command = MG_CMD_RESTORE;
+        argc--;
+        argv++;
+    }
+    enum mg_code rc =
+        mg_settings_parse(command, argc, argv, apply, o, &extra, o->restore ? 1 : 0, &n, err);
     if (rc != MG_OK || o->action != MG_RUN)
         return rc;
+    if (o->restore && n == 0)
+        return mg_error_set(err, MG_E_USAGE,
+                            "mailgrab restore needs the backup's directory: "
+                            "mailgrab restore [options] DIR");
+    if (o->restore)
+        o->restore_dir = extra;
     if (a->password_file != NULL && a->password_command != NULL)
         return mg_error_set(err, MG_E_USAGE,
                             "give either --password-file or --password-command, not both");

@@ -1,10 +1,12 @@
 /* imap.c - see include/mailgrab/imap.h */
 #include "mailgrab/imap.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <libetpan/libetpan.h>
 
@@ -1246,6 +1248,505 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
 
 oom:
     return fetch_oom(set, ft, err);
+}
+
+/* -- Restoring: CREATE, APPEND, finding a message again ------------------ */
+
+/* The capability list, asked for when the login reply did not carry it. */
+static const struct mailimap_capability_data *capabilities(struct mg_imap *s)
+{
+    mailimap *im = s->imap;
+    if (im->imap_connection_info == NULL || im->imap_connection_info->imap_capability == NULL) {
+        struct mailimap_capability_data *cd = NULL;
+        if (mailimap_capability(im, &cd) == MAILIMAP_NO_ERROR && cd != NULL) {
+            /* Kept where the session keeps the login's, freed with it. */
+            if (im->imap_connection_info != NULL &&
+                im->imap_connection_info->imap_capability == NULL)
+                im->imap_connection_info->imap_capability = cd;
+            else if (im->imap_connection_info == NULL ||
+                     im->imap_connection_info->imap_capability != cd)
+                mailimap_capability_data_free(cd);
+        }
+    }
+    if (im->imap_connection_info == NULL)
+        return NULL;
+    return im->imap_connection_info->imap_capability;
+}
+
+/* The capability named `name` (any case), or one "name=VALUE": its value. */
+static const char *capability(struct mg_imap *s, const char *name)
+{
+    const struct mailimap_capability_data *cd = capabilities(s);
+    size_t len = strlen(name);
+    for (clistiter *it = cd ? clist_begin(cd->cap_list) : NULL; it != NULL; it = clist_next(it)) {
+        const struct mailimap_capability *c = clist_content(it);
+        const char *n = c->cap_data.cap_name;
+        if (c->cap_type != MAILIMAP_CAPABILITY_NAME || n == NULL || strncasecmp(n, name, len) != 0)
+            continue;
+        if (n[len] == '\0')
+            return "";
+        if (n[len] == '=')
+            return n + len + 1;
+    }
+    return NULL;
+}
+
+bool mg_imap_literal_plus(struct mg_imap *s)
+{
+    return capability(s, "LITERAL+") != NULL;
+}
+
+uint64_t mg_imap_appendlimit(struct mg_imap *s)
+{
+    const char *v = capability(s, "APPENDLIMIT");
+    if (v == NULL || *v < '0' || *v > '9')
+        return 0;
+    return strtoull(v, NULL, 10);
+}
+
+enum mg_code mg_imap_create(struct mg_imap *s, const char *mailbox, struct mg_error *err)
+{
+    int r = mailimap_create(s->imap, mailbox);
+    if (r == MAILIMAP_NO_ERROR)
+        return MG_OK;
+    if (r != MAILIMAP_ERROR_CREATE && !answered_bad(s, r))
+        return generic_error(s, r, "creating a mailbox", err);
+    struct reply rp;
+    last_reply(s, &rp);
+    /* Most servers say ALREADYEXISTS; some give no code for it (the APPEND
+     * that follows tells, with TRYCREATE, if it was really refused). */
+    if (strcasecmp(rp.code, "ALREADYEXISTS") == 0 || rp.code[0] == '\0')
+        return MG_OK;
+    char text[256];
+    said(s, text, sizeof(text));
+    return mg_error_set(err, MG_E_MAILBOX, "%s refused to create mailbox '%s': %s", s->srv->host,
+                        mailbox, text);
+}
+
+/* APPEND's arguments up to and including the literal's size. */
+static int append_head(const char *mailbox, const struct mg_append_msg *m, bool plus, char *buf,
+                       size_t cap)
+{
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static const struct {
+        char letter;
+        const char *flag;
+    } flags[] = {{'D', "\\Draft"},
+                 {'F', "\\Flagged"},
+                 {'R', "\\Answered"},
+                 {'S', "\\Seen"},
+                 {'T', "\\Deleted"}};
+    char fl[64] = "";
+    size_t fn = 0;
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (m->flags == NULL || strchr(m->flags, flags[i].letter) == NULL)
+            continue;
+        fn += (size_t)snprintf(fl + fn, sizeof(fl) - fn, "%s%s", fn ? " " : "", flags[i].flag);
+    }
+    struct tm tm;
+    if (gmtime_r(&m->internaldate, &tm) == NULL || tm.tm_year + 1900 < 1000 ||
+        tm.tm_year + 1900 > 9999)
+        return -1;
+    /* The name is modified UTF-7 (7-bit): a quoted string always does.
+     * Without one, this is a further message of a MULTIAPPEND. */
+    char q[2 * 1024 + 16] = "";
+    size_t qn = 0;
+    if (mailbox != NULL)
+        qn = (size_t)snprintf(q, sizeof(q), "APPEND \"");
+    for (const char *p = mailbox ? mailbox : ""; *p != '\0'; p++) {
+        if (qn + 3 >= sizeof(q) || (unsigned char)*p >= 0x80 || *p == '\r' || *p == '\n')
+            return -1;
+        if (*p == '"' || *p == '\\')
+            q[qn++] = '\\';
+        q[qn++] = *p;
+    }
+    if (mailbox != NULL)
+        q[qn++] = '"';
+    q[qn] = '\0';
+    int n = snprintf(buf, cap, "%s (%s) \"%02d-%s-%04d %02d:%02d:%02d +0000\" {%llu%s}\r\n", q, fl,
+                     tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (unsigned long long)m->size, plus ? "+" : "");
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
+
+/* The file's bytes. */
+static enum mg_code send_literal(struct mg_imap *s, const struct mg_append_msg *m,
+                                 struct mg_error *err)
+{
+    mailstream *st = s->imap->imap_stream;
+    char buf[65536];
+    uint64_t left = m->size;
+    off_t off = 0;
+    while (left > 0) {
+        size_t want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+        ssize_t got = pread(m->fd, buf, want, off);
+        if (got <= 0) {
+            /* The size is promised to the server: nothing else can follow. */
+            s->broken = true;
+            return mg_error_set(err, MG_E_IO, "a message file could not be read (%s)",
+                                got < 0 ? strerror(errno) : "it got shorter");
+        }
+        if (mailstream_write(st, buf, (size_t)got) != got)
+            return stream_error(s, "sending a message", err);
+        left -= (uint64_t)got;
+        off += got;
+    }
+    return MG_OK;
+}
+
+/* The CRLF that ends a command. */
+static enum mg_code end_command(struct mg_imap *s, struct mg_error *err)
+{
+    if (mailstream_write(s->imap->imap_stream, "\r\n", 2) != 2)
+        return stream_error(s, "sending a message", err);
+    return MG_OK;
+}
+
+/* [APPENDUID uidvalidity uid-set] in a tagged OK line: the UIDs, in the
+ * order of the messages, go to out[0 .. count - 1]. */
+static void appenduid(const char *line, size_t len, struct mg_append_reply *out, size_t count)
+{
+    const char *key = "[APPENDUID ";
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + kl < len; i++) {
+        if (strncasecmp(line + i, key, kl) != 0)
+            continue;
+        char tmp[512];
+        size_t n = len - i - kl < sizeof(tmp) - 1 ? len - i - kl : sizeof(tmp) - 1;
+        memcpy(tmp, line + i + kl, n);
+        tmp[n] = '\0';
+        char *p;
+        unsigned long uv = strtoul(tmp, &p, 10);
+        if (*p != ' ' || uv == 0 || uv > UINT32_MAX)
+            return;
+        size_t k = 0;
+        while (k < count) {
+            unsigned long lo = strtoul(p + 1, &p, 10), hi = lo;
+            if (*p == ':')
+                hi = strtoul(p + 1, &p, 10);
+            if (lo == 0 || hi < lo || hi > UINT32_MAX)
+                return;
+            for (unsigned long u = lo; u <= hi && k < count; u++, k++) {
+                out[k].uidvalidity = (uint32_t)uv;
+                out[k].uid = (uint32_t)u;
+            }
+            if (*p != ',')
+                break;
+        }
+        return;
+    }
+}
+
+/* What a refused APPEND's code says. OVERQUOTA: the account is full or
+ * over a daily upload limit; a rerun later goes on. LIMIT (Dovecot's
+ * quota_max_mail_size, RFC 5530: "exceeds some limit") and TOOBIG are this
+ * message's own refusal; so is anything else but a busy server. */
+static void append_refusal(const char *code, struct mg_append_reply *out)
+{
+    out->quota = strcasecmp(code, "OVERQUOTA") == 0;
+    out->busy = mg_imap_refusal(code, MG_CMD_OTHER) == MG_REFUSED_BUSY;
+    out->trycreate = strcasecmp(code, "TRYCREATE") == 0;
+}
+
+/* Read lines up to the tagged reply to `tag`; untagged ones pass by. */
+static enum mg_code read_reply(struct mg_imap *s, int tag, struct mg_append_reply *out,
+                               size_t count, struct mg_error *err)
+{
+    mailimap *im = s->imap;
+    char tagstr[16];
+    snprintf(tagstr, sizeof(tagstr), "%d", tag);
+    size_t tl = strlen(tagstr);
+    for (;;) {
+        if (mailimap_read_line(im) == NULL)
+            return stream_error(s, "waiting for the server to take a message", err);
+        const MMAPString *b = im->imap_stream_buffer;
+        if (b->len >= 2 && b->str[0] == '*' && b->str[1] == ' ')
+            continue; /* EXISTS, RECENT; after a BYE, the stream's end tells */
+        if (b->len > tl && memcmp(b->str, tagstr, tl) == 0 && b->str[tl] == ' ')
+            break;
+        s->broken = true;
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "%s sent an unexpected line while taking messages", s->srv->host);
+    }
+    const MMAPString *b = im->imap_stream_buffer;
+    char state[8], code[32];
+    memset(out, 0, sizeof(*out));
+    if (mg_imap_tagged_reply(b->str, b->len, tagstr, state, sizeof(state), code, sizeof(code)) !=
+        0) {
+        s->broken = true;
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "%s sent a reply mailgrab cannot parse while taking messages",
+                              s->srv->host);
+    }
+    if (strcasecmp(state, "OK") == 0) {
+        for (size_t i = 0; i < count; i++)
+            out[i] = (struct mg_append_reply){.ok = true, .settled = true};
+        appenduid(b->str, b->len, out, count);
+        return MG_OK;
+    }
+    out->settled = true;
+    append_refusal(code, out);
+    /* The text after the tag and state, line end dropped, bounded. */
+    size_t skip = tl + 1 + strlen(state);
+    size_t n = b->len > skip ? b->len - skip : 0;
+    const char *t = b->str + skip;
+    while (n > 0 && *t == ' ') {
+        t++;
+        n--;
+    }
+    while (n > 0 && (t[n - 1] == '\r' || t[n - 1] == '\n'))
+        n--;
+    snprintf(out->said, sizeof(out->said), "%.*s", (int)(n < 200 ? n : 200), t);
+    return MG_OK;
+}
+
+/* Send one APPEND (and, without LITERAL+, its literal once the server says
+ * go on). *tag: the command's tag; *refused: the server answered before
+ * the literal (the reply is in *out then). */
+static enum mg_code append_one(struct mg_imap *s, const char *mailbox,
+                               const struct mg_append_msg *m, bool plus, int *tag, bool *refused,
+                               struct mg_append_reply *out, struct mg_error *err)
+{
+    mailimap *im = s->imap;
+    char head[2300];
+    *refused = false;
+    int hn = append_head(mailbox, m, plus, head, sizeof(head));
+    if (hn < 0)
+        return mg_error_set(err, MG_E_INTERNAL, "mailbox name or date cannot be sent");
+    if (mailimap_send_current_tag(im) != MAILIMAP_NO_ERROR ||
+        mailstream_write(im->imap_stream, head, (size_t)hn) != hn)
+        return stream_error(s, "sending a message", err);
+    *tag = im->imap_tag;
+    if (!plus) {
+        if (mailstream_flush(im->imap_stream) == -1 || mailimap_read_line(im) == NULL)
+            return stream_error(s, "sending a message", err);
+        const MMAPString *b = im->imap_stream_buffer;
+        if (b->len == 0 || b->str[0] != '+') {
+            /* Refused at once (too big, say): this line is the reply,
+             * unless untagged lines come first. */
+            char tagstr[16];
+            snprintf(tagstr, sizeof(tagstr), "%d", *tag);
+            if (b->len >= 2 && b->str[0] == '*') {
+                enum mg_code rc = read_reply(s, *tag, out, 1, err);
+                *refused = true;
+                return rc;
+            }
+            char state[8], code[32];
+            if (mg_imap_tagged_reply(b->str, b->len, tagstr, state, sizeof(state), code,
+                                     sizeof(code)) != 0) {
+                s->broken = true;
+                return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                                      "%s sent an unexpected line to APPEND", s->srv->host);
+            }
+            memset(out, 0, sizeof(*out));
+            out->settled = true;
+            append_refusal(code, out);
+            snprintf(out->said, sizeof(out->said), "%s%s%s%s", code[0] ? "[" : "", code,
+                     code[0] ? "] " : "", state);
+            *refused = true;
+            return MG_OK;
+        }
+    }
+    enum mg_code rc = send_literal(s, m, err);
+    return rc == MG_OK ? end_command(s, err) : rc;
+}
+
+/* One APPEND of v[0 .. n - 1] (MULTIAPPEND when n > 1), with LITERAL+. */
+static enum mg_code multi_send(struct mg_imap *s, const char *mailbox,
+                               const struct mg_append_msg *v, size_t n, int *tag,
+                               struct mg_error *err)
+{
+    mailimap *im = s->imap;
+    if (mailimap_send_current_tag(im) != MAILIMAP_NO_ERROR)
+        return stream_error(s, "sending a message", err);
+    *tag = im->imap_tag;
+    for (size_t i = 0; i < n; i++) {
+        char head[2300];
+        int hn = append_head(i == 0 ? mailbox : NULL, &v[i], true, head, sizeof(head));
+        if (hn < 0) {
+            s->broken = true; /* the command is begun */
+            return mg_error_set(err, MG_E_INTERNAL, "mailbox name or date cannot be sent");
+        }
+        if (mailstream_write(im->imap_stream, head, (size_t)hn) != hn)
+            return stream_error(s, "sending a message", err);
+        enum mg_code rc = send_literal(s, &v[i], err);
+        if (rc != MG_OK)
+            return rc;
+    }
+    return end_command(s, err);
+}
+
+/* Without LITERAL+: one APPEND at a time, each literal after the go-ahead. */
+static enum mg_code append_each(struct mg_imap *s, const char *mailbox,
+                                const struct mg_append_msg *v, size_t n,
+                                struct mg_append_reply *out, size_t *answered, struct mg_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool refused = false;
+        int tag = 0;
+        enum mg_code rc = append_one(s, mailbox, &v[i], false, &tag, &refused, &out[i], err);
+        if (rc == MG_OK && !refused) {
+            if (mailstream_flush(s->imap->imap_stream) == -1)
+                rc = stream_error(s, "sending a message", err);
+            else
+                rc = read_reply(s, tag, &out[i], 1, err);
+        }
+        if (rc != MG_OK)
+            return rc;
+        (*answered)++;
+    }
+    return MG_OK;
+}
+
+#define MULTI_MSGS 32          /* messages in one MULTIAPPEND */
+#define MULTI_BYTES (4u << 20) /* ... or about this many bytes */
+#define WINDOW 8               /* APPEND commands on their way at once */
+
+enum mg_code mg_imap_append(struct mg_imap *s, const char *mailbox, const struct mg_append_msg *v,
+                            size_t n, struct mg_append_reply *out, size_t *answered,
+                            struct mg_error *err)
+{
+    *answered = 0;
+    memset(out, 0, n * sizeof(*out));
+    if (!mg_imap_literal_plus(s))
+        return append_each(s, mailbox, v, n, out, answered, err);
+    /* With LITERAL+ nothing waits for a go-ahead: up to WINDOW commands are
+     * on their way at any time, and a reply read makes room for the next,
+     * so the link never idles a round trip. Where the server offers
+     * MULTIAPPEND, one command carries several messages, which the server
+     * takes all or none, in one transaction (far cheaper for Dovecot than a
+     * transaction each). A refused group is sent again one by one, so that
+     * only the message refused is refused. */
+    bool multi = capability(s, "MULTIAPPEND") != NULL;
+    struct unit {
+        size_t first, count;
+        int tag;
+    } ring[WINDOW];
+    size_t head = 0, nout = 0; /* ring[head .. head + nout) are on their way */
+    size_t next = 0;           /* next message never sent */
+    size_t *singles = calloc(n ? n : 1, sizeof(*singles));
+    size_t nsingles = 0, si = 0;
+    if (singles == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    enum mg_code rc = MG_OK;
+    while (rc == MG_OK && *answered < n) {
+        while (nout < WINDOW && (si < nsingles || next < n)) {
+            struct unit u = {0, 1, 0};
+            if (si < nsingles) {
+                u.first = singles[si++];
+            } else {
+                u.first = next;
+                uint64_t bytes = v[next].size;
+                while (multi && next + u.count < n && u.count < MULTI_MSGS &&
+                       bytes + v[next + u.count].size <= MULTI_BYTES)
+                    bytes += v[next + u.count++].size;
+                next += u.count;
+            }
+            /* Singles were grouped before: they sit apart from the rest. */
+            rc = multi_send(s, mailbox, &v[u.first], u.count, &u.tag, err);
+            if (rc != MG_OK)
+                break;
+            ring[(head + nout++) % WINDOW] = u;
+        }
+        if (rc != MG_OK || nout == 0)
+            break;
+        if (mailstream_flush(s->imap->imap_stream) == -1) {
+            rc = stream_error(s, "sending a message", err);
+            break;
+        }
+        struct unit u = ring[head];
+        head = (head + 1) % WINDOW;
+        nout--;
+        rc = read_reply(s, u.tag, &out[u.first], u.count, err);
+        if (rc != MG_OK)
+            break;
+        if (out[u.first].ok || u.count == 1) {
+            *answered += u.count;
+            continue;
+        }
+        for (size_t i = 0; i < u.count; i++) {
+            out[u.first + i] = (struct mg_append_reply){0};
+            singles[nsingles++] = u.first + i;
+        }
+    }
+    free(singles);
+    return rc;
+}
+
+enum mg_code mg_imap_find(struct mg_imap *s, const char *mailbox, const char *message_id,
+                          uint64_t size, uint32_t *uids, size_t cap, size_t *n,
+                          struct mg_error *err)
+{
+    *n = 0;
+    struct mg_mailbox_info mi;
+    enum mg_code rc = mg_imap_examine(s, mailbox, &mi, err);
+    if (rc != MG_OK)
+        return rc;
+    if (size == 0 || size > UINT32_MAX)
+        return MG_OK;
+    struct mailimap_search_key *key = mailimap_search_key_new_multiple_empty();
+    struct mailimap_search_key *k1 = mailimap_search_key_new_larger((uint32_t)(size - 1));
+    struct mailimap_search_key *k2 =
+        size < UINT32_MAX ? mailimap_search_key_new_smaller((uint32_t)(size + 1)) : NULL;
+    struct mailimap_search_key *k3 = NULL;
+    if (message_id != NULL && message_id[0] != '\0') {
+        char *h = strdup("Message-ID");
+        char *v = strdup(message_id);
+        k3 = h && v ? mailimap_search_key_new_header(h, v) : NULL;
+        if (k3 == NULL) {
+            free(h);
+            free(v);
+        }
+    }
+    bool ok = key != NULL && k1 != NULL && k2 != NULL &&
+              (message_id == NULL || message_id[0] == '\0' || k3 != NULL);
+    if (ok && mailimap_search_key_multiple_add(key, k1) == MAILIMAP_NO_ERROR)
+        k1 = NULL;
+    else
+        ok = false;
+    if (ok && mailimap_search_key_multiple_add(key, k2) == MAILIMAP_NO_ERROR)
+        k2 = NULL;
+    else
+        ok = false;
+    if (ok && k3 != NULL) {
+        if (mailimap_search_key_multiple_add(key, k3) == MAILIMAP_NO_ERROR)
+            k3 = NULL;
+        else
+            ok = false;
+    }
+    if (k1)
+        mailimap_search_key_free(k1);
+    if (k2)
+        mailimap_search_key_free(k2);
+    if (k3)
+        mailimap_search_key_free(k3);
+    if (!ok) {
+        if (key)
+            mailimap_search_key_free(key);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    clist *list = NULL;
+    int r = mailimap_uid_search(s->imap, NULL, key, &list);
+    mailimap_search_key_free(key);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (r == MAILIMAP_ERROR_UID_SEARCH || answered_bad(s, r)) {
+            char text[256];
+            said(s, text, sizeof(text));
+            return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_LATER,
+                                  "%s refused to search mailbox '%s': %s", s->srv->host, mailbox,
+                                  text);
+        }
+        return generic_error(s, r, "searching a mailbox", err);
+    }
+    for (clistiter *it = clist_begin(list); it != NULL; it = clist_next(it)) {
+        uint32_t *u = clist_content(it);
+        if (*n < cap)
+            uids[*n] = *u;
+        (*n)++;
+    }
+    mailimap_search_result_free(list);
+    return MG_OK;
 }
 
 bool mg_imap_broken(const struct mg_imap *s)

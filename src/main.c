@@ -29,6 +29,7 @@
 #include "mailgrab/login_cmd.h"
 #include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
+#include "mailgrab/restore.h"
 #include "mailgrab/analyzer.h"
 #include "mailgrab/stats.h"
 #include "mailgrab/stats_cmd.h"
@@ -249,6 +250,52 @@ static int estimate_accounts(const struct mg_account *accounts, size_t n,
     return worst;
 }
 
+/* mailgrab restore: DIR into one account (the command line's, or the one
+ * --account names, or the config file's only one). */
+static int restore_account(const struct mg_account *accounts, size_t n, const struct mg_options *o,
+                           const char *env_password)
+{
+    if (n != 1) {
+        mg_err("the config file has %zu accounts: name the one to restore into with --account", n);
+        return MG_E_USAGE;
+    }
+    struct mg_account a = accounts[0];
+    struct mg_report rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.account = a.name;
+    rep.server = a.server;
+    rep.user = a.user;
+    struct mg_creds cr;
+    memset(&cr, 0, sizeof(cr));
+    struct mg_error err;
+    mg_error_clear(&err);
+    enum mg_code rc = mg_account_finish(&a, &err);
+    if (rc == MG_OK) {
+        rep.server = a.server;
+        rc = get_creds(&a, env_password, &cr, &err);
+    }
+    if (rc != MG_OK) {
+        mg_backup_err(&a, err.msg);
+        rep.code = rc;
+        snprintf(rep.error, sizeof(rep.error), "%s", err.msg);
+    } else {
+        struct mg_restore_opts ro = {o->restore_dir, o->over.mailboxes, o->over.nmailboxes};
+        rc = mg_restore_account(&a, &cr, &ro, &rep);
+    }
+    drop_creds(&cr);
+    int exit_code = rc;
+    if (mg_cancelled())
+        exit_code = MG_E_INTERRUPTED;
+    if (o->summary_json != NULL &&
+        mg_summary_write(o->summary_json, &rep, 1, exit_code, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        if (exit_code == MG_OK)
+            exit_code = err.code;
+    }
+    mg_report_finish(&rep);
+    return exit_code;
+}
+
 int main(int argc, char **argv)
 {
     struct mg_options o;
@@ -272,7 +319,9 @@ int main(int argc, char **argv)
         return MG_E_USAGE;
     }
     if (o.action == MG_HELP) {
-        if (o.verify)
+        if (o.restore)
+            mg_cli_restore_usage(stdout);
+        else if (o.verify)
             mg_cli_verify_usage(stdout);
         else if (o.estimate)
             mg_cli_estimate_usage(stdout);
@@ -334,9 +383,10 @@ int main(int argc, char **argv)
         return err.code;
     }
 
-    if (o.verify || o.estimate) {
-        int code = o.verify ? verify_accounts(accounts, n, &o, env_password)
-                            : estimate_accounts(accounts, n, &o, env_password);
+    if (o.restore || o.verify || o.estimate) {
+        int code = o.restore  ? restore_account(accounts, n, &o, env_password)
+                   : o.verify ? verify_accounts(accounts, n, &o, env_password)
+                              : estimate_accounts(accounts, n, &o, env_password);
         free(accounts);
         mg_config_finish(&cfg);
         mg_secret_free(env_password);

@@ -4,6 +4,7 @@
 #include "mailgrab/buf.h"
 #include "mailgrab/utf8.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -230,5 +231,26 @@ int mg_mbox_dir_names(const char *const *names, size_t n, const char *const *exi
     }
     free(r);
     free(done);
+    return 0;
+}
+
+int mg_mbox_from_path(const char *path, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; path[i] != '\0'; i++) {
+        char c = path[i];
+        if (c == '%' && isxdigit((unsigned char)path[i + 1]) &&
+            isxdigit((unsigned char)path[i + 2])) {
+            char hex[3] = {path[i + 1], path[i + 2], '\0'};
+            c = (char)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (o + 1 >= cap)
+            return -1;
+        out[o++] = c;
+    }
+    if (cap == 0)
+        return -1;
+    out[o] = '\0';
     return 0;
 }

@@ -261,6 +261,27 @@ static void said_as(const struct mg_setting *s, bool as_long, char *buf, size_t 
         snprintf(buf, cap, "-%c", s->short_name);
 }
 
+/* mailgrab restore takes verify's connection and account options (the
+ * same credentials, TLS and OAuth2 rules as a backup) and, of the backup's
+ * own, --chunks and --summary-json; decided here, so that the table's rows
+ * need not name the command. */
+bool mg_setting_for(const struct mg_setting *s, unsigned command)
+{
+    if (command != MG_CMD_RESTORE)
+        return (s->commands & command) != 0;
+    switch (s->id) {
+    case MG_SET_CHUNKS:
+    case MG_SET_SUMMARY_JSON:
+        return true;
+    case MG_SET_OFFLINE:
+    case MG_SET_OUTPUT:
+    case MG_SET_ALL_MAILBOXES:
+        return false;
+    default:
+        return (s->commands & MG_CMD_VERIFY) != 0;
+    }
+}
+
 enum mg_code mg_settings_parse(unsigned command, int argc, char **argv, mg_setting_apply apply,
                                void *ctx, const char **operands, size_t max_operands,
                                size_t *noperands, struct mg_error *err)
@@ -273,7 +294,7 @@ enum mg_code mg_settings_parse(unsigned command, int argc, char **argv, mg_setti
     shorts[ns++] = ':'; /* a missing value is ':' */
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct mg_setting *s = &table[i];
-        if (!(s->commands & command) || s->name == NULL)
+        if (!mg_setting_for(s, command) || s->name == NULL)
             continue;
         bool has_arg = s->type != MG_TYPE_FLAG;
         /* getopt_long returns val: the short letter, or 256 + index. */
@@ -314,7 +335,7 @@ enum mg_code mg_settings_parse(unsigned command, int argc, char **argv, mg_setti
         if (c >= 256 && (size_t)(c - 256) < NSETTINGS)
             s = by_val[c - 256];
         for (size_t i = 0; s == NULL && i < NSETTINGS; i++)
-            if (table[i].short_name == c && (table[i].commands & command))
+            if (table[i].short_name == c && mg_setting_for(&table[i], command))
                 s = &table[i];
         if (s == NULL)
             return mg_error_set(err, MG_E_INTERNAL, "option table out of step (%d)", c);
@@ -345,7 +366,7 @@ void mg_settings_help(unsigned command, FILE *f)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct mg_setting *s = &table[i];
-        if (!(s->commands & command) || s->name == NULL || s->help[0] == '\0')
+        if (!mg_setting_for(s, command) || s->name == NULL || s->help[0] == '\0')
             continue;
         char head[128];
         int n;

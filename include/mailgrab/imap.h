@@ -3,7 +3,8 @@
  *
  * Owns: connecting and logging in, opening a mailbox read-only, listing UIDs
  * with sizes, and fetching a set of messages as a stream of body pieces, all
- * in bounded memory whatever the mailbox size. libetpan result codes become
+ * in bounded memory whatever the mailbox size; for a restore, creating
+ * mailboxes, appending messages streamed from files, and finding them. libetpan result codes become
  * mg_code values here, with a message that says what to do.
  *
  * Memory: mg_imap_open returns a session owned by the caller, released with
@@ -103,6 +104,61 @@ enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_ma
  */
 enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
                            const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err);
+
+/*
+ * Restoring: CREATE and APPEND (restore.h drives them).
+ *
+ * mg_imap_append sends n messages to one mailbox, each streamed from its
+ * file in 64 KiB pieces (never held in memory), with its flags (Maildir
+ * letters) and INTERNALDATE, exactly the bytes of the file. Where the
+ * server offers LITERAL+, several APPEND commands are on their way at once
+ * (no round trip per message), each carrying a group of messages where the
+ * server offers MULTIAPPEND (all or none of a group is taken; a refused
+ * group is sent again one message at a time, so that only the message the
+ * server refuses is refused); otherwise one message at a time, each after
+ * the server's go-ahead. out[i] receives message i's reply (APPENDUID
+ * where the server gives it); out[i].settled says it was answered
+ * (appended or refused). When the call fails (the session is then broken,
+ * or a file could not be read: MG_E_IO) the messages not settled are
+ * uncertain: the server may hold them. *answered counts the settled ones;
+ * MG_OK: all n.
+ */
+struct mg_append_msg {
+    int fd;              /* read from offset 0 */
+    uint64_t size;       /* exactly this many bytes */
+    time_t internaldate; /* sent in UTC */
+    const char *flags;   /* Maildir letters: D F R S T */
+};
+
+struct mg_append_reply {
+    bool settled; /* answered: appended (ok) or refused */
+    bool ok;
+    bool quota;                /* refused for a quota (OVERQUOTA): not today */
+    bool busy;                 /* refused for now (UNAVAILABLE, INUSE, THROTTLED) */
+    bool trycreate;            /* refused as the mailbox does not exist */
+    char said[256];            /* "[CODE] text" when !ok */
+    uint32_t uidvalidity, uid; /* APPENDUID, 0 if none */
+};
+
+/* The server takes non-synchronizing literals (LITERAL+). */
+bool mg_imap_literal_plus(struct mg_imap *s);
+/* APPENDLIMIT=N from the capabilities, 0 when none was given. */
+uint64_t mg_imap_appendlimit(struct mg_imap *s);
+
+/* CREATE mailbox (modified UTF-7). A mailbox that exists already is fine;
+ * another refusal is MG_E_MAILBOX (session still usable). */
+enum mg_code mg_imap_create(struct mg_imap *s, const char *mailbox, struct mg_error *err);
+
+enum mg_code mg_imap_append(struct mg_imap *s, const char *mailbox, const struct mg_append_msg *v,
+                            size_t n, struct mg_append_reply *out, size_t *answered,
+                            struct mg_error *err);
+
+/* UIDs in mailbox (opened read-only) of messages whose Message-ID header
+ * contains message_id (NULL or "": any) and whose size is size: at most cap
+ * go to uids, *n is how many were found. */
+enum mg_code mg_imap_find(struct mg_imap *s, const char *mailbox, const char *message_id,
+                          uint64_t size, uint32_t *uids, size_t cap, size_t *n,
+                          struct mg_error *err);
 
 /* True once the session is out of step with the server (the stream broke,
  * or a reply could not be parsed): close it. A refusal (tagged NO or BAD)

@@ -28,6 +28,11 @@ int mg_mbox_from_imap(const char *imap, char *out, size_t cap);
  */
 int mg_mbox_to_path(const char *name, char *out, size_t cap);
 
+/* A path component back to the name it was made from: each %XX becomes its
+ * byte, anything else stays (a name mg_mbox_to_path cut and hashed does not
+ * come back whole). Returns 0, or -1 if the result does not fit in cap. */
+int mg_mbox_from_path(const char *path, char *out, size_t cap);
+
 /* Longest directory name mg_mbox_dir_names gives: a path and "~xxxxxxxx". */
 #define MG_MBOX_DIR_MAX (MG_MBOX_PATH_MAX + 10)
 

@@ -33,6 +33,7 @@ enum mg_command {
     MG_CMD_STATS = 1u << 2,    /* mailgrab stats DIR */
     MG_CMD_VERIFY = 1u << 3,   /* mailgrab verify [options] */
     MG_CMD_ESTIMATE = 1u << 4, /* mailgrab estimate [options] */
+    MG_CMD_RESTORE = 1u << 5,  /* mailgrab restore [options] DIR */
 };
 
 enum mg_setting_id {
@@ -147,5 +148,9 @@ bool mg_verbosity_setting(enum mg_verbosity *level, const struct mg_setting *s);
 /* A time zone mailgrab can use for --tz / tz: "UTC", a POSIX rule with a
  * digit (EST5EDT), or a zoneinfo name that exists. */
 bool mg_tz_known(const char *tz);
+
+/* Does command take setting s? (restore takes its options by rule, not by
+ * the table's bits: see settings.c.) */
+bool mg_setting_for(const struct mg_setting *s, unsigned command);
 
 #endif

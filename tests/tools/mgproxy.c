@@ -7,7 +7,8 @@
  * add latency, cut a connection, or freeze it.  No dependencies beyond POSIX.
  *
  *   mgproxy --listen 127.0.0.1:PORT|0 --target HOST:PORT
- *           [--delay-ms N] [--close-after BYTES] [--stall-after BYTES]
+ *           [--delay-ms N] [--close-after BYTES] [--close-after-up BYTES]
+ *           [--stall-after BYTES]
  *           [--fault-conn K] [--fault-times N] [--hold-after BYTES --until-conns K]
  *           [--rate BYTES_PER_SEC] [--cut-every SECS] [--stats-file FILE]
  *           [--max-seconds S] [--port-file FILE]
@@ -17,6 +18,9 @@
  *                   time, so throughput is not limited by the delay.
  * --close-after B   after B server->client bytes have been forwarded on a
  *                   faulted connection, both of its sockets are closed.
+ * --close-after-up B  after B client->server bytes (a client cut in the
+ *                   middle of what it sends, e.g. an APPEND's literal), the
+ *                   faulted connection is closed the same way.
  * --stall-after B   after B server->client bytes, the faulted connection stops
  *                   forwarding in both directions but stays open (the client
  *                   sees a silent server) until the client closes it.
@@ -102,8 +106,8 @@ struct conn {
 struct opts {
     const char *listen, *target, *port_file;
     int64_t delay_ms;
-    uint64_t close_after, stall_after;
-    bool have_close, have_stall;
+    uint64_t close_after, stall_after, close_after_up;
+    bool have_close, have_stall, have_close_up;
     unsigned fault_conn;
     unsigned fault_times;
     uint64_t hold_after;
@@ -348,8 +352,8 @@ static void do_accept(int lfd, const struct addrinfo *target)
     c->up.to = sfd;
     c->down.from = sfd;
     c->down.to = cfd;
-    c->faulted =
-        (opt.have_close || opt.have_stall) && (opt.fault_conn == 0 || opt.fault_conn == id);
+    c->faulted = (opt.have_close || opt.have_stall || opt.have_close_up) &&
+                 (opt.fault_conn == 0 || opt.fault_conn == id);
     if (nconns == capconns) {
         capconns = capconns ? 2 * capconns : 16;
         conns = realloc(conns, capconns * sizeof *conns);
@@ -365,12 +369,22 @@ static uint64_t fault_budget(const struct conn *c)
 {
     if (!c->faulted || c->stalled)
         return c->stalled ? 0 : UINT64_MAX;
+    if (!opt.have_close && !opt.have_stall)
+        return UINT64_MAX; /* only --close-after-up */
     if (opt.fault_times && faults_fired >= opt.fault_times)
         return UINT64_MAX; /* the allowed faults were spent elsewhere */
     uint64_t limit = opt.have_close ? opt.close_after : opt.stall_after;
     if (opt.have_close && opt.have_stall && opt.stall_after < limit)
         limit = opt.stall_after;
     return c->down.moved >= limit ? 0 : limit - c->down.moved;
+}
+
+/* The client->server byte budget left before --close-after-up fires. */
+static uint64_t up_budget(const struct conn *c)
+{
+    if (!c->faulted || !opt.have_close_up || (opt.fault_times && faults_fired >= opt.fault_times))
+        return UINT64_MAX;
+    return c->up.moved >= opt.close_after_up ? 0 : opt.close_after_up - c->up.moved;
 }
 
 /* The first connection's server->client budget while it is held. */
@@ -471,6 +485,15 @@ static bool dir_write(struct conn *c, struct dir *d, int64_t now)
 
 static void check_fault(struct conn *c)
 {
+    if (!c->dead && !c->stalled && opt.have_close_up && up_budget(c) == 0 && !c->up.queued) {
+        faults_fired++;
+        logf_("conn %u: fault: closing after %llu client->server bytes", c->id,
+              (unsigned long long)c->up.moved);
+        conn_close(c, "fault injected");
+        return;
+    }
+    if (!opt.have_close && !opt.have_stall)
+        return;
     if (c->dead || c->stalled || !c->faulted || fault_budget(c) != 0 || c->down.queued)
         return;
     /* Every budgeted byte has reached the client. */
@@ -490,7 +513,8 @@ static void check_fault(struct conn *c)
 static void usage(void)
 {
     fputs("usage: mgproxy --listen HOST:PORT|0 --target HOST:PORT [--delay-ms N]\n"
-          "               [--close-after BYTES] [--stall-after BYTES] [--fault-conn K]\n"
+          "               [--close-after BYTES] [--close-after-up BYTES]\n"
+          "               [--stall-after BYTES] [--fault-conn K]\n"
           "               [--fault-times N] [--hold-after BYTES --until-conns K]\n"
           "               [--rate BYTES_PER_SEC] [--cut-every SECS] [--stats-file FILE]\n"
           "               [--max-seconds S] [--port-file FILE]\n",
@@ -502,6 +526,7 @@ static void parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"close-after", required_argument, NULL, 'c'},
+        {"close-after-up", required_argument, NULL, 'C'},
         {"cut-every", required_argument, NULL, 'e'},
         {"delay-ms", required_argument, NULL, 'd'},
         {"fault-conn", required_argument, NULL, 'k'},
@@ -537,6 +562,10 @@ static void parse_args(int argc, char **argv)
         case 'c':
             opt.close_after = v;
             opt.have_close = true;
+            break;
+        case 'C':
+            opt.close_after_up = v;
+            opt.have_close_up = true;
             break;
         case 'd':
             if (v > 3600 * 1000)
@@ -726,7 +755,7 @@ int main(int argc, char **argv)
                 continue;
             }
             if ((cr & POLLIN) || (cr & (POLLHUP | POLLERR)))
-                if (!dir_read(c, &c->up, UINT64_MAX))
+                if (!dir_read(c, &c->up, up_budget(c)))
                     continue;
             if ((sr & POLLIN) || (sr & (POLLHUP | POLLERR))) {
                 uint64_t before = c->down.moved;

@@ -160,12 +160,40 @@ static void test_verify(void **state)
     assert_true(o.verify);
 }
 
+static void test_restore(void **state)
+{
+    struct mg_options o;
+    struct mg_error e;
+    assert_int_equal(parse(&o, &e, "restore --server h --user u -c 6 -m INBOX -m Work /b"), MG_OK);
+    assert_true(o.restore);
+    assert_false(o.verify);
+    assert_string_equal(o.restore_dir, "/b");
+    assert_int_equal(o.over.chunks, 6);
+    assert_int_equal(o.over.nmailboxes, 2);
+    assert_int_equal(parse(&o, &e, "restore --summary-json s.json --account a /b"), MG_OK);
+    assert_string_equal(o.summary_json, "s.json");
+    /* DIR is needed, once; backup- and verify-only options are refused. */
+    assert_int_equal(parse(&o, &e, "restore --server h"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "restore /a /b"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "restore --output /o /b"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "restore --offline /b"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "restore --stats /b"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "restore --all-mailboxes /b"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "restore --format maildir /b"), MG_E_USAGE);
+    /* a backup takes no operand */
+    assert_int_equal(parse(&o, &e, "--server h /b"), MG_E_USAGE);
+    assert_int_equal(parse(&o, &e, "restore --help"), MG_OK);
+    assert_int_equal(o.action, MG_HELP);
+    assert_true(o.restore);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unset_means_unset), cmocka_unit_test(test_all_options),
         cmocka_unit_test(test_refusals),          cmocka_unit_test(test_password_never_echoed),
         cmocka_unit_test(test_help_version),      cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

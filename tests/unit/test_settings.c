@@ -14,8 +14,8 @@
 
 static const char *man_dir;
 
-static const unsigned commands[] = {MG_CMD_BACKUP, MG_CMD_LOGIN, MG_CMD_STATS, MG_CMD_VERIFY,
-                                    MG_CMD_ESTIMATE};
+static const unsigned commands[] = {MG_CMD_BACKUP, MG_CMD_LOGIN,    MG_CMD_STATS,
+                                    MG_CMD_VERIFY, MG_CMD_ESTIMATE, MG_CMD_RESTORE};
 
 /* Sorted by long name, one name per command, keys spelled like names. */
 static void test_table_shape(void **state)
@@ -248,7 +248,7 @@ static void test_help_and_man_pages_name_everything(void **state)
                                                             : main_page;
         for (size_t i = 0; i < n; i++) {
             const struct mg_setting *s = &t[i];
-            if (!(s->commands & commands[c]))
+            if (!mg_setting_for(s, commands[c]))
                 continue;
             char want[96];
             snprintf(want, sizeof(want), "--%s", s->name);

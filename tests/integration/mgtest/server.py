@@ -252,14 +252,17 @@ class Dovecot:
     wrong_name_host = "127.0.0.2"
 
     def __init__(self, max_connections=100, root=None, foreground=True,
-                 imap_port=None, layout=None, auth_server=None, compress=False):
+                 imap_port=None, layout=None, auth_server=None, compress=False,
+                 extra_conf=""):
         """layout: None for Maildir++ (hierarchy separator "."), or a Dovecot
         maildir LAYOUT such as "fs" (separator "/", folders as directories).
         auth_server: an mgtest.authserver.AuthServer to check XOAUTH2 and
         OAUTHBEARER tokens against.
         compress: offer COMPRESS=DEFLATE after login (the imap_zlib plugin);
         a number from 1 to 9 is Dovecot's deflate level (6 otherwise).
-        Off by default: the proxies that read IMAP text need it plain."""
+        Off by default: the proxies that read IMAP text need it plain.
+        extra_conf: Dovecot settings appended to the configuration (a quota
+        plugin with a message size limit, say)."""
         self.max_connections = max_connections
         self.compress = compress
         self.layout = layout
@@ -279,6 +282,7 @@ class Dovecot:
         # An mgtest.authserver.AuthServer (started): Dovecot also offers
         # XOAUTH2 and OAUTHBEARER and checks tokens by introspection there.
         self.auth_server = auth_server
+        self.extra_conf = extra_conf
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -327,6 +331,9 @@ class Dovecot:
                 zlib_global=self._zlib_conf(),
                 zlib_imap="  mail_plugins = $mail_plugins imap_zlib\n" if self.compress else ""))
         self._add_oauth2_conf()
+        if self.extra_conf:
+            with open(self.conf, "a") as f:
+                f.write(self.extra_conf)
         args = [dovecot_binary(), "-c", self.conf]
         if self.foreground:
             with open(os.path.join(self.root, "dovecot.stderr"), "wb") as err:
