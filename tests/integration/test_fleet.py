@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""mailgrab run by machines, against a real Dovecot: the --events stream
+(parsed line by line, counters monotonic, the end event equal to the summary
+JSON, errors with their exit-code class), the --metrics file (accepted by
+promtool, its figures the summary's, a last success carried over a failed
+run), and --shard over a config of 12 accounts (for N = 1..5 the shards
+together back up every account exactly once, the N shards of one N running
+at once into one shared output), with --shard auto reading Slurm's and
+Kubernetes' variables.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from mgtest import corpus, tools
+from mgtest.server import start_for_module, stop_for_module
+
+EXIT_OK, EXIT_USAGE, EXIT_AUTH = 0, 2, 5
+SHARD_USERS = {f"acct{i:02d}": f"pw-{i:02d}" for i in range(1, 13)}
+CLASSES = {"success", "partial", "later", "permanent", "interrupted"}
+
+server = None
+workdir = None
+config_home = None
+
+
+def setUpModule():
+    global server, workdir, config_home
+    tools.binary("MAILGRAB")
+    server, workdir, config_home = start_for_module("mgtest-fleet-", SHARD_USERS)
+    # alice has a mailbox large enough to take a few seconds through a slow
+    # proxy (progress events); the 12 shard accounts have two messages each.
+    corpus.generate(server.maildir("alice"), 60, os.path.join(workdir, "alice.json"), seed=1401,
+                    big=2, big_size=1 << 20, server=server)
+    corpus.generate(server.maildir("bob"), 7, os.path.join(workdir, "bob.json"), seed=1402,
+                    big=0, server=server)
+    for i, user in enumerate(SHARD_USERS):
+        corpus.generate(server.maildir(user), 2, os.path.join(workdir, f"{user}.json"),
+                        seed=1410 + i, big=0, server=server)
+
+
+def tearDownModule():
+    stop_for_module(server, workdir)
+
+
+def read_events(path):
+    """Every line of an events stream, each parsed on its own."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return events_of(text)
+
+
+def events_of(text):
+    assert text.endswith("\n"), "the stream does not end with a newline"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+class Base(unittest.TestCase):
+    maxDiff = 8000
+
+    def tmp(self, prefix):
+        return tempfile.mkdtemp(prefix=prefix, dir=workdir)
+
+    def write_config(self, body, defaults=""):
+        path = os.path.join(self.tmp("cfg-"), "config")
+        with open(path, "w") as f:
+            f.write("[defaults]\nserver = 127.0.0.1\n"
+                    f"port = {server.imaps_port}\ncafile = {server.ca_file}\n"
+                    "chunks = 2\ntimeout = 30\n" + defaults + body)
+        os.chmod(path, 0o600)
+        return path
+
+    def account(self, name, user, password=None, extra=""):
+        pw = tools.write_secret(workdir, password or server.password(user))
+        return f"\n[account {name}]\nuser = {user}\npassword_file = {pw}\n{extra}"
+
+    def run_mailgrab(self, *args, env=None, timeout=120):
+        extra = {"XDG_CONFIG_HOME": config_home}
+        extra.update(env or {})
+        return tools.run([tools.binary("MAILGRAB"), *args], env_extra=extra, timeout=timeout)
+
+    def assertExit(self, res, code):
+        self.assertEqual(res.returncode, code,
+                         f"expected exit {code}, got {res.returncode}" + res.describe())
+
+    def summary(self, path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def check_stream(self, events, summary, res):
+        """The stream's shape: numbered, versioned, bracketed, monotonic."""
+        self.assertGreaterEqual(len(events), 2, res.describe())
+        self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+        for e in events:
+            self.assertEqual(e["schema"], 1, e)
+            self.assertRegex(e["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual(events[0]["event"], "run_start")
+        self.assertEqual(events[-1]["event"], "run_end")
+        self.assertEqual([e for e in events if e["event"] in ("run_start", "run_end")],
+                         [events[0], events[-1]])
+        # the end event is the summary JSON
+        self.assertEqual(events[-1]["summary"], summary)
+        self.assertEqual(events[-1]["exit_code"], res.returncode)
+        self.assertEqual(events[-1]["class"], summary["class"])
+        self.assertIn(summary["class"], CLASSES)
+        # account_end carries the summary's account object, in order
+        ends = [e["report"] for e in events if e["event"] == "account_end"]
+        self.assertEqual(ends, summary["accounts"])
+        # each mailbox: start, progress that never goes back, end = summary
+        boxes = {}
+        for e in events:
+            key = (e.get("account"), e.get("mailbox") or e.get("report", {}).get("name"))
+            if e["event"] == "mailbox_start":
+                self.assertNotIn(key, boxes, "mailbox started twice")
+                boxes[key] = {"progress": [], "end": None}
+            elif e["event"] == "progress":
+                self.assertIsNone(boxes[key]["end"], "progress after the mailbox ended")
+                boxes[key]["progress"].append(e)
+            elif e["event"] == "mailbox_end":
+                boxes[key]["end"] = e
+        for acct in summary["accounts"]:
+            for box in acct["mailboxes"]:
+                seen = boxes[(acct["account"], box["name"])]
+                self.assertEqual(seen["end"]["report"], box)
+                prog = seen["progress"]
+                for a, b in zip(prog, prog[1:]):
+                    for field in ("messages", "bytes", "seconds"):
+                        self.assertLessEqual(a[field], b[field], f"{field} went back: {a} {b}")
+                    self.assertEqual(a["messages_total"], b["messages_total"])
+                if prog:
+                    self.assertTrue(prog[-1]["done"])
+                    self.assertEqual(prog[-1]["messages"], box["new"])
+                    self.assertEqual([p for p in prog if p["done"]], prog[-1:])
+        return boxes
+
+
+class TestEvents(Base):
+    def test_stream_of_a_slow_download(self):
+        out = self.tmp("out-")
+        ev = os.path.join(self.tmp("ev-"), "events.jsonl")
+        sj = os.path.join(workdir, "events-summary.json")
+        pw = tools.write_secret(workdir, server.password("alice"))
+        # About 2.6 MB through two connections of 150 kB/s each: several
+        # seconds, so progress is reported while it goes.
+        with tools.Proxy(server.host, server.imaps_port, "--rate", "150000") as proxy:
+            res = self.run_mailgrab(
+                *tools.mailgrab_argv(server, user="alice", port=proxy.port, password_file=pw,
+                                     output=out)[1:],
+                "--chunks", "2", "--quiet", "--events", ev, "--summary-json", sj)
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(res.stderr, "", res.describe())
+        events = read_events(ev)
+        summary = self.summary(sj)
+        boxes = self.check_stream(events, summary, res)
+        prog = boxes[("command line", "INBOX")]["progress"]
+        self.assertGreaterEqual(len(prog), 3, f"too few progress events: {prog}")
+        moving = [p for p in prog if not p["done"]]
+        self.assertTrue(all(p["eta_seconds"] is None or p["eta_seconds"] >= 0 for p in moving))
+        self.assertTrue(any(p["bytes_per_second"] > 0 and p["eta_seconds"] is not None
+                            for p in moving), prog)
+        self.assertLess(moving[0]["messages"], 60)
+        self.assertEqual(summary["accounts"][0]["mailboxes"][0]["new"], 60)
+        self.assertEqual(events[0]["accounts"], 1)
+        self.assertIsNone(events[0]["shard"])
+
+        # Nothing new, the stream on standard output: only events there.
+        res2 = self.run_mailgrab(
+            *tools.mailgrab_argv(server, user="alice", password_file=pw, output=out)[1:],
+            "--quiet", "--events", "-", "--summary-json", sj)
+        self.assertExit(res2, EXIT_OK)
+        events2 = events_of(res2.stdout)
+        self.check_stream(events2, self.summary(sj), res2)
+        self.assertEqual(events2[-1]["summary"]["accounts"][0]["mailboxes"][0]["skipped"], 60)
+
+    def test_errors_carry_their_class(self):
+        out = self.tmp("out-")
+        ev = os.path.join(self.tmp("ev-"), "events.jsonl")
+        sj = os.path.join(workdir, "errors-summary.json")
+        cfg = self.write_config(self.account("wrong", "bob", password="not-the-password")
+                                + self.account("good", "bob"), f"output = {out}\n")
+        res = self.run_mailgrab("--config", cfg, "--events", ev, "--summary-json", sj)
+        self.assertExit(res, EXIT_AUTH)
+        events = read_events(ev)
+        summary = self.summary(sj)
+        self.check_stream(events, summary, res)
+        errors = [e for e in events if e["event"] == "error"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertEqual((errors[0]["account"], errors[0]["exit_code"], errors[0]["status"],
+                          errors[0]["class"]), ("wrong", EXIT_AUTH, "auth", "permanent"))
+        self.assertIn(errors[0]["message"], res.stderr)
+        self.assertEqual([(a["account"], a["class"]) for a in summary["accounts"]],
+                         [("wrong", "permanent"), ("good", "success")])
+        self.assertEqual(summary["class"], "permanent")
+        self.assertEqual([e["account"] for e in events if e["event"] == "account_start"],
+                         ["wrong", "good"])
+
+    def test_early_failure_is_an_event_too(self):
+        ev = os.path.join(self.tmp("ev-"), "events.jsonl")
+        res = self.run_mailgrab("--config", os.path.join(workdir, "no-such-config"),
+                                "--events", ev)
+        self.assertNotEqual(res.returncode, EXIT_OK, res.describe())
+        events = read_events(ev)
+        self.assertEqual([e["event"] for e in events], ["error", "run_end"])
+        self.assertEqual(events[0]["exit_code"], res.returncode)
+        self.assertEqual(events[1]["summary"]["accounts"], [])
+
+
+def parse_metrics(text):
+    """{(name, account): value} of a text-format file."""
+    got = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        m = re.fullmatch(r'(\w+)\{account="((?:[^"\\]|\\.)*)"\} (\S+)', line)
+        assert m, f"not a sample line: {line!r}"
+        got[(m.group(1), m.group(2))] = float(m.group(3))
+    return got
+
+
+class TestMetrics(Base):
+    def promtool(self, path):
+        exe = shutil.which("promtool")
+        self.assertIsNotNone(exe, "promtool is missing: run scripts/install-deps")
+        with open(path, "rb") as f:
+            p = subprocess.run([exe, "check", "metrics"], stdin=f, capture_output=True,
+                               timeout=60)
+        self.assertEqual(p.returncode, 0, "promtool check metrics: "
+                         + (p.stdout + p.stderr).decode(errors="replace"))
+
+    def test_textfile_equals_summary(self):
+        out = self.tmp("out-")
+        prom = os.path.join(self.tmp("metrics-"), "mailgrab.prom")
+        sj = os.path.join(workdir, "metrics-summary.json")
+        good_pw = server.password("bob")
+        flaky_pw = tools.write_secret(workdir, server.password("acct01"))
+        cfg = self.write_config(self.account("home", "bob", password=good_pw)
+                                + self.account('we"ird\\name', "acct02")
+                                + f"\n[account flaky]\nuser = acct01\npassword_file = {flaky_pw}\n",
+                                f"output = {out}\n")
+        res = self.run_mailgrab("--config", cfg, "--quiet", "--metrics", prom,
+                                "--summary-json", sj)
+        self.assertExit(res, EXIT_OK)
+        self.promtool(prom)
+        self.assertEqual(os.listdir(os.path.dirname(prom)), ["mailgrab.prom"])
+        first = self.check_values(prom, sj)
+        for acct in ("home", 'we\\"ird\\\\name', "flaky"):
+            self.assertEqual(first[("mailgrab_last_success_timestamp_seconds", acct)],
+                             first[("mailgrab_last_run_timestamp_seconds", acct)])
+
+        # flaky now fails: exit 5 in its metrics, its last success kept.
+        with open(flaky_pw, "w") as f:
+            f.write("wrong\n")
+        res = self.run_mailgrab("--config", cfg, "--quiet", "--metrics", prom,
+                                "--summary-json", sj)
+        self.assertExit(res, EXIT_AUTH)
+        self.promtool(prom)
+        second = self.check_values(prom, sj)
+        self.assertEqual(second[("mailgrab_last_run_exit_code", "flaky")], EXIT_AUTH)
+        self.assertEqual(second[("mailgrab_last_success_timestamp_seconds", "flaky")],
+                         first[("mailgrab_last_success_timestamp_seconds", "flaky")])
+        self.assertGreater(second[("mailgrab_last_run_timestamp_seconds", "flaky")],
+                           first[("mailgrab_last_run_timestamp_seconds", "flaky")])
+        self.assertGreater(second[("mailgrab_last_success_timestamp_seconds", "home")],
+                           first[("mailgrab_last_success_timestamp_seconds", "home")])
+
+    def check_values(self, prom, sj):
+        with open(prom) as f:
+            got = parse_metrics(f.read())
+        summary = self.summary(sj)
+        for acct in summary["accounts"]:
+            label = acct["account"].replace("\\", "\\\\").replace('"', '\\"')
+            boxes = acct["mailboxes"]
+            want = {
+                "mailgrab_last_run_messages_fetched": sum(b["new"] for b in boxes),
+                "mailgrab_last_run_fetched_bytes": sum(b["bytes"] for b in boxes),
+                "mailgrab_last_run_messages_failed": sum(b["failed"] for b in boxes),
+                "mailgrab_last_run_exit_code": acct["exit_code"],
+            }
+            for name, value in want.items():
+                self.assertEqual(got[(name, label)], value, f"{name} of {label}")
+            self.assertGreaterEqual(got[("mailgrab_last_run_duration_seconds", label)], 0)
+        self.assertEqual(len({a for _, a in got}), len(summary["accounts"]))
+        return got
+
+
+class TestShard(Base):
+    def shard_config(self, out):
+        body = "".join(self.account(f"user-{u}", u) for u in SHARD_USERS)
+        return self.write_config(body, f"output = {out}\n")
+
+    def run_shard(self, cfg, spec, env=None):
+        sj = os.path.join(self.tmp("sj-"), "summary.json")
+        p = subprocess.Popen([tools.binary("MAILGRAB"), "--config", cfg, "--quiet",
+                              "--shard", spec, "--summary-json", sj],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             env={**os.environ, "XDG_CONFIG_HOME": config_home, **(env or {})})
+        return p, sj
+
+    def test_union_of_shards_is_every_account_once(self):
+        everyone = sorted(f"user-{u}" for u in SHARD_USERS)
+        for n in range(1, 6):
+            out = self.tmp(f"shard{n}-")
+            cfg = self.shard_config(out)
+            # The n shards at once, as a scheduler runs them, into one output.
+            procs = [self.run_shard(cfg, f"{i}/{n}") for i in range(1, n + 1)]
+            seen = []
+            for i, (p, sj) in enumerate(procs, 1):
+                _, err = p.communicate(timeout=120)
+                self.assertEqual(p.returncode, EXIT_OK, f"shard {i}/{n}: {err.decode()}")
+                names = [a["account"] for a in self.summary(sj)["accounts"]]
+                self.assertTrue(all(a["status"] == "ok" for a in self.summary(sj)["accounts"]))
+                seen += names
+            self.assertEqual(sorted(seen), everyone, f"N={n}")
+            # each account's backup is whole, in its own directory
+            for u in SHARD_USERS:
+                box = os.path.join(out, f"user-{u}", "INBOX")
+                self.assertEqual(len([f for f in os.listdir(box) if f.endswith(".eml")]), 2,
+                                 f"N={n}: {box}")
+
+    def test_auto_reads_the_scheduler(self):
+        out = self.tmp("auto-")
+        cfg = self.shard_config(out)
+
+        def names(spec, env):
+            p, sj = self.run_shard(cfg, spec, env)
+            _, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, EXIT_OK, err.decode())
+            return [a["account"] for a in self.summary(sj)["accounts"]]
+
+        # task 7 of an array 3-11:4 (3, 7, 11) is shard 2 of 3
+        slurm = names("auto", {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "3",
+                               "SLURM_ARRAY_TASK_STEP": "4", "SLURM_ARRAY_TASK_COUNT": "3"})
+        self.assertEqual(slurm, names("2/3", {}))
+        k8s = names("auto/3", {"JOB_COMPLETION_INDEX": "1"})
+        self.assertEqual(k8s, slurm)
+        res = self.run_mailgrab("--config", cfg, "--shard", "auto",
+                                env={"JOB_COMPLETION_INDEX": "1"})
+        self.assertExit(res, EXIT_USAGE)
+        self.assertIn("auto/N", res.stderr)
+        self.assertEqual(len(res.stderr.splitlines()), 1, res.describe())
+
+
+if __name__ == "__main__":
+    unittest.main()
