@@ -6,7 +6,8 @@ promtool, its figures the summary's, a last success carried over a failed
 run), and --shard over a config of 12 accounts (for N = 1..5 the shards
 together back up every account exactly once, the N shards of one N running
 at once into one shared output), with --shard auto reading Slurm's and
-Kubernetes' variables.
+Kubernetes' variables; and a real one-node Slurm (mgtest/slurm.py) running
+config/mailgrab-slurm.sh as a 3-task job array.
 """
 
 import json
@@ -17,7 +18,7 @@ import subprocess
 import tempfile
 import unittest
 
-from mgtest import corpus, tools
+from mgtest import corpus, slurm, tools
 from mgtest.server import start_for_module, stop_for_module
 
 EXIT_OK, EXIT_USAGE, EXIT_AUTH = 0, 2, 5
@@ -344,6 +345,84 @@ class TestShard(Base):
         self.assertExit(res, EXIT_USAGE)
         self.assertIn("auto/N", res.stderr)
         self.assertEqual(len(res.stderr.splitlines()), 1, res.describe())
+
+
+class TestExamples(Base):
+    def test_systemd_template_verifies(self):
+        analyze = shutil.which("systemd-analyze")
+        if analyze is None:
+            self.skipTest("systemd-analyze is not installed")
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "config")
+        units = self.tmp("units-")
+        with open(os.path.join(src, "mailgrab@.service")) as f:
+            # verify checks that ExecStart exists: point it at the built binary.
+            text = f.read().replace("/usr/local/bin/mailgrab", tools.binary("MAILGRAB"))
+        self.assertIn("--account %i", text)
+        with open(os.path.join(units, "mailgrab@.service"), "w") as f:
+            f.write(text)
+        shutil.copy(os.path.join(src, "mailgrab@.timer"), units)
+        r = subprocess.run([analyze, "verify", "--man=no", "mailgrab@work.service",
+                            "mailgrab@work.timer"], cwd=units, capture_output=True, text=True,
+                           timeout=60)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        self.assertEqual([l for l in out.splitlines() if "mailgrab" in l], [], out)
+
+
+def fnv1a(name):
+    """The documented stable index of an account (mailgrab(1), SHARDS)."""
+    h = 0xcbf29ce484222325
+    for b in name.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+class TestSlurm(Base):
+    """A job array of config/mailgrab-slurm.sh on a one-node Slurm: every
+    account backed up once, a wrong password failing only its own task,
+    with the permanent exit code 5."""
+
+    def test_job_array_backs_up_every_account_once(self):
+        why = slurm.missing()
+        if why:
+            self.skipTest(why)
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "config",
+                              "mailgrab-slurm.sh")
+        out = self.tmp("slurm-out-")
+        state = self.tmp("slurm-state-")
+        good = [f"acct{i:02d}" for i in range(1, 7)]
+        body = "".join(self.account(f"s-{u}", u) for u in good)
+        body += self.account("s-locked-out", "bob", password="wrong password")
+        cfg = self.write_config(body, f"output = {out}\n")
+        names = [f"s-{u}" for u in good] + ["s-locked-out"]
+        bad_task = fnv1a("s-locked-out") % 3 + 1
+        with slurm.Slurm(self.tmp("slurm-")) as cluster:
+            job = cluster.sbatch(["--array=1-3", script],
+                                 env={"MAILGRAB": tools.binary("MAILGRAB"),
+                                      "MAILGRAB_CONFIG": cfg, "MAILGRAB_STATE": state,
+                                      "XDG_CONFIG_HOME": config_home},
+                                 cwd=self.tmp("slurm-cwd-"))
+            tasks = cluster.wait(job, 3)
+            logs = cluster.logs()
+        want = {t: ("FAILED", EXIT_AUTH) if t == bad_task else ("COMPLETED", EXIT_OK)
+                for t in (1, 2, 3)}
+        self.assertEqual(tasks, want, logs)
+        seen = []
+        for t in (1, 2, 3):
+            summary = self.summary(os.path.join(state, f"summary-{t}.json"))
+            got = [a["account"] for a in summary["accounts"]]
+            self.assertEqual(sorted(got), sorted(n for n in names if fnv1a(n) % 3 + 1 == t))
+            seen += got
+            events = read_events(os.path.join(state, f"events-{t}.jsonl"))
+            self.assertEqual(events[0]["shard"], f"{t}/3")
+            self.assertEqual(events[-1]["summary"], summary)
+            with open(os.path.join(state, f"metrics-{t}.prom")) as f:
+                self.assertEqual({a for _, a in parse_metrics(f.read())}, set(got))
+        self.assertEqual(sorted(seen), sorted(names))
+        for u in good:
+            box = os.path.join(out, f"s-{u}", "INBOX")
+            self.assertEqual(len([f for f in os.listdir(box) if f.endswith(".eml")]), 2, box)
+        self.assertFalse(os.path.exists(os.path.join(out, "s-locked-out", "INBOX")))
 
 
 if __name__ == "__main__":
