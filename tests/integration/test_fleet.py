@@ -14,8 +14,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 from mgtest import corpus, slurm, tools
@@ -47,6 +49,11 @@ def setUpModule():
 
 def tearDownModule():
     stop_for_module(server, workdir)
+
+
+def slurp(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def read_events(path):
@@ -141,11 +148,14 @@ class Base(unittest.TestCase):
 
 
 class TestEvents(Base):
+    def alice_run(self):
+        """A fresh output, events and summary paths, alice's password file."""
+        return (self.tmp("out-"), os.path.join(self.tmp("ev-"), "events.jsonl"),
+                os.path.join(self.tmp("sj-"), "summary.json"),
+                tools.write_secret(workdir, server.password("alice")))
+
     def test_stream_of_a_slow_download(self):
-        out = self.tmp("out-")
-        ev = os.path.join(self.tmp("ev-"), "events.jsonl")
-        sj = os.path.join(workdir, "events-summary.json")
-        pw = tools.write_secret(workdir, server.password("alice"))
+        out, ev, sj, pw = self.alice_run()
         # About 2.6 MB through two connections of 150 kB/s each: several
         # seconds, so progress is reported while it goes.
         with tools.Proxy(server.host, server.imaps_port, "--rate", "150000") as proxy:
@@ -177,6 +187,40 @@ class TestEvents(Base):
         events2 = events_of(res2.stdout)
         self.check_stream(events2, self.summary(sj), res2)
         self.assertEqual(events2[-1]["summary"]["accounts"][0]["mailboxes"][0]["skipped"], 60)
+
+    def test_sigterm_ends_the_stream_as_interrupted(self):
+        out, ev, sj, pw = self.alice_run()
+        with tools.Proxy(server.host, server.imaps_port, "--rate", "100000") as proxy:
+            argv = tools.mailgrab_argv(server, user="alice", port=proxy.port, password_file=pw,
+                                       output=out)
+            p = subprocess.Popen(argv + ["--quiet", "--events", ev, "--summary-json", sj],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE,
+                                 env={**os.environ, "XDG_CONFIG_HOME": config_home})
+            try:
+                deadline = time.monotonic() + 30
+                while not (os.path.exists(ev) and '"progress"' in slurp(ev)):
+                    self.assertIsNone(p.poll(), "the run ended before any progress")
+                    self.assertLess(time.monotonic(), deadline, "no progress event in 30 s")
+                    time.sleep(0.05)
+                t0 = time.monotonic()
+                p.send_signal(signal.SIGTERM)
+                _, err = p.communicate(timeout=10)
+                took = time.monotonic() - t0
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        self.assertEqual(p.returncode, 130, err.decode())
+        self.assertLess(took, 5)
+        events = read_events(ev)
+        summary = self.summary(sj)
+        self.check_stream(events, summary,
+                          tools.Run(argv, p.returncode, "", err.decode(), took))
+        self.assertEqual((events[-1]["exit_code"], events[-1]["class"]), (130, "interrupted"))
+        ended = [e for e in events if e["event"] == "mailbox_end"]
+        self.assertEqual(len(ended), 1)
+        self.assertLess(ended[0]["report"]["new"], 60)
 
     def test_errors_carry_their_class(self):
         out = self.tmp("out-")
