@@ -218,7 +218,8 @@ enum mg_code mg_metrics_write(struct mg_metrics *m, const struct mg_metrics_run 
     }
     mg_mkdirs_parent(path, 0700); /* a failure shows when writing */
     const char *step = "write";
-    int e = mg_replace_file(path, t.p, t.len, &step);
+    /* 0644: node_exporter reads it as a user of its own; it holds no secret. */
+    int e = mg_replace_file_mode(path, t.p, t.len, 0644, &step);
     free(t.p);
     if (e != 0)
         return mg_error_set(err, e == ENAMETOOLONG ? MG_E_USAGE : MG_E_IO, "cannot %s %s: %s", step,

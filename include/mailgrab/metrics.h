@@ -35,7 +35,8 @@ struct mg_metrics;
 enum mg_code mg_metrics_open(const char *path, struct mg_metrics **out, struct mg_error *err);
 void mg_metrics_close(struct mg_metrics *m);
 
-/* Replace the file with the metrics of runs[0..n), mode 0600. */
+/* Replace the file with the metrics of runs[0..n), mode 0644 (the
+ * collector reads it as a user of its own; it holds no secret). */
 enum mg_code mg_metrics_write(struct mg_metrics *m, const struct mg_metrics_run *runs, size_t n,
                               struct mg_error *err);
 

@@ -292,6 +292,7 @@ class TestMetrics(Base):
         self.assertExit(res, EXIT_OK)
         self.promtool(prom)
         self.assertEqual(os.listdir(os.path.dirname(prom)), ["mailgrab.prom"])
+        self.assertEqual(os.stat(prom).st_mode & 0o777, 0o644)
         first = self.check_values(prom, sj)
         for acct in ("home", 'we\\"ird\\\\name', "flaky"):
             self.assertEqual(first[("mailgrab_last_success_timestamp_seconds", acct)],
