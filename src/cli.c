@@ -136,9 +136,10 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
         return mg_error_set(err, MG_E_USAGE,
                             "--shard splits the accounts of the config file: give it without "
                             "--account and --server");
-    if (o->events != NULL && o->analysis.csv != NULL && strcmp(o->events, "-") == 0 &&
-        strcmp(o->analysis.csv, "-") == 0)
+    if (o->events != NULL && strcmp(o->events, "-") == 0 &&
+        (o->stats || (o->analysis.csv != NULL && strcmp(o->analysis.csv, "-") == 0)))
         return mg_error_set(err, MG_E_USAGE,
-                            "--events - and --csv - cannot both write to standard output");
+                            "--events - needs standard output to itself: give --events a file, or "
+                            "the statistics (--stats, --csv -) another place");
     return MG_OK;
 }
