@@ -21,6 +21,7 @@ import time
 import unittest
 
 from mgtest import corpus, slurm, tools
+from mgtest.checks import Checks
 from mgtest.server import start_for_module, stop_for_module
 
 EXIT_OK, EXIT_USAGE, EXIT_AUTH = 0, 2, 5
@@ -68,7 +69,7 @@ def events_of(text):
     return [json.loads(line) for line in text.splitlines()]
 
 
-class Base(unittest.TestCase):
+class Base(Checks, unittest.TestCase):
     maxDiff = 8000
 
     def tmp(self, prefix):
@@ -91,10 +92,6 @@ class Base(unittest.TestCase):
         extra = {"XDG_CONFIG_HOME": config_home}
         extra.update(env or {})
         return tools.run([tools.binary("MAILGRAB"), *args], env_extra=extra, timeout=timeout)
-
-    def assertExit(self, res, code):
-        self.assertEqual(res.returncode, code,
-                         f"expected exit {code}, got {res.returncode}" + res.describe())
 
     def summary(self, path):
         with open(path, encoding="utf-8") as f:
