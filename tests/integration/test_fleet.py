@@ -75,12 +75,12 @@ class Base(Checks, unittest.TestCase):
     def tmp(self, prefix):
         return tempfile.mkdtemp(prefix=prefix, dir=workdir)
 
-    def write_config(self, body, defaults=""):
+    def write_config(self, body, defaults="", chunks=2):
         path = os.path.join(self.tmp("cfg-"), "config")
         with open(path, "w") as f:
             f.write("[defaults]\nserver = 127.0.0.1\n"
                     f"port = {server.imaps_port}\ncafile = {server.ca_file}\n"
-                    "chunks = 2\ntimeout = 30\n" + defaults + body)
+                    f"chunks = {chunks}\ntimeout = 30\n" + defaults + body)
         os.chmod(path, 0o600)
         return path
 
@@ -153,9 +153,9 @@ class TestEvents(Base):
 
     def test_stream_of_a_slow_download(self):
         out, ev, sj, pw = self.alice_run()
-        # About 2.6 MB through two connections of 150 kB/s each: several
-        # seconds, so progress is reported while it goes.
-        with tools.Proxy(server.host, server.imaps_port, "--rate", "150000") as proxy:
+        # About 2.6 MB through two connections of 300 kB/s each: about 5 s,
+        # so progress is reported (every 2 s) while it goes.
+        with tools.Proxy(server.host, server.imaps_port, "--rate", "300000") as proxy:
             res = self.run_mailgrab(
                 *tools.mailgrab_argv(server, user="alice", port=proxy.port, password_file=pw,
                                      output=out)[1:],
@@ -334,7 +334,8 @@ class TestMetrics(Base):
 class TestShard(Base):
     def shard_config(self, out):
         body = "".join(self.account(f"user-{u}", u) for u in SHARD_USERS)
-        return self.write_config(body, f"output = {out}\n")
+        # one connection each: two messages need no more
+        return self.write_config(body, f"output = {out}\n", chunks=1)
 
     def run_shard(self, cfg, spec, env=None):
         sj = os.path.join(self.tmp("sj-"), "summary.json")
