@@ -241,6 +241,32 @@ class TestEvents(Base):
         self.assertEqual([e["account"] for e in events if e["event"] == "account_start"],
                          ["wrong", "good"])
 
+    def test_warnings_reach_the_stream_even_when_quiet(self):
+        out, ev, sj, _ = self.alice_run()
+        argv = tools.mailgrab_argv(server, user="bob", password_file=tools.write_secret(
+            workdir, server.password("bob")), output=out)[1:]
+        self.assertExit(self.run_mailgrab(*argv, "--quiet"), EXIT_OK)
+        manifest = os.path.join(out, "INBOX", ".mailgrab-manifest")
+        with open(manifest) as f:
+            lines = f.read().splitlines(keepends=True)
+        lines[2] = "2 12 not-a-sum s 2.eml\n"  # one garbled line: a warning on the next run
+        with open(manifest, "w") as f:
+            f.writelines(lines)
+        res = self.run_mailgrab(*argv, "--quiet", "--events", ev, "--summary-json", sj)
+        self.assertExit(res, EXIT_OK)
+        self.assertEqual(res.stderr, "", "--quiet shows no warning" + res.describe())
+        events = read_events(ev)
+        self.check_stream(events, self.summary(sj), res)
+        warnings = [e for e in events if e["event"] == "warning"]
+        self.assertEqual(len(warnings), 1, events)
+        self.assertIn("1 damaged line", warnings[0]["message"])
+        self.assertNotIn("\n", warnings[0]["message"])
+        # without --quiet the same line is on stderr
+        with open(manifest, "w") as f:
+            f.writelines(lines)
+        res = self.run_mailgrab(*argv, "--events", ev)
+        self.assertEqual(res.stderr.strip(), "mailgrab: warning: " + warnings[0]["message"])
+
     def test_early_failure_is_an_event_too(self):
         ev = os.path.join(self.tmp("ev-"), "events.jsonl")
         res = self.run_mailgrab("--config", os.path.join(workdir, "no-such-config"),
