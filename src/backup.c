@@ -161,10 +161,21 @@ static void name_box(struct mg_error *err, const char *name)
     mg_error_retry(err, err->code, retry, "mailbox '%s': %s", name, was);
 }
 
-/* The progress line of a download, on a terminal (log.h decides). */
+/* The progress line of a download, on a terminal (log.h decides), and the
+ * caller's hook, which is told the mailbox by its UTF-8 name. */
+struct progress_to {
+    const struct mg_backup_hooks *hooks;
+    const char *utf8;
+};
+
 static void show_progress(void *ctx, const struct mg_progress *pr)
 {
-    (void)ctx;
+    const struct progress_to *to = ctx;
+    if (to->hooks != NULL && to->hooks->on_progress != NULL) {
+        struct mg_progress named = *pr;
+        named.mailbox = to->utf8;
+        to->hooks->on_progress(to->hooks->ctx, &named);
+    }
     if (pr->done) {
         mg_progress_end();
         return;
@@ -461,6 +472,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
             "before, %zu to fetch",
             x->utf8, r->listed, r->skipped, r->linked, msgs.n);
 
+    struct progress_to to = {hooks, x->utf8};
     struct mg_job job = {
         .mailbox = imap,
         .uidvalidity = mi.uidvalidity,
@@ -471,6 +483,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         .on_stored = hooks ? hooks->on_stored : NULL,
         .ctx = hooks ? hooks->ctx : NULL,
         .on_progress = show_progress,
+        .progress_ctx = &to,
     };
     struct mg_job_result res;
     rc = mg_pool_run(pool, &job, &res);
@@ -555,6 +568,12 @@ static enum mg_code account_dir(const struct mg_account *a, char *dir, size_t ca
 {
     struct mg_store_owner who = {a->name, a->server, a->user};
     enum mg_code rc = mg_store_lock(a->output, &locks[0], err);
+    /* A shared output is locked only while an account claims its directory
+     * (below), so runs of other accounts (--shard) wait for it a moment. */
+    for (int tries = 0; rc == MG_E_LOCKED && a->output_shared && tries < 600; tries++) {
+        usleep(50 * 1000);
+        rc = mg_store_lock(a->output, &locks[0], err);
+    }
     if (rc != MG_OK)
         return rc;
     if (!a->output_shared) {
@@ -568,6 +587,10 @@ static enum mg_code account_dir(const struct mg_account *a, char *dir, size_t ca
     rc = mg_store_claim_shared(a->output, name, &who, a->output_first, err);
     if (rc == MG_OK)
         rc = mg_store_lock(dir, &locks[1], err);
+    if (rc == MG_OK) { /* the account's own lock holds from here */
+        close(locks[0]);
+        locks[0] = -1;
+    }
     return rc;
 }
 
@@ -711,13 +734,18 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         snprintf(r->name, sizeof(r->name), "%s", b.v[i].utf8);
         mg_error_clear(&err);
         bool only = false;
+        if (hooks != NULL && hooks->on_mailbox_start != NULL)
+            hooks->on_mailbox_start(hooks->ctx, r->name);
         rc = backup_box(a, pool, tls, &b.v[i], limit, hooks, gm, r, &rep->connections, &only, &err);
         r->code = rc;
+        if (rc != MG_OK)
+            snprintf(r->error, sizeof(r->error), "%s", err.msg);
+        if (hooks != NULL && hooks->on_mailbox_end != NULL)
+            hooks->on_mailbox_end(hooks->ctx, r);
         if (!only)
             opened++;
         if (rc == MG_OK)
             continue;
-        snprintf(r->error, sizeof(r->error), "%s", err.msg);
         /* A listed mailbox the server will not give: one warning, exit 1,
          * the others go on. One the user named keeps its own exit code. */
         if (only && a->all_mailboxes) {

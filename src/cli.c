@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mailgrab/settings.h"
+#include "mailgrab/shard.h"
 
 void mg_cli_usage(FILE *f)
 {
@@ -30,7 +31,10 @@ void mg_cli_usage(FILE *f)
           "Exit codes: 0 ok (also when nothing is new), 1 some messages or listed mailboxes\n"
           "failed, 2 usage, 3 connect, 4 TLS, 5 authentication, 6 named mailbox, 7 local\n"
           "I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 server quota, 12 verify found\n"
-          "problems, 13 output holds another account's backup, 130 interrupted. Accounts\n"
+          "problems, 13 output holds another account's backup, 130 interrupted. Classes\n"
+          "for schedulers: success 0; partial 1 (run again); later 3, 8, 9, 11 (come\n"
+          "back later); permanent 2, 4-7, 10, 12, 13 (fix first); interrupted 130.\n"
+          "--shard splits the config's accounts by name over N workers. Accounts\n"
           "of the config file sharing an output each get DIR/<account>. See mailgrab(1),\n"
           "mailgrab-verify(1), mailgrab.conf(5).\n",
           f);
@@ -103,6 +107,19 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
     case MG_SET_CONFIG:
         o->config = v->text;
         break;
+    case MG_SET_EVENTS:
+        o->events = v->text;
+        break;
+    case MG_SET_METRICS:
+        o->metrics = v->text;
+        break;
+    case MG_SET_SHARD:
+        if (!mg_shard_spec_ok(v->text))
+            return mg_error_set(err, MG_E_USAGE,
+                                "--shard must be I/N (1 <= I <= N), auto or auto/N, not '%s'",
+                                v->text);
+        o->shard = v->text;
+        break;
     case MG_SET_HELP:
         o->action = MG_HELP;
         break;
@@ -174,5 +191,14 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
                             "give either --password-file or --password-command, not both");
     if (a->all_mailboxes == MG_YES && a->nmailboxes > 0)
         return mg_error_set(err, MG_E_USAGE, "give either --mailbox or --all-mailboxes, not both");
+    if (o->shard != NULL && (o->account != NULL || a->server != NULL))
+        return mg_error_set(err, MG_E_USAGE,
+                            "--shard splits the accounts of the config file: give it without "
+                            "--account and --server");
+    if (o->events != NULL && strcmp(o->events, "-") == 0 &&
+        (o->stats || (o->analysis.csv != NULL && strcmp(o->analysis.csv, "-") == 0)))
+        return mg_error_set(err, MG_E_USAGE,
+                            "--events - needs standard output to itself: give --events a file, or "
+                            "the statistics (--stats, --csv -) another place");
     return MG_OK;
 }

@@ -85,3 +85,22 @@ const char *mg_code_name(enum mg_code code)
     }
     return "unknown";
 }
+
+const char *mg_code_class(int code)
+{
+    switch (code) {
+    case MG_OK:
+        return "success";
+    case MG_E_PARTIAL:
+        return "partial";
+    case MG_E_CONNECT:
+    case MG_E_PROTOCOL:
+    case MG_E_LOCKED:
+    case MG_E_LIMIT:
+        return "later";
+    case MG_E_INTERRUPTED:
+        return "interrupted";
+    default:
+        return "permanent";
+    }
+}

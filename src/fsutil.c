@@ -32,7 +32,8 @@ int mg_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, const char **step)
+static int replace_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                      const char **step)
 {
     const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
     while (*base == '.')
@@ -49,7 +50,9 @@ int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, con
     }
     if (fd < 0)
         return fail(step, "create", errno);
-    int e = mg_write_all(fd, data, len);
+    int e = mode != 0600 && fchmod(fd, mode) != 0 ? errno : 0; /* past the umask */
+    if (e == 0)
+        e = mg_write_all(fd, data, len);
     if (e == 0 && fsync(fd) != 0)
         e = errno;
     if (close(fd) != 0 && e == 0)
@@ -69,6 +72,11 @@ int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, con
     return 0;
 }
 
+int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, const char **step)
+{
+    return replace_at(dirfd, name, data, len, 0600, step);
+}
+
 /* path's directory ("." when it has no '/') into dir. */
 static int dir_of(const char *path, char *dir, size_t cap)
 {
@@ -81,6 +89,12 @@ static int dir_of(const char *path, char *dir, size_t cap)
 
 int mg_replace_file(const char *path, const void *data, size_t len, const char **step)
 {
+    return mg_replace_file_mode(path, data, len, 0600, step);
+}
+
+int mg_replace_file_mode(const char *path, const void *data, size_t len, mode_t mode,
+                         const char **step)
+{
     char dir[PATH_MAX];
     int e = dir_of(path, dir, sizeof(dir));
     if (e != 0)
@@ -89,7 +103,7 @@ int mg_replace_file(const char *path, const void *data, size_t len, const char *
     if (dfd < 0)
         return fail(step, "create", errno);
     const char *slash = strrchr(path, '/');
-    e = mg_replace_at(dfd, slash ? slash + 1 : path, data, len, step);
+    e = replace_at(dfd, slash ? slash + 1 : path, data, len, mode, step);
     close(dfd);
     return e;
 }

@@ -10,6 +10,14 @@ static enum mg_verbosity level = MG_NORMAL;
 static bool progress_on;
 static bool progress_drawn;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static mg_log_sink warn_sink;
+static void *warn_ctx;
+
+void mg_log_set_warn_sink(mg_log_sink fn, void *ctx)
+{
+    warn_sink = fn;
+    warn_ctx = ctx;
+}
 
 void mg_log_set_level(enum mg_verbosity l)
 {
@@ -21,10 +29,10 @@ enum mg_verbosity mg_log_level(void)
     return level;
 }
 
-static void emit(const char *prefix, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
+static void emit(const char *prefix, bool show, mg_log_sink sink, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
-static void emit(const char *prefix, const char *fmt, va_list ap)
+static void emit(const char *prefix, bool show, mg_log_sink sink, const char *fmt, va_list ap)
 {
     char line[1024];
     int n = vsnprintf(line, sizeof(line), fmt, ap);
@@ -34,6 +42,10 @@ static void emit(const char *prefix, const char *fmt, va_list ap)
     for (char *p = line; *p != '\0'; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = ' ';
+    if (sink != NULL)
+        sink(warn_ctx, line);
+    if (!show)
+        return;
     pthread_mutex_lock(&lock);
     if (progress_drawn) {
         fputs("\r\033[K", stderr);
@@ -50,14 +62,25 @@ static void emit(const char *prefix, const char *fmt, va_list ap)
             return;                                                                                \
         va_list ap;                                                                                \
         va_start(ap, fmt);                                                                         \
-        emit(prefix, fmt, ap);                                                                     \
+        emit(prefix, true, NULL, fmt, ap);                                                         \
         va_end(ap);                                                                                \
     }
 
 DEFINE_LOG(mg_err, MG_QUIET, "error: ")
-DEFINE_LOG(mg_warn, MG_NORMAL, "warning: ")
 DEFINE_LOG(mg_info, MG_VERBOSE, "")
 DEFINE_LOG(mg_debug, MG_DEBUG, "")
+
+/* A warning also goes to the sink, if any, whatever the level. */
+void mg_warn(const char *fmt, ...)
+{
+    mg_log_sink sink = warn_sink;
+    if (level < MG_NORMAL && sink == NULL)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("warning: ", level >= MG_NORMAL, sink, fmt, ap);
+    va_end(ap);
+}
 
 void mg_progress_enable(bool on)
 {

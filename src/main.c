@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mailgrab/backup.h"
@@ -24,12 +25,16 @@
 #include "mailgrab/cli.h"
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
+#include "mailgrab/events.h"
 #include "mailgrab/imap.h"
 #include "mailgrab/log.h"
 #include "mailgrab/login_cmd.h"
+#include "mailgrab/metrics.h"
 #include "mailgrab/oauth2.h"
 #include "mailgrab/password.h"
 #include "mailgrab/restore.h"
+#include "mailgrab/pool.h"
+#include "mailgrab/shard.h"
 #include "mailgrab/analyzer.h"
 #include "mailgrab/stats.h"
 #include "mailgrab/stats_cmd.h"
@@ -43,7 +48,8 @@
 /* Which accounts this run backs up, each merged as defaults < [defaults] <
  * [account] < command line. */
 static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_config *cfg,
-                                    struct mg_account **out, size_t *n, struct mg_error *err)
+                                    const struct mg_shard *shard, struct mg_account **out,
+                                    size_t *n, struct mg_error *err)
 {
     size_t want = 1;
     bool from_config = cfg->naccounts > 0 && o->over.server == NULL;
@@ -60,11 +66,18 @@ static enum mg_code choose_accounts(const struct mg_options *o, const struct mg_
     for (size_t i = 0; from_config && i < cfg->naccounts; i++) {
         if (o->account != NULL && strcmp(cfg->accounts[i].name, o->account) != 0)
             continue;
+        if (!mg_shard_has(shard, cfg->accounts[i].name))
+            continue;
         mg_account_init(&v[k], cfg->accounts[i].name);
         mg_account_merge(&v[k], &cfg->defaults);
         mg_account_merge(&v[k], &cfg->accounts[i]);
         mg_account_merge(&v[k], &o->over);
         k++;
+    }
+    if (shard->count > 0 && !from_config) {
+        free(v);
+        return mg_error_set(err, MG_E_USAGE, "--shard needs the accounts of a config file (%s)",
+                            cfg->path[0] ? cfg->path : "none found");
     }
     if (o->account != NULL && k == 0) {
         free(v);
@@ -121,6 +134,8 @@ static void drop_creds(struct mg_creds *cr)
 struct feed {
     struct mg_analyzer *an;
     atomic_bool broken;
+    struct mg_events *ev; /* --events, or NULL */
+    const char *account;  /* the account being backed up */
 };
 
 static void feed_stored(void *ctx, uint32_t uid, const char *path)
@@ -134,6 +149,54 @@ static void feed_stored(void *ctx, uint32_t uid, const char *path)
         /* Statistics are a bonus: the backup goes on without them. */
         mg_warn("%s; statistics will be incomplete", err.msg);
     }
+}
+
+static void feed_mailbox_start(void *ctx, const char *mailbox)
+{
+    struct feed *f = ctx;
+    mg_events_mailbox_start(f->ev, f->account, mailbox);
+}
+
+static void feed_mailbox_end(void *ctx, const struct mg_mailbox_report *r)
+{
+    struct feed *f = ctx;
+    mg_events_mailbox_end(f->ev, f->account, r);
+    if (r->code != MG_OK)
+        mg_events_error(f->ev, f->account, r->name, r->code, r->error);
+}
+
+static void feed_progress(void *ctx, const struct mg_progress *pr)
+{
+    struct feed *f = ctx;
+    mg_events_progress(f->ev, f->account, pr);
+}
+
+static void warn_to_events(void *ctx, const char *line)
+{
+    mg_events_warning(ctx, line);
+}
+
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
+static double unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A run that ends before any account: its one error, and the end event. */
+static int stop_early(struct mg_events *ev, const struct mg_error *err)
+{
+    mg_err("%s", err->msg);
+    mg_events_error(ev, NULL, NULL, err->code, err->msg);
+    mg_events_run_end(ev, NULL, 0, err->code);
+    mg_log_set_warn_sink(NULL, NULL);
+    mg_events_close(ev);
+    return err->code;
 }
 
 static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
@@ -160,7 +223,13 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
         drop_creds(&cr);
         return rc;
     }
-    struct mg_backup_hooks hooks = {feed_stored, feed};
+    struct mg_backup_hooks hooks = {
+        .on_stored = feed_stored,
+        .ctx = feed,
+        .on_mailbox_start = feed_mailbox_start,
+        .on_mailbox_end = feed_mailbox_end,
+        .on_progress = feed_progress,
+    };
     rc = mg_backup_account(&a, &cr, o->limit, &hooks, rep);
     if (cr.oauth != NULL)
         mg_info("%s: %lu OAuth2 token refresh%s", a.name, mg_oauth2_refreshes(cr.oauth),
@@ -349,7 +418,7 @@ int main(int argc, char **argv)
 
     /* The analyzer is forked first, before any thread, TLS context or
      * credential exists in this process. */
-    struct feed feed = {NULL, false};
+    struct feed feed = {NULL, false, NULL, NULL};
     if (o.stats || o.analysis.csv != NULL) {
         struct mg_analyzer_opts ao = {o.analysis.stopwords, o.analysis.tz, 0};
         if (mg_analyzer_start(&ao, &feed.an, &err) != MG_OK) {
@@ -362,28 +431,40 @@ int main(int argc, char **argv)
         mg_analyzer_destroy(feed.an);
         return err.code;
     }
+    if (o.events != NULL && mg_events_open(o.events, &feed.ev, &err) != MG_OK) {
+        mg_err("%s", err.msg);
+        mg_analyzer_destroy(feed.an);
+        return err.code;
+    }
+    mg_log_set_warn_sink(feed.ev != NULL ? warn_to_events : NULL, feed.ev);
     char *env_password = mg_password_take_env();
     struct mg_config cfg;
     char path[PATH_MAX];
     if (o.config == NULL)
         mg_config_default_path(path, sizeof(path));
     if (mg_config_load(o.config ? o.config : path, o.config != NULL, &cfg, &err) != MG_OK) {
-        mg_err("%s", err.msg);
         mg_secret_free(env_password);
         mg_analyzer_destroy(feed.an);
-        return err.code;
+        return stop_early(feed.ev, &err);
     }
+    struct mg_shard shard = {0, 0};
     struct mg_account *accounts = NULL;
     size_t n = 0;
-    if (choose_accounts(&o, &cfg, &accounts, &n, &err) != MG_OK) {
-        mg_err("%s", err.msg);
+    if ((o.shard != NULL && mg_shard_resolve(o.shard, env_get, &shard, &err) != MG_OK) ||
+        choose_accounts(&o, &cfg, &shard, &accounts, &n, &err) != MG_OK) {
         mg_config_finish(&cfg);
         mg_secret_free(env_password);
         mg_analyzer_destroy(feed.an);
-        return err.code;
+        return stop_early(feed.ev, &err);
+    }
+    char shard_text[32] = "";
+    if (shard.count > 0) {
+        snprintf(shard_text, sizeof(shard_text), "%u/%u", shard.index, shard.count);
+        mg_info("shard %s: %zu of the config file's %zu accounts", shard_text, n, cfg.naccounts);
     }
 
     if (o.restore || o.verify || o.estimate) {
+        mg_events_close(feed.ev);
         int code = o.restore  ? restore_account(accounts, n, &o, env_password)
                    : o.verify ? verify_accounts(accounts, n, &o, env_password)
                               : estimate_accounts(accounts, n, &o, env_password);
@@ -393,22 +474,48 @@ int main(int argc, char **argv)
         return code;
     }
 
-    struct mg_report *reps = calloc(n, sizeof(*reps));
-    int exit_code = reps ? MG_OK : MG_E_INTERNAL;
-    for (size_t i = 0; reps != NULL && i < n; i++) {
+    mg_events_run_start(feed.ev, MAILGRAB_VERSION, n, shard.count ? shard_text : NULL);
+    struct mg_metrics *metrics = NULL;
+    if (o.metrics != NULL && mg_metrics_open(o.metrics, &metrics, &err) != MG_OK) {
+        free(accounts);
+        mg_config_finish(&cfg);
+        mg_secret_free(env_password);
+        mg_analyzer_destroy(feed.an);
+        return stop_early(feed.ev, &err);
+    }
+    struct mg_report *reps = calloc(n ? n : 1, sizeof(*reps));
+    struct mg_metrics_run *runs = calloc(n ? n : 1, sizeof(*runs));
+    int exit_code = reps && runs ? MG_OK : MG_E_INTERNAL;
+    for (size_t i = 0; reps != NULL && runs != NULL && i < n; i++) {
+        runs[i].rep = &reps[i];
+        runs[i].started = unix_now();
         if (mg_cancelled()) { /* accounts not started are in the summary too */
             reps[i].account = accounts[i].name;
             reps[i].server = accounts[i].server;
             reps[i].user = accounts[i].user;
             reps[i].code = mg_cancel_error(&err);
             snprintf(reps[i].error, sizeof(reps[i].error), "%s", err.msg);
+            mg_events_account_end(feed.ev, &reps[i]);
             continue;
         }
         /* One failing account does not stop the others; the first failure
          * gives the exit code. */
+        feed.account = accounts[i].name;
+        mg_events_account_start(feed.ev, accounts[i].name, accounts[i].server, accounts[i].user);
         enum mg_code rc = run_account(&accounts[i], &o, env_password, &feed, &reps[i]);
+        runs[i].ended = unix_now();
+        if (rc != MG_OK && reps[i].error[0] != '\0')
+            mg_events_error(feed.ev, reps[i].account, NULL, rc, reps[i].error);
+        mg_events_account_end(feed.ev, &reps[i]);
         if (rc != MG_OK && exit_code == MG_OK)
             exit_code = rc;
+        /* After each account, so that a long run shows each as it ends. */
+        if (metrics != NULL && mg_metrics_write(metrics, runs, i + 1, &err) != MG_OK) {
+            mg_err("%s", err.msg);
+            mg_events_error(feed.ev, NULL, NULL, err.code, err.msg);
+            if (exit_code == MG_OK)
+                exit_code = err.code;
+        }
     }
     if (feed.an != NULL) {
         struct mg_stats st;
@@ -434,9 +541,15 @@ int main(int argc, char **argv)
         if (exit_code == MG_OK)
             exit_code = err.code;
     }
+    if (reps != NULL)
+        mg_events_run_end(feed.ev, reps, n, exit_code);
+    mg_log_set_warn_sink(NULL, NULL);
+    mg_events_close(feed.ev);
     for (size_t i = 0; reps != NULL && i < n; i++)
         mg_report_finish(&reps[i]);
     free(reps);
+    free(runs);
+    mg_metrics_close(metrics);
     free(accounts);
     mg_config_finish(&cfg);
     mg_secret_free(env_password);

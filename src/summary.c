@@ -15,7 +15,7 @@
 #include "mailgrab/backup.h"
 #include "mailgrab/fsutil.h"
 
-static json_object *box_json(const struct mg_mailbox_report *r)
+json_object *mg_summary_box_json(const struct mg_mailbox_report *r)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(r->name));
@@ -36,35 +36,43 @@ static json_object *box_json(const struct mg_mailbox_report *r)
     return o;
 }
 
-enum mg_code mg_summary_write(const char *path, const struct mg_report *reps, size_t n,
-                              int exit_code, struct mg_error *err)
+json_object *mg_summary_account_json(const struct mg_report *rep)
+{
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "account", json_object_new_string(rep->account));
+    json_object_object_add(a, "server", rep->server ? json_object_new_string(rep->server) : NULL);
+    json_object_object_add(a, "user", rep->user ? json_object_new_string(rep->user) : NULL);
+    json_object_object_add(a, "status", json_object_new_string(mg_code_name(rep->code)));
+    json_object_object_add(a, "exit_code", json_object_new_int(rep->code));
+    json_object_object_add(a, "class", json_object_new_string(mg_code_class(rep->code)));
+    json_object_object_add(a, "error", rep->error[0] ? json_object_new_string(rep->error) : NULL);
+    json_object_object_add(a, "wire_bytes", json_object_new_int64((int64_t)rep->wire_bytes));
+    json_object_object_add(a, "stored_bytes", json_object_new_int64((int64_t)rep->stored_bytes));
+    json_object_object_add(a, "compressed_sessions", json_object_new_int(rep->compressed));
+    json_object *boxes = json_object_new_array();
+    for (size_t j = 0; j < rep->nboxes; j++)
+        json_object_array_add(boxes, mg_summary_box_json(&rep->boxes[j]));
+    json_object_object_add(a, "mailboxes", boxes);
+    return a;
+}
+
+json_object *mg_summary_json(const struct mg_report *reps, size_t n, int exit_code)
 {
     json_object *root = json_object_new_object();
     json_object *accounts = json_object_new_array();
-    for (size_t i = 0; i < n; i++) {
-        const struct mg_report *rep = &reps[i];
-        json_object *a = json_object_new_object();
-        json_object_object_add(a, "account", json_object_new_string(rep->account));
-        json_object_object_add(a, "server",
-                               rep->server ? json_object_new_string(rep->server) : NULL);
-        json_object_object_add(a, "user", rep->user ? json_object_new_string(rep->user) : NULL);
-        json_object_object_add(a, "status", json_object_new_string(mg_code_name(rep->code)));
-        json_object_object_add(a, "exit_code", json_object_new_int(rep->code));
-        json_object_object_add(a, "error",
-                               rep->error[0] ? json_object_new_string(rep->error) : NULL);
-        json_object_object_add(a, "wire_bytes", json_object_new_int64((int64_t)rep->wire_bytes));
-        json_object_object_add(a, "stored_bytes",
-                               json_object_new_int64((int64_t)rep->stored_bytes));
-        json_object_object_add(a, "compressed_sessions", json_object_new_int(rep->compressed));
-        json_object *boxes = json_object_new_array();
-        for (size_t j = 0; j < rep->nboxes; j++)
-            json_object_array_add(boxes, box_json(&rep->boxes[j]));
-        json_object_object_add(a, "mailboxes", boxes);
-        json_object_array_add(accounts, a);
-    }
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(accounts, mg_summary_account_json(&reps[i]));
     json_object_object_add(root, "exit_code", json_object_new_int(exit_code));
     json_object_object_add(root, "status", json_object_new_string(mg_code_name(exit_code)));
+    json_object_object_add(root, "class", json_object_new_string(mg_code_class(exit_code)));
     json_object_object_add(root, "accounts", accounts);
+    return root;
+}
+
+enum mg_code mg_summary_write(const char *path, const struct mg_report *reps, size_t n,
+                              int exit_code, struct mg_error *err)
+{
+    json_object *root = mg_summary_json(reps, n, exit_code);
     const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
                                                                 JSON_C_TO_STRING_NOSLASHESCAPE);
 

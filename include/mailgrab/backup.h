@@ -58,9 +58,17 @@ struct mg_report {
     char error[MG_ERROR_MAX];
 };
 
+struct mg_progress;
+/* What a run is told as the backup goes; any of them may be NULL. All but
+ * on_stored are called from the caller's thread. */
 struct mg_backup_hooks {
     void (*on_stored)(void *ctx, uint32_t uid, const char *path);
     void *ctx;
+    void (*on_mailbox_start)(void *ctx, const char *mailbox); /* UTF-8 */
+    void (*on_mailbox_end)(void *ctx, const struct mg_mailbox_report *r);
+    /* About four times a second while a mailbox downloads, once with done
+     * set; pr->mailbox is the UTF-8 name. */
+    void (*on_progress)(void *ctx, const struct mg_progress *pr);
 };
 
 /* Returns the account's exit code (also in rep->code). */
@@ -105,6 +113,14 @@ enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *poo
 
 /* Print an error of account a; a named account's errors say which one. */
 void mg_backup_err(const struct mg_account *a, const char *msg);
+
+/* The summary as json-c objects, new references for the caller to put:
+ * one mailbox, one account, the whole run (what mg_summary_write writes;
+ * the events of events.h carry the same objects). */
+struct json_object;
+struct json_object *mg_summary_box_json(const struct mg_mailbox_report *r);
+struct json_object *mg_summary_account_json(const struct mg_report *rep);
+struct json_object *mg_summary_json(const struct mg_report *reps, size_t n, int exit_code);
 
 /* Write the run's reports as JSON to path (atomically, mode 0600). */
 enum mg_code mg_summary_write(const char *path, const struct mg_report *reps, size_t n,

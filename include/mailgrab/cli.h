@@ -26,6 +26,9 @@ struct mg_options {
     const char *config;     /* --config, NULL: the default path if it exists */
     const char *account;    /* --account, NULL: every account */
     const char *summary_json;
+    const char *events;                /* --events FILE or "-" (events.h) */
+    const char *metrics;               /* --metrics FILE (metrics.h) */
+    const char *shard;                 /* --shard I/N, auto or auto/N, checked (shard.h) */
     bool stats;                        /* --stats: print statistics tables at the end */
     struct mg_stats_settings analysis; /* --csv, --top, --tz, --stopwords */
     unsigned long limit;               /* 0: no limit */

@@ -62,4 +62,11 @@ void mg_error_clear(struct mg_error *err);
 /* Short stable name of a code, as documented in mailgrab(1). */
 const char *mg_code_name(enum mg_code code);
 
+/* What a scheduler should do about an exit code, as documented in
+ * mailgrab(1): "success", "partial" (run again), "later" (come back later:
+ * the server, the network or another run is in the way), "permanent" (fix
+ * the credentials, certificates, configuration or disk first) or
+ * "interrupted". */
+const char *mg_code_class(int code);
+
 #endif

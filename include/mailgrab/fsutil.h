@@ -30,6 +30,10 @@ int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, con
 /* The same for a path (its directory: everything before the last '/'). */
 int mg_replace_file(const char *path, const void *data, size_t len, const char **step);
 
+/* The same with the file's mode (0600 above), whatever the umask. */
+int mg_replace_file_mode(const char *path, const void *data, size_t len, mode_t mode,
+                         const char **step);
+
 /* mkdir -p with mode for each directory made; each new one is made durable
  * in its parent. An existing non-directory on the way is ENOTDIR. */
 int mg_mkdirs(const char *path, mode_t mode);

@@ -25,6 +25,12 @@ enum mg_verbosity {
 void mg_log_set_level(enum mg_verbosity level);
 enum mg_verbosity mg_log_level(void);
 
+/* Every warning, shown or not, is also handed (one line, without the
+ * "mailgrab: warning: " prefix) to fn, e.g. for --events. fn may be called
+ * from any thread, at once; set it before threads start, NULL to stop. */
+typedef void (*mg_log_sink)(void *ctx, const char *line);
+void mg_log_set_warn_sink(mg_log_sink fn, void *ctx);
+
 void mg_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -80,6 +80,9 @@ enum mg_setting_id {
     MG_SET_USER,
     MG_SET_VERBOSE,
     MG_SET_VERSION,
+    MG_SET_EVENTS,
+    MG_SET_METRICS,
+    MG_SET_SHARD,
 };
 
 enum mg_setting_type {

@@ -81,6 +81,15 @@ static void test_all_options(void **state)
     assert_int_equal(o.over.compress, MG_YES);
     assert_int_equal(parse(&o, &e, "-s h -u u --compress --no-compress"), MG_OK);
     assert_int_equal(o.over.compress, MG_NO); /* the last one given */
+    assert_int_equal(parse(&o, &e, "--events ev.jsonl --metrics m.prom"), MG_OK);
+    assert_string_equal(o.events, "ev.jsonl");
+    assert_string_equal(o.metrics, "m.prom");
+    assert_null(o.shard);
+    assert_int_equal(parse(&o, &e, "--shard 2/5 --events - --csv out.csv"), MG_OK);
+    assert_string_equal(o.shard, "2/5");
+    assert_string_equal(o.events, "-");
+    assert_int_equal(parse(&o, &e, "--shard auto/3"), MG_OK);
+    assert_string_equal(o.shard, "auto/3");
 }
 
 static void test_refusals(void **state)
@@ -103,6 +112,13 @@ static void test_refusals(void **state)
         {"-s h -u u extra", "unexpected argument"},
         {"-s h -u u --password-file a --password-command b", "not both"},
         {"-s h -u u --mailbox", "needs a value"},
+        {"--shard 0/3", "--shard must be"},
+        {"--shard 4/3", "--shard must be"},
+        {"--shard auto/0", "--shard must be"},
+        {"--shard 1/2 --account work", "without --account"},
+        {"--shard auto -s h -u u", "without --account"},
+        {"--events - --stats", "standard output to itself"},
+        {"--events - --csv -", "standard output to itself"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct mg_options o;
