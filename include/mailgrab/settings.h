@@ -74,6 +74,10 @@ enum mg_setting_id {
     MG_SET_USER,
     MG_SET_VERBOSE,
     MG_SET_VERSION,
+    MG_SET_HTML,
+    MG_SET_JSON,
+    MG_SET_ME,
+    MG_SET_MESSAGES_CSV,
 };
 
 enum mg_setting_type {
