@@ -133,8 +133,11 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
                 o->stopwords_path ? o->stopwords_path : "(built-in)");
         _exit(1);
     }
-    struct mg_isolate_opts bo = {
-        .stopwords = &sw, .timeout_secs = o->timeout_secs, .me = o->me, .nme = o->nme};
+    struct mg_isolate_opts bo = {.stopwords = &sw,
+                                 .timeout_secs = o->timeout_secs,
+                                 .me = o->me,
+                                 .nme = o->nme,
+                                 .account_paths = true};
     struct child_rows cr = {NULL, {0}, false};
     if (o->rows_fd >= 0) {
         cr.f = fdopen(o->rows_fd, "w");

@@ -68,6 +68,15 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
     return 0;
 }
 
+/* How much of path the table and the largest list leave out. */
+static size_t path_skip(const struct mg_isolate_opts *o, const char *path)
+{
+    size_t n = strlen(path);
+    if (o->account_paths)
+        return mg_msgrow_account_offset(path, n);
+    return o->strip < n ? o->strip : 0;
+}
+
 /* The worker: analyse paths in order, one RESULT frame per message. Never returns. */
 static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
                    const struct mg_isolate_opts *o)
@@ -98,8 +107,7 @@ static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
         alarm(timeout);
         int rc;
         mg_buf_reset(&row);
-        size_t plen = strlen(paths[i]);
-        struct mg_analyze_msg m = {paths[i] + (o->strip < plen ? o->strip : 0), 0, 0};
+        struct mg_analyze_msg m = {paths[i] + path_skip(o, paths[i]), 0, 0};
         if (read_file(paths[i], &msg, &st) != 0) {
             mg_warn("%s: %s (counted as unparseable)", paths[i], strerror(errno));
             m.fallback = time(NULL);
@@ -221,9 +229,8 @@ int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isola
         struct stat st;
         if (lstat(paths[start], &st) != 0)
             memset(&st, 0, sizeof(st));
-        size_t plen = strlen(paths[start]);
-        struct mg_analyze_msg m = {paths[start] + (o->strip < plen ? o->strip : 0),
-                                   (uint64_t)st.st_size, st.st_mtime};
+        struct mg_analyze_msg m = {paths[start] + path_skip(o, paths[start]), (uint64_t)st.st_size,
+                                   st.st_mtime};
         mg_buf_reset(&row);
         if (mg_analyze_failed_full(&m, out, o->row ? &row : NULL) != 0 ||
             (o->row != NULL && o->row(o->row_ctx, row.data, row.len) != 0))

@@ -88,6 +88,27 @@ static int hexval(char c)
     return -1;
 }
 
+/* Start of the path component before position end (end at a '/' or n). */
+static size_t component_start(const char *path, size_t end)
+{
+    while (end > 0 && path[end - 1] != '/')
+        end--;
+    return end;
+}
+
+size_t mg_msgrow_account_offset(const char *path, size_t n)
+{
+    size_t file = component_start(path, n);
+    if (file == 0)
+        return 0;
+    size_t dir = component_start(path, file - 1);
+    size_t dl = file - 1 - dir;
+    if (dir > 0 && dl == 3 &&
+        (memcmp(path + dir, "cur", 3) == 0 || memcmp(path + dir, "new", 3) == 0))
+        dir = component_start(path, dir - 1);
+    return dir;
+}
+
 void mg_msgrow_mailbox(const char *path, size_t n, struct mg_buf *out)
 {
     mg_buf_reset(out);

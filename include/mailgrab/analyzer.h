@@ -45,7 +45,8 @@ struct mg_analyzer_opts {
     size_t nme;
     /* The per-message table (msgrow.h), already open with its header written
      * (stdout for standard output), or -1: the child writes each row as its
-     * message is analysed. Paths are as mailgrab_analyzer_feed got them. */
+     * message is analysed. Paths in it and in the largest list are relative to
+     * the account's output directory (msgrow.h). */
     int rows_fd;
 };
 

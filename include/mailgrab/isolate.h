@@ -15,6 +15,7 @@
 #ifndef MAILGRAB_ISOLATE_H
 #define MAILGRAB_ISOLATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -38,8 +39,9 @@ struct mg_isolate_opts {
     mg_analyze_fn analyze;                /* NULL: mg_analyze_full (tests substitute) */
     const char *const *me;                /* sent mail, see analyze.h */
     size_t nme;
-    size_t strip;  /* bytes dropped from the front of each path in rows and the largest list */
-    mg_row_fn row; /* NULL: no per-message table */
+    size_t strip;       /* bytes dropped from the front of each path in rows and the largest list */
+    bool account_paths; /* instead: paths relative to the account (msgrow.h) */
+    mg_row_fn row;      /* NULL: no per-message table */
     void *row_ctx;
 };
 

@@ -5,7 +5,8 @@
  * Columns, in this order (a stable schema: new columns are only ever added at
  * the end):
  *   path             the file, relative to the directory given to `mailgrab
- *                    stats` (during a download: as mailgrab stored it)
+ *                    stats` (during a download: to the account's output
+ *                    directory, as in labels.jsonl)
  *   mailbox          the mailbox the file is in (its directory name decoded;
  *                    a Maildir's cur/new and a %uidvalidity= suffix dropped)
  *   date_utc         YYYY-MM-DDTHH:MM:SSZ, from Date, else the file's mtime
@@ -59,6 +60,11 @@ int mg_msgrow_decode(const char *data, size_t len, struct mg_msgrow *r);
 int mg_msgrow_csv_header(FILE *f);
 /* One CSV line. line is scratch space (max at least 4 * MG_MSGROW_MAX). */
 int mg_msgrow_csv_write(FILE *f, const struct mg_msgrow *r, struct mg_buf *line);
+
+/* Where the mailbox directory starts in the path of a message mailgrab
+ * stored (OUTPUT/<mailbox>/<uid>.eml or OUTPUT/<mailbox>/cur/<name>): the
+ * path from there on is relative to the account's output directory. */
+size_t mg_msgrow_account_offset(const char *path, size_t n);
 
 /* The mailbox name of a stored message's path (see above) into out. */
 void mg_msgrow_mailbox(const char *path, size_t n, struct mg_buf *out);
