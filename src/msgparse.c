@@ -446,10 +446,16 @@ static unsigned long long decoded_size(const char *cte, size_t ctelen, const cha
 {
     unsigned long long k = 0;
     if (ctelen >= 6 && strncasecmp(cte, "base64", 6) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)b[i];
-            k += (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '+' || c == '/';
+        /* line by line (memchr is fast); each line's characters but its
+         * line break, blanks and '=' padding at the end */
+        for (size_t i = 0; i < n;) {
+            const char *nl = memchr(b + i, '\n', n - i);
+            size_t e = nl ? (size_t)(nl - b) : n;
+            size_t end = e;
+            while (end > i && (b[end - 1] == '\r' || b[end - 1] == '=' || is_wsp(b[end - 1])))
+                end--;
+            k += end - i;
+            i = e + 1;
         }
         return k * 3 / 4;
     }
