@@ -13,7 +13,8 @@
 #define W 900 /* chart width in SVG units */
 
 static const char style[] =
-    "body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:960px;color:#222;"
+    "body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;padding:0 "
+    "16px;max-width:960px;color:#222;"
     "background:#fff}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em}"
     "svg{display:block;max-width:100%;height:auto}.bar{fill:#3b6ea5}.bar2{fill:#c0713b}"
     "text{font:11px sans-serif;fill:#333}table{border-collapse:collapse}"

@@ -40,7 +40,9 @@ static void usage(FILE *f)
     fputs("usage: mailgrab stats DIR [options]\n"
           "\n"
           "Statistics of the messages stored in DIR (.eml files or Maildirs, searched\n"
-          "recursively): senders, domains, keywords, hours and weekdays.\n"
+          "recursively): senders, domains, keywords, hours, weekdays, months,\n"
+          "recipients of sent mail (--me), attachment types, lists and the largest\n"
+          "messages; as tables, CSV, one row per message, JSON or an HTML report.\n"
           "\n",
           f);
     mg_settings_help(MG_CMD_STATS, f);
