@@ -107,14 +107,10 @@ int mg_stats_rows(const struct mg_stats *s, size_t top, mg_stats_row_fn fn, void
         rc = map_rows("list", &s->lists, top, false, false, fn, ctx);
     for (size_t i = 0; rc == 0 && i < s->nlargest && (top == 0 || i < top); i++)
         rc = fn(ctx, "largest", s->largest[i].path, strlen(s->largest[i].path), s->largest[i].size);
-    static const char *const totals[7] = {"messages",      "bytes",       "unparseable",
-                                          "date_fallback", "attachments", "attachment_bytes",
-                                          "sent"};
-    const uint64_t values[7] = {s->messages,      s->bytes,       s->unparseable,
-                                s->date_fallback, s->attachments, s->attachment_bytes,
-                                s->sent};
-    for (int t = 0; t < 7 && rc == 0; t++)
-        rc = fn(ctx, "total", totals[t], strlen(totals[t]), values[t]);
+    uint64_t values[MG_STATS_TOTALS];
+    mg_stats_totals(s, values);
+    for (int t = 0; t < MG_STATS_TOTALS && rc == 0; t++)
+        rc = fn(ctx, "total", mg_stats_total_names[t], strlen(mg_stats_total_names[t]), values[t]);
     return rc;
 }
 

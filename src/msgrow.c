@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "mailgrab/csv.h"
+#include "mailgrab/textdec.h"
 
 #define ROW_VERSION 1
 
@@ -77,17 +78,6 @@ int mg_msgrow_csv_header(FILE *f)
     return fputs(header, f) < 0 ? -1 : 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Start of the path component before position end (end at a '/' or n). */
 static size_t component_start(const char *path, size_t end)
 {
@@ -138,8 +128,8 @@ void mg_msgrow_mailbox(const char *path, size_t n, struct mg_buf *out)
         }
     for (size_t i = start; i < end; i++) {
         int hi, lo;
-        if (path[i] == '%' && i + 2 < end && (hi = hexval(path[i + 1])) >= 0 &&
-            (lo = hexval(path[i + 2])) >= 0) {
+        if (path[i] == '%' && i + 2 < end && (hi = mg_hex_digit((unsigned char)path[i + 1])) >= 0 &&
+            (lo = mg_hex_digit((unsigned char)path[i + 2])) >= 0) {
             mg_buf_putc(out, (unsigned char)(hi << 4 | lo));
             i += 2;
         } else {

@@ -287,14 +287,11 @@ int mg_report_html_write(FILE *f, const struct mg_stats *s, size_t top, const ch
     map_table(f, "Recipients of sent mail", "recipient", &s->recipients, top);
 
     fputs("<h2>Totals</h2>\n<table id=\"totals\">\n", f);
-    static const char *const names[7] = {"messages",      "bytes",       "unparseable",
-                                         "date fallback", "attachments", "attachment bytes",
-                                         "sent"};
-    const uint64_t values[7] = {s->messages,      s->bytes,       s->unparseable,
-                                s->date_fallback, s->attachments, s->attachment_bytes,
-                                s->sent};
-    for (int i = 0; i < 7; i++)
-        fprintf(f, "<tr><td>%s</td><td class=\"n\">%" PRIu64 "</td></tr>\n", names[i], values[i]);
+    uint64_t values[MG_STATS_TOTALS];
+    mg_stats_totals(s, values);
+    for (int i = 0; i < MG_STATS_TOTALS; i++)
+        fprintf(f, "<tr><td>%s</td><td class=\"n\">%" PRIu64 "</td></tr>\n",
+                mg_stats_total_names[i], values[i]);
     fputs("</table>\n</body></html>\n", f);
     return fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }

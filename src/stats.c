@@ -223,6 +223,17 @@ int mg_stats_merge(struct mg_stats *dst, const struct mg_stats *src)
     return merge_map(&dst->keywords, &src->keywords, false);
 }
 
+const char *const mg_stats_total_names[MG_STATS_TOTALS] = {
+    "messages", "bytes", "unparseable", "date_fallback", "attachments", "attachment_bytes", "sent"};
+
+void mg_stats_totals(const struct mg_stats *s, uint64_t v[MG_STATS_TOTALS])
+{
+    const uint64_t t[MG_STATS_TOTALS] = {s->messages,      s->bytes,       s->unparseable,
+                                         s->date_fallback, s->attachments, s->attachment_bytes,
+                                         s->sent};
+    memcpy(v, t, sizeof(t));
+}
+
 const char *mg_stats_top_name(const struct mg_strmap_entry *sender)
 {
     if (sender->sub == NULL)

@@ -77,6 +77,12 @@ int mg_stats_add_largest(struct mg_stats *s, const char *path, size_t n, uint64_
 
 int mg_stats_merge(struct mg_stats *dst, const struct mg_stats *src);
 
+/* The totals, named as in the CSV: messages, bytes, unparseable,
+ * date_fallback, attachments, attachment_bytes, sent. */
+#define MG_STATS_TOTALS 7
+extern const char *const mg_stats_total_names[MG_STATS_TOTALS];
+void mg_stats_totals(const struct mg_stats *s, uint64_t v[MG_STATS_TOTALS]);
+
 /* The display name seen most often for a sender entry (ties: smallest), or NULL. */
 const char *mg_stats_top_name(const struct mg_strmap_entry *sender);
 
