@@ -169,7 +169,6 @@ int mg_msgrow_csv_write(FILE *f, const struct mg_msgrow *r, struct mg_buf *line)
         dom.p = at + 1;
         dom.n = r->from_addr.n - (size_t)(at + 1 - r->from_addr.p);
     }
-    static const struct mg_msgrow_str empty = {NULL, 0};
     mg_buf_reset(line);
     int rc = cell(line, &r->path) || cell(line, &mb) || cell(line, &ds) ||
                      cell(line, &r->from_addr) || cell(line, &r->from_name) || cell(line, &dom) ||
@@ -177,7 +176,7 @@ int mg_msgrow_csv_write(FILE *f, const struct mg_msgrow *r, struct mg_buf *line)
                      num(line, r->size, ',') || num(line, r->attachments, ',') ||
                      num(line, r->attachment_bytes, ',') || cell(line, &r->subject) ||
                      cell(line, &r->message_id) || cell(line, &r->in_reply_to) ||
-                     cell(line, &r->list_id) || cell(line, &empty) || cell(line, &empty) ||
+                     cell(line, &r->list_id) || cell(line, &r->labels) || cell(line, &r->thrid) ||
                      num(line, r->sent, ',') || num(line, r->date_fallback, ',') ||
                      mg_buf_putc(line, r->unparseable ? '1' : '0') || mg_buf_append(line, "\r\n", 2)
                  ? -1

@@ -16,6 +16,7 @@
 
 #include "mailgrab/isolate.h"
 #include "mailgrab/csv.h"
+#include "mailgrab/labels.h"
 #include "mailgrab/msgrow.h"
 #include "mailgrab/report.h"
 #include "mailgrab/statsjson.h"
@@ -141,7 +142,8 @@ struct rows_out {
     FILE *f;
     const char *name;
     struct mg_buf line;
-    int failed; /* errno of the first write error */
+    int failed;              /* errno of the first write error */
+    struct mg_labels labels; /* DIR/labels.jsonl, if any */
 };
 
 static int write_row(struct rows_out *ro, const char *data, size_t len)
@@ -149,6 +151,12 @@ static int write_row(struct rows_out *ro, const char *data, size_t len)
     struct mg_msgrow r;
     if (mg_msgrow_decode(data, len, &r) != 0)
         return -1;
+    const struct mg_label_entry *e =
+        mg_labels_find(&ro->labels, r.path.p ? r.path.p : "", r.path.n);
+    if (e != NULL) {
+        r.labels = (struct mg_msgrow_str){e->labels, strlen(e->labels)};
+        r.thrid = (struct mg_msgrow_str){e->thrid, strlen(e->thrid)};
+    }
     if (ro->failed == 0 && mg_msgrow_csv_write(ro->f, &r, &ro->line) != 0)
         ro->failed = errno ? errno : EIO;
     return 0;
@@ -483,8 +491,17 @@ int mg_stats_main(int argc, char **argv)
         strip++; /* and the '/' after it */
     struct mg_isolate_opts bo = {
         .stopwords = &sw, .me = (const char *const *)me, .nme = o.out.nme, .strip = strip};
-    struct rows_out ro = {NULL, o.out.messages_csv, {0}, 0};
+    struct rows_out ro = {NULL, o.out.messages_csv, {0}, 0, {0}};
     mg_buf_init(&ro.line, 4 * MG_MSGROW_MAX);
+    mg_labels_init(&ro.labels);
+    if (o.out.messages_csv != NULL && S_ISDIR(st.st_mode)) {
+        char lp[PATH_MAX];
+        int ln = snprintf(lp, sizeof(lp), "%s/labels.jsonl", dir);
+        if (ln > 0 && (size_t)ln < sizeof(lp) && mg_labels_load(&ro.labels, lp) != 0)
+            rc = mg_error_set(&err, MG_E_IO, "cannot read %s: %s", lp, strerror(errno));
+        if (ro.labels.skipped > 0)
+            mg_warn("%s: %zu lines are not label records and were skipped", lp, ro.labels.skipped);
+    }
     struct mg_stats total;
     mg_stats_init(&total);
     if (mg_stats_me_lower(&o.out, me) != 0)
@@ -502,6 +519,7 @@ int mg_stats_main(int argc, char **argv)
     if (ro.f != NULL && ro.f != stdout)
         fclose(ro.f);
     mg_buf_finish(&ro.line);
+    mg_labels_finish(&ro.labels);
     for (size_t i = 0; i < MG_STATS_ME_MAX; i++)
         free(me[i]);
     if (rc != MG_OK)

@@ -16,7 +16,8 @@
  *   attachments, attachment_bytes       see msgparse.h
  *   subject          decoded, at most 998 bytes
  *   message_id, in_reply_to, list_id
- *   labels, thrid    filled on Gmail backups (labels.jsonl); empty otherwise
+ *   labels, thrid    from the backup's labels.jsonl (Gmail backups, `mailgrab
+ *                    stats` only): the labels as a JSON array, the thread id
  *   sent             1 when counted as sent mail (From is a --me address)
  *   date_fallback    1 when date_utc is the file's mtime
  *   unparseable      1 when the message could not be read
@@ -49,6 +50,8 @@ struct mg_msgrow {
     int64_t date; /* UTC seconds */
     uint64_t to_count, cc_count, size, attachments, attachment_bytes;
     bool sent, date_fallback, unparseable;
+    /* Not on the wire: filled by whoever writes the CSV (labels.h). */
+    struct mg_msgrow_str labels, thrid;
 };
 
 /* Append the wire form of r to out (every string cut to fit MG_MSGROW_MAX). */

@@ -67,6 +67,16 @@ def build(root):
     for k, (to, cc) in enumerate(SENT):
         with open(os.path.join(root, "Outbox", f"{k + 1}.eml"), "wb") as f:
             f.write(eml(f"Me <{ME.upper()}>", to, cc, extra="List-Id: Dev list <dev.lists.example>"))
+    # Gmail's labels and thread ids, as a Gmail backup records them
+    with open(os.path.join(root, "labels.jsonl"), "w", encoding="utf-8") as f:
+        for k, path in enumerate(sorted(truth)[:5]):
+            f.write(json.dumps({"msgid": str(900 + k), "thrid": str(7000 + k // 2),
+                                "labels": ["\\Inbox", f"Work/{k}"], "path": path,
+                                "size": truth[path]["size"],
+                                "internaldate": "2020-01-01T00:00:00Z", "flags": []}) + "\n")
+            truth[path]["labels"] = ["\\Inbox", f"Work/{k}"]
+            truth[path]["thrid"] = str(7000 + k // 2)
+        f.write("not json\n")
     os.makedirs(os.path.join(root, "Sent"))
     with open(os.path.join(root, "Sent", "1.eml"), "wb") as f:
         f.write(eml("other@else.example", "nobody@dest.example"))
@@ -142,6 +152,9 @@ class TestMessagesCsv(unittest.TestCase):
             self.assertEqual(r["message_id"], t["message_id"], path)
             self.assertEqual(r["mailbox"], "INBOX", path)
             self.assertEqual(r["sent"], "0", path)
+            self.assertEqual(json.loads(r["labels"]) if r["labels"] else None, t.get("labels"),
+                             path)
+            self.assertEqual(r["thrid"], t.get("thrid", ""), path)
         out = by_path["Outbox/2.eml"]
         self.assertEqual((out["mailbox"], out["sent"], out["to_count"], out["cc_count"],
                           out["list_id"], out["from_addr"], out["date_utc"]),

@@ -11,6 +11,7 @@
 
 #include "mailgrab/analyze.h"
 #include "mailgrab/csv.h"
+#include "mailgrab/labels.h"
 #include "mailgrab/msgparse.h"
 #include "mailgrab/msgrow.h"
 #include "mailgrab/stats.h"
@@ -221,12 +222,47 @@ static void test_json_string(void **state)
     mg_buf_finish(&b);
 }
 
+static void test_labels(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {
+        "{\"msgid\":\"1\",\"thrid\":\"77\",\"labels\":[\"\\\\Inbox\",\"Work/x\"],"
+        "\"path\":\"INBOX/1.eml\",\"size\":5}",
+        "{\"thrid\":\"78\",\"labels\":[],\"path\":\"b/2.eml\"}",
+        "{\"thrid\":\"79\",\"labels\":[\"new\"],\"path\":\"b/2.eml\"}", /* later wins */
+        "{\"thrid\":5,\"path\":\"c/3.eml\"}",                           /* thrid not a string */
+        "{\"labels\":[1],\"path\":\"c/3.eml\"}",                        /* a label not a string */
+        "{\"labels\":[\"x\"]}",                                         /* no path */
+        "{\"path\":\"c/3.eml\"} trailing",                              /* not one object */
+        "[\"path\"]",
+        "{\"path\":\"c/3",
+    };
+    struct mg_labels l;
+    mg_labels_init(&l);
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+        assert_int_equal(mg_labels_add_line(&l, lines[i], strlen(lines[i])), 0);
+    mg_labels_index(&l);
+    assert_int_equal(l.skipped, 6);
+    const struct mg_label_entry *e = mg_labels_find(&l, "INBOX/1.eml", 11);
+    assert_non_null(e);
+    assert_string_equal(e->thrid, "77");
+    assert_string_equal(e->labels, "[\"\\\\Inbox\",\"Work/x\"]");
+    e = mg_labels_find(&l, "b/2.eml", 7);
+    assert_non_null(e);
+    assert_string_equal(e->labels, "[\"new\"]");
+    assert_string_equal(e->thrid, "79");
+    assert_null(mg_labels_find(&l, "c/3.eml", 7));
+    assert_null(mg_labels_find(&l, "INBOX/1.em", 10));
+    assert_null(mg_labels_find(&l, "INBOX/1.eml2", 12));
+    mg_labels_finish(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_address_list), cmocka_unit_test(test_row_and_aggregates),
         cmocka_unit_test(test_paths),        cmocka_unit_test(test_largest_and_wire),
-        cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_json_string),  cmocka_unit_test(test_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
