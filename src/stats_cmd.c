@@ -25,6 +25,7 @@
 #include "mailgrab/log.h"
 #include "mailgrab/settings.h"
 #include "mailgrab/stats.h"
+#include "mailgrab/strmap.h"
 #include "mailgrab/wordcount.h"
 
 #define MAX_DEPTH 64
@@ -34,6 +35,9 @@ struct file_list {
     char **v;
     size_t n;
     size_t cap;
+    /* Files with more than one link (a Gmail backup links a message into
+     * each of its label folders): path -> inode (count) and device (bytes). */
+    struct mg_strmap linked;
 };
 
 static void usage(FILE *f)
@@ -71,6 +75,37 @@ static void list_free(struct file_list *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
     free(l->v);
+    mg_strmap_finish(&l->linked);
+}
+
+/* Keep one path per linked file, the first in (sorted) order, so a message
+ * linked into several folders counts once. */
+static int list_dedup(struct file_list *l)
+{
+    struct mg_strmap seen;
+    mg_strmap_init(&seen);
+    size_t out = 0;
+    int rc = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct mg_strmap_entry *e =
+            mg_strmap_get(&l->linked, l->v[i], strlen(l->v[i]), false);
+        if (e != NULL && rc == 0) {
+            char key[48];
+            int kn = snprintf(key, sizeof(key), "%llx:%llx", (unsigned long long)e->bytes,
+                              (unsigned long long)e->count);
+            struct mg_strmap_entry *first = mg_strmap_get(&seen, key, (size_t)kn, true);
+            if (first == NULL) {
+                rc = -1;
+            } else if (first->count++ > 0) {
+                free(l->v[i]);
+                continue;
+            }
+        }
+        l->v[out++] = l->v[i];
+    }
+    l->n = out;
+    mg_strmap_finish(&seen);
+    return rc;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -114,7 +149,13 @@ static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *
                 is_maildir && (strcmp(e->d_name, "cur") == 0 || strcmp(e->d_name, "new") == 0);
             rc = walk(path, sub, depth + 1, l, err);
         } else if (S_ISREG(st.st_mode) && (maildir_sub || ends_with(e->d_name, ".eml"))) {
-            if (list_add(l, path) != 0)
+            struct mg_strmap_entry *link = NULL;
+            if (st.st_nlink > 1 &&
+                (link = mg_strmap_get(&l->linked, path, strlen(path), true)) != NULL) {
+                link->count = (uint64_t)st.st_ino;
+                link->bytes = (uint64_t)st.st_dev;
+            }
+            if ((st.st_nlink > 1 && link == NULL) || list_add(l, path) != 0)
                 rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
         }
     }
@@ -465,7 +506,8 @@ int mg_stats_main(int argc, char **argv)
         return MG_E_IO;
     }
 
-    struct file_list l = {NULL, 0, 0};
+    struct file_list l = {NULL, 0, 0, {0}};
+    mg_strmap_init(&l.linked);
     struct stat st;
     int rc;
     if (stat(dir, &st) == 0 && S_ISREG(st.st_mode))
@@ -479,6 +521,12 @@ int mg_stats_main(int argc, char **argv)
         return rc;
     }
     qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+    if (list_dedup(&l) != 0) {
+        mg_err("stats: out of memory");
+        mg_stopwords_finish(&sw);
+        list_free(&l);
+        return MG_E_INTERNAL;
+    }
     if (jobs > l.n)
         jobs = l.n ? l.n : 1;
 

@@ -8,7 +8,9 @@
  *
  * Files are found recursively (names starting with '.' are skipped, as are
  * symlinks and a Maildir's tmp/): every *.eml, and every file in a cur/ or
- * new/ directory. They are split across --jobs forked processes (default: the
+ * new/ directory; a file linked under several names (a Gmail backup links a
+ * message into each label's folder) counts once, under the first name in
+ * byte order. They are split across --jobs forked processes (default: the
  * number of CPUs) and the counts merged; the jobs' per-message rows are
  * written as they arrive (their order is not defined: sort by path).
  *

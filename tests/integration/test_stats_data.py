@@ -77,6 +77,12 @@ def build(root):
             truth[path]["labels"] = ["\\Inbox", f"Work/{k}"]
             truth[path]["thrid"] = str(7000 + k // 2)
         f.write("not json\n")
+    # a Gmail backup links a message into each of its label folders: the
+    # copies under Work/ must count once, under the first name (INBOX/...)
+    os.makedirs(os.path.join(root, "Work", "cur"))
+    for path in sorted(truth)[:3]:
+        os.link(os.path.join(root, path), os.path.join(root, "Work", "cur",
+                                                       os.path.basename(path)))
     os.makedirs(os.path.join(root, "Sent"))
     with open(os.path.join(root, "Sent", "1.eml"), "wb") as f:
         f.write(eml("other@else.example", "nobody@dest.example"))
