@@ -681,9 +681,13 @@ static char *id_header(const char *hdr, size_t hdrlen, const char *name, bool an
         s++;
     if (s == n)
         return NULL;
-    char *r = strndup(out + s, n - s);
-    if (r != NULL)
+    /* by length: a NUL inside the value stays (strndup would stop there) */
+    char *r = malloc(n - s + 1);
+    if (r != NULL) {
+        memcpy(r, out + s, n - s);
+        r[n - s] = '\0';
         *len = n - s;
+    }
     return r;
 }
 

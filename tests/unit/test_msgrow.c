@@ -149,6 +149,21 @@ static const struct path_case path_cases[] = {
     {"o/bad%zz%4/1.eml", "bad%zz%4", "bad%zz%4/1.eml"},
 };
 
+/* Identifier headers are handled by length: a NUL inside stays inside. */
+static void test_nul_in_ids(void **state)
+{
+    (void)state;
+    static const char m[] = "From: a@x.example\r\nList-Id: L <a\0b>\r\n"
+                            "Message-ID: <\0\0x>\r\n\r\nbody\r\n";
+    struct mg_msginfo info;
+    assert_int_equal(mg_msg_parse(m, sizeof(m) - 1, &info), 0);
+    assert_int_equal(info.list_id_len, 3);
+    assert_memory_equal(info.list_id, "a\0b", 3);
+    assert_int_equal(info.message_id_len, 5);
+    assert_memory_equal(info.message_id, "<\0\0x>", 5);
+    mg_msginfo_finish(&info);
+}
+
 static void test_paths(void **state)
 {
     (void)state;
@@ -260,9 +275,10 @@ static void test_labels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_address_list), cmocka_unit_test(test_row_and_aggregates),
-        cmocka_unit_test(test_paths),        cmocka_unit_test(test_largest_and_wire),
-        cmocka_unit_test(test_json_string),  cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_address_list),     cmocka_unit_test(test_row_and_aggregates),
+        cmocka_unit_test(test_nul_in_ids),       cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_largest_and_wire), cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
