@@ -1,12 +1,17 @@
 /* backup.c - see include/mailgrab/backup.h */
 #include "mailgrab/backup.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "mailgrab/gmail.h"
 #include "mailgrab/imap.h"
 #include "mailgrab/log.h"
 #include "mailgrab/mboxname.h"
@@ -18,11 +23,13 @@
 
 #define FETCH_MSGS 256
 #define FETCH_BYTES (8u << 20)
+#define WARM_PER 64
 
 struct box {
     char utf8[1024];
     char imap[1024];
     char path[MG_MBOX_PATH_MAX + 16];
+    unsigned roles; /* enum mg_role, as listed */
 };
 
 struct boxes {
@@ -31,7 +38,7 @@ struct boxes {
     bool bad_name;
 };
 
-static void add_listed(const char *imap_name, void *ctx)
+static void add_listed(const char *imap_name, unsigned roles, void *ctx)
 {
     struct boxes *b = ctx;
     struct box *v = reallocarray(b->v, b->n + 1, sizeof(*v));
@@ -39,6 +46,7 @@ static void add_listed(const char *imap_name, void *ctx)
         return;
     b->v = v;
     struct box *x = &b->v[b->n];
+    x->roles = roles;
     snprintf(x->imap, sizeof(x->imap), "%s", imap_name);
     if (mg_mbox_from_imap(imap_name, x->utf8, sizeof(x->utf8)) != 0) {
         /* Not valid modified UTF-7: keep the server's bytes as the name.
@@ -123,11 +131,15 @@ static void tell(const struct mg_mailbox_report *r, unsigned connections)
     if (mg_log_level() < MG_VERBOSE && !on_tty)
         return;
     double rate = r->seconds > 0 ? (double)r->fetched / r->seconds : 0;
+    char links[96] = "";
+    if (r->linked > 0 || r->unlinked > 0)
+        snprintf(links, sizeof(links), ", %zu linked to the one copy, %zu links removed", r->linked,
+                 r->unlinked);
     fprintf(stderr,
-            "mailgrab: %s: %zu new (%.1f MB) in %.2f s, %.0f msg/s, %u connection%s; %zu "
-            "already stored; in %s\n",
-            r->name, r->fetched, (double)r->bytes / 1e6, r->seconds, rate, connections,
-            connections == 1 ? "" : "s", r->skipped, r->dir);
+            "mailgrab: %s: %zu new (%.1f MB, %.1f MB on the wire) in %.2f s, %.0f msg/s, %u "
+            "connection%s; %zu already stored%s; in %s\n",
+            r->name, r->fetched, (double)r->bytes / 1e6, (double)r->wire_bytes / 1e6, r->seconds,
+            rate, connections, connections == 1 ? "" : "s", r->skipped, links, r->dir);
 }
 
 /* The server refused this mailbox, or broke while it was opened or listed
@@ -169,19 +181,190 @@ static void show_progress(void *ctx, const struct mg_progress *pr)
                      pr->total, b1, rate, b2, eta);
 }
 
+/* A Gmail backup (gmail.h): each message downloaded once, into the first
+ * folder that lists it (All Mail first); every other folder gets a hard
+ * link to that file. */
+struct gm_run {
+    struct mg_gmail_index ix;
+    int outfd;             /* the account's output directory */
+    size_t outlen;         /* length of its path, to make store paths relative */
+    struct mg_gmlist list; /* the mailbox being backed up */
+    size_t bad_lines;      /* of the previous labels.jsonl */
+};
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool regular_at(int dirfd, const char *path)
+{
+    struct stat sb;
+    return fstatat(dirfd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Listed messages not stored in this mailbox but stored elsewhere in the
+ * output are linked, not fetched; their UIDs go to *linked (sorted). */
+static enum mg_code gm_link(struct gm_run *gm, struct mg_store *store, uint32_t **linked,
+                            size_t *nlinked, size_t *count, struct mg_error *err)
+{
+    size_t cap = gm->list.n ? gm->list.n : 1;
+    struct mg_store_link *v = calloc(cap, sizeof(*v));
+    uint32_t *u = calloc(cap, sizeof(*u));
+    *linked = NULL;
+    *nlinked = *count = 0;
+    if (v == NULL || u == NULL) {
+        free(v);
+        free(u);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < gm->list.n; i++) {
+        const struct mg_gmmsg *m = &gm->list.v[i];
+        if (mg_store_has(store, m->uid))
+            continue;
+        const struct mg_gmail_entry *e = mg_gmail_index_get(&gm->ix, m->msgid, false);
+        if (e == NULL || e->path == NULL || !regular_at(gm->outfd, e->path))
+            continue;
+        v[n] = (struct mg_store_link){m->uid, gm->outfd, e->path, m->flags};
+        u[n++] = m->uid;
+    }
+    enum mg_code rc = mg_store_link(store, v, n, count, err);
+    free(v);
+    *linked = u;
+    *nlinked = n;
+    return rc;
+}
+
+static bool gm_listed(const struct mg_gmlist *l, uint32_t uid)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->v[mid].uid == uid)
+            return true;
+        if (l->v[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* A label taken off a message takes it out of that folder: its link goes
+ * (never the last copy of a message, mg_store_unlink_copies). */
+static enum mg_code gm_prune(struct gm_run *gm, struct mg_store *store, size_t *removed,
+                             struct mg_error *err)
+{
+    uint32_t *stored;
+    size_t n = mg_store_stored(store, &stored), ngone = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!gm_listed(&gm->list, stored[i]))
+            stored[ngone++] = stored[i];
+    enum mg_code rc = mg_store_unlink_copies(store, stored, ngone, removed, err);
+    free(stored);
+    return rc;
+}
+
+/* Note where each listed message is stored now, and its labels.jsonl line
+ * (from the first folder of the run that lists it: All Mail). */
+static void gm_note(struct gm_run *gm, struct mg_store *store, bool all_mail)
+{
+    const char *rel = mg_store_dir(store) + gm->outlen + 1;
+    for (size_t i = 0; i < gm->list.n; i++) {
+        const struct mg_gmmsg *m = &gm->list.v[i];
+        char name[MG_MBOX_PATH_MAX], path[PATH_MAX];
+        if (mg_store_name_of(store, m->uid, name, sizeof(name)) != 0 ||
+            snprintf(path, sizeof(path), "%s/%s", rel, name) >= (int)sizeof(path))
+            continue; /* not stored */
+        struct mg_gmail_entry *e = mg_gmail_index_get(&gm->ix, m->msgid, true);
+        if (e == NULL)
+            continue;
+        if (e->path == NULL || all_mail || !regular_at(gm->outfd, e->path)) {
+            char *p = strdup(path);
+            if (p == NULL)
+                continue;
+            free(e->path);
+            e->path = p;
+        }
+        if (e->seen)
+            continue;
+        char *line = mg_gmmsg_json(m, e->path);
+        if (line != NULL) {
+            free(e->line);
+            e->line = line;
+            e->seen = true;
+        }
+    }
+}
+
+static bool not_in(uint32_t uid, const uint32_t *v, size_t n)
+{
+    return n == 0 || bsearch(&uid, v, n, sizeof(*v), cmp_u32) == NULL;
+}
+
+/* Nothing new in mailbox x since the last complete run: its STATUS shows the
+ * UIDNEXT and UIDVALIDITY of the mark and the files are all there. Then the
+ * mailbox is not even opened (r is filled in); false means: open and list
+ * it (also when STATUS fails for any reason but a cancel, in *rc). */
+static bool unchanged(const struct mg_account *a, struct mg_pool *pool, const struct box *x,
+                      struct mg_mailbox_report *r, enum mg_code *rc, struct mg_error *err)
+{
+    *rc = MG_OK;
+    if (!mg_store_marked(a->output, x->path))
+        return false;
+    struct mg_mailbox_info si;
+    struct mg_error serr;
+    mg_error_clear(&serr);
+    enum mg_code src = mg_pool_status(pool, x->imap, &si, &serr);
+    if (src == MG_E_INTERRUPTED) {
+        *err = serr;
+        *rc = src;
+        return true;
+    }
+    char dir[PATH_MAX];
+    if (src != MG_OK || mg_store_locate(a->output, x->path, si.uidvalidity, dir, sizeof(dir)) != 1)
+        return false;
+    struct mg_store *store;
+    bool newgen;
+    if (mg_store_open(a->output, x->path, (enum mg_format)a->format, si.uidvalidity, &store,
+                      &newgen, &serr) != MG_OK)
+        return false;
+    struct mg_store_mark mark;
+    mg_store_get_mark(store, &mark);
+    bool same = !newgen && mark.uidnext == si.uidnext && mg_store_count(store) >= mark.stored;
+    if (same) {
+        r->uidvalidity = si.uidvalidity;
+        r->listed = r->skipped = si.exists;
+        snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
+        mg_info("%s: nothing new since the last complete run (UIDNEXT %u)", x->utf8, si.uidnext);
+    }
+    mg_store_close(store);
+    return same;
+}
+
 /* One mailbox. Returns its code; fatal ones stop the account unless *only
  * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
-                               const struct box *x, unsigned long limit,
-                               const struct mg_backup_hooks *hooks, struct mg_mailbox_report *r,
-                               unsigned *connections, bool *only, struct mg_error *err)
+                               struct mg_tls_ctx *tls, const struct box *x, unsigned long limit,
+                               const struct mg_backup_hooks *hooks, struct gm_run *gm,
+                               struct mg_mailbox_report *r, unsigned *connections, bool *only,
+                               struct mg_error *err)
 {
+    uint64_t wire_before = mg_tls_ctx_wire_bytes(tls);
+    uint32_t *linked = NULL;
+    size_t nlinked = 0;
     struct mg_mailbox_info mi;
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
+    struct mg_store_mark mark = {0};
     *only = false;
     const char *imap = x->imap;
-    enum mg_code rc = mg_pool_examine(pool, imap, &mi, err);
+    enum mg_code rc;
+    if (gm == NULL && unchanged(a, pool, x, r, &rc, err))
+        goto out;
+    rc = mg_pool_examine(pool, imap, &mi, err);
     /* A server that lists names in raw UTF-8 wants them so: a name given
      * in UTF-8 and refused in modified UTF-7 is asked for as it was given. */
     if (rc == MG_E_MAILBOX && !a->all_mailboxes && strcmp(x->imap, x->utf8) != 0) {
@@ -209,11 +392,34 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     /* More messages on the server than here: the workers log in while the
      * control session lists, rather than after. */
     size_t have = mg_store_count(store);
-    if (mi.exists > have)
-        mg_pool_warm(pool, imap,
-                     mi.exists - have < a->chunks ? (unsigned)(mi.exists - have) : a->chunks);
-    uint32_t uidvalidity = mi.uidvalidity;
-    rc = mg_pool_list(pool, imap, &mi, &msgs, err);
+    if (mi.exists > have) {
+        /* A new connection costs a handshake and a login: about one per
+         * WARM_PER messages expected, up to chunks. */
+        size_t want = 1 + (mi.exists - have) / WARM_PER;
+        mg_pool_warm(pool, imap, want < a->chunks ? (unsigned)want : a->chunks);
+    }
+    uint32_t uidvalidity = mi.uidvalidity, uidnext = mi.uidnext;
+    /* Since a complete run, only what came after its mark, unless files
+     * were removed here (then everything is listed and fetched again). */
+    uint32_t from = 1;
+    mg_store_get_mark(store, &mark);
+    if (gm == NULL && mark.uidnext != 0 && have >= mark.stored && uidnext >= mark.uidnext)
+        from = mark.uidnext;
+    if (gm == NULL && from > 1 && uidnext == mark.uidnext) {
+        r->listed = r->skipped = mi.exists;
+        snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
+        mg_info("%s: nothing new since the last complete run", x->utf8);
+        goto out;
+    }
+    if (gm != NULL) {
+        rc = mg_pool_gmlist(pool, imap, &mi, &gm->list, err);
+        mg_gmlist_sort(&gm->list);
+        for (size_t i = 0; rc == MG_OK && i < gm->list.n; i++)
+            if (mg_msglist_push(&msgs, gm->list.v[i].uid, gm->list.v[i].size) != 0)
+                rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    } else {
+        rc = mg_pool_list(pool, imap, from, &mi, &msgs, err);
+    }
     *only = box_only(rc);
     if (rc != MG_OK)
         goto out;
@@ -234,10 +440,26 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     r->listed = msgs.n;
     mg_msglist_filter(&msgs, not_stored, store);
     r->skipped = r->listed - msgs.n;
+    if (from > 1) { /* listed from the mark: the rest is stored */
+        r->listed = mi.exists > msgs.n ? mi.exists : msgs.n;
+        r->skipped = r->listed - msgs.n;
+    }
+    size_t wanted = msgs.n;
+    if (gm != NULL && msgs.n > 0) {
+        rc = gm_link(gm, store, &linked, &nlinked, &r->linked, err);
+        if (rc != MG_OK)
+            goto out;
+        size_t o = 0;
+        for (size_t i = 0; i < msgs.n; i++)
+            if (not_in(msgs.v[i].uid, linked, nlinked))
+                msgs.v[o++] = msgs.v[i];
+        msgs.n = o;
+    }
     if (limit > 0)
         mg_msglist_truncate(&msgs, limit);
-    mg_info("%s: %zu messages on the server, %zu already stored, %zu to fetch", x->utf8, r->listed,
-            r->skipped, msgs.n);
+    mg_info("%s: %zu messages on the server, %zu already stored, %zu linked to a copy stored "
+            "before, %zu to fetch",
+            x->utf8, r->listed, r->skipped, r->linked, msgs.n);
 
     struct mg_job job = {
         .mailbox = imap,
@@ -256,12 +478,28 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     r->failed = res.failed;
     r->vanished = res.vanished;
     r->bytes = res.bytes;
+    r->wire_bytes = mg_tls_ctx_wire_bytes(tls) - wire_before;
     r->seconds = res.seconds;
     if (res.connections > *connections)
         *connections = res.connections;
     if (rc != MG_OK && rc != MG_E_PARTIAL) {
         *err = res.fatal;
         goto out;
+    }
+    if (gm != NULL && rc == MG_OK && !(x->roles & MG_ROLE_ALL)) {
+        enum mg_code prc = gm_prune(gm, store, &r->unlinked, err);
+        if (prc != MG_OK)
+            mg_warn("%s: %s", x->utf8, err->msg);
+        mg_error_clear(err);
+    }
+    if (gm != NULL)
+        gm_note(gm, store, (x->roles & MG_ROLE_ALL) != 0);
+    /* Everything below UIDNEXT is stored now: the next run starts there. */
+    if (gm == NULL && rc == MG_OK && res.failed == 0 && msgs.n == wanted && uidnext != 0) {
+        struct mg_store_mark now = {uidnext, have + res.stored};
+        struct mg_error merr;
+        if (mg_store_set_mark(store, &now, &merr) != MG_OK)
+            mg_warn("%s; the next run lists the whole mailbox", merr.msg);
     }
     tell(r, res.connections ? res.connections : 1);
     if (res.vanished > 0)
@@ -273,8 +511,12 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                      "to fetch the rest",
                      x->utf8, res.failed, msgs.n, res.stored);
 out:
+    r->wire_bytes = mg_tls_ctx_wire_bytes(tls) - wire_before; /* failures cost bytes too */
     if (*only)
         name_box(err, x->utf8);
+    if (gm != NULL)
+        mg_gmlist_finish(&gm->list);
+    free(linked);
     mg_msglist_finish(&msgs);
     mg_store_close(store);
     return rc;
@@ -329,6 +571,90 @@ static enum mg_code account_dir(const struct mg_account *a, char *dir, size_t ca
     return rc;
 }
 
+static int by_role(const void *pa, const void *pb)
+{
+    const struct box *a = pa, *b = pb;
+    bool x = (a->roles & MG_ROLE_ALL) != 0, y = (b->roles & MG_ROLE_ALL) != 0;
+    if (x != y)
+        return x ? -1 : 1;
+    return strcmp(a->utf8, b->utf8);
+}
+
+/* Several mailboxes on a server with Gmail's extensions are backed up as
+ * Gmail keeps them (gmail.h): *gmail says so. Spam and Trash, which All Mail
+ * does not hold, are left out of --all-mailboxes without spam_trash. */
+static enum mg_code gmail_boxes(const struct mg_account *a, struct mg_pool *pool, struct boxes *b,
+                                bool *gmail, struct mg_error *err)
+{
+    *gmail = false;
+    if (b->n < 2)
+        return MG_OK;
+    unsigned caps = 0;
+    enum mg_code rc = mg_pool_caps(pool, &caps, err);
+    if (rc != MG_OK || !(caps & MG_CAP_GMAIL))
+        return rc;
+    *gmail = true;
+    if (!a->all_mailboxes || a->spam_trash)
+        return MG_OK;
+    size_t o = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i].roles & (MG_ROLE_JUNK | MG_ROLE_TRASH)) {
+            mg_info("%s: Gmail's Spam and Trash are not in All Mail; left out without "
+                    "--spam-trash",
+                    b->v[i].utf8);
+            continue;
+        }
+        b->v[o++] = b->v[i];
+    }
+    b->n = o;
+    return MG_OK;
+}
+
+/* A Gmail backup: All Mail first, so that every message is fetched from
+ * it; what earlier runs stored is known from their labels.jsonl. Sets *gm
+ * when this is such a backup. */
+static enum mg_code gmail_plan(const struct mg_account *a, struct mg_pool *pool, struct boxes *b,
+                               struct gm_run *state, struct gm_run **gm, struct mg_error *err)
+{
+    *gm = NULL;
+    bool gmail;
+    enum mg_code rc = gmail_boxes(a, pool, b, &gmail, err);
+    if (rc != MG_OK || !gmail)
+        return rc;
+    qsort(b->v, b->n, sizeof(*b->v), by_role);
+    state->outfd = open(a->output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (state->outfd < 0)
+        return mg_error_set(err, MG_E_IO, "cannot open %s: %s", a->output, strerror(errno));
+    state->outlen = strlen(a->output);
+    mg_gmail_index_init(&state->ix);
+    rc = mg_gmail_index_load(&state->ix, state->outfd, &state->bad_lines, err);
+    if (rc != MG_OK)
+        return rc;
+    if (state->bad_lines > 0)
+        mg_warn("%s/" MG_LABELS_FILE ": %zu line%s not understood, left out", a->output,
+                state->bad_lines, state->bad_lines == 1 ? "" : "s");
+    mg_info("%s: Gmail: each message is downloaded once%s; the other folders link to it", a->name,
+            b->n > 0 && (b->v[0].roles & MG_ROLE_ALL) ? " (from All Mail)" : "");
+    *gm = state;
+    return MG_OK;
+}
+
+/* What the account's run cost on the wire and what it stored. */
+static void count_bytes(struct mg_report *rep, struct mg_tls_ctx *tls)
+{
+    rep->wire_bytes = mg_tls_ctx_wire_bytes(tls);
+    rep->compressed = mg_tls_ctx_compressed(tls);
+    for (size_t i = 0; i < rep->nboxes; i++)
+        rep->stored_bytes += rep->boxes[i].bytes;
+    if (tls == NULL)
+        return;
+    char wire[32], stored[32];
+    mg_human_bytes(rep->wire_bytes, wire, sizeof(wire));
+    mg_human_bytes(rep->stored_bytes, stored, sizeof(stored));
+    mg_info("%s: %s received from the server (%s), %s of messages stored", rep->account, wire,
+            rep->compressed > 0 ? "COMPRESS=DEFLATE" : "uncompressed", stored);
+}
+
 enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds *cr,
                                unsigned long limit, const struct mg_backup_hooks *hooks,
                                struct mg_report *rep)
@@ -347,6 +673,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     struct mg_account own = *a;
 
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, &err);
+    if (rc == MG_OK && a->compress == MG_NO)
+        mg_tls_ctx_no_compress(tls);
     if (rc == MG_OK)
         rc = account_dir(a, dir, sizeof(dir), locks, &err);
     own.output = dir;
@@ -362,6 +690,10 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     }
     if (rc == MG_OK)
         rc = select_boxes(a, pool, &b, &err);
+    struct gm_run gm_state = {.outfd = -1};
+    struct gm_run *gm = NULL;
+    if (rc == MG_OK)
+        rc = gmail_plan(a, pool, &b, &gm_state, &gm, &err);
     if (rc == MG_OK && b.n > 0 && (rep->boxes = calloc(b.n, sizeof(*rep->boxes))) == NULL)
         rc = mg_error_set(&err, MG_E_INTERNAL, "out of memory");
     if (rc != MG_OK) {
@@ -379,7 +711,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         snprintf(r->name, sizeof(r->name), "%s", b.v[i].utf8);
         mg_error_clear(&err);
         bool only = false;
-        rc = backup_box(a, pool, &b.v[i], limit, hooks, r, &rep->connections, &only, &err);
+        rc = backup_box(a, pool, tls, &b.v[i], limit, hooks, gm, r, &rep->connections, &only, &err);
         r->code = rc;
         if (!only)
             opened++;
@@ -415,9 +747,23 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         snprintf(rep->error, sizeof(rep->error), "%s", first_skipped->error);
     }
     rep->code = worst;
+    if (gm != NULL) {
+        mg_error_clear(&err);
+        if (mg_gmail_index_save(&gm->ix, gm->outfd, a->output, &err) != MG_OK) {
+            mg_backup_err(a, err.msg);
+            if (rep->code == MG_OK) {
+                rep->code = err.code;
+                snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
+            }
+        }
+    }
 
 out:
+    if (gm_state.outfd >= 0)
+        close(gm_state.outfd);
+    mg_gmail_index_finish(&gm_state.ix);
     mg_pool_destroy(pool);
+    count_bytes(rep, tls);
     free(b.v);
     for (int i = 0; i < 2; i++)
         if (locks[i] >= 0)
@@ -436,10 +782,15 @@ int mg_backup_dir(const struct mg_account *a, char *dir, size_t cap)
 }
 
 enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *pool,
-                                 struct mg_backup_box **out, size_t *n, struct mg_error *err)
+                                 struct mg_backup_box **out, size_t *n, bool *gmail,
+                                 struct mg_error *err)
 {
     struct boxes b = {0};
     enum mg_code rc = select_boxes(a, pool, &b, err);
+    if (rc == MG_OK)
+        rc = gmail_boxes(a, pool, &b, gmail, err);
+    if (rc == MG_OK && *gmail)
+        qsort(b.v, b.n, sizeof(*b.v), by_role);
     struct mg_backup_box *v = rc == MG_OK ? calloc(b.n ? b.n : 1, sizeof(*v)) : NULL;
     if (rc == MG_OK && v == NULL)
         rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
@@ -447,11 +798,38 @@ enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *poo
         snprintf(v[i].utf8, sizeof(v[i].utf8), "%s", b.v[i].utf8);
         snprintf(v[i].imap, sizeof(v[i].imap), "%s", b.v[i].imap);
         snprintf(v[i].path, sizeof(v[i].path), "%s", b.v[i].path);
+        v[i].roles = b.v[i].roles;
     }
     free(b.v);
     *out = v;
     *n = rc == MG_OK ? b.n : 0;
     return rc;
+}
+
+enum mg_code mg_backup_connect(const struct mg_account *a, const struct mg_creds *cr,
+                               struct mg_backup_conn *c, struct mg_error *err)
+{
+    memset(c, 0, sizeof(*c));
+    enum mg_code rc = mg_tls_ctx_create(a->cafile, &c->tls, err);
+    if (rc == MG_OK && a->compress == MG_NO)
+        mg_tls_ctx_no_compress(c->tls);
+    c->srv = (struct mg_server){a->server, a->port, (int)a->timeout, c->tls};
+    c->is = (struct mg_imap_source){&c->srv, cr};
+    struct mg_source src = mg_imap_source(&c->is);
+    if (rc == MG_OK)
+        rc = mg_pool_create(&src, 1, &c->pool, err);
+    if (rc == MG_OK) {
+        mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
+        rc = mg_pool_connect(c->pool, err);
+    }
+    return rc;
+}
+
+void mg_backup_disconnect(struct mg_backup_conn *c)
+{
+    mg_pool_destroy(c->pool);
+    mg_tls_ctx_destroy(c->tls);
+    memset(c, 0, sizeof(*c));
 }
 
 void mg_report_finish(struct mg_report *rep)

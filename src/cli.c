@@ -52,6 +52,21 @@ void mg_cli_verify_usage(FILE *f)
           f);
 }
 
+void mg_cli_estimate_usage(FILE *f)
+{
+    fputs("usage: mailgrab estimate [--server HOST --user USER] [options] [--json]\n"
+          "\n"
+          "What a backup would download now: per mailbox and in total, the messages\n"
+          "and bytes not yet stored in --output (on Gmail each message once), and the\n"
+          "days that takes at the daily limit. Changes nothing.\n"
+          "\n",
+          f);
+    mg_settings_help(MG_CMD_ESTIMATE, f);
+    fputs("\n"
+          "Exit codes: 0 estimated; 2-11 as for a backup. See mailgrab-estimate(1).\n",
+          f);
+}
+
 static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg_value *v,
                           struct mg_error *err)
 {
@@ -73,6 +88,11 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
     case MG_SET_LIMIT:
         o->limit = v->num;
         break;
+    case MG_SET_ESTIMATE_JSON:
+        o->json = true;
+        break;
+    case MG_SET_NO_COMPRESS:
+        return mg_account_set(&o->over, s, v, err);
     case MG_SET_OFFLINE:
         o->offline = true;
         break;
@@ -104,6 +124,11 @@ enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg
     if (argc > 1 && strcmp(argv[1], "verify") == 0) {
         o->verify = true;
         command = MG_CMD_VERIFY;
+        argc--;
+        argv++;
+    } else if (argc > 1 && strcmp(argv[1], "estimate") == 0) {
+        o->estimate = true;
+        command = MG_CMD_ESTIMATE;
         argc--;
         argv++;
     }

@@ -21,8 +21,10 @@ void mg_account_init(struct mg_account *a, const char *name)
     memset(a, 0, sizeof(*a));
     a->name = name;
     a->all_mailboxes = MG_YESNO_UNSET;
+    a->spam_trash = MG_YESNO_UNSET;
     a->format = MG_FORMAT_UNSET;
     a->auth = MG_AUTH_UNSET;
+    a->compress = MG_YESNO_UNSET;
 }
 
 enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
@@ -82,6 +84,9 @@ enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
     case MG_SET_ALL_MAILBOXES:
         a->all_mailboxes = v->yes ? MG_YES : MG_NO;
         return MG_OK;
+    case MG_SET_SPAM_TRASH:
+        a->spam_trash = v->yes ? MG_YES : MG_NO;
+        return MG_OK;
     case MG_SET_CHUNKS:
         a->chunks = (unsigned)v->num;
         return MG_OK;
@@ -93,6 +98,12 @@ enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
         return MG_OK;
     case MG_SET_AUTH:
         a->auth = (enum mg_auth)v->num;
+        return MG_OK;
+    case MG_SET_COMPRESS:
+        a->compress = v->yes ? MG_YES : MG_NO;
+        return MG_OK;
+    case MG_SET_NO_COMPRESS:
+        a->compress = MG_NO;
         return MG_OK;
     default:
         return mg_error_set(err, MG_E_INTERNAL, "--%s is not an account setting", s->name);
@@ -358,12 +369,16 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
     }
     if (src->all_mailboxes != MG_YESNO_UNSET)
         dst->all_mailboxes = src->all_mailboxes;
+    if (src->spam_trash != MG_YESNO_UNSET)
+        dst->spam_trash = src->spam_trash;
     if (src->format != MG_FORMAT_UNSET)
         dst->format = src->format;
     if (src->chunks > 0)
         dst->chunks = src->chunks;
     if (src->timeout > 0)
         dst->timeout = src->timeout;
+    if (src->compress != MG_YESNO_UNSET)
+        dst->compress = src->compress;
 }
 
 /* path without "." components, repeated or trailing slashes. */
@@ -460,6 +475,10 @@ enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
         a->format = MG_FORMAT_EML;
     if (a->all_mailboxes == MG_YESNO_UNSET)
         a->all_mailboxes = MG_NO;
+    if (a->spam_trash == MG_YESNO_UNSET)
+        a->spam_trash = MG_NO;
+    if (a->compress == MG_YESNO_UNSET)
+        a->compress = MG_YES;
     if (a->nmailboxes == 0 && a->all_mailboxes == MG_NO) {
         a->mailboxes[0] = "INBOX";
         a->nmailboxes = 1;

@@ -1,13 +1,16 @@
 /* imap.c - see include/mailgrab/imap.h */
 #include "mailgrab/imap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <libetpan/libetpan.h>
 
+#include "mailgrab/fetchresp.h"
 #include "mailgrab/imapcode.h"
+#include "mailgrab/imapframe.h"
 #include "mailgrab/log.h"
 #include "mailgrab/oauth2.h"
 
@@ -35,7 +38,13 @@ struct mg_imap {
     size_t body_bytes; /* of the current message */
     bool sink_error;   /* a sink callback asked to stop */
     bool broken;       /* out of step with the server: only good for closing */
+    bool caps_known;   /* caps holds what the server offers after login */
+    unsigned caps;
 };
+
+#ifndef MAILGRAB_VERSION
+#define MAILGRAB_VERSION "unknown"
+#endif
 
 /* The server's last response text, bounded, for messages. */
 static const char *server_text(struct mg_imap *s)
@@ -235,6 +244,18 @@ static int sasl_ir(struct mg_imap *s, const char *mech, const char *ir, const ch
     return MAILIMAP_NO_ERROR;
 }
 
+/* Capabilities from before the login may not be the ones after it (RFC
+ * 3501 6.2.3): forget them, so that only what the server says after
+ * logging in counts. */
+static void forget_capabilities(struct mg_imap *s)
+{
+    struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    if (ci != NULL && ci->imap_capability != NULL) {
+        mailimap_capability_data_free(ci->imap_capability);
+        ci->imap_capability = NULL;
+    }
+}
+
 static enum mg_code oauth_login(struct mg_imap *s, const struct mg_creds *cr, struct mg_error *err)
 {
     bool bearer = cr->auth == MG_AUTH_OAUTHBEARER;
@@ -246,6 +267,7 @@ static enum mg_code oauth_login(struct mg_imap *s, const struct mg_creds *cr, st
         return mg_error_set(err, MG_E_AUTH,
                             "%s does not offer AUTH=%s: use --auth %s or --auth password",
                             s->srv->host, mech, bearer ? "xoauth2" : "oauthbearer");
+    forget_capabilities(s);
     char *token = malloc(MG_OAUTH2_TOKEN_MAX);
     char *ir = malloc(SASL_MAX);
     enum mg_code rc = MG_OK;
@@ -290,6 +312,58 @@ out:
     return rc;
 }
 
+/* COMPRESS DEFLATE (RFC 4978), sent by hand: Debian's libetpan has no zlib
+ * and its mailimap_compress kills the session. The driver hands libetpan
+ * the answer a byte at a time, so nothing after it is taken for text, and
+ * switches right after a tagged OK. A NO or BAD leaves the session as it
+ * was. */
+static enum mg_code start_compress(struct mg_imap *s, struct mg_error *err)
+{
+    mailimap *im = s->imap;
+    mailstream *st = im->imap_stream;
+    if (im->imap_connection_info == NULL || im->imap_connection_info->imap_capability == NULL) {
+        struct mailimap_capability_data *caps = NULL;
+        int r = mailimap_capability(im, &caps);
+        if (r != MAILIMAP_NO_ERROR)
+            return generic_error(s, r, "asking for capabilities", err);
+        mailimap_capability_data_free(caps);
+    }
+    if (!mailimap_has_extension(im, "COMPRESS=DEFLATE") || st->read_buffer_len != 0)
+        return MG_OK;
+    mg_tls_hold_reads(st, true);
+    int r = mailimap_send_current_tag(im);
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_token_send(st, "COMPRESS DEFLATE");
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_crlf_send(st);
+    if (r == MAILIMAP_NO_ERROR && mailstream_flush(st) == -1)
+        r = MAILIMAP_ERROR_STREAM;
+    if (r == MAILIMAP_NO_ERROR && mailimap_read_line(im) == NULL)
+        r = MAILIMAP_ERROR_STREAM;
+    struct mailimap_response *resp = NULL;
+    if (r == MAILIMAP_NO_ERROR)
+        r = mailimap_parse_response(im, &resp);
+    mg_tls_hold_reads(st, false);
+    if (r != MAILIMAP_NO_ERROR) {
+        if (answered_bad(s, r))
+            return MG_OK;
+        return generic_error(s, r, "switching to COMPRESS=DEFLATE", err);
+    }
+    int state = tagged_state(resp);
+    mailimap_response_free(resp);
+    if (state != MAILIMAP_RESP_COND_STATE_OK) {
+        mg_debug("%s refused COMPRESS=DEFLATE: %s", s->srv->host, server_text(s));
+        return MG_OK;
+    }
+    enum mg_code rc = mg_tls_start_compress(st, err);
+    if (rc != MG_OK)
+        s->broken = true;
+    return rc;
+}
+
+static void note_caps(struct mg_imap *s);
+static bool caps_said(const struct mg_imap *s);
+
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err)
 {
@@ -332,6 +406,7 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
             return rc;
         }
     } else if (r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED) {
+        forget_capabilities(s);
         r = mailimap_login(s->imap, cr->user, cr->password);
         if (r == MAILIMAP_ERROR_LOGIN) {
             rc = refused(s, cr, err);
@@ -346,6 +421,15 @@ enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr
             return rc;
         }
     }
+    if (mg_tls_ctx_compress(srv->tls)) {
+        rc = start_compress(s, err);
+        if (rc != MG_OK) {
+            mg_imap_close(s, false);
+            return rc;
+        }
+    }
+    if (caps_said(s))
+        note_caps(s); /* Gmail is told who we are on every session */
     *out = s;
     return MG_OK;
 }
@@ -452,6 +536,49 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
     return MG_OK;
 }
 
+enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
+                            struct mg_error *err)
+{
+    /* libetpan sends the name quoted: a raw UTF-8 name is opened instead. */
+    if (needs_literal(mailbox))
+        return mg_error_set(err, MG_E_MAILBOX, "STATUS is not asked for mailbox '%s'", mailbox);
+    struct mailimap_status_att_list *want = mailimap_status_att_list_new_empty();
+    if (want == NULL || mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_UIDNEXT) != 0 ||
+        mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_UIDVALIDITY) != 0 ||
+        mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_MESSAGES) != 0) {
+        if (want != NULL)
+            mailimap_status_att_list_free(want);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    struct mailimap_mailbox_data_status *st = NULL;
+    int r = mailimap_status(s->imap, mailbox, want, &st);
+    mailimap_status_att_list_free(want);
+    if (r == MAILIMAP_ERROR_STATUS || answered_bad(s, r))
+        return mg_error_set(err, MG_E_MAILBOX, "%s refused STATUS of mailbox '%s'", s->srv->host,
+                            mailbox);
+    if (r != MAILIMAP_NO_ERROR)
+        return generic_error(s, r, "asking about the mailbox", err);
+    memset(info, 0, sizeof(*info));
+    for (clistiter *it = st && st->st_info_list ? clist_begin(st->st_info_list) : NULL; it != NULL;
+         it = clist_next(it)) {
+        struct mailimap_status_info *si = clist_content(it);
+        if (si->st_att == MAILIMAP_STATUS_ATT_UIDNEXT)
+            info->uidnext = si->st_value;
+        else if (si->st_att == MAILIMAP_STATUS_ATT_UIDVALIDITY)
+            info->uidvalidity = si->st_value;
+        else if (si->st_att == MAILIMAP_STATUS_ATT_MESSAGES) {
+            info->exists = si->st_value;
+            info->counted = true;
+        }
+    }
+    if (st != NULL)
+        mailimap_mailbox_data_status_free(st);
+    if (info->uidvalidity == 0 || info->uidnext == 0 || !info->counted)
+        return mg_error_set(err, MG_E_MAILBOX, "%s's STATUS of '%s' was not complete", s->srv->host,
+                            mailbox);
+    return MG_OK;
+}
+
 static bool selectable(const struct mailimap_mbx_list_flags *f)
 {
     if (f == NULL)
@@ -469,8 +596,37 @@ static bool selectable(const struct mailimap_mbx_list_flags *f)
     return true;
 }
 
-enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
-                               void *ctx, struct mg_error *err)
+/* SPECIAL-USE attributes (RFC 6154) and Gmail's \\Important, as roles. */
+static unsigned roles_of(const struct mailimap_mbx_list_flags *f)
+{
+    static const struct {
+        const char *name;
+        unsigned role;
+    } map[] = {{"All", MG_ROLE_ALL},
+               {"Junk", MG_ROLE_JUNK},
+               {"Trash", MG_ROLE_TRASH},
+               {"Sent", MG_ROLE_SENT},
+               {"Drafts", MG_ROLE_DRAFTS},
+               {"Flagged", MG_ROLE_FLAGGED},
+               {"Important", MG_ROLE_IMPORTANT},
+               {"Archive", MG_ROLE_ARCHIVE}};
+    unsigned roles = 0;
+    for (clistiter *it = f && f->mbf_oflags ? clist_begin(f->mbf_oflags) : NULL; it != NULL;
+         it = clist_next(it)) {
+        struct mailimap_mbx_list_oflag *of = clist_content(it);
+        if (of->of_flag_ext == NULL)
+            continue;
+        const char *name = of->of_flag_ext[0] == '\\' ? of->of_flag_ext + 1 : of->of_flag_ext;
+        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+            if (strcasecmp(name, map[i].name) == 0)
+                roles |= map[i].role;
+    }
+    return roles;
+}
+
+enum mg_code mg_imap_mailboxes(struct mg_imap *s,
+                               void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                               struct mg_error *err)
 {
     clist *list = NULL;
     int r = mailimap_list(s->imap, "", "*", &list);
@@ -489,7 +645,7 @@ enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name,
     for (clistiter *it = list ? clist_begin(list) : NULL; it != NULL; it = clist_next(it)) {
         struct mailimap_mailbox_list *mb = clist_content(it);
         if (mb->mb_name != NULL && selectable(mb->mb_flag))
-            each(mb->mb_name, ctx);
+            each(mb->mb_name, roles_of(mb->mb_flag), ctx);
     }
     if (list != NULL)
         mailimap_list_result_free(list);
@@ -505,6 +661,7 @@ static void no_progress(size_t current, size_t maximum, void *ctx)
 struct list_ctx {
     struct mg_imap *s;
     struct mg_msglist *out;
+    uint32_t from; /* "from:*" also answers with the last message below from */
     size_t max;
     bool oom;
     bool too_many;
@@ -528,7 +685,7 @@ static void list_att(struct mailimap_msg_att *att, void *ctx)
         }
     }
     /* Unsolicited FETCH responses (flag changes) carry no size: skip them. */
-    if (uid == 0 || !has_size || lc->too_many || lc->oom)
+    if (uid == 0 || uid < lc->from || !has_size || lc->too_many || lc->oom)
         return;
     if (lc->out->n >= lc->max) {
         /* Memory follows the mailbox, not the server's whim: stop reading. */
@@ -569,9 +726,12 @@ static enum mg_code fetch_oom(struct mailimap_set *set, struct mailimap_fetch_ty
     return mg_error_set(err, MG_E_INTERNAL, "out of memory");
 }
 
-enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err)
+enum mg_code mg_imap_list(struct mg_imap *s, uint32_t from, struct mg_msglist *out,
+                          struct mg_error *err)
 {
-    struct mailimap_set *set = mailimap_set_new_interval(1, 0); /* 1:* */
+    if (from == 0)
+        from = 1;
+    struct mailimap_set *set = mailimap_set_new_interval(from, 0); /* from:* */
     struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
     if (set == NULL || ft == NULL)
         goto oom;
@@ -582,7 +742,7 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
     const struct mailimap_selection_info *si = s->imap->imap_selection_info;
     size_t max =
         si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK : LIST_UNCOUNTED_MAX;
-    struct list_ctx lc = {s, out, out->n + max, false, false};
+    struct list_ctx lc = {s, out, from, out->n + max, false, false};
     set_handlers(s, list_att, NULL, &lc);
     clist *result = NULL;
     int r = mailimap_uid_fetch(s->imap, set, ft, &result);
@@ -611,6 +771,215 @@ enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_e
 
 oom:
     return fetch_oom(set, ft, err);
+}
+
+/* Say who we are (RFC 2971), where Google asks for it. Best effort. */
+static void send_id(struct mg_imap *s)
+{
+    if (!mailimap_has_id(s->imap))
+        return;
+    char *name = NULL, *version = NULL;
+    int r = mailimap_id_basic(s->imap, "mailgrab", MAILGRAB_VERSION, &name, &version);
+    free(name);
+    free(version);
+    if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
+        s->broken = true;
+}
+
+/* What the server said it offers after login, if it said it (capabilities
+ * from before the login are forgotten): the caps bits, and ID on Gmail. */
+static void note_caps(struct mg_imap *s)
+{
+    s->caps_known = true;
+    if (mailimap_has_extension(s->imap, "X-GM-EXT-1"))
+        s->caps |= MG_CAP_GMAIL;
+    if (mailimap_has_extension(s->imap, "CONDSTORE"))
+        s->caps |= MG_CAP_CONDSTORE;
+    if (mailimap_has_extension(s->imap, "SPECIAL-USE"))
+        s->caps |= MG_CAP_SPECIAL_USE;
+    if (s->caps & MG_CAP_GMAIL)
+        send_id(s);
+}
+
+static bool caps_said(const struct mg_imap *s)
+{
+    const struct mailimap_connection_info *ci = s->imap->imap_connection_info;
+    return ci != NULL && ci->imap_capability != NULL;
+}
+
+unsigned mg_imap_caps(struct mg_imap *s)
+{
+    if (s->caps_known || s->broken)
+        return s->caps;
+    if (!caps_said(s)) {
+        struct mailimap_capability_data *cap = NULL;
+        int r = mailimap_capability(s->imap, &cap);
+        if (cap != NULL)
+            mailimap_capability_data_free(cap);
+        if (r != MAILIMAP_NO_ERROR) {
+            if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
+                s->broken = true;
+            return 0;
+        }
+    }
+    note_caps(s);
+    return s->caps;
+}
+
+/* One whole response into buf: its line and, for each {n} literal it
+ * announces, the n bytes and the rest of the line. The TLS driver bounds
+ * its length (imapframe.h). -1 when the stream fails. */
+static int read_response(mailstream *st, MMAPString *buf)
+{
+    mmap_string_truncate(buf, 0);
+    for (;;) {
+        if (mailstream_read_line_append(st, buf) == NULL)
+            return -1;
+        size_t n = buf->len;
+        if (n < 2 || buf->str[n - 2] != '\r' || buf->str[n - 1] != '\n')
+            return -1;
+        /* "{123}\r\n" or "{123+}\r\n" ends a line that a literal follows. */
+        size_t i = n - 2;
+        if (i == 0 || buf->str[i - 1] != '}')
+            return 0;
+        i--;
+        if (i > 0 && buf->str[i - 1] == '+')
+            i--;
+        size_t end = i, size = 0;
+        while (i > 0 && buf->str[i - 1] >= '0' && buf->str[i - 1] <= '9' && end - i < 10)
+            i--;
+        if (i == end || i == 0 || buf->str[i - 1] != '{')
+            return 0;
+        for (size_t k = i; k < end; k++)
+            size = size * 10 + (size_t)(buf->str[k] - '0');
+        if (size > MG_FRAME_RESPONSE_MAX)
+            return -1;
+        char piece[4096];
+        while (size > 0) {
+            ssize_t got = mailstream_read(st, piece, size < sizeof(piece) ? size : sizeof(piece));
+            if (got <= 0 || mmap_string_append_len(buf, piece, (size_t)got) == NULL)
+                return -1;
+            size -= (size_t)got;
+        }
+    }
+}
+
+#define GMLIST_TAG "MGL"
+
+/* Keep one listed message: the labels decoded from modified UTF-7. */
+static int keep_gm(struct mg_gmlist *out, const struct mg_fetchresp *r)
+{
+    struct mg_gmmsg m = {.uid = r->uid,
+                         .size = r->size,
+                         .msgid = r->msgid,
+                         .thrid = r->has_thrid ? r->thrid : r->msgid,
+                         .internaldate = r->internaldate};
+    snprintf(m.flags, sizeof(m.flags), "%s", r->flags);
+    size_t cap = r->labels_len * 4 + 1, len = 0;
+    m.labels = malloc(cap);
+    if (m.labels == NULL)
+        return -1;
+    const char *l = r->labels;
+    for (size_t i = 0; i < r->nlabels; i++) {
+        mg_gmlabel_decode(l, m.labels + len, cap - len);
+        len += strlen(m.labels + len) + 1;
+        l += strlen(l) + 1;
+    }
+    m.nlabels = r->nlabels;
+    if (mg_gmlist_push(out, &m) != 0) {
+        free(m.labels);
+        return -1;
+    }
+    return 0;
+}
+
+enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_error *err)
+{
+    static const char cmd[] = GMLIST_TAG " UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE "
+                                         "X-GM-MSGID X-GM-THRID X-GM-LABELS)\r\n";
+    const struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    size_t max =
+        si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK : LIST_UNCOUNTED_MAX;
+    mailstream *st = s->imap->imap_stream;
+    MMAPString *buf = mmap_string_new("");
+    char *labels = malloc(MG_FETCHRESP_LABELS_MAX);
+    enum mg_code rc = MG_OK;
+    if (buf == NULL || labels == NULL) {
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    mg_tls_expect_fetch(st, true, false);
+    if (mailstream_write(st, cmd, sizeof(cmd) - 1) != (ssize_t)(sizeof(cmd) - 1) ||
+        mailstream_flush(st) != 0) {
+        rc = stream_error(s, "listing messages", err);
+        goto out;
+    }
+    for (;;) {
+        if (read_response(st, buf) != 0) {
+            rc = stream_error(s, "listing messages", err);
+            goto out;
+        }
+        const char *line = buf->str;
+        size_t len = buf->len - 2; /* without CRLF */
+        if (strncmp(line, GMLIST_TAG " ", sizeof(GMLIST_TAG)) == 0) {
+            const char *state = line + sizeof(GMLIST_TAG);
+            if (strncasecmp(state, "OK", 2) == 0)
+                break;
+            s->broken = strncasecmp(state, "NO", 2) != 0 && strncasecmp(state, "BAD", 3) != 0;
+            rc = mg_error_set(err, MG_E_PROTOCOL, "%s refused to list the mailbox: %.*s",
+                              s->srv->host, (int)(len < 200 ? len : 200), line);
+            goto out;
+        }
+        if (strncmp(line, "* ", 2) != 0) {
+            s->broken = true;
+            rc = mg_error_set(err, MG_E_PROTOCOL,
+                              "%s answered a listing with something that is no IMAP response",
+                              s->srv->host);
+            goto out;
+        }
+        struct mg_fetchresp r;
+        enum mg_fetchresp_result pr =
+            mg_fetchresp_parse(line, len, &r, labels, MG_FETCHRESP_LABELS_MAX);
+        if (pr == MG_FETCHRESP_MALFORMED) {
+            s->broken = true;
+            rc = mg_error_set(err, MG_E_PROTOCOL,
+                              "%s sent a listing line mailgrab cannot read: %.*s", s->srv->host,
+                              (int)(len < 120 ? len : 120), line);
+            goto out;
+        }
+        if (pr == MG_FETCHRESP_OTHER) {
+            if (strncasecmp(line, "* BYE", 5) == 0) {
+                s->broken = true;
+                rc = mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                                    "%s ended the session while listing messages, saying: %.*s",
+                                    s->srv->host, (int)(len < 200 ? len : 200), line + 2);
+                goto out;
+            }
+            continue;
+        }
+        /* Unsolicited FETCH responses (flag changes) carry no size or id. */
+        if (!r.has_uid || !r.has_size || !r.has_msgid)
+            continue;
+        if (out->n >= max) {
+            s->broken = true; /* the rest of the answer is unread */
+            rc = mg_error_set(err, MG_E_PROTOCOL,
+                              "%s lists more messages than the mailbox holds (%zu)", s->srv->host,
+                              max);
+            goto out;
+        }
+        if (keep_gm(out, &r) != 0) {
+            rc = mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
+            s->broken = true;
+            goto out;
+        }
+    }
+out:
+    if (st != NULL)
+        mg_tls_expect_fetch(st, false, false);
+    if (buf != NULL)
+        mmap_string_free(buf);
+    free(labels);
+    return rc;
 }
 
 static time_t imap_date_to_time(const struct mailimap_date_time *d)
@@ -930,15 +1299,33 @@ static enum mg_code src_examine(struct mg_session *s, const char *mailbox,
     return mg_imap_examine(imap_of(s), mailbox, info, err);
 }
 
-static enum mg_code src_mailboxes(struct mg_session *s, void (*each)(const char *name, void *ctx),
+static enum mg_code src_mailboxes(struct mg_session *s,
+                                  void (*each)(const char *name, unsigned roles, void *ctx),
                                   void *ctx, struct mg_error *err)
 {
     return mg_imap_mailboxes(imap_of(s), each, ctx, err);
 }
 
-static enum mg_code src_list(struct mg_session *s, struct mg_msglist *out, struct mg_error *err)
+static unsigned src_caps(struct mg_session *s)
 {
-    return mg_imap_list(imap_of(s), out, err);
+    return mg_imap_caps(imap_of(s));
+}
+
+static enum mg_code src_gmlist(struct mg_session *s, struct mg_gmlist *out, struct mg_error *err)
+{
+    return mg_imap_gmlist(imap_of(s), out, err);
+}
+
+static enum mg_code src_list(struct mg_session *s, uint32_t from, struct mg_msglist *out,
+                             struct mg_error *err)
+{
+    return mg_imap_list(imap_of(s), from, out, err);
+}
+
+static enum mg_code src_status(struct mg_session *s, const char *mailbox,
+                               struct mg_mailbox_info *info, struct mg_error *err)
+{
+    return mg_imap_status(imap_of(s), mailbox, info, err);
 }
 
 static enum mg_code src_fetch(struct mg_session *s, const uint32_t *uids, size_t n,
@@ -967,7 +1354,10 @@ static const struct mg_source_ops imap_ops = {
     .open = src_open,
     .examine = src_examine,
     .mailboxes = src_mailboxes,
+    .caps = src_caps,
+    .gmlist = src_gmlist,
     .list = src_list,
+    .status = src_status,
     .fetch = src_fetch,
     .broken = src_broken,
     .cancel = src_cancel,

@@ -32,6 +32,7 @@
 #include "mailgrab/analyzer.h"
 #include "mailgrab/stats.h"
 #include "mailgrab/stats_cmd.h"
+#include "mailgrab/estimate.h"
 #include "mailgrab/verify.h"
 
 #ifndef MAILGRAB_VERSION
@@ -237,6 +238,51 @@ static int verify_accounts(const struct mg_account *accounts, size_t n, const st
     return mg_verify_finish(&t, worst);
 }
 
+/* mailgrab estimate: what each account's next backup would download. */
+static int estimate_accounts(const struct mg_account *accounts, size_t n,
+                             const struct mg_options *o, const char *env_password)
+{
+    struct mg_estimate *v = calloc(n ? n : 1, sizeof(*v));
+    if (v == NULL) {
+        mg_err("out of memory");
+        return MG_E_INTERNAL;
+    }
+    enum mg_code worst = MG_OK;
+    size_t done = 0;
+    for (size_t i = 0; i < n && !mg_cancelled(); i++) {
+        struct mg_account a = accounts[i];
+        struct mg_creds cr;
+        memset(&cr, 0, sizeof(cr));
+        struct mg_error err;
+        mg_error_clear(&err);
+        enum mg_code rc = mg_account_finish(&a, &err);
+        if (rc == MG_OK)
+            rc = get_creds(&a, env_password, &cr, &err);
+        if (rc == MG_OK)
+            rc = mg_estimate_account(&a, &cr, &v[done], &err);
+        drop_creds(&cr);
+        if (rc == MG_OK) {
+            done++;
+        } else {
+            mg_estimate_finish(&v[done]);
+            mg_backup_err(&a, err.msg);
+            if (worst == MG_OK)
+                worst = rc;
+        }
+    }
+    if (mg_cancelled())
+        worst = MG_E_INTERRUPTED;
+    if (done > 0 && mg_estimate_print(stdout, v, done, o->json) != 0) {
+        mg_err("cannot write the estimate: %s", strerror(errno));
+        if (worst == MG_OK)
+            worst = MG_E_IO;
+    }
+    for (size_t i = 0; i < done; i++)
+        mg_estimate_finish(&v[i]);
+    free(v);
+    return worst;
+}
+
 int main(int argc, char **argv)
 {
     struct mg_options o;
@@ -262,6 +308,8 @@ int main(int argc, char **argv)
     if (o.action == MG_HELP) {
         if (o.verify)
             mg_cli_verify_usage(stdout);
+        else if (o.estimate)
+            mg_cli_estimate_usage(stdout);
         else
             mg_cli_usage(stdout);
         return 0;
@@ -319,8 +367,9 @@ int main(int argc, char **argv)
         return err.code;
     }
 
-    if (o.verify) {
-        int code = verify_accounts(accounts, n, &o, env_password);
+    if (o.verify || o.estimate) {
+        int code = o.verify ? verify_accounts(accounts, n, &o, env_password)
+                            : estimate_accounts(accounts, n, &o, env_password);
         free(accounts);
         mg_config_finish(&cfg);
         mg_secret_free(env_password);

@@ -353,11 +353,15 @@ static int open_own(int dirfd, const char *dir)
 struct copy {
     int fd;
     int e;
+    const uint32_t *drop; /* sorted: entries left out */
+    size_t ndrop;
 };
 
 static void copy_entry(void *ctx, const struct mg_manifest_entry *e)
 {
     struct copy *c = ctx;
+    if (c->ndrop > 0 && bsearch(&e->uid, c->drop, c->ndrop, sizeof(*c->drop), cmp_u32) != NULL)
+        return;
     char line[MG_MANIFEST_LINE_MAX + 2];
     int n = mg_manifest_format_line(e, line, sizeof(line));
     if (c->e == 0 && n > 0)
@@ -368,7 +372,7 @@ static void copy_entry(void *ctx, const struct mg_manifest_entry *e)
  * entries to a fresh file and rename it into place (never in place: the old
  * name could be a link to anything). Their messages are recorded again from
  * the files. Returns 0 or an errno value; l->fd is the new file. */
-static int rewrite(int dirfd, struct mg_manifest_log *l)
+static int rewrite(int dirfd, struct mg_manifest_log *l, const uint32_t *drop, size_t ndrop)
 {
     static const char tmp[] = ".mg-tmp-manifest";
     if (unlinkat(dirfd, tmp, 0) != 0 && errno != ENOENT)
@@ -377,7 +381,7 @@ static int rewrite(int dirfd, struct mg_manifest_log *l)
         openat(dirfd, tmp, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;
-    struct copy c = {fd, mg_write_all(fd, HEADER, strlen(HEADER))};
+    struct copy c = {fd, mg_write_all(fd, HEADER, strlen(HEADER)), drop, ndrop};
     struct mg_manifest_reader r;
     mg_manifest_reader_init(&r, copy_entry, &c);
     int e = read_fd(l->fd, &r);
@@ -420,7 +424,7 @@ enum mg_code mg_manifest_log_open(int dirfd, const char *dir, struct mg_manifest
     if (e == 0 && l->broken)
         e = ENOMEM;
     if (e == 0 && r.damaged > 0)
-        e = rewrite(dirfd, l); /* leaves out a torn last line too */
+        e = rewrite(dirfd, l, NULL, 0); /* leaves out a torn last line too */
     /* A crash cut the last append short: drop the piece, so that the next
      * line starts on a line of its own. */
     else if (e == 0 && r.torn && (ftruncate(l->fd, (off_t)r.good_len) != 0 || fsync(l->fd) != 0))
@@ -503,4 +507,19 @@ enum mg_code mg_manifest_log_append(struct mg_manifest_log *l, const struct mg_m
         return mg_error_set(err, MG_E_IO, "%s/" MG_MANIFEST_FILE " takes no more entries", l->dir);
     return mg_error_set(err, MG_E_IO, "cannot record checksums in %s/" MG_MANIFEST_FILE ": %s",
                         l->dir, strerror(e));
+}
+
+enum mg_code mg_manifest_log_forget(struct mg_manifest_log *l, int dirfd, uint32_t *uids, size_t n,
+                                    struct mg_error *err)
+{
+    if (n == 0)
+        return MG_OK;
+    qsort(uids, n, sizeof(*uids), cmp_u32);
+    pthread_mutex_lock(&l->lock);
+    int e = l->broken ? EIO : rewrite(dirfd, l, uids, n);
+    pthread_mutex_unlock(&l->lock);
+    if (e != 0)
+        return mg_error_set(err, MG_E_IO, "cannot update %s/" MG_MANIFEST_FILE ": %s", l->dir,
+                            strerror(e));
+    return MG_OK;
 }

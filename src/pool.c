@@ -25,6 +25,8 @@
  * started on a session likely to end before it arrives: a new session is
  * opened for it instead. */
 #define BIG_BYTES (256u << 10)
+/* Bytes of a job that make one more connection worth opening. */
+#define SESSION_WORTH (256u << 10)
 
 /* A worker thread's state during one run. */
 struct worker {
@@ -60,8 +62,9 @@ struct mg_pool {
     struct worker *w;
     unsigned nw;
     size_t inflight;
-    uint64_t progress; /* messages settled so far, stored or given up */
-    uint64_t life;     /* bytes a session carries before the server ends it; 0: unknown */
+    uint64_t progress;      /* messages settled so far, stored or given up */
+    uint64_t life;          /* bytes a session carries before the server ends it; 0: unknown */
+    uint64_t session_worth; /* bytes of a job per connection it may use */
     unsigned running;
     bool abort;
     struct mg_job_result *res;
@@ -94,6 +97,7 @@ enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struc
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    p->session_worth = SESSION_WORTH;
     p->cancel_hook = mg_cancel_hook_add(wake_on_cancel, p);
     *out = p;
     return MG_OK;
@@ -115,13 +119,19 @@ void mg_pool_set_pause(struct mg_pool *p, unsigned ms)
     p->ses.pause_ms = ms;
 }
 
+void mg_pool_set_session_worth(struct mg_pool *p, uint64_t bytes)
+{
+    p->session_worth = bytes ? bytes : 1;
+}
+
 enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err)
 {
     return mg_sessions_connect(&p->ses, err);
 }
 
-enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
-                               void *ctx, struct mg_error *err)
+enum mg_code mg_pool_mailboxes(struct mg_pool *p,
+                               void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                               struct mg_error *err)
 {
     return mg_sessions_mailboxes(&p->ses, each, ctx, err);
 }
@@ -132,10 +142,27 @@ enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_m
     return mg_sessions_examine(&p->ses, mailbox, mi, err);
 }
 
-enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
-                          struct mg_msglist *out, struct mg_error *err)
+enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, uint32_t from,
+                          struct mg_mailbox_info *mi, struct mg_msglist *out, struct mg_error *err)
 {
-    return mg_sessions_list(&p->ses, mailbox, mi, out, err);
+    return mg_sessions_list(&p->ses, mailbox, from, mi, out, err);
+}
+
+enum mg_code mg_pool_status(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                            struct mg_error *err)
+{
+    return mg_sessions_status(&p->ses, mailbox, mi, err);
+}
+
+enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                            struct mg_gmlist *out, struct mg_error *err)
+{
+    return mg_sessions_gmlist(&p->ses, mailbox, mi, out, err);
+}
+
+enum mg_code mg_pool_caps(struct mg_pool *p, unsigned *caps, struct mg_error *err)
+{
+    return mg_sessions_caps(&p->ses, caps, err);
 }
 
 void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n)
@@ -626,8 +653,10 @@ static void judge_unsent(struct mg_pool *p, const struct mg_job *job, struct mg_
     struct mg_mailbox_info mi;
     struct mg_error err;
     mg_error_clear(&err);
-    enum mg_code rc =
-        res->interrupted ? MG_E_INTERRUPTED : mg_pool_list(p, job->mailbox, &mi, &now, &err);
+    enum mg_code rc = res->interrupted
+                          ? MG_E_INTERRUPTED
+                          : mg_pool_list(p, job->mailbox, job->msgs->n ? job->msgs->v[0].uid : 1,
+                                         &mi, &now, &err);
     if (rc == MG_OK)
         mg_msglist_sort(&now);
     size_t kept = 0;
@@ -664,6 +693,11 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         nw = (unsigned)job->msgs->n;
     if (nw == 0)
         return MG_OK;
+    /* A connection more costs a handshake and a login (a few KB and round
+     * trips): worth it only for its share of SESSION_WORTH bytes. */
+    uint64_t worth = 1 + mg_msglist_bytes(job->msgs) / p->session_worth;
+    if (nw > worth)
+        nw = (unsigned)worth;
     pthread_mutex_lock(&p->mu); /* warm-up threads may be looking */
     p->job = job;
     p->res = res;

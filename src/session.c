@@ -198,9 +198,11 @@ enum mg_code mg_sessions_connect(struct mg_sessions *s, struct mg_error *err)
 
 struct list_arg {
     const char *mailbox;
+    uint32_t from;
     struct mg_mailbox_info *mi;
     struct mg_msglist *out;
-    void (*each)(const char *name, void *ctx);
+    struct mg_gmlist *gm;
+    void (*each)(const char *name, unsigned roles, void *ctx);
     void *ctx;
 };
 
@@ -224,7 +226,20 @@ static enum mg_code list_op(struct mg_sessions *s, struct mg_session *sess, void
     la->out->n = 0; /* a retry starts over */
     enum mg_code rc = examine_op(s, sess, arg, err);
     if (rc == MG_OK && (la->mi->exists > 0 || !la->mi->counted))
-        rc = s->src.ops->list(s->slots[0].sess, la->out, err);
+        rc = s->src.ops->list(s->slots[0].sess, la->from ? la->from : 1, la->out, err);
+    return rc;
+}
+
+static enum mg_code gmlist_op(struct mg_sessions *s, struct mg_session *sess, void *arg,
+                              struct mg_error *err)
+{
+    struct list_arg *la = arg;
+    for (size_t i = 0; i < la->gm->n; i++) /* a retry starts over */
+        free(la->gm->v[i].labels);
+    la->gm->n = 0;
+    enum mg_code rc = examine_op(s, sess, arg, err);
+    if (rc == MG_OK && (la->mi->exists > 0 || !la->mi->counted))
+        rc = s->src.ops->gmlist(s->slots[0].sess, la->gm, err);
     return rc;
 }
 
@@ -242,15 +257,58 @@ enum mg_code mg_sessions_examine(struct mg_sessions *s, const char *mailbox,
     return with_control(s, examine_op, &la, err);
 }
 
-enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox,
+enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox, uint32_t from,
                               struct mg_mailbox_info *mi, struct mg_msglist *out,
                               struct mg_error *err)
 {
-    struct list_arg la = {.mailbox = mailbox, .mi = mi, .out = out};
+    struct list_arg la = {.mailbox = mailbox, .from = from, .mi = mi, .out = out};
     return with_control(s, list_op, &la, err);
 }
 
-enum mg_code mg_sessions_mailboxes(struct mg_sessions *s, void (*each)(const char *name, void *ctx),
+static enum mg_code status_op(struct mg_sessions *s, struct mg_session *sess, void *arg,
+                              struct mg_error *err)
+{
+    struct list_arg *la = arg;
+    return s->src.ops->status(sess, la->mailbox, la->mi, err);
+}
+
+enum mg_code mg_sessions_status(struct mg_sessions *s, const char *mailbox,
+                                struct mg_mailbox_info *mi, struct mg_error *err)
+{
+    if (s->src.ops->status == NULL)
+        return mg_error_set(err, MG_E_MAILBOX, "this source has no STATUS");
+    struct list_arg la = {.mailbox = mailbox, .mi = mi};
+    return with_control(s, status_op, &la, err);
+}
+
+enum mg_code mg_sessions_gmlist(struct mg_sessions *s, const char *mailbox,
+                                struct mg_mailbox_info *mi, struct mg_gmlist *out,
+                                struct mg_error *err)
+{
+    if (s->src.ops->gmlist == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "this source has no Gmail listing");
+    struct list_arg la = {.mailbox = mailbox, .mi = mi, .gm = out};
+    return with_control(s, gmlist_op, &la, err);
+}
+
+static enum mg_code caps_op(struct mg_sessions *s, struct mg_session *sess, void *arg,
+                            struct mg_error *err)
+{
+    unsigned *caps = arg;
+    *caps = s->src.ops->caps != NULL ? s->src.ops->caps(sess) : 0;
+    if (s->src.ops->broken(sess))
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "the connection was lost asking what the server offers");
+    return MG_OK;
+}
+
+enum mg_code mg_sessions_caps(struct mg_sessions *s, unsigned *caps, struct mg_error *err)
+{
+    return with_control(s, caps_op, caps, err);
+}
+
+enum mg_code mg_sessions_mailboxes(struct mg_sessions *s,
+                                   void (*each)(const char *name, unsigned roles, void *ctx),
                                    void *ctx, struct mg_error *err)
 {
     struct list_arg la = {.each = each, .ctx = ctx};

@@ -38,6 +38,15 @@ struct mg_store {
     size_t cap;
     struct mg_manifest_log *manifest; /* NULL: checksums are not recorded this run */
     atomic_bool manifest_warned;
+    struct stored_name *names; /* uid -> file name, sorted; built on first need */
+    size_t nnames;
+    atomic_bool names_loaded;  /* cleared by every change of names */
+    struct mg_store_mark mark; /* from the state file, as opened */
+};
+
+struct stored_name {
+    uint32_t uid;
+    char name[MG_MANIFEST_NAME_MAX + 1]; /* relative to the mailbox directory */
 };
 
 /* A message written but not yet named. Normally an unnamed O_TMPFILE inode
@@ -299,6 +308,30 @@ static int read_state(int dirfd, uint32_t *uv)
         return -1;
     }
     return 1;
+}
+
+/* The mark of the last complete run in the state file, if any: every
+ * message below uidnext was stored, stored of them in all. A line that is
+ * not a number reads as no mark (the next run lists everything). */
+static void read_mark(int dirfd, struct mg_store_mark *m)
+{
+    char buf[256];
+    memset(m, 0, sizeof(*m));
+    if (read_small(dirfd, STATE_FILE, buf, sizeof(buf)) != 1)
+        return;
+    const char *u = strstr(buf, "\nuidnext="), *n = strstr(buf, "\nstored=");
+    if (u == NULL || n == NULL)
+        return;
+    char *end;
+    errno = 0;
+    unsigned long long uidnext = strtoull(u + strlen("\nuidnext="), &end, 10);
+    if (errno != 0 || *end != '\n' || uidnext == 0 || uidnext > UINT32_MAX)
+        return;
+    unsigned long long stored = strtoull(n + strlen("\nstored="), &end, 10);
+    if (errno != 0 || *end != '\n')
+        return;
+    m->uidnext = (uint32_t)uidnext;
+    m->stored = stored;
 }
 
 /* Record uidvalidity in the mailbox directory, atomically and durably,
@@ -896,6 +929,8 @@ enum mg_code mg_store_open(const char *output, const char *component, enum mg_fo
     rc = scan(st, err);
     if (rc != MG_OK)
         goto err_close;
+    if (uidvalidity != 0 && r == 1 && have_uv == uidvalidity)
+        read_mark(st->dirfd, &st->mark);
     open_manifest(st);
     atomic_store(&st->tmpfile_ok, access("/proc/self/fd", X_OK) == 0);
     close(outfd);
@@ -923,6 +958,7 @@ void mg_store_close(struct mg_store *st)
         close(st->curfd);
     mg_manifest_log_close(st->manifest);
     free(st->have);
+    free(st->names);
     free(st);
 }
 
@@ -1270,6 +1306,7 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
     }
     record_batch(b);
     report_batch(b, on_stored, ctx);
+    atomic_store(&b->st->names_loaded, false);
     return MG_OK;
 }
 
@@ -1366,4 +1403,236 @@ int mg_store_locate(const char *output, const char *component, uint32_t uidvalid
     if (found == 1 && snprintf(dir, cap, "%s/%s", output, name) >= (int)cap)
         return -1;
     return found;
+}
+
+/* The names of the stored messages, by UID, read once when first needed. */
+static int cmp_named(const void *a, const void *b)
+{
+    uint32_t x = ((const struct stored_name *)a)->uid, y = ((const struct stored_name *)b)->uid;
+    return (x > y) - (x < y);
+}
+
+static int load_names_in(struct mg_store *st, int dirfd, const char *prefix)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    rewinddir(d);
+    size_t cap = st->nnames;
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        uint32_t uid = name_uid(st->format, de->d_name);
+        if (uid == 0)
+            continue;
+        if (st->nnames == cap) {
+            cap = cap ? cap * 2 : 256;
+            struct stored_name *v = reallocarray(st->names, cap, sizeof(*v));
+            if (v == NULL) {
+                rc = -1;
+                break;
+            }
+            st->names = v;
+        }
+        struct stored_name *n = &st->names[st->nnames];
+        if (snprintf(n->name, sizeof(n->name), "%s%s", prefix, de->d_name) >= (int)sizeof(n->name))
+            continue;
+        n->uid = uid;
+        st->nnames++;
+    }
+    closedir(d);
+    return rc;
+}
+
+static int load_names(struct mg_store *st)
+{
+    if (atomic_load(&st->names_loaded))
+        return 0;
+    st->nnames = 0;
+    int rc;
+    if (st->format == MG_FORMAT_EML) {
+        rc = load_names_in(st, st->dirfd, "");
+    } else {
+        rc = load_names_in(st, st->curfd, "cur/");
+        int newfd = openat(st->dirfd, "new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (rc == 0 && newfd >= 0)
+            rc = load_names_in(st, newfd, "new/");
+        if (newfd >= 0)
+            close(newfd);
+    }
+    if (rc != 0) {
+        free(st->names);
+        st->names = NULL;
+        st->nnames = 0;
+        return -1;
+    }
+    if (st->nnames > 1)
+        qsort(st->names, st->nnames, sizeof(*st->names), cmp_named);
+    atomic_store(&st->names_loaded, true);
+    return 0;
+}
+
+static struct stored_name *named(struct mg_store *st, uint32_t uid)
+{
+    if (load_names(st) != 0 || st->nnames == 0)
+        return NULL;
+    struct stored_name key = {.uid = uid};
+    return bsearch(&key, st->names, st->nnames, sizeof(*st->names), cmp_named);
+}
+
+int mg_store_name_of(struct mg_store *st, uint32_t uid, char *out, size_t cap)
+{
+    const struct stored_name *n = named(st, uid);
+    if (n == NULL)
+        return -1;
+    return snprintf(out, cap, "%s", n->name) < (int)cap ? 0 : -1;
+}
+
+enum mg_code mg_store_link(struct mg_store *st, const struct mg_store_link *v, size_t n,
+                           size_t *linked, struct mg_error *err)
+{
+    *linked = 0;
+    if (n == 0)
+        return MG_OK;
+    struct mg_manifest_entry *e = calloc(n, sizeof(*e));
+    char(*names)[MG_MANIFEST_NAME_MAX + 1] = calloc(n, sizeof(*names));
+    if (e == NULL || names == NULL) {
+        free(e);
+        free(names);
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    }
+    enum mg_code rc = MG_OK;
+    size_t ne = 0;
+    for (size_t i = 0; i < n && rc == MG_OK; i++) {
+        /* Only a regular file of ours: never a link to something planted. */
+        struct stat sb;
+        if (fstatat(v[i].srcfd, v[i].src, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode)) {
+            mg_warn("%s: cannot link %s: not a stored message any more", st->dir, v[i].src);
+            continue;
+        }
+        struct pending m = {.uid = v[i].uid, .named = sb.st_mtime};
+        snprintf(m.flags, sizeof(m.flags), "%s", v[i].flags);
+        char name[128];
+        final_name(st, &m, name, sizeof(name));
+        if (linkat(v[i].srcfd, v[i].src, st->curfd, name, 0) != 0) {
+            if (errno == EEXIST)
+                continue; /* stored already */
+            rc = io_error(err, "link a message into", st->dir, errno);
+            break;
+        }
+        (*linked)++;
+        int len = snprintf(names[ne], sizeof(names[ne]), "%s%s",
+                           st->format == MG_FORMAT_MAILDIR ? "cur/" : "", name);
+        struct mg_error herr;
+        if (mg_manifest_hash_file(st->curfd, name, &e[ne].size, e[ne].sha256, &herr) != MG_OK)
+            continue; /* the next run records it */
+        e[ne].uid = v[i].uid;
+        e[ne].origin = 'r';
+        e[ne].name = names[ne];
+        e[ne].name_len = (size_t)len;
+        ne++;
+    }
+    /* The new names durable, then their sums (as for fetched messages). */
+    if (*linked > 0 && fsync(st->curfd) != 0 && rc == MG_OK)
+        rc = io_error(err, "flush", st->dir, errno);
+    if (rc == MG_OK && st->manifest != NULL && ne > 0) {
+        struct mg_error merr;
+        if (mg_manifest_log_append(st->manifest, e, ne, &merr) != MG_OK &&
+            !atomic_exchange(&st->manifest_warned, true))
+            mg_warn("%s; the messages are stored, and the next run records their checksums",
+                    merr.msg);
+    }
+    atomic_store(&st->names_loaded, false); /* names changed */
+    free(e);
+    free(names);
+    return rc;
+}
+
+enum mg_code mg_store_unlink_copies(struct mg_store *st, const uint32_t *uids, size_t n,
+                                    size_t *removed, struct mg_error *err)
+{
+    *removed = 0;
+    uint32_t *drop = calloc(n ? n : 1, sizeof(*drop));
+    if (drop == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct stored_name *sn = named(st, uids[i]);
+        struct stat sb;
+        /* The last copy of a message is never removed. */
+        if (sn != NULL && fstatat(st->dirfd, sn->name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(sb.st_mode) && sb.st_nlink > 1)
+            drop[nd++] = uids[i];
+    }
+    enum mg_code rc = MG_OK;
+    if (nd > 0 && st->manifest != NULL)
+        rc = mg_manifest_log_forget(st->manifest, st->dirfd, drop, nd, err);
+    /* Entries first, then the names: a run killed between leaves files the
+     * next run records again and removes again. */
+    for (size_t i = 0; rc == MG_OK && i < nd; i++) {
+        const struct stored_name *sn = named(st, drop[i]);
+        if (sn != NULL && unlinkat(st->dirfd, sn->name, 0) == 0)
+            (*removed)++;
+    }
+    if (rc == MG_OK && *removed > 0 && fsync(st->curfd) != 0)
+        rc = io_error(err, "flush", st->dir, errno);
+    atomic_store(&st->names_loaded, false);
+    free(drop);
+    return rc;
+}
+
+size_t mg_store_stored(struct mg_store *st, uint32_t **uids)
+{
+    *uids = NULL;
+    if (load_names(st) != 0 || st->nnames == 0)
+        return 0;
+    uint32_t *v = calloc(st->nnames, sizeof(*v));
+    if (v == NULL)
+        return 0;
+    for (size_t i = 0; i < st->nnames; i++)
+        v[i] = st->names[i].uid;
+    *uids = v;
+    return st->nnames;
+}
+
+int mg_store_dirfd(const struct mg_store *st)
+{
+    return st->dirfd;
+}
+
+void mg_store_get_mark(const struct mg_store *st, struct mg_store_mark *m)
+{
+    *m = st->mark;
+}
+
+enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *m,
+                               struct mg_error *err)
+{
+    if (st->uidvalidity == 0)
+        return MG_OK; /* no UIDVALIDITY, no promise about UIDs */
+    char text[128];
+    snprintf(text, sizeof(text), "uidvalidity=%u\nuidnext=%u\nstored=%llu\n", st->uidvalidity,
+             m->uidnext, (unsigned long long)m->stored);
+    enum mg_code rc = replace_file(st->dirfd, st->dir, STATE_FILE, text, err);
+    if (rc == MG_OK)
+        st->mark = *m;
+    return rc;
+}
+
+bool mg_store_marked(const char *output, const char *component)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", output, component) >= (int)sizeof(path))
+        return false;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct mg_store_mark m;
+    read_mark(fd, &m);
+    close(fd);
+    return m.uidnext != 0;
 }

@@ -24,9 +24,12 @@ static json_object *box_json(const struct mg_mailbox_report *r)
     json_object_object_add(o, "listed", json_object_new_int64((int64_t)r->listed));
     json_object_object_add(o, "new", json_object_new_int64((int64_t)r->fetched));
     json_object_object_add(o, "skipped", json_object_new_int64((int64_t)r->skipped));
+    json_object_object_add(o, "linked", json_object_new_int64((int64_t)r->linked));
+    json_object_object_add(o, "unlinked", json_object_new_int64((int64_t)r->unlinked));
     json_object_object_add(o, "failed", json_object_new_int64((int64_t)r->failed));
     json_object_object_add(o, "vanished", json_object_new_int64((int64_t)r->vanished));
     json_object_object_add(o, "bytes", json_object_new_int64((int64_t)r->bytes));
+    json_object_object_add(o, "wire_bytes", json_object_new_int64((int64_t)r->wire_bytes));
     json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
     json_object_object_add(o, "status", json_object_new_string(mg_code_name(r->code)));
     json_object_object_add(o, "error", r->error[0] ? json_object_new_string(r->error) : NULL);
@@ -49,6 +52,10 @@ enum mg_code mg_summary_write(const char *path, const struct mg_report *reps, si
         json_object_object_add(a, "exit_code", json_object_new_int(rep->code));
         json_object_object_add(a, "error",
                                rep->error[0] ? json_object_new_string(rep->error) : NULL);
+        json_object_object_add(a, "wire_bytes", json_object_new_int64((int64_t)rep->wire_bytes));
+        json_object_object_add(a, "stored_bytes",
+                               json_object_new_int64((int64_t)rep->stored_bytes));
+        json_object_object_add(a, "compressed_sessions", json_object_new_int(rep->compressed));
         json_object *boxes = json_object_new_array();
         for (size_t j = 0; j < rep->nboxes; j++)
             json_object_array_add(boxes, box_json(&rep->boxes[j]));

@@ -23,10 +23,14 @@
 #include <openssl/x509v3.h>
 
 #include "mailgrab/cancel.h"
+#include "mailgrab/compress.h"
 #include "mailgrab/imapframe.h"
 
 struct mg_tls_ctx {
     SSL_CTX *ssl_ctx;
+    atomic_uint_fast64_t wire_in; /* IMAP bytes received, as sent (compressed or not) */
+    atomic_uint compressed;       /* sessions that switched to COMPRESS=DEFLATE */
+    bool no_compress;
 };
 
 struct conn {
@@ -37,6 +41,9 @@ struct conn {
     SSL *ssl;
     int timeout_ms;
     struct mg_frame fr; /* what the server may make libetpan hold */
+    struct mg_tls_ctx *ctx;
+    bool byte_reads;       /* reads return one byte: the stream may switch after a line */
+    struct mg_compress *z; /* COMPRESS=DEFLATE is on */
     char why[160];
 };
 
@@ -174,13 +181,12 @@ static int ssl_wait(struct conn *c, int r)
     }
 }
 
-static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
+/* Bytes from TLS, as the server sent them: > 0, or -1 (c->why says why). */
+static ssize_t raw_read(void *ctx, void *buf, size_t count)
 {
-    struct conn *c = s->data;
+    struct conn *c = ctx;
     if (count > INT_MAX)
         count = INT_MAX;
-    if (c->fr.state != MG_FRAME_OK)
-        return -1;
     for (;;) {
         if (atomic_load(&c->cancelled)) {
             snprintf(c->why, sizeof(c->why), "cancelled");
@@ -188,23 +194,36 @@ static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
         }
         errno = 0;
         int r = SSL_read(c->ssl, buf, (int)count);
-        if (r > 0)
-            return mg_frame_feed(&c->fr, buf, (size_t)r, c->why, sizeof(c->why)) == MG_FRAME_OK
-                       ? r
-                       : -1;
+        if (r > 0) {
+            atomic_fetch_add(&c->ctx->wire_in, (uint_fast64_t)r);
+            return r;
+        }
         if (ssl_wait(c, r) < 0)
             return -1;
     }
 }
 
-static ssize_t drv_write(mailstream_low *s, const void *buf, size_t count)
+static ssize_t drv_read(mailstream_low *s, void *buf, size_t count)
 {
     struct conn *c = s->data;
+    if (c->fr.state != MG_FRAME_OK)
+        return -1;
+    ssize_t r;
+    if (c->z != NULL)
+        r = mg_compress_read(c->z, buf, count, raw_read, c, c->why, sizeof(c->why));
+    else
+        r = raw_read(c, buf, c->byte_reads ? 1 : count);
+    if (r <= 0)
+        return -1;
+    return mg_frame_feed(&c->fr, buf, (size_t)r, c->why, sizeof(c->why)) == MG_FRAME_OK ? r : -1;
+}
+
+/* Bytes to TLS: how many were taken (> 0), or -1 (c->why says why). */
+static ssize_t raw_write(void *ctx, const void *buf, size_t count)
+{
+    struct conn *c = ctx;
     if (count > INT_MAX)
         count = INT_MAX;
-    if (count == 0)
-        return 0;
-    mg_frame_command(&c->fr);
     for (;;) {
         if (atomic_load(&c->cancelled)) {
             snprintf(c->why, sizeof(c->why), "cancelled");
@@ -217,6 +236,17 @@ static ssize_t drv_write(mailstream_low *s, const void *buf, size_t count)
         if (ssl_wait(c, r) < 0)
             return -1;
     }
+}
+
+static ssize_t drv_write(mailstream_low *s, const void *buf, size_t count)
+{
+    struct conn *c = s->data;
+    if (count == 0)
+        return 0;
+    mg_frame_command(&c->fr);
+    if (c->z != NULL)
+        return mg_compress_write(c->z, buf, count, raw_write, c, c->why, sizeof(c->why));
+    return raw_write(c, buf, count);
 }
 
 static int drv_close(mailstream_low *s)
@@ -241,6 +271,7 @@ static void conn_free(struct conn *c)
 {
     if (c == NULL)
         return;
+    mg_compress_destroy(c->z);
     SSL_free(c->ssl);
     if (c->fd >= 0)
         close(c->fd);
@@ -427,6 +458,7 @@ enum mg_code mg_tls_connect(struct mg_tls_ctx *ctx, const char *host, const char
     if (c == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
     c->fd = -1;
+    c->ctx = ctx;
     mg_frame_init(&c->fr);
     c->timeout_ms = (timeout_s > 0 ? timeout_s : 60) * 1000;
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -509,4 +541,47 @@ const char *mg_tls_last_error(mailstream *s)
         return "connection lost";
     struct conn *c = low->data;
     return c->why[0] ? c->why : "connection lost";
+}
+
+void mg_tls_hold_reads(mailstream *s, bool on)
+{
+    struct conn *c = conn_of(s);
+    if (c != NULL)
+        c->byte_reads = on;
+}
+
+enum mg_code mg_tls_start_compress(mailstream *s, struct mg_error *err)
+{
+    struct conn *c = conn_of(s);
+    if (c == NULL || c->z != NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "COMPRESS on a stream that cannot take it");
+    /* Bytes libetpan read ahead would be compressed ones taken for text. */
+    if (s->read_buffer_len != 0 || s->write_buffer_len != 0)
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
+                              "the server sent more after agreeing to COMPRESS");
+    if (mg_compress_create(&c->z) != 0)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    c->byte_reads = false;
+    atomic_fetch_add(&c->ctx->compressed, 1);
+    return MG_OK;
+}
+
+uint64_t mg_tls_ctx_wire_bytes(struct mg_tls_ctx *ctx)
+{
+    return ctx != NULL ? (uint64_t)atomic_load(&ctx->wire_in) : 0;
+}
+
+unsigned mg_tls_ctx_compressed(struct mg_tls_ctx *ctx)
+{
+    return ctx != NULL ? atomic_load(&ctx->compressed) : 0;
+}
+
+void mg_tls_ctx_no_compress(struct mg_tls_ctx *ctx)
+{
+    ctx->no_compress = true;
+}
+
+bool mg_tls_ctx_compress(const struct mg_tls_ctx *ctx)
+{
+    return ctx != NULL && !ctx->no_compress;
 }

@@ -129,7 +129,7 @@ static enum mg_code verify_box(const struct mg_account *a, const char *sub, stru
 {
     struct mg_mailbox_info mi;
     struct mg_msglist msgs = {0};
-    enum mg_code rc = mg_pool_list(pool, x->imap, &mi, &msgs, err);
+    enum mg_code rc = mg_pool_list(pool, x->imap, 1, &mi, &msgs, err);
     if (rc != MG_OK)
         goto out;
     mg_msglist_sort(&msgs);
@@ -160,22 +160,14 @@ static enum mg_code verify_online(const struct mg_account *a, const char *sub,
                                   const struct mg_creds *cr, struct mg_verify_tally *t,
                                   struct mg_error *err)
 {
-    struct mg_tls_ctx *tls = NULL;
-    struct mg_pool *pool = NULL;
+    struct mg_backup_conn c;
     struct mg_backup_box *boxes = NULL;
     size_t n = 0;
-    enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, err);
-    struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
-    struct mg_imap_source is = {&srv, cr};
-    struct mg_source src = mg_imap_source(&is);
+    bool gmail = false;
+    enum mg_code rc = mg_backup_connect(a, cr, &c, err);
+    struct mg_pool *pool = c.pool;
     if (rc == MG_OK)
-        rc = mg_pool_create(&src, 1, &pool, err);
-    if (rc == MG_OK) {
-        mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
-        rc = mg_pool_connect(pool, err);
-    }
-    if (rc == MG_OK)
-        rc = mg_backup_mailboxes(a, pool, &boxes, &n, err);
+        rc = mg_backup_mailboxes(a, pool, &boxes, &n, &gmail, err);
     enum mg_code worst = rc;
     for (size_t i = 0; rc == MG_OK && i < n; i++) {
         struct mg_error e;
@@ -195,8 +187,7 @@ static enum mg_code verify_online(const struct mg_account *a, const char *sub,
     if (worst == MG_E_MAILBOX)
         mg_error_set(err, MG_E_MAILBOX, "%s: some mailboxes could not be verified", a->name);
     free(boxes);
-    mg_pool_destroy(pool);
-    mg_tls_ctx_destroy(tls);
+    mg_backup_disconnect(&c);
     return worst;
 }
 

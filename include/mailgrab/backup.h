@@ -29,12 +29,16 @@ struct mg_mailbox_report {
     char name[1024]; /* UTF-8 */
     char dir[PATH_MAX];
     uint32_t uidvalidity;
-    size_t listed;  /* on the server */
-    size_t skipped; /* already stored */
-    size_t fetched; /* new this run */
+    size_t listed;   /* on the server */
+    size_t skipped;  /* already stored */
+    size_t fetched;  /* new this run */
+    size_t linked;   /* Gmail: stored as a link to the copy in another folder */
+    size_t unlinked; /* Gmail: links removed (the label was taken off) */
     size_t failed;
     size_t vanished;
-    uint64_t bytes;
+    uint64_t bytes;      /* of the messages stored */
+    uint64_t wire_bytes; /* received from the server for this mailbox, as sent
+                          * (compressed when COMPRESS=DEFLATE is on) */
     double seconds;
     enum mg_code code;
     char error[MG_ERROR_MAX];
@@ -46,7 +50,10 @@ struct mg_report {
     const char *user;
     struct mg_mailbox_report *boxes;
     size_t nboxes;
-    unsigned connections; /* most sessions open at once */
+    unsigned connections;  /* most sessions open at once */
+    uint64_t wire_bytes;   /* received from the server in all, logins and listings too */
+    uint64_t stored_bytes; /* of the messages stored, in all mailboxes */
+    unsigned compressed;   /* sessions that ran with COMPRESS=DEFLATE */
     enum mg_code code;
     char error[MG_ERROR_MAX];
 };
@@ -69,14 +76,32 @@ struct mg_backup_box {
     char utf8[1024];                  /* as the user reads it */
     char imap[1024];                  /* as sent to the server */
     char path[MG_MBOX_PATH_MAX + 16]; /* its directory under the output */
+    unsigned roles;                   /* enum mg_role (source.h) */
 };
 struct mg_pool;
 /* Where account a's backup is (its output, or output/<account> when the
  * accounts of the config file share it), without creating or claiming it.
  * Returns 0, or -1 if the path does not fit in cap. */
 int mg_backup_dir(const struct mg_account *a, char *dir, size_t cap);
+/* One session to account a's server, logged in, for the commands that only
+ * read (verify, estimate). The struct holds what the pool borrows; close it
+ * with mg_backup_disconnect (also after a failure). */
+struct mg_backup_conn {
+    struct mg_tls_ctx *tls;
+    struct mg_server srv;
+    struct mg_imap_source is;
+    struct mg_pool *pool;
+};
+enum mg_code mg_backup_connect(const struct mg_account *a, const struct mg_creds *cr,
+                               struct mg_backup_conn *c, struct mg_error *err);
+void mg_backup_disconnect(struct mg_backup_conn *c);
+
+/* *gmail: the server has Gmail's extensions and these are several
+ * mailboxes, so a backup stores each message once (All Mail first, Spam and
+ * Trash left out of --all-mailboxes without spam_trash; gmail.h). */
 enum mg_code mg_backup_mailboxes(const struct mg_account *a, struct mg_pool *pool,
-                                 struct mg_backup_box **out, size_t *n, struct mg_error *err);
+                                 struct mg_backup_box **out, size_t *n, bool *gmail,
+                                 struct mg_error *err);
 
 /* Print an error of account a; a named account's errors say which one. */
 void mg_backup_err(const struct mg_account *a, const char *msg);

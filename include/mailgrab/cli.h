@@ -30,14 +30,18 @@ struct mg_options {
     struct mg_stats_settings analysis; /* --csv, --top, --tz, --stopwords */
     unsigned long limit;               /* 0: no limit */
     enum mg_verbosity verbosity;
-    bool verify;  /* mailgrab verify (verify.h) */
-    bool offline; /* verify --offline: the files against their manifests only */
+    bool verify;   /* mailgrab verify (verify.h) */
+    bool offline;  /* verify --offline: the files against their manifests only */
+    bool estimate; /* mailgrab estimate (estimate.h) */
+    bool json;     /* estimate --json */
 };
 
 /* argv[1] "verify" parses `mailgrab verify`, which takes the account options
- * and --offline (o->verify set). */
+ * and --offline (o->verify set); "estimate" `mailgrab estimate`, which takes
+ * them and --json (o->estimate set). */
 enum mg_code mg_cli_parse(int argc, char **argv, struct mg_options *o, struct mg_error *err);
 void mg_cli_usage(FILE *f);
 void mg_cli_verify_usage(FILE *f);
+void mg_cli_estimate_usage(FILE *f);
 
 #endif

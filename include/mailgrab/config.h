@@ -39,6 +39,7 @@ struct mg_account {
     const char *mailboxes[MG_MAX_MAILBOXES];
     size_t nmailboxes;
     enum mg_yesno all_mailboxes;
+    enum mg_yesno spam_trash; /* Gmail: Spam and Trash too */
     enum mg_format format;
     unsigned chunks;  /* 0 unset */
     unsigned timeout; /* 0 unset */
@@ -50,6 +51,7 @@ struct mg_account {
     const char *oauth2_refresh_token_file;
     const char *oauth2_token_command;
     const char *oauth2_cafile; /* CA bundle for the token endpoint */
+    enum mg_yesno compress;    /* COMPRESS=DEFLATE when offered (default yes) */
     /* Set by mg_config_share_outputs: another account of the config file
      * has the same output, so this one keeps its mail in output/<name>;
      * the first of them in the file takes over a backup with no record of

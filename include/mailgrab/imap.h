@@ -28,8 +28,8 @@
 struct mg_server {
     const char *host;
     const char *port;
-    int timeout_s; /* inactivity timeout for every network wait */
-    struct mg_tls_ctx *tls;
+    int timeout_s;          /* inactivity timeout for every network wait */
+    struct mg_tls_ctx *tls; /* also says whether COMPRESS=DEFLATE may be used */
 };
 
 struct mg_imap;
@@ -43,6 +43,9 @@ struct mg_imap_source {
 
 struct mg_source mg_imap_source(struct mg_imap_source *is);
 
+/* Connect, log in, and switch to COMPRESS=DEFLATE when the server offers
+ * it (unless mg_tls_ctx_no_compress): a server that refuses it is used
+ * uncompressed. */
 enum mg_code mg_imap_open(const struct mg_server *srv, const struct mg_creds *cr,
                           struct mg_imap **out, struct mg_error *err);
 
@@ -62,12 +65,28 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
 
 /* LIST "" "*": call each(name, ctx) for every selectable mailbox, with
  * the name as the server sent it (modified UTF-7); at most 10,000. */
-enum mg_code mg_imap_mailboxes(struct mg_imap *s, void (*each)(const char *name, void *ctx),
-                               void *ctx, struct mg_error *err);
+enum mg_code mg_imap_mailboxes(struct mg_imap *s,
+                               void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                               struct mg_error *err);
+
+/* What the server offers after login (enum mg_cap bits, source.h), asked
+ * with CAPABILITY once per session. On Gmail, says who mailgrab is with ID
+ * (Google asks clients to). */
+unsigned mg_imap_caps(struct mg_imap *s);
+
+/* mg_imap_list with Gmail's X-GM-MSGID, X-GM-THRID and X-GM-LABELS (labels
+ * decoded to UTF-8), FLAGS and INTERNALDATE, read and parsed by mailgrab
+ * (fetchresp.h): libetpan cannot parse these items. */
+enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_error *err);
 
 /* Append every message's UID and RFC822.SIZE to out (unsorted): at most
  * EXISTS + 10,000 of them (1,000,000 without EXISTS), else MG_E_PROTOCOL. */
-enum mg_code mg_imap_list(struct mg_imap *s, struct mg_msglist *out, struct mg_error *err);
+enum mg_code mg_imap_list(struct mg_imap *s, uint32_t from, struct mg_msglist *out,
+                          struct mg_error *err);
+
+/* STATUS (UIDNEXT UIDVALIDITY MESSAGES) of mailbox, without opening it. */
+enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
+                            struct mg_error *err);
 
 /*
  * UID FETCH the given UIDs (sorted) with BODY.PEEK[]; each message's bytes

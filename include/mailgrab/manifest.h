@@ -2,8 +2,9 @@
  * manifest.h - what each stored message was when mailgrab stored it: the
  * per-mailbox manifest of SHA-256 sums that `mailgrab verify` checks.
  *
- * <mailbox dir>/.mailgrab-manifest, mode 0600, one line per message, only
- * ever appended to:
+ * <mailbox dir>/.mailgrab-manifest, mode 0600, one line per message,
+ * appended to (rewritten only to leave out messages whose files are removed
+ * on purpose: a Gmail label taken off, mg_manifest_log_forget):
  *
  *     <uid> <size> <sha256, 64 lowercase hex> <origin> <name>\n
  *
@@ -122,5 +123,10 @@ bool mg_manifest_log_has(const struct mg_manifest_log *l, uint32_t uid);
  * missing entries from the files. Thread-safe. */
 enum mg_code mg_manifest_log_append(struct mg_manifest_log *l, const struct mg_manifest_entry *v,
                                     size_t n, struct mg_error *err);
+/* Leave the entries of uids (sorted in place) out: the manifest is written
+ * anew and renamed into place, as for damaged lines. Only for messages
+ * whose files are being removed on purpose (a Gmail label taken off). */
+enum mg_code mg_manifest_log_forget(struct mg_manifest_log *l, int dirfd, uint32_t *uids, size_t n,
+                                    struct mg_error *err);
 
 #endif

@@ -109,13 +109,20 @@ enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struc
  * ...). The engine tests shorten it. */
 void mg_pool_set_pause(struct mg_pool *p, unsigned ms);
 
+/* A run uses one connection per `bytes` of its job (at least one, at most
+ * `workers`): a connection more costs a TLS handshake and a login, worth it
+ * only for its share of the work (default 256 KiB). The engine tests, whose
+ * messages are tiny, set 1. */
+void mg_pool_set_session_worth(struct mg_pool *p, uint64_t bytes);
+
 /* Connect the pool's first session (the control session) now, so that
  * credential and certificate problems show before anything else. */
 enum mg_code mg_pool_connect(struct mg_pool *p, struct mg_error *err);
 
 /* LIST "" "*" on the control session (see mg_imap_mailboxes). */
-enum mg_code mg_pool_mailboxes(struct mg_pool *p, void (*each)(const char *name, void *ctx),
-                               void *ctx, struct mg_error *err);
+enum mg_code mg_pool_mailboxes(struct mg_pool *p,
+                               void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                               struct mg_error *err);
 
 /* EXAMINE mailbox on the control session. */
 enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
@@ -129,12 +136,26 @@ enum mg_code mg_pool_examine(struct mg_pool *p, const char *mailbox, struct mg_m
  * something to fetch: on a run with nothing new it costs logins. */
 void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n);
 
-/* List mailbox's UIDs and sizes into out (replacing what it held), after an
+/* List mailbox's UIDs from `from` on and their sizes into out (replacing what it held), after an
  * EXAMINE unless it is open on the control session already. A server that
  * ends the control session (Gmail does when a token expires) costs a
  * reconnect, not the run: these calls retry on a new session a few times. */
-enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
-                          struct mg_msglist *out, struct mg_error *err);
+enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, uint32_t from,
+                          struct mg_mailbox_info *mi, struct mg_msglist *out, struct mg_error *err);
+
+/* STATUS of mailbox on the control session (UIDVALIDITY, UIDNEXT, MESSAGES),
+ * without opening it. */
+enum mg_code mg_pool_status(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                            struct mg_error *err);
+
+/* mg_pool_list with Gmail's message ids, thread ids, labels, flags and
+ * INTERNALDATE (only on a server that offers MG_CAP_GMAIL). */
+enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+                            struct mg_gmlist *out, struct mg_error *err);
+
+/* What the server offers after login (enum mg_cap bits), asked on the
+ * control session. */
+enum mg_code mg_pool_caps(struct mg_pool *p, unsigned *caps, struct mg_error *err);
 
 /* Fetch job->msgs with up to `workers` sessions (fewer for few messages).
  * Returns MG_OK, MG_E_PARTIAL, or the fatal code in res->fatal. */

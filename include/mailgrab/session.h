@@ -82,15 +82,24 @@ void mg_slot_join_warm(struct mg_slot *slot);
 /* The control operations, on slot 0, with a new session and a pause after
  * a passing failure (MAX tries), not after a refusal. */
 enum mg_code mg_sessions_connect(struct mg_sessions *s, struct mg_error *err);
-enum mg_code mg_sessions_mailboxes(struct mg_sessions *s, void (*each)(const char *name, void *ctx),
+enum mg_code mg_sessions_mailboxes(struct mg_sessions *s,
+                                   void (*each)(const char *name, unsigned roles, void *ctx),
                                    void *ctx, struct mg_error *err);
 enum mg_code mg_sessions_examine(struct mg_sessions *s, const char *mailbox,
                                  struct mg_mailbox_info *mi, struct mg_error *err);
-enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox,
+enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox, uint32_t from,
                               struct mg_mailbox_info *mi, struct mg_msglist *out,
                               struct mg_error *err);
+enum mg_code mg_sessions_status(struct mg_sessions *s, const char *mailbox,
+                                struct mg_mailbox_info *mi, struct mg_error *err);
 
 /* Log in and EXAMINE mailbox on slots 1 .. n - 1 in the background. */
+/* mg_sessions_list with Gmail's ids and labels (source.h gmlist). */
+enum mg_code mg_sessions_gmlist(struct mg_sessions *s, const char *mailbox,
+                                struct mg_mailbox_info *mi, struct mg_gmlist *out,
+                                struct mg_error *err);
+/* What the server offers after login (enum mg_cap bits). */
+enum mg_code mg_sessions_caps(struct mg_sessions *s, unsigned *caps, struct mg_error *err);
 void mg_sessions_warm(struct mg_sessions *s, const char *mailbox, unsigned n);
 
 #endif

@@ -28,10 +28,11 @@
 
 /* Commands, as a bit set of the ones that take a setting. */
 enum mg_command {
-    MG_CMD_BACKUP = 1u << 0, /* mailgrab [options] */
-    MG_CMD_LOGIN = 1u << 1,  /* mailgrab login */
-    MG_CMD_STATS = 1u << 2,  /* mailgrab stats DIR */
-    MG_CMD_VERIFY = 1u << 3, /* mailgrab verify [options] */
+    MG_CMD_BACKUP = 1u << 0,   /* mailgrab [options] */
+    MG_CMD_LOGIN = 1u << 1,    /* mailgrab login */
+    MG_CMD_STATS = 1u << 2,    /* mailgrab stats DIR */
+    MG_CMD_VERIFY = 1u << 3,   /* mailgrab verify [options] */
+    MG_CMD_ESTIMATE = 1u << 4, /* mailgrab estimate [options] */
 };
 
 enum mg_setting_id {
@@ -40,14 +41,17 @@ enum mg_setting_id {
     MG_SET_AUTH,
     MG_SET_CAFILE,
     MG_SET_CHUNKS,
+    MG_SET_COMPRESS,
     MG_SET_CONFIG,
     MG_SET_CSV,
     MG_SET_FORMAT,
     MG_SET_HELP,
     MG_SET_JOBS,
+    MG_SET_ESTIMATE_JSON,
     MG_SET_LIMIT,
     MG_SET_LOGIN_TIMEOUT,
     MG_SET_MAILBOX,
+    MG_SET_NO_COMPRESS,
     MG_SET_OAUTH2_AUTH_URL,
     MG_SET_OAUTH2_CAFILE,
     MG_SET_OAUTH2_CLIENT_ID,
@@ -65,6 +69,7 @@ enum mg_setting_id {
     MG_SET_PROVIDER,
     MG_SET_QUIET,
     MG_SET_SERVER,
+    MG_SET_SPAM_TRASH,
     MG_SET_STATS,
     MG_SET_STOPWORDS,
     MG_SET_SUMMARY_JSON,

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "mailgrab/error.h"
+#include "mailgrab/gmlist.h"
 #include "mailgrab/plan.h"
 
 struct mg_mailbox_info {
@@ -58,6 +59,27 @@ struct mg_fetch_sink {
     void (*bad)(void *ctx, uint32_t uid, const char *why);
 };
 
+/* What a listed mailbox is for (RFC 6154 SPECIAL-USE attributes; Gmail's
+ * \Important too): how a Gmail account's folders are found, whatever name
+ * the server gives them in the user's language. */
+enum mg_role {
+    MG_ROLE_ALL = 1u << 0,       /* \All: every message (Gmail's All Mail) */
+    MG_ROLE_JUNK = 1u << 1,      /* \Junk */
+    MG_ROLE_TRASH = 1u << 2,     /* \Trash */
+    MG_ROLE_SENT = 1u << 3,      /* \Sent */
+    MG_ROLE_DRAFTS = 1u << 4,    /* \Drafts */
+    MG_ROLE_FLAGGED = 1u << 5,   /* \Flagged (Gmail's Starred) */
+    MG_ROLE_IMPORTANT = 1u << 6, /* \Important */
+    MG_ROLE_ARCHIVE = 1u << 7,   /* \Archive */
+};
+
+/* What a server offers, after login. */
+enum mg_cap {
+    MG_CAP_GMAIL = 1u << 0,     /* X-GM-EXT-1: X-GM-MSGID, X-GM-THRID, X-GM-LABELS */
+    MG_CAP_CONDSTORE = 1u << 1, /* RFC 7162 */
+    MG_CAP_SPECIAL_USE = 1u << 2,
+};
+
 struct mg_session; /* one implementation's session */
 
 struct mg_source_ops {
@@ -67,11 +89,24 @@ struct mg_source_ops {
      * session stays usable unless broken says otherwise). */
     enum mg_code (*examine)(struct mg_session *s, const char *mailbox, struct mg_mailbox_info *info,
                             struct mg_error *err);
-    /* Every selectable mailbox, as the server names it. */
-    enum mg_code (*mailboxes)(struct mg_session *s, void (*each)(const char *name, void *ctx),
-                              void *ctx, struct mg_error *err);
-    /* Append the open mailbox's UIDs and sizes to out (unsorted). */
-    enum mg_code (*list)(struct mg_session *s, struct mg_msglist *out, struct mg_error *err);
+    /* Every selectable mailbox, as the server names it, with its roles
+     * (enum mg_role bits). */
+    enum mg_code (*mailboxes)(struct mg_session *s,
+                              void (*each)(const char *name, unsigned roles, void *ctx), void *ctx,
+                              struct mg_error *err);
+    /* What the server offers after login (enum mg_cap bits). */
+    unsigned (*caps)(struct mg_session *s);
+    /* Like list, with Gmail's message id, thread id, labels, flags and
+     * INTERNALDATE (only on a server with MG_CAP_GMAIL). May be NULL. */
+    enum mg_code (*gmlist)(struct mg_session *s, struct mg_gmlist *out, struct mg_error *err);
+    /* Append the open mailbox's UIDs of at least from, and their sizes, to
+     * out (unsorted). from 1: every message. */
+    enum mg_code (*list)(struct mg_session *s, uint32_t from, struct mg_msglist *out,
+                         struct mg_error *err);
+    /* UIDVALIDITY, UIDNEXT and the number of messages of mailbox without
+     * opening it (STATUS). May be NULL; any failure means: open it. */
+    enum mg_code (*status)(struct mg_session *s, const char *mailbox, struct mg_mailbox_info *info,
+                           struct mg_error *err);
     /* Fetch uids (sorted) into sink; see the contract above. */
     enum mg_code (*fetch)(struct mg_session *s, const uint32_t *uids, size_t n,
                           const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err);

@@ -158,6 +158,53 @@ enum mg_code mg_batch_commit(struct mg_batch *b,
 /* Remove every temp file of the batch (after a failed fetch). */
 void mg_batch_discard(struct mg_batch *b);
 
+/*
+ * Another name for a message stored elsewhere in the same output: how a
+ * Gmail label folder holds the one copy of each message (gmail.h).
+ * mg_store_name_of gives the name, relative to the mailbox directory, of a
+ * message stored in st when the store was opened or linked since (the names
+ * are read once, on first use; not thread-safe, unlike the rest of a store).
+ * mg_store_link hard-links each src (relative to srcfd, a regular file, not
+ * followed if a symlink) into st as uid with flags (Maildir), names made
+ * durable with one flush, sums recorded in the manifest (read back, 'r');
+ * a name taken already is left alone. mg_store_unlink_copies removes uids
+ * whose file has another name (st_nlink > 1), manifest entries first: the
+ * last copy of a message is never removed.
+ */
+struct mg_store_link {
+    uint32_t uid;
+    int srcfd;
+    const char *src;
+    const char *flags;
+};
+int mg_store_name_of(struct mg_store *st, uint32_t uid, char *out, size_t cap);
+enum mg_code mg_store_link(struct mg_store *st, const struct mg_store_link *v, size_t n,
+                           size_t *linked, struct mg_error *err);
+enum mg_code mg_store_unlink_copies(struct mg_store *st, const uint32_t *uids, size_t n,
+                                    size_t *removed, struct mg_error *err);
+/* The UIDs stored now (from the names); *uids is the caller's to free. */
+size_t mg_store_stored(struct mg_store *st, uint32_t **uids);
+/* The mailbox directory, open (borrowed). */
+int mg_store_dirfd(const struct mg_store *st);
+
+/*
+ * What the last complete run saw, kept in the state file with the
+ * UIDVALIDITY: every message with a UID below uidnext was stored, stored
+ * messages in all. A run that finds the same UIDNEXT and no fewer files has
+ * nothing to list; one that finds a higher UIDNEXT lists only from the
+ * mark. Absent (zero) for a new directory, a state file from an older
+ * mailgrab or one that cannot be read: the run lists everything.
+ * mg_store_marked peeks at OUTPUT/<component> without opening a store.
+ */
+struct mg_store_mark {
+    uint32_t uidnext;
+    uint64_t stored;
+};
+void mg_store_get_mark(const struct mg_store *st, struct mg_store_mark *m);
+enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *m,
+                               struct mg_error *err);
+bool mg_store_marked(const char *output, const char *component);
+
 /* The layout this store writes. */
 enum mg_format mg_store_format(const struct mg_store *st);
 

@@ -12,6 +12,12 @@
  * sends (see imapframe.h): beyond a bound, the read fails as a broken stream,
  * and mg_tls_refused says so.
  *
+ * COMPRESS=DEFLATE (RFC 4978, compress.h) runs inside the driver: once the
+ * server agreed to it, every byte either way goes through deflate, and the
+ * bounds above see the inflated IMAP text. The context counts the bytes
+ * its streams received as the server sent them (compressed, when they
+ * were): what a run cost on the wire, TLS records and TCP aside.
+ *
  * Memory: mg_tls_ctx is created once and destroyed after every stream using it
  * is gone. A mailstream from mg_tls_connect belongs to its caller (normally
  * handed to mailimap_connect, which then owns it).
@@ -24,6 +30,7 @@
 #include <libetpan/libetpan.h>
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "mailgrab/error.h"
 
@@ -61,5 +68,25 @@ bool mg_tls_refused(mailstream *s);
 
 /* Why the last read or write on s failed, as text for an error message. */
 const char *mg_tls_last_error(mailstream *s);
+
+/* Sessions over ctx do not ask for COMPRESS=DEFLATE (--no-compress); call
+ * before any stream exists. By default they do when the server offers it. */
+void mg_tls_ctx_no_compress(struct mg_tls_ctx *ctx);
+bool mg_tls_ctx_compress(const struct mg_tls_ctx *ctx);
+
+/* Switching to COMPRESS=DEFLATE: while on, reads return one byte each, so
+ * that libetpan holds nothing past the server's answer to COMPRESS. */
+void mg_tls_hold_reads(mailstream *s, bool on);
+
+/* The server agreed to COMPRESS DEFLATE: from now on both directions are
+ * deflated. MG_E_PROTOCOL (the session must end) when libetpan holds
+ * bytes past the answer; MG_E_INTERNAL out of memory. Ends the hold. */
+enum mg_code mg_tls_start_compress(mailstream *s, struct mg_error *err);
+
+/* Bytes received by every stream of ctx so far, as the server sent them
+ * (the compressed bytes of compressed streams), and how many streams
+ * switched to COMPRESS=DEFLATE. Thread-safe; ctx may be NULL (0). */
+uint64_t mg_tls_ctx_wire_bytes(struct mg_tls_ctx *ctx);
+unsigned mg_tls_ctx_compressed(struct mg_tls_ctx *ctx);
 
 #endif

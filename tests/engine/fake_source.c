@@ -114,23 +114,25 @@ static enum mg_code fake_examine(struct mg_session *s, const char *mailbox,
     return MG_OK;
 }
 
-static enum mg_code fake_mailboxes(struct mg_session *s, void (*each)(const char *name, void *ctx),
+static enum mg_code fake_mailboxes(struct mg_session *s,
+                                   void (*each)(const char *name, unsigned roles, void *ctx),
                                    void *ctx, struct mg_error *err)
 {
     (void)s;
     (void)err;
-    each("INBOX", ctx);
+    each("INBOX", 0, ctx);
     return MG_OK;
 }
 
-static enum mg_code fake_list(struct mg_session *s, struct mg_msglist *out, struct mg_error *err)
+static enum mg_code fake_list(struct mg_session *s, uint32_t from, struct mg_msglist *out,
+                              struct mg_error *err)
 {
     struct fake_server *f = s->f;
     pthread_mutex_lock(&f->mu);
     f->lists++;
     enum mg_code rc = MG_OK;
     for (size_t i = 0; i < f->n && rc == MG_OK; i++)
-        if (mg_msglist_push(out, f->uids[i], f->sizes[i]) != 0)
+        if (f->uids[i] >= from && mg_msglist_push(out, f->uids[i], f->sizes[i]) != 0)
             rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
     pthread_mutex_unlock(&f->mu);
     return rc;

@@ -47,6 +47,7 @@ struct fake_server {
     unsigned delay_ms;       /* each message takes this long to send */
     bool hang_fetch;         /* a FETCH hangs until cancelled */
     uint32_t renumber_after; /* sessions opened after this many see uidvalidity + 1 */
+    uint64_t session_worth;  /* the pool's bytes per connection; 0: 1 (every message) */
 
     /* what happened */
     unsigned opened, open_now, fetches, cut, cancelled, examines, lists;

@@ -71,10 +71,12 @@ static void run_pool(struct fake_server *f, unsigned workers, size_t fetch_msgs,
     r->rc = mg_pool_create(&src, workers, &pool, &r->err);
     if (r->rc == MG_OK) {
         mg_pool_set_pause(pool, 20); /* the pauses' logic, at 1/50 of the time */
+        /* Tiny messages stand for big ones: each worth a connection. */
+        mg_pool_set_session_worth(pool, f->session_worth ? f->session_worth : 1);
         r->rc = mg_pool_connect(pool, &r->err);
     }
     if (r->rc == MG_OK)
-        r->rc = mg_pool_list(pool, "INBOX", &mi, &msgs, &r->err);
+        r->rc = mg_pool_list(pool, "INBOX", 1, &mi, &msgs, &r->err);
     bool newgen;
     if (r->rc == MG_OK)
         r->rc =
@@ -305,6 +307,30 @@ static void test_busy_refusal_is_retried(void **state)
     run_pool(&f, 1, 256, &r);
     assert_exact(&r, &f);
     assert_int_equal(f.asked[4], 2);
+    cleanup(&r);
+    fake_finish(&f);
+}
+
+/* A small job does not open a connection per message: one connection per
+ * 256 KiB of it (the default), however many workers the pool has. */
+static void test_small_job_few_connections(void **state)
+{
+    (void)state;
+    struct fake_server f;
+    fake_init(&f, 40, 1000, 5000); /* about 120 KB */
+    f.session_worth = 256 << 10;
+    struct run r;
+    run_pool(&f, 8, 4, &r);
+    assert_exact(&r, &f);
+    assert_int_equal(r.res.connections, 1);
+    assert_int_equal(f.opened, 1);
+    cleanup(&r);
+    fake_finish(&f);
+    fake_init(&f, 40, 30000, 40000); /* about 1.4 MB: six connections */
+    f.session_worth = 256 << 10;
+    run_pool(&f, 8, 4, &r);
+    assert_exact(&r, &f);
+    assert_true(r.res.connections >= 2 && r.res.connections <= 6);
     cleanup(&r);
     fake_finish(&f);
 }
@@ -576,6 +602,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_message_longer_than_a_session),
         cmocka_unit_test(test_busy_refusal_is_retried),
         cmocka_unit_test(test_message_always_refused),
+        cmocka_unit_test(test_small_job_few_connections),
         cmocka_unit_test(test_quota_stops_and_keeps),
         cmocka_unit_test(test_broken_message_isolated),
         cmocka_unit_test(test_lies_store_nothing_extra),

@@ -610,6 +610,8 @@ class TestConnectionLimit(Base):
                              f"{logins} logins for 6 mailboxes" + res.describe())
         for box in ["INBOX", "One", "Two", "Three", "Four", "Five.Deep"]:
             self.assertBox(os.path.join(out, box), server_mail(self.dc, "alice", box), res)
+        # Dovecot has no Gmail extensions: no Gmail backup, no labels file.
+        self.assertFalse(os.path.exists(os.path.join(out, "labels.jsonl")), res.describe())
 
 
 class TestLock(Base):

@@ -50,6 +50,19 @@ class TestServer(unittest.TestCase):
         self.assertEqual(m.login("bob", server.password("bob"))[0], "OK")
         m.logout()
 
+    def test_compress_offered_only_when_asked(self):
+        """COMPRESS=DEFLATE (imap_zlib) after login with compress=True only:
+        the proxies that read IMAP text rely on the default being plain."""
+        def caps(srv):
+            m = reference.login(srv, "alice")
+            try:
+                return reference.ok(m.capability(), "CAPABILITY")[0].decode().split()
+            finally:
+                m.logout()
+        self.assertNotIn("COMPRESS=DEFLATE", caps(server))
+        with Dovecot(compress=True) as z:
+            self.assertIn("COMPRESS=DEFLATE", caps(z))
+
     def test_untrusted_ca_is_rejected(self):
         with self.assertRaises(ssl.SSLCertVerificationError):
             imaplib.IMAP4_SSL(server.host, server.imaps_port,

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import unittest
+import zlib
 
 from mgtest import tools
 from mgtest.scripted import CLOSE, DATE, Scripted, message
@@ -420,6 +421,59 @@ class TestHuge(Base):
         self.refused({"list": lambda s, tag: (b"".join(line % (i * 1000 + j) for j in range(1000))
                                               for i in range(1000))},
                      "--all-mailboxes", words=("untagged",))
+
+
+class TestCompress(Base):
+    """A server that offers COMPRESS=DEFLATE after login and then refuses it
+    is used uncompressed; one that agrees and then sends bytes that are not
+    deflate ends each session with a line that says so (exit 8)."""
+
+    offer = {"login": lambda s, tag: tag + b" OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] in\r\n"}
+
+    def test_refused_compress_goes_on_plain(self):
+        for answer in (b" NO not now\r\n", b" BAD unknown command\r\n"):
+            boxes = inbox(5)
+            hooks = dict(self.offer, compress=lambda s, tag, a=answer: tag + a)
+            with Scripted(pki, boxes, hooks=hooks) as srv:
+                res = self.grab(srv, "--chunks", "2")
+            self.assertExit(res, EXIT_OK)
+            self.assertStored(boxes, range(1, 6), res)
+            asked = [c for _, c in srv.commands if c.endswith(b"COMPRESS DEFLATE")]
+            self.assertGreaterEqual(len(asked), 1, res.describe())
+            shutil.rmtree(self.out)
+
+    def test_no_compress_does_not_ask(self):
+        boxes = inbox(3)
+        with Scripted(pki, boxes, hooks=self.offer) as srv:
+            res = self.grab(srv, "--no-compress")
+        self.assertExit(res, EXIT_OK)
+        self.assertFalse([c for _, c in srv.commands if b"COMPRESS" in c], res.describe())
+
+    def test_agreed_then_not_deflate(self):
+        hooks = dict(self.offer, compress=lambda s, tag: [
+            tag + b" OK begin compression\r\n* OK this is not deflate\r\n"])
+        with Scripted(pki, inbox(3), hooks=hooks) as srv:
+            res = self.grab(srv, timeout=40)
+        self.assertExit(res, EXIT_PROTOCOL)
+        self.assertOneLine(res, "do not inflate")
+        self.assertEqual(self.stored(), {}, res.describe())
+
+
+    def test_inflated_flood_meets_the_bounds(self):
+        """Agreed, then an endless line that deflates to almost nothing (a
+        16 MB line in 16 KB, sent with the OK): the response bound applies
+        to the inflated text, so the session ends (exit 8) and RSS stays
+        flat."""
+        def bomb(s, tag):
+            z = zlib.compressobj(9, zlib.DEFLATED, -15)
+            yield tag + b" OK begin compression\r\n" + z.compress(b"* OK ") + z.flush(
+                zlib.Z_SYNC_FLUSH)
+            for _ in range(16):
+                yield z.compress(b"x" * (1 << 20)) + z.flush(zlib.Z_SYNC_FLUSH)
+        with Scripted(pki, inbox(3), hooks=dict(self.offer, compress=bomb)) as srv:
+            res = self.grab(srv, timeout=40)
+        self.assertExit(res, EXIT_PROTOCOL)
+        self.assertOneLine(res, "response longer than")
 
 
 class TestBye(Base):

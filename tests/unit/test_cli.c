@@ -39,6 +39,7 @@ static void test_unset_means_unset(void **state)
     assert_int_equal(o.over.timeout, 0);
     assert_int_equal(o.over.format, -1);
     assert_int_equal(o.over.all_mailboxes, -1);
+    assert_int_equal(o.over.compress, MG_YESNO_UNSET);
     assert_int_equal(o.limit, 0);
     assert_int_equal(o.verbosity, MG_NORMAL);
     assert_null(o.config);
@@ -74,6 +75,12 @@ static void test_all_options(void **state)
     assert_int_equal(parse(&o, &e, "-s h -u u -q --all-mailboxes"), MG_OK);
     assert_int_equal(o.verbosity, MG_QUIET);
     assert_int_equal(o.over.all_mailboxes, 1);
+    assert_int_equal(parse(&o, &e, "-s h -u u --no-compress"), MG_OK);
+    assert_int_equal(o.over.compress, MG_NO);
+    assert_int_equal(parse(&o, &e, "-s h -u u --compress"), MG_OK);
+    assert_int_equal(o.over.compress, MG_YES);
+    assert_int_equal(parse(&o, &e, "-s h -u u --compress --no-compress"), MG_OK);
+    assert_int_equal(o.over.compress, MG_NO); /* the last one given */
 }
 
 static void test_refusals(void **state)

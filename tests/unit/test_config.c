@@ -47,7 +47,8 @@ static void test_accounts_and_defaults(void **state)
                  "port = 1993\n"
                  "user = me\n"
                  "all_mailboxes = yes\n"
-                 "chunks = 2\n",
+                 "chunks = 2\n"
+                 "compress = no\n",
                  0600);
     struct mg_config cfg;
     struct mg_error e;
@@ -72,7 +73,8 @@ static void test_accounts_and_defaults(void **state)
     assert_int_equal(a.chunks, 9);                 /* command line wins */
     assert_int_equal(a.format, MG_FORMAT_MAILDIR); /* from [account] */
     assert_string_equal(a.password_file, "/pw");
-    assert_null(a.password_command); /* one source replaces the other */
+    assert_null(a.password_command);      /* one source replaces the other */
+    assert_int_equal(a.compress, MG_YES); /* built-in */
 
     mg_account_init(&a, "home");
     mg_account_merge(&a, &cfg.defaults);
@@ -80,6 +82,7 @@ static void test_accounts_and_defaults(void **state)
     assert_int_equal(mg_account_finish(&a, &e), MG_OK);
     assert_int_equal(a.chunks, 2); /* [account] over [defaults] */
     assert_int_equal(a.all_mailboxes, 1);
+    assert_int_equal(a.compress, MG_NO);
     assert_int_equal(a.nmailboxes, 0);
     assert_string_equal(a.port, "1993");
     mg_config_finish(&cfg);

@@ -14,7 +14,8 @@
 
 static const char *man_dir;
 
-static const unsigned commands[] = {MG_CMD_BACKUP, MG_CMD_LOGIN, MG_CMD_STATS, MG_CMD_VERIFY};
+static const unsigned commands[] = {MG_CMD_BACKUP, MG_CMD_LOGIN, MG_CMD_STATS, MG_CMD_VERIFY,
+                                    MG_CMD_ESTIMATE};
 
 /* Sorted by long name, one name per command, keys spelled like names. */
 static void test_table_shape(void **state)
@@ -230,6 +231,7 @@ static void test_help_and_man_pages_name_everything(void **state)
     char *main_page = slurp("mailgrab.1");
     char *stats_page = slurp("mailgrab-stats.1");
     char *verify_page = slurp("mailgrab-verify.1");
+    char *estimate_page = slurp("mailgrab-estimate.1");
     char *conf_page = slurp("mailgrab.conf.5");
     size_t n;
     const struct mg_setting *t = mg_settings(&n);
@@ -240,9 +242,10 @@ static void test_help_and_man_pages_name_everything(void **state)
         assert_non_null(f);
         mg_settings_help(commands[c], f);
         fclose(f);
-        const char *page = commands[c] == MG_CMD_STATS    ? stats_page
-                           : commands[c] == MG_CMD_VERIFY ? verify_page
-                                                          : main_page;
+        const char *page = commands[c] == MG_CMD_STATS      ? stats_page
+                           : commands[c] == MG_CMD_VERIFY   ? verify_page
+                           : commands[c] == MG_CMD_ESTIMATE ? estimate_page
+                                                            : main_page;
         for (size_t i = 0; i < n; i++) {
             const struct mg_setting *s = &t[i];
             if (!(s->commands & commands[c]))
@@ -265,6 +268,7 @@ static void test_help_and_man_pages_name_everything(void **state)
     free(main_page);
     free(stats_page);
     free(verify_page);
+    free(estimate_page);
     free(conf_page);
 }
 

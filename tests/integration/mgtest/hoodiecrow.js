@@ -55,8 +55,10 @@ function message(m) {
         out.uid = m.uid;
     if (m.internaldate)
         out.internaldate = new Date(m.internaldate);
-    if (m.labels)
+    if (m.labels) {
         out["X-GM-LABELS"] = m.labels.map(wire);
+        out.configuredLabels = out["X-GM-LABELS"].slice();
+    }
     if (m.msgid)
         out["X-GM-MSGID"] = m.msgid;
     if (m.thrid)
@@ -122,6 +124,21 @@ if (plugins.includes("X-GM-EXT-1")) {
     server.registerCapability("X-GM-EXT-1");
     server.fetchHandlers["X-GM-THRID"] = function(connection, m) {
         return {type: "ATOM", value: m["X-GM-THRID"] || m["X-GM-MSGID"]};
+    };
+    // Gmail serves the labels a message has; the plugin adds one for each
+    // folder holding a copy (\All for All Mail, \Flagged for Starred).
+    // Messages with configured labels get exactly those.
+    for (const box of Object.values(server.folderCache))
+        for (const m of box.messages || [])
+            if (m.configuredLabels)
+                m["X-GM-LABELS"] = m.configuredLabels.slice();
+    // A label that is no atom (a space in it) goes as a quoted string, as
+    // Gmail sends "Muy Importante".
+    server.fetchHandlers["X-GM-LABELS"] = function(connection, m) {
+        return m["X-GM-LABELS"].map((label) => ({
+            type: /^[\\]?[A-Za-z0-9&+,\-_./]+$/.test(label) ? "ATOM" : "STRING",
+            value: label,
+        }));
     };
 }
 

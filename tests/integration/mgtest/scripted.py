@@ -20,6 +20,8 @@ name in `hooks` that returns what to send instead of the default:
     listing(s, tag, uids)          UID FETCH ... (UID RFC822.SIZE)
     message(s, seq, uid, default)  one message's FETCH response in a body fetch
     fetched(s, tag, uids)          the tagged end of a body fetch
+    compress(s, tag)               COMPRESS DEFLATE (default: BAD, not offered);
+                                   the server never compresses, whatever it answers
 
 `s` is the session (s.server, s.number: 1 for the first connection; s.box,
 the examined mailbox).  A hook returns bytes, an iterable of bytes (sent
@@ -171,6 +173,8 @@ class Scripted(TlsServer):
             return self._hook("login", lambda: tag + b" OK logged in\r\n", s, tag)
         if cmd == b"NOOP":
             return tag + b" OK done\r\n"
+        if cmd == b"COMPRESS":
+            return self._hook("compress", lambda: tag + b" BAD unknown command\r\n", s, tag)
         if cmd == b"LOGOUT":
             return [b"* BYE bye\r\n" + tag + b" OK done\r\n", CLOSE]
         if cmd == b"LIST":

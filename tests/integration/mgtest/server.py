@@ -173,10 +173,10 @@ last_valid_gid = 0
 mail_location = maildir:{root}/mail/%u/Maildir:INDEX={root}/index/%u:CONTROL={root}/control/%u{layout}
 mail_fsync = never
 maildir_very_dirty_syncs = no
-
+{zlib_global}
 protocol imap {{
   mail_max_userip_connections = {max_conn}
-}}
+{zlib_imap}}}
 
 service anvil {{
   unix_listener anvil-auth-penalty {{
@@ -252,12 +252,16 @@ class Dovecot:
     wrong_name_host = "127.0.0.2"
 
     def __init__(self, max_connections=100, root=None, foreground=True,
-                 imap_port=None, layout=None, auth_server=None):
+                 imap_port=None, layout=None, auth_server=None, compress=False):
         """layout: None for Maildir++ (hierarchy separator "."), or a Dovecot
         maildir LAYOUT such as "fs" (separator "/", folders as directories).
         auth_server: an mgtest.authserver.AuthServer to check XOAUTH2 and
-        OAUTHBEARER tokens against."""
+        OAUTHBEARER tokens against.
+        compress: offer COMPRESS=DEFLATE after login (the imap_zlib plugin);
+        a number from 1 to 9 is Dovecot's deflate level (6 otherwise).
+        Off by default: the proxies that read IMAP text need it plain."""
         self.max_connections = max_connections
+        self.compress = compress
         self.layout = layout
         self._own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="mgdc-")
@@ -319,7 +323,9 @@ class Dovecot:
                 layout=f":LAYOUT={self.layout}" if self.layout else "",
                 process_limit=max(200, 2 * self.max_connections),
                 client_limit=max(1000, 5 * self.max_connections),
-                unprivileged=self._unprivileged_conf()))
+                unprivileged=self._unprivileged_conf(),
+                zlib_global=self._zlib_conf(),
+                zlib_imap="  mail_plugins = $mail_plugins imap_zlib\n" if self.compress else ""))
         self._add_oauth2_conf()
         args = [dovecot_binary(), "-c", self.conf]
         if self.foreground:
@@ -340,6 +346,13 @@ class Dovecot:
             self.stop(cleanup=False)
             raise
         return self
+
+    def _zlib_conf(self):
+        if not self.compress:
+            return ""
+        level = ("" if self.compress is True else
+                 f"plugin {{\n  imap_compress_deflate_level = {int(self.compress)}\n}}\n")
+        return "mail_plugins = $mail_plugins zlib\n" + level
 
     def _add_oauth2_conf(self):
         """With auth_server: passwords keep their mechanisms, tokens go to a
@@ -498,15 +511,15 @@ class Dovecot:
             return f.read().decode("utf-8", "replace")
 
 
-def start_for_module(prefix, users=None):
+def start_for_module(prefix, users=None, **server_args):
     """What a test module sets up: a temporary directory named prefix...,
     an empty XDG_CONFIG_HOME in it (no stray user config is read), and a
-    started Dovecot with users ({name: password}) added.
-    Returns (server, workdir, config_home)."""
+    started Dovecot (given server_args, e.g. compress=True) with users
+    ({name: password}) added.  Returns (server, workdir, config_home)."""
     workdir = tempfile.mkdtemp(prefix=prefix)
     config_home = os.path.join(workdir, "xdg-empty")
     os.makedirs(config_home)
-    server = Dovecot()
+    server = Dovecot(**server_args)
     server.users.update(users or {})
     server.start()
     return server, workdir, config_home
