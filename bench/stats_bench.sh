@@ -1,41 +1,61 @@
 #!/bin/sh
-# stats_bench.sh [MESSAGES] - time `mailgrab stats` (--jobs 1 and 2) against a
-# straightforward Python stdlib equivalent on a generated corpus.
+# stats_bench.sh [MESSAGES] [small|typical] - time `mailgrab stats` (--jobs 1
+# and all cores) against a straightforward Python stdlib script doing the
+# same job (bench/py_stats.py), on a generated corpus, and print MB/s and
+# MB/s per core. Both write every output: the long CSV, the per-message
+# table, JSON (and mailgrab the HTML report).
+#   small:   tests/integration/test_stats.py's corpus (short text messages)
+#   typical: the integration corpus (mgtest/corpus.py): MIME, encoded
+#            headers, base64 attachments, a few large messages
 # MAILGRAB_BUILD selects the build directory (default: build/).
 set -eu
 n=${1:-50000}
-case $n in *[!0-9]* | '') echo "usage: $0 [MESSAGES]" >&2; exit 2 ;; esac
+kind=${2:-small}
+case $n in *[!0-9]* | '') echo "usage: $0 [MESSAGES] [small|typical]" >&2; exit 2 ;; esac
+case $kind in small | typical) ;; *) echo "usage: $0 [MESSAGES] [small|typical]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 mailgrab=${MAILGRAB_BUILD:-$root/build}/src/mailgrab
 [ -x "$mailgrab" ] || { echo "build mailgrab first (ninja -C build)" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/mailgrab-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
+cores=$(nproc)
 
-echo "generating $n messages..."
-python3 - "$root/tests/integration" "$work/corpus" "$n" <<'PY'
+echo "generating $n $kind messages..."
+python3 - "$root/tests/integration" "$work/corpus" "$n" "$kind" <<'PY'
 import sys
 sys.path.insert(0, sys.argv[1])
-import test_stats
-test_stats.generate(sys.argv[2], int(sys.argv[3]), seed=7)
+if sys.argv[4] == "small":
+    import test_stats
+    test_stats.generate(sys.argv[2], int(sys.argv[3]), seed=7)
+else:
+    from mgtest import corpus
+    corpus.deliver(sys.argv[2] + "/INBOX", 0, int(sys.argv[3]), seed=7)
 PY
-bytes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["bytes"])' \
-    "$work/corpus/expected.json")
+bytes=$(du -sb --apparent-size "$work/corpus" | cut -f1)
 
 run() {
     label=$1
-    shift
+    ncores=$2
+    shift 2
     start=$(date +%s.%N)
     "$@" >/dev/null
     end=$(date +%s.%N)
     python3 -c 'import sys
-label, n, b, s, e = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+label, n, b, c, s, e = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 t = e - s
-print("%-28s %8.2f s %10.0f msgs/s %8.1f MB/s" % (label, t, n / t, b / t / 1e6))' \
-        "$label" "$n" "$bytes" "$start" "$end"
+print("%-30s %8.2f s %9.0f msgs/s %8.1f MB/s %8.1f MB/s/core" % (label, t, n / t, b / t / 1e6, b / t / 1e6 / c))' \
+        "$label" "$n" "$bytes" "$ncores" "$start" "$end"
 }
 
-echo "corpus: $n messages, $bytes bytes"
-run "mailgrab stats --jobs 1" "$mailgrab" stats "$work/corpus" --tz UTC --csv - --jobs 1
-run "mailgrab stats --jobs 2" "$mailgrab" stats "$work/corpus" --tz UTC --csv - --jobs 2
-run "python3 email+Counter" python3 "$root/bench/py_stats.py" "$work/corpus" \
-    "$root/config/stopwords.txt"
+out=$work/out
+mkdir "$out"
+echo "corpus: $n messages, $bytes bytes, $cores cores"
+run "mailgrab stats --jobs 1" 1 "$mailgrab" stats "$work/corpus" --tz UTC --jobs 1 \
+    --me alice@example.com --csv "$out/long.csv" --messages-csv "$out/rows.csv" \
+    --json "$out/stats.json" --html "$out/report.html"
+run "mailgrab stats --jobs $cores" "$cores" "$mailgrab" stats "$work/corpus" --tz UTC \
+    --jobs "$cores" --me alice@example.com --csv "$out/long.csv" \
+    --messages-csv "$out/rows.csv" --json "$out/stats.json" --html "$out/report.html"
+run "python3 email+Counter" 1 python3 "$root/bench/py_stats.py" "$work/corpus" \
+    "$root/config/stopwords.txt" --me alice@example.com --messages-csv "$out/py-rows.csv" \
+    --json "$out/py.json"

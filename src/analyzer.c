@@ -3,6 +3,7 @@
 #include "mailgrab/password.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@
 #include "mailgrab/cancel.h"
 #include "mailgrab/ipc.h"
 #include "mailgrab/log.h"
+#include "mailgrab/msgrow.h"
 #include "mailgrab/wordcount.h"
 
 /* Paths analysed per disposable worker. Small enough that a wrap-up on
@@ -85,6 +87,27 @@ static int send_skipped(int fd, uint64_t n)
     return mg_ipc_send(fd, MG_IPC_SKIPPED, le, sizeof(le));
 }
 
+/* The per-message table, written by the child as rows come. */
+struct child_rows {
+    FILE *f;
+    struct mg_buf line;
+    bool failed;
+};
+
+static int child_row(void *ctx, const char *data, size_t len)
+{
+    struct child_rows *cr = ctx;
+    struct mg_msgrow r;
+    if (mg_msgrow_decode(data, len, &r) != 0)
+        return -1;
+    if (!cr->failed && mg_msgrow_csv_write(cr->f, &r, &cr->line) != 0) {
+        cr->failed = true;
+        fprintf(stderr, "mailgrab: analyzer: writing the per-message table failed: %s\n",
+                strerror(errno));
+    }
+    return 0;
+}
+
 /* The child's whole life. Never returns. */
 static void child_main(int fd, const struct mg_analyzer_opts *o)
 {
@@ -110,7 +133,20 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
                 o->stopwords_path ? o->stopwords_path : "(built-in)");
         _exit(1);
     }
-    struct mg_isolate_opts bo = {&sw, o->timeout_secs, NULL};
+    struct mg_isolate_opts bo = {.stopwords = &sw,
+                                 .timeout_secs = o->timeout_secs,
+                                 .me = o->me,
+                                 .nme = o->nme,
+                                 .account_paths = true};
+    struct child_rows cr = {NULL, {0}, false};
+    if (o->rows_fd >= 0) {
+        cr.f = fdopen(o->rows_fd, "w");
+        if (cr.f == NULL)
+            _exit(1);
+        mg_buf_init(&cr.line, 4 * MG_MSGROW_MAX);
+        bo.row = child_row;
+        bo.row_ctx = &cr;
+    }
     struct mg_stats stats;
     mg_stats_init(&stats);
     struct mg_buf frame;
@@ -144,6 +180,8 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
         } else if (type == MG_IPC_FINISH) {
             if (analyse_group(paths, &n, &bo, &stats) != 0)
                 _exit(1);
+            if (cr.f != NULL && (fflush(cr.f) != 0 || cr.failed))
+                _exit(1); /* the table is incomplete: say so rather than send counts */
             if (mg_stats_encode(&stats, 1024 * 1024, send_stats_chunk, &fd) != 0 ||
                 (skipped > 0 && send_skipped(fd, skipped) != 0) ||
                 mg_ipc_send(fd, MG_IPC_STATS_END, NULL, 0) != 0)
@@ -160,7 +198,7 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
 enum mg_code mg_analyzer_start(const struct mg_analyzer_opts *o, struct mg_analyzer **out,
                                struct mg_error *err)
 {
-    static const struct mg_analyzer_opts defaults = {NULL, NULL, 0};
+    static const struct mg_analyzer_opts defaults = {.rows_fd = -1};
     if (o == NULL)
         o = &defaults;
     *out = NULL;
@@ -194,18 +232,24 @@ enum mg_code mg_analyzer_start(const struct mg_analyzer_opts *o, struct mg_analy
         if (getppid() != parent)
             _exit(0);
         close(sv[0]);
-        /* keep only stdio and our socket */
-        if (sv[1] != 3) {
-            if (dup2(sv[1], 3) < 0)
-                _exit(1);
-            close(sv[1]);
-        }
-        close_range(4, ~0U, 0);
+        /* keep only stdio, our socket (3) and the per-message table (4);
+         * both first moved out of the way of each other */
+        struct mg_analyzer_opts co = *o;
+        int sock = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+        int rfd = -1;
+        if (co.rows_fd >= 0 && co.rows_fd != STDOUT_FILENO)
+            rfd = fcntl(co.rows_fd, F_DUPFD_CLOEXEC, 10);
+        if (sock < 0 || dup2(sock, 3) < 0 ||
+            (co.rows_fd >= 0 && co.rows_fd != STDOUT_FILENO && (rfd < 0 || dup2(rfd, 4) < 0)))
+            _exit(1);
+        if (rfd >= 0)
+            co.rows_fd = 4;
+        close_range(co.rows_fd == 4 ? 5 : 4, ~0U, 0);
         mg_password_forget_env(); /* the child holds no secret */
         if (o->tz != NULL)
             setenv("TZ", o->tz, 1);
         tzset();
-        child_main(3, o);
+        child_main(3, &co);
     }
     close(sv[1]);
     a->fd = sv[0];

@@ -33,58 +33,95 @@ int mg_csv_cell(struct mg_buf *out, const char *s, size_t n)
     return 0;
 }
 
-static int row(FILE *f, struct mg_buf *line, const char *stat, const char *key, size_t keylen,
-               uint64_t value)
+struct csv_ctx {
+    FILE *f;
+    struct mg_buf line;
+};
+
+static int csv_row(void *ctx, const char *stat, const char *key, size_t keylen, uint64_t value)
 {
+    struct csv_ctx *c = ctx;
     char num[24];
     int nl = snprintf(num, sizeof(num), "%" PRIu64, value);
-    mg_buf_reset(line);
-    if (mg_csv_cell(line, stat, strlen(stat)) || mg_buf_putc(line, ',') ||
-        mg_csv_cell(line, key, keylen) || mg_buf_putc(line, ',') ||
-        mg_buf_append(line, num, (size_t)nl) || mg_buf_append(line, "\r\n", 2))
+    mg_buf_reset(&c->line);
+    if (mg_csv_cell(&c->line, stat, strlen(stat)) || mg_buf_putc(&c->line, ',') ||
+        mg_csv_cell(&c->line, key, keylen) || mg_buf_putc(&c->line, ',') ||
+        mg_buf_append(&c->line, num, (size_t)nl) || mg_buf_append(&c->line, "\r\n", 2))
         return -1;
-    return fwrite(line->data, 1, line->len, f) == line->len ? 0 : -1;
+    return fwrite(c->line.data, 1, c->line.len, c->f) == c->line.len ? 0 : -1;
 }
 
-static int map_rows(FILE *f, struct mg_buf *line, const char *stat, const struct mg_strmap *m,
-                    size_t top)
+/* by_key: natural key order (months) instead of value descending */
+static int map_rows(const char *stat, const struct mg_strmap *m, size_t top, bool bytes,
+                    bool by_key, mg_stats_row_fn fn, void *ctx)
 {
     size_t n;
     struct mg_strmap_entry **v = mg_strmap_sorted(m, &n);
     if (v == NULL && m->len > 0)
         return -1;
+    if (by_key)
+        for (size_t i = 1; i < n; i++) /* insertion sort: few months */
+            for (size_t k = i; k > 0 && strcmp(v[k - 1]->key, v[k]->key) > 0; k--) {
+                struct mg_strmap_entry *t = v[k];
+                v[k] = v[k - 1];
+                v[k - 1] = t;
+            }
     if (top > 0 && n > top)
         n = top;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = row(f, line, stat, v[i]->key, v[i]->keylen, v[i]->count);
+        rc = fn(ctx, stat, v[i]->key, v[i]->keylen, bytes ? v[i]->bytes : v[i]->count);
     free(v);
+    return rc;
+}
+
+int mg_stats_rows(const struct mg_stats *s, size_t top, mg_stats_row_fn fn, void *ctx)
+{
+    int rc = map_rows("sender", &s->senders, top, false, false, fn, ctx);
+    if (rc == 0)
+        rc = map_rows("sender_domain", &s->domains, top, false, false, fn, ctx);
+    if (rc == 0)
+        rc = map_rows("keyword", &s->keywords, top, false, false, fn, ctx);
+    for (int h = 0; h < 24 && rc == 0; h++) {
+        char k[4];
+        int kl = snprintf(k, sizeof(k), "%d", h);
+        rc = fn(ctx, "hour", k, (size_t)kl, s->hours[h]);
+    }
+    for (int d = 0; d < 7 && rc == 0; d++)
+        rc = fn(ctx, "weekday", mg_weekday_names[d], 3, s->weekdays[d]);
+    for (int d = 0; d < 7 && rc == 0; d++)
+        for (int h = 0; h < 24 && rc == 0; h++) {
+            char k[8];
+            int kl = snprintf(k, sizeof(k), "%s %02d", mg_weekday_names[d], h);
+            rc = fn(ctx, "hour_weekday", k, (size_t)kl, s->hour_wday[d][h]);
+        }
+    if (rc == 0)
+        rc = map_rows("month", &s->months, 0, false, true, fn, ctx);
+    if (rc == 0)
+        rc = map_rows("recipient", &s->recipients, top, false, false, fn, ctx);
+    if (rc == 0)
+        rc = map_rows("attachment_type", &s->att_types, top, false, false, fn, ctx);
+    if (rc == 0)
+        rc = map_rows("attachment_type_bytes", &s->att_types, top, true, false, fn, ctx);
+    if (rc == 0)
+        rc = map_rows("list", &s->lists, top, false, false, fn, ctx);
+    for (size_t i = 0; rc == 0 && i < s->nlargest && (top == 0 || i < top); i++)
+        rc = fn(ctx, "largest", s->largest[i].path, strlen(s->largest[i].path), s->largest[i].size);
+    uint64_t values[MG_STATS_TOTALS];
+    mg_stats_totals(s, values);
+    for (int t = 0; t < MG_STATS_TOTALS && rc == 0; t++)
+        rc = fn(ctx, "total", mg_stats_total_names[t], strlen(mg_stats_total_names[t]), values[t]);
     return rc;
 }
 
 int mg_csv_write(FILE *f, const struct mg_stats *s, size_t top)
 {
-    struct mg_buf line;
-    mg_buf_init(&line, 4 * MG_STATS_KEY_MAX + 64);
+    struct csv_ctx c = {f, {0}};
+    mg_buf_init(&c.line, 4 * MG_STATS_KEY_MAX + 64);
     int rc = fputs("stat,key,value\r\n", f) < 0 ? -1 : 0;
     if (rc == 0)
-        rc = map_rows(f, &line, "sender", &s->senders, top);
-    if (rc == 0)
-        rc = map_rows(f, &line, "sender_domain", &s->domains, top);
-    if (rc == 0)
-        rc = map_rows(f, &line, "keyword", &s->keywords, top);
-    for (int h = 0; h < 24 && rc == 0; h++) {
-        char k[4];
-        int kl = snprintf(k, sizeof(k), "%d", h);
-        rc = row(f, &line, "hour", k, (size_t)kl, s->hours[h]);
-    }
-    for (int d = 0; d < 7 && rc == 0; d++)
-        rc = row(f, &line, "weekday", mg_weekday_names[d], 3, s->weekdays[d]);
-    static const char *const totals[4] = {"messages", "bytes", "unparseable", "date_fallback"};
-    const uint64_t values[4] = {s->messages, s->bytes, s->unparseable, s->date_fallback};
-    for (int t = 0; t < 4 && rc == 0; t++)
-        rc = row(f, &line, "total", totals[t], strlen(totals[t]), values[t]);
-    mg_buf_finish(&line);
+        rc = mg_stats_rows(s, top, csv_row, &c);
+    mg_buf_finish(&c.line);
     if (rc == 0 && fflush(f) != 0)
         rc = -1;
     return rc;

@@ -18,6 +18,7 @@
 #include "mailgrab/buf.h"
 #include "mailgrab/ipc.h"
 #include "mailgrab/log.h"
+#include "mailgrab/msgrow.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MG_UNDER_ASAN 1
@@ -67,6 +68,15 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
     return 0;
 }
 
+/* How much of path the table and the largest list leave out. */
+static size_t path_skip(const struct mg_isolate_opts *o, const char *path)
+{
+    size_t n = strlen(path);
+    if (o->account_paths)
+        return mg_msgrow_account_offset(path, n);
+    return o->strip < n ? o->strip : 0;
+}
+
 /* The worker: analyse paths in order, one RESULT frame per message. Never returns. */
 static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
                    const struct mg_isolate_opts *o)
@@ -84,25 +94,35 @@ static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
 #endif
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore); /* a poisoned message leaves no core file of mail */
-    mg_analyze_fn analyze = o->analyze ? o->analyze : mg_analyze_message;
     unsigned timeout = o->timeout_secs ? o->timeout_secs : MG_ISOLATE_TIMEOUT;
-    struct mg_buf msg;
+    struct mg_analyze_opts ao = {o->stopwords, o->me, o->nme};
+    struct mg_buf msg, row;
     mg_buf_init(&msg, MG_ISOLATE_MAX_READ);
+    mg_buf_init(&row, MG_MSGROW_MAX);
+    struct mg_buf *rowp = o->row ? &row : NULL;
     for (size_t i = 0; i < n; i++) {
         struct mg_stats one;
         mg_stats_init(&one);
         struct stat st;
         alarm(timeout);
         int rc;
+        mg_buf_reset(&row);
+        struct mg_analyze_msg m = {paths[i] + path_skip(o, paths[i]), 0, 0};
         if (read_file(paths[i], &msg, &st) != 0) {
             mg_warn("%s: %s (counted as unparseable)", paths[i], strerror(errno));
-            memset(&st, 0, sizeof(st));
-            rc = mg_analyze_count_failed(&one, 0, time(NULL));
+            m.fallback = time(NULL);
+            rc = mg_analyze_failed_full(&m, &one, rowp);
+        } else if (o->analyze != NULL) {
+            rc = o->analyze(msg.data ? msg.data : "", msg.len, (uint64_t)st.st_size, st.st_mtime,
+                            o->stopwords, &one);
         } else {
-            rc = analyze(msg.data ? msg.data : "", msg.len, (uint64_t)st.st_size, st.st_mtime,
-                         o->stopwords, &one);
+            m.size = (uint64_t)st.st_size;
+            m.fallback = st.st_mtime;
+            rc = mg_analyze_full(msg.data ? msg.data : "", msg.len, &m, &ao, &one, rowp);
         }
         alarm(0);
+        if (rc == 0 && rowp != NULL && mg_ipc_send(fd, MG_IPC_ROW, row.data, row.len) != 0)
+            rc = -1;
         /* a chunk size of the frame maximum keeps each message in one frame */
         if (rc != 0 || mg_stats_encode(&one, MG_IPC_MAX - 16384, send_chunk, &fd) != 0)
             _exit(3);
@@ -126,8 +146,9 @@ static void describe(int status, char *out, size_t n)
 int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isolate_opts *o,
                        struct mg_stats *out)
 {
-    struct mg_buf frame;
+    struct mg_buf frame, row;
     mg_buf_init(&frame, MG_IPC_MAX);
+    mg_buf_init(&row, MG_MSGROW_MAX);
     size_t start = 0;
     int rc = 0;
     while (start < n && rc == 0) {
@@ -156,7 +177,22 @@ int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isola
         int r;
         /* one RESULT frame per message; decode into a scratch copy so a bad
          * frame adds nothing */
+        bool have_row = false;
         while ((r = mg_ipc_recv(p[0], &type, &frame)) == 0) {
+            if (type == MG_IPC_ROW && o->row != NULL && !have_row) {
+                mg_buf_reset(&row);
+                if (mg_buf_append(&row, frame.data, frame.len) != 0) {
+                    broken = true;
+                    break;
+                }
+                have_row = true;
+                continue;
+            }
+            if (o->row != NULL && !have_row) {
+                broken = true;
+                break;
+            }
+            have_row = false;
             struct mg_stats one;
             mg_stats_init(&one);
             if (type != MG_IPC_RESULT || mg_stats_decode(&one, frame.data, frame.len) != 0 ||
@@ -167,6 +203,8 @@ int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isola
             }
             int mr = mg_stats_merge(out, &one);
             mg_stats_finish(&one);
+            if (mr == 0 && o->row != NULL && o->row(o->row_ctx, row.data, row.len) != 0)
+                mr = -1;
             if (mr != 0) {
                 rc = -1;
                 break;
@@ -191,10 +229,15 @@ int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isola
         struct stat st;
         if (lstat(paths[start], &st) != 0)
             memset(&st, 0, sizeof(st));
-        if (mg_analyze_count_failed(out, (uint64_t)st.st_size, st.st_mtime) != 0)
+        struct mg_analyze_msg m = {paths[start] + path_skip(o, paths[start]), (uint64_t)st.st_size,
+                                   st.st_mtime};
+        mg_buf_reset(&row);
+        if (mg_analyze_failed_full(&m, out, o->row ? &row : NULL) != 0 ||
+            (o->row != NULL && o->row(o->row_ctx, row.data, row.len) != 0))
             rc = -1;
         start++;
     }
     mg_buf_finish(&frame);
+    mg_buf_finish(&row);
     return rc;
 }

@@ -199,6 +199,40 @@ static int stop_early(struct mg_events *ev, const struct mg_error *err)
     return err->code;
 }
 
+/* The analyzer, with the per-message table opened here so a path that
+ * cannot be written stops the run before it starts. */
+static enum mg_code start_analyzer(const struct mg_stats_settings *st, struct mg_analyzer **an,
+                                   struct mg_error *err)
+{
+    if (mg_stats_settings_check(st, err) != MG_OK)
+        return err->code;
+    char *me[MG_STATS_ME_MAX] = {NULL};
+    struct mg_analyzer_opts ao = {.stopwords_path = st->stopwords,
+                                  .tz = st->tz,
+                                  .me = (const char *const *)me,
+                                  .nme = st->nme,
+                                  .rows_fd = -1};
+    FILE *rows = NULL;
+    enum mg_code rc = MG_OK;
+    if (mg_stats_me_lower(st, me) != 0)
+        rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    if (rc == MG_OK && st->messages_csv != NULL)
+        rc = mg_stats_rows_open(st->messages_csv, &rows, err);
+    if (rc == MG_OK && rows != NULL) {
+        if (fflush(rows) != 0)
+            rc = mg_error_set(err, MG_E_IO, "writing %s failed: %s", st->messages_csv,
+                              strerror(errno));
+        ao.rows_fd = fileno(rows);
+    }
+    if (rc == MG_OK)
+        rc = mg_analyzer_start(&ao, an, err);
+    if (rows != NULL && rows != stdout)
+        fclose(rows); /* the analyzer has its own copy */
+    for (size_t i = 0; i < MG_STATS_ME_MAX; i++)
+        free(me[i]);
+    return rc;
+}
+
 static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
                                 const char *env_password, struct feed *feed, struct mg_report *rep)
 {
@@ -419,9 +453,8 @@ int main(int argc, char **argv)
     /* The analyzer is forked first, before any thread, TLS context or
      * credential exists in this process. */
     struct feed feed = {NULL, false, NULL, NULL};
-    if (o.stats || o.analysis.csv != NULL) {
-        struct mg_analyzer_opts ao = {o.analysis.stopwords, o.analysis.tz, 0};
-        if (mg_analyzer_start(&ao, &feed.an, &err) != MG_OK) {
+    if (o.stats || mg_stats_wanted(&o.analysis)) {
+        if (start_analyzer(&o.analysis, &feed.an, &err) != MG_OK) {
             mg_err("%s", err.msg);
             return err.code;
         }
@@ -522,7 +555,7 @@ int main(int argc, char **argv)
         mg_stats_init(&st);
         enum mg_code src = mg_analyzer_finish(feed.an, &st, &err);
         if (src == MG_OK)
-            src = mg_stats_output(&st, o.analysis.csv, o.stats, (size_t)o.analysis.top, &err);
+            src = mg_stats_output(&st, &o.analysis, o.stats, &err);
         if (src != MG_OK) {
             mg_err("%s", err.msg);
             if (exit_code == MG_OK)

@@ -2,6 +2,7 @@
 #include "mailgrab/msgparse.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -271,6 +272,63 @@ int mg_address_parse(const char *val, size_t n, char **addr, size_t *addrlen, ch
     return rc;
 }
 
+/* End of the list element starting at pos: the next ',' outside quotes,
+ * comments and angle brackets (a group's ':' and ';' stay inside). */
+static size_t element_end(const char *v, size_t n, size_t pos)
+{
+    int depth = 0;
+    bool quoted = false, angle = false;
+    for (size_t i = pos; i < n; i++) {
+        char c = v[i];
+        if (c == '\\' && (quoted || depth > 0)) {
+            i++;
+        } else if (quoted) {
+            quoted = c != '"';
+        } else if (depth > 0) {
+            depth += c == '(' ? 1 : c == ')' ? -1 : 0;
+        } else if (c == '"') {
+            quoted = true;
+        } else if (c == '(') {
+            depth = 1;
+        } else if (c == '<') {
+            angle = true;
+        } else if (c == '>') {
+            angle = false;
+        } else if (c == ',' && !angle) {
+            return i;
+        }
+    }
+    return n;
+}
+
+long mg_address_list(const char *val, size_t n, mg_address_fn fn, void *ctx)
+{
+    long count = 0;
+    size_t pos = 0;
+    while (pos < n) {
+        size_t end = element_end(val, n, pos);
+        char *addr, *name;
+        size_t al, nl;
+        if (mg_address_parse(val + pos, end - pos, &addr, &al, &name, &nl) != 0) {
+            free(addr);
+            free(name);
+            return -1;
+        }
+        int rc = 0;
+        if (addr != NULL) {
+            count++;
+            if (fn != NULL)
+                rc = fn(ctx, addr, al);
+        }
+        free(addr);
+        free(name);
+        if (rc != 0)
+            return -1;
+        pos = end + 1;
+    }
+    return count;
+}
+
 bool mg_boundary_valid(const char *b, size_t n)
 {
     /*
@@ -378,7 +436,61 @@ struct walk {
     struct mg_buf conv;
     int parts;
     unsigned flags;
+    struct mg_msg_attachment *att; /* MG_MSG_MAX_PARTS entries */
+    size_t natt;
+    unsigned long long att_bytes;
 };
+
+/* The decoded size of a part's body, counted without decoding it. */
+static unsigned long long decoded_size(const char *cte, size_t ctelen, const char *b, size_t n)
+{
+    unsigned long long k = 0;
+    if (ctelen >= 6 && strncasecmp(cte, "base64", 6) == 0) {
+        /* line by line (memchr is fast); each line's characters but its
+         * line break, blanks and '=' padding at the end */
+        for (size_t i = 0; i < n;) {
+            const char *nl = memchr(b + i, '\n', n - i);
+            size_t e = nl ? (size_t)(nl - b) : n;
+            size_t end = e;
+            while (end > i && (b[end - 1] == '\r' || b[end - 1] == '=' || is_wsp(b[end - 1])))
+                end--;
+            k += end - i;
+            i = e + 1;
+        }
+        return k * 3 / 4;
+    }
+    if (ctelen >= 16 && strncasecmp(cte, "quoted-printable", 16) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (b[i] == '=' && i + 1 < n && (b[i + 1] == '\n' || b[i + 1] == '\r')) {
+                i += (b[i + 1] == '\r' && i + 2 < n && b[i + 2] == '\n') ? 2 : 1;
+                continue; /* a soft line break */
+            }
+            if (b[i] == '=' && i + 2 < n)
+                i += 2;
+            k++;
+        }
+        return k;
+    }
+    return n;
+}
+
+static void add_attachment(struct walk *w, const struct ctype *ct, const char *hdr, size_t hdrlen,
+                           const char *body, size_t bodylen)
+{
+    const char *cte = "";
+    size_t ctelen = 0;
+    mg_header_find(hdr, hdrlen, "Content-Transfer-Encoding", &cte, &ctelen);
+    unsigned long long bytes = decoded_size(cte, ctelen, body, bodylen);
+    if (w->att == NULL)
+        w->att = calloc(MG_MSG_MAX_PARTS, sizeof(*w->att));
+    if (w->att == NULL || w->natt >= MG_MSG_MAX_PARTS)
+        return;
+    struct mg_msg_attachment *a = &w->att[w->natt++];
+    snprintf(a->type, sizeof(a->type), "%s/%s", ct->type[0] ? ct->type : "application",
+             ct->subtype[0] ? ct->subtype : "octet-stream");
+    a->bytes = bytes;
+    w->att_bytes += bytes;
+}
 
 static void add_text(struct walk *w, const struct ctype *ct, const char *cte, size_t ctelen,
                      const char *body, size_t bodylen)
@@ -483,8 +595,10 @@ static void walk_part(struct walk *w, const char *hdr, size_t hdrlen, const char
         memcpy(ct.subtype, "plain", 6);
     }
     if (mg_header_find(hdr, hdrlen, "Content-Disposition", &v, &vl) == 0 && vl >= 10 &&
-        strncasecmp(v, "attachment", 10) == 0)
+        strncasecmp(v, "attachment", 10) == 0) {
+        add_attachment(w, &ct, hdr, hdrlen, body, bodylen);
         return;
+    }
 
     if (strcmp(ct.type, "multipart") == 0) {
         if (!mg_boundary_valid(ct.boundary, ct.boundary_len)) {
@@ -524,7 +638,57 @@ static void walk_part(struct walk *w, const char *hdr, size_t hdrlen, const char
         size_t ctelen = 0;
         mg_header_find(hdr, hdrlen, "Content-Transfer-Encoding", &cte, &ctelen);
         add_text(w, &ct, cte, ctelen, body, bodylen);
+    } else {
+        add_attachment(w, &ct, hdr, hdrlen, body, bodylen);
     }
+}
+
+static int add_rcpt(void *ctx, const char *addr, size_t len)
+{
+    struct mg_buf *b = ctx;
+    if (b->len + len + 1 <= b->max && mg_buf_append(b, addr, len) == 0)
+        mg_buf_putc(b, '\0');
+    return 0;
+}
+
+/* An identifier header, unfolded and trimmed; with angle, the text inside <>. */
+static char *id_header(const char *hdr, size_t hdrlen, const char *name, bool angle, size_t *len)
+{
+    const char *v;
+    size_t vl;
+    if (mg_header_find(hdr, hdrlen, name, &v, &vl) != 0)
+        return NULL;
+    if (angle) {
+        const char *lt = memchr(v, '<', vl);
+        const char *gt = lt ? memchr(lt, '>', vl - (size_t)(lt - v)) : NULL;
+        if (gt != NULL) {
+            vl = (size_t)(gt - lt - 1);
+            v = lt + 1;
+        }
+    }
+    char out[MG_MSG_MAX_ID];
+    size_t n = 0;
+    for (size_t i = 0; i < vl && n < sizeof(out); i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '\r' || c == '\n')
+            continue;
+        out[n++] = (char)(c == '\t' ? ' ' : c);
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    size_t s = 0;
+    while (s < n && out[s] == ' ')
+        s++;
+    if (s == n)
+        return NULL;
+    /* by length: a NUL inside the value stays (strndup would stop there) */
+    char *r = malloc(n - s + 1);
+    if (r != NULL) {
+        memcpy(r, out + s, n - s);
+        r[n - s] = '\0';
+        *len = n - s;
+    }
+    return r;
 }
 
 int mg_msg_parse(const char *msg, size_t len, struct mg_msginfo *out)
@@ -555,6 +719,26 @@ int mg_msg_parse(const char *msg, size_t len, struct mg_msginfo *out)
     }
     if (mg_header_find(hdr, hdrlen, "Date", &v, &vl) == 0)
         out->has_date = mg_date_parse(v, vl, &out->date) == 0;
+    struct mg_buf rcpt;
+    mg_buf_init(&rcpt, MG_MSG_MAX_RCPT);
+    static const char *const rcpt_fields[3] = {"To", "Cc", "Bcc"};
+    for (int f = 0; f < 3 && rc == 0; f++) {
+        if (mg_header_find(hdr, hdrlen, rcpt_fields[f], &v, &vl) != 0)
+            continue;
+        long k = mg_address_list(v, vl, add_rcpt, &rcpt);
+        if (k < 0)
+            rc = -1;
+        else if (f == 0)
+            out->to_count = (size_t)k;
+        else if (f == 1)
+            out->cc_count = (size_t)k;
+    }
+    if (rcpt.len > 0)
+        out->rcpt = mg_buf_steal(&rcpt, &out->rcpt_len);
+    mg_buf_finish(&rcpt);
+    out->message_id = id_header(hdr, hdrlen, "Message-ID", false, &out->message_id_len);
+    out->in_reply_to = id_header(hdr, hdrlen, "In-Reply-To", false, &out->in_reply_to_len);
+    out->list_id = id_header(hdr, hdrlen, "List-Id", true, &out->list_id_len);
 
     struct walk w;
     memset(&w, 0, sizeof(w));
@@ -567,6 +751,9 @@ int mg_msg_parse(const char *msg, size_t len, struct mg_msginfo *out)
     }
     walk_part(&w, hdr, hdrlen, body, bodylen, 0);
     out->flags |= w.flags;
+    out->att = w.att;
+    out->attachments = w.natt;
+    out->attachment_bytes = w.att_bytes;
     out->text = mg_buf_steal(&w.text, &out->text_len);
     if (out->text == NULL)
         rc = -1;
@@ -582,6 +769,11 @@ void mg_msginfo_finish(struct mg_msginfo *info)
     free(info->from_name);
     free(info->subject);
     free(info->text);
+    free(info->rcpt);
+    free(info->message_id);
+    free(info->in_reply_to);
+    free(info->list_id);
+    free(info->att);
     memset(info, 0, sizeof(*info));
 }
 

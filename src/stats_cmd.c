@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +16,16 @@
 
 #include "mailgrab/isolate.h"
 #include "mailgrab/csv.h"
+#include "mailgrab/labels.h"
+#include "mailgrab/msgrow.h"
+#include "mailgrab/report.h"
+#include "mailgrab/statsjson.h"
 #include "mailgrab/error.h"
 #include "mailgrab/ipc.h"
 #include "mailgrab/log.h"
 #include "mailgrab/settings.h"
 #include "mailgrab/stats.h"
+#include "mailgrab/strmap.h"
 #include "mailgrab/wordcount.h"
 
 #define MAX_DEPTH 64
@@ -29,6 +35,9 @@ struct file_list {
     char **v;
     size_t n;
     size_t cap;
+    /* Files with more than one link (a Gmail backup links a message into
+     * each of its label folders): path -> inode (count) and device (bytes). */
+    struct mg_strmap linked;
 };
 
 static void usage(FILE *f)
@@ -36,7 +45,9 @@ static void usage(FILE *f)
     fputs("usage: mailgrab stats DIR [options]\n"
           "\n"
           "Statistics of the messages stored in DIR (.eml files or Maildirs, searched\n"
-          "recursively): senders, domains, keywords, hours and weekdays.\n"
+          "recursively): senders, domains, keywords, hours, weekdays, months,\n"
+          "recipients of sent mail (--me), attachment types, lists and the largest\n"
+          "messages; as tables, CSV, one row per message, JSON or an HTML report.\n"
           "\n",
           f);
     mg_settings_help(MG_CMD_STATS, f);
@@ -64,6 +75,37 @@ static void list_free(struct file_list *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
     free(l->v);
+    mg_strmap_finish(&l->linked);
+}
+
+/* Keep one path per linked file, the first in (sorted) order, so a message
+ * linked into several folders counts once. */
+static int list_dedup(struct file_list *l)
+{
+    struct mg_strmap seen;
+    mg_strmap_init(&seen);
+    size_t out = 0;
+    int rc = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct mg_strmap_entry *e =
+            mg_strmap_get(&l->linked, l->v[i], strlen(l->v[i]), false);
+        if (e != NULL && rc == 0) {
+            char key[48];
+            int kn = snprintf(key, sizeof(key), "%llx:%llx", (unsigned long long)e->bytes,
+                              (unsigned long long)e->count);
+            struct mg_strmap_entry *first = mg_strmap_get(&seen, key, (size_t)kn, true);
+            if (first == NULL) {
+                rc = -1;
+            } else if (first->count++ > 0) {
+                free(l->v[i]);
+                continue;
+            }
+        }
+        l->v[out++] = l->v[i];
+    }
+    l->n = out;
+    mg_strmap_finish(&seen);
+    return rc;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -107,7 +149,13 @@ static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *
                 is_maildir && (strcmp(e->d_name, "cur") == 0 || strcmp(e->d_name, "new") == 0);
             rc = walk(path, sub, depth + 1, l, err);
         } else if (S_ISREG(st.st_mode) && (maildir_sub || ends_with(e->d_name, ".eml"))) {
-            if (list_add(l, path) != 0)
+            struct mg_strmap_entry *link = NULL;
+            if (st.st_nlink > 1 &&
+                (link = mg_strmap_get(&l->linked, path, strlen(path), true)) != NULL) {
+                link->count = (uint64_t)st.st_ino;
+                link->bytes = (uint64_t)st.st_dev;
+            }
+            if ((st.st_nlink > 1 && link == NULL) || list_add(l, path) != 0)
                 rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
         }
     }
@@ -125,12 +173,44 @@ static int send_chunk(void *ctx, const char *data, size_t len)
     return mg_ipc_send(*(int *)ctx, MG_IPC_STATS, data, len);
 }
 
-/* Run share j of `jobs` in forked processes and merge their counts. */
+static int send_row(void *ctx, const char *data, size_t len)
+{
+    return mg_ipc_send(*(int *)ctx, MG_IPC_ROW, data, len);
+}
+
+/* The per-message table being written (--messages-csv). */
+struct rows_out {
+    FILE *f;
+    const char *name;
+    struct mg_buf line;
+    int failed;              /* errno of the first write error */
+    struct mg_labels labels; /* DIR/labels.jsonl, if any */
+};
+
+static int write_row(struct rows_out *ro, const char *data, size_t len)
+{
+    struct mg_msgrow r;
+    if (mg_msgrow_decode(data, len, &r) != 0)
+        return -1;
+    const struct mg_label_entry *e =
+        mg_labels_find(&ro->labels, r.path.p ? r.path.p : "", r.path.n);
+    if (e != NULL) {
+        r.labels = (struct mg_msgrow_str){e->labels, strlen(e->labels)};
+        r.thrid = (struct mg_msgrow_str){e->thrid, strlen(e->thrid)};
+    }
+    if (ro->failed == 0 && mg_msgrow_csv_write(ro->f, &r, &ro->line) != 0)
+        ro->failed = errno ? errno : EIO;
+    return 0;
+}
+
+/* Run share j of `jobs` in forked processes and merge their counts; rows
+ * (when ro is set) are written as they come from any job. */
 static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_isolate_opts *bo,
-                    struct mg_stats *total, struct mg_error *err)
+                    struct rows_out *ro, struct mg_stats *total, struct mg_error *err)
 {
     pid_t pids[MAX_JOBS];
-    int fds[MAX_JOBS];
+    struct pollfd pfds[MAX_JOBS];
+    bool complete[MAX_JOBS];
     unsigned long started = 0;
     int rc = MG_OK;
     for (unsigned long j = 0; j < jobs; j++) {
@@ -150,14 +230,19 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_iso
         if (pid == 0) {
             close(p[0]);
             for (unsigned long k = 0; k < started; k++)
-                close(fds[k]);
+                close(pfds[k].fd);
             /* striped shares even out runs of large and small files */
             size_t mine = 0;
             for (size_t i = j; i < l->n; i += jobs)
                 l->v[mine++] = l->v[i];
+            struct mg_isolate_opts o = *bo;
+            if (ro != NULL) {
+                o.row = send_row;
+                o.row_ctx = &p[1];
+            }
             struct mg_stats s;
             mg_stats_init(&s);
-            int r = mg_isolate_analyze((const char *const *)l->v, mine, bo, &s);
+            int r = mg_isolate_analyze((const char *const *)l->v, mine, &o, &s);
             if (r != 0 || mg_stats_encode(&s, 1024 * 1024, send_chunk, &p[1]) != 0 ||
                 mg_ipc_send(p[1], MG_IPC_STATS_END, NULL, 0) != 0)
                 _exit(1);
@@ -165,27 +250,45 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_iso
         }
         close(p[1]);
         pids[started] = pid;
-        fds[started] = p[0];
+        pfds[started].fd = p[0];
+        pfds[started].events = POLLIN;
+        complete[started] = false;
         started++;
     }
     struct mg_buf frame;
     mg_buf_init(&frame, MG_IPC_MAX);
-    for (unsigned long j = 0; j < started; j++) {
-        bool complete = false;
-        enum mg_ipc_type type;
-        while (mg_ipc_recv(fds[j], &type, &frame) == 0) {
-            if (type == MG_IPC_STATS_END) {
-                complete = true;
-                break;
-            }
-            if (type != MG_IPC_STATS || mg_stats_decode(total, frame.data, frame.len) != 0)
-                break;
+    unsigned long open_fds = started;
+    while (open_fds > 0) {
+        if (poll(pfds, started, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
         }
-        close(fds[j]);
+        for (unsigned long j = 0; j < started; j++) {
+            if (pfds[j].fd < 0 || pfds[j].revents == 0)
+                continue;
+            enum mg_ipc_type type;
+            bool done = mg_ipc_recv(pfds[j].fd, &type, &frame) != 0;
+            if (!done && type == MG_IPC_STATS_END)
+                complete[j] = done = true;
+            else if (!done && type == MG_IPC_ROW && ro != NULL)
+                done = write_row(ro, frame.data, frame.len) != 0;
+            else if (!done)
+                done = type != MG_IPC_STATS || mg_stats_decode(total, frame.data, frame.len) != 0;
+            if (done) {
+                close(pfds[j].fd);
+                pfds[j].fd = -1; /* poll skips it */
+                open_fds--;
+            }
+        }
+    }
+    for (unsigned long j = 0; j < started; j++) {
+        if (pfds[j].fd >= 0)
+            close(pfds[j].fd);
         int status;
         while (waitpid(pids[j], &status, 0) < 0 && errno == EINTR)
             ;
-        if (!complete && rc == MG_OK)
+        if (!complete[j] && rc == MG_OK)
             rc = mg_error_set(err, MG_E_INTERNAL, "stats job %lu failed; counts are incomplete",
                               j + 1);
     }
@@ -193,29 +296,114 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_iso
     return rc;
 }
 
-enum mg_code mg_stats_output(const struct mg_stats *s, const char *csv, bool tables, size_t top,
-                             struct mg_error *err)
+static bool is_stdout(const char *path)
 {
-    if (csv == NULL || tables) {
-        /* tables and CSV both on stdout would interleave: tables go to stderr then */
-        FILE *tf = (csv != NULL && strcmp(csv, "-") == 0) ? stderr : stdout;
-        if (mg_stats_tables_write(tf, s, top ? top : 10, top ? top : 20) != 0)
-            return mg_error_set(err, MG_E_IO, "writing the statistics failed: %s", strerror(errno));
-    }
-    if (csv == NULL)
+    return path != NULL && strcmp(path, "-") == 0;
+}
+
+typedef int (*write_fn)(FILE *f, const struct mg_stats *s, const struct mg_stats_settings *st);
+
+static int write_csv(FILE *f, const struct mg_stats *s, const struct mg_stats_settings *st)
+{
+    return mg_csv_write(f, s, st->top);
+}
+
+static int write_json(FILE *f, const struct mg_stats *s, const struct mg_stats_settings *st)
+{
+    return mg_stats_json_write(f, s, st->top);
+}
+
+static int write_html(FILE *f, const struct mg_stats *s, const struct mg_stats_settings *st)
+{
+    return mg_report_html_write(f, s, st->top, st->tz);
+}
+
+static enum mg_code write_file(const char *path, write_fn fn, const struct mg_stats *s,
+                               const struct mg_stats_settings *st, struct mg_error *err)
+{
+    if (path == NULL)
         return MG_OK;
-    bool to_stdout = strcmp(csv, "-") == 0;
-    FILE *f = to_stdout ? stdout : fopen(csv, "w");
+    bool to_stdout = is_stdout(path);
+    FILE *f = to_stdout ? stdout : fopen(path, "w");
     if (f == NULL)
-        return mg_error_set(err, MG_E_IO, "cannot write %s: %s", csv, strerror(errno));
-    int rc = mg_csv_write(f, s, top);
+        return mg_error_set(err, MG_E_IO,
+                            "cannot write %s: %s; check the directory exists "
+                            "and is writable",
+                            path, strerror(errno));
+    int rc = fn(f, s, st);
     int e = errno;
     if (!to_stdout && fclose(f) != 0 && rc == 0) {
         rc = -1;
         e = errno;
     }
     if (rc != 0)
-        return mg_error_set(err, MG_E_IO, "writing %s failed: %s", csv, strerror(e));
+        return mg_error_set(err, MG_E_IO, "writing %s failed: %s", path, strerror(e));
+    return MG_OK;
+}
+
+bool mg_stats_wanted(const struct mg_stats_settings *st)
+{
+    return st->csv != NULL || st->json != NULL || st->html != NULL || st->messages_csv != NULL;
+}
+
+enum mg_code mg_stats_settings_check(const struct mg_stats_settings *st, struct mg_error *err)
+{
+    int outs = is_stdout(st->csv) + is_stdout(st->json) + is_stdout(st->html) +
+               is_stdout(st->messages_csv);
+    if (outs > 1)
+        return mg_error_set(err, MG_E_USAGE,
+                            "only one of --csv, --messages-csv, --json and --html can be - "
+                            "(standard output); give the others a FILE");
+    if (st->nme > MG_STATS_ME_MAX)
+        return mg_error_set(err, MG_E_USAGE, "at most %d --me addresses", MG_STATS_ME_MAX);
+    return MG_OK;
+}
+
+enum mg_code mg_stats_output(const struct mg_stats *s, const struct mg_stats_settings *st,
+                             bool tables, struct mg_error *err)
+{
+    bool any_stdout = is_stdout(st->csv) || is_stdout(st->json) || is_stdout(st->html) ||
+                      is_stdout(st->messages_csv);
+    if (!mg_stats_wanted(st) || tables) {
+        /* tables and a file on stdout would interleave: tables go to stderr then */
+        FILE *tf = any_stdout ? stderr : stdout;
+        size_t top = st->top;
+        if (mg_stats_tables_write(tf, s, top ? top : 10, top ? top : 20) != 0)
+            return mg_error_set(err, MG_E_IO, "writing the statistics failed: %s", strerror(errno));
+    }
+    enum mg_code rc = write_file(st->csv, write_csv, s, st, err);
+    if (rc == MG_OK)
+        rc = write_file(st->json, write_json, s, st, err);
+    if (rc == MG_OK)
+        rc = write_file(st->html, write_html, s, st, err);
+    return rc;
+}
+
+/* --me addresses as analyze.h compares them: lowercase. */
+int mg_stats_me_lower(const struct mg_stats_settings *st, char **out)
+{
+    for (size_t i = 0; i < st->nme; i++) {
+        out[i] = strdup(st->me[i]);
+        if (out[i] == NULL)
+            return -1;
+        for (char *c = out[i]; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+    }
+    return 0;
+}
+
+/* Open the per-message table (header written). */
+enum mg_code mg_stats_rows_open(const char *path, FILE **f, struct mg_error *err)
+{
+    *f = is_stdout(path) ? stdout : fopen(path, "w");
+    if (*f == NULL)
+        return mg_error_set(err, MG_E_IO,
+                            "cannot write %s: %s; check the directory exists "
+                            "and is writable",
+                            path, strerror(errno));
+    if (mg_msgrow_csv_header(*f) != 0)
+        return mg_error_set(err, MG_E_IO, "writing %s failed: %s", path, strerror(errno));
     return MG_OK;
 }
 
@@ -234,6 +422,20 @@ bool mg_stats_setting(struct mg_stats_settings *st, const struct mg_setting *s,
         return true;
     case MG_SET_TZ:
         st->tz = v->text;
+        return true;
+    case MG_SET_MESSAGES_CSV:
+        st->messages_csv = v->text;
+        return true;
+    case MG_SET_JSON:
+        st->json = v->text;
+        return true;
+    case MG_SET_HTML:
+        st->html = v->text;
+        return true;
+    case MG_SET_ME:
+        if (st->nme < MG_STATS_ME_MAX)
+            st->me[st->nme] = v->text;
+        st->nme++; /* too many: mg_stats_settings_check says so */
         return true;
     default:
         return false;
@@ -283,9 +485,12 @@ int mg_stats_main(int argc, char **argv)
         mg_err("stats: which directory? (mailgrab stats DIR; see --help)");
         return MG_E_USAGE;
     }
-    const char *csv = o.out.csv, *tz = o.out.tz, *stopwords = o.out.stopwords;
-    unsigned long top = o.out.top, jobs = o.jobs;
-    bool top_set = top > 0;
+    if (mg_stats_settings_check(&o.out, &err) != MG_OK) {
+        mg_err("stats: %s", err.msg);
+        return MG_E_USAGE;
+    }
+    const char *tz = o.out.tz, *stopwords = o.out.stopwords;
+    unsigned long jobs = o.jobs;
     if (tz != NULL)
         setenv("TZ", tz, 1);
     tzset();
@@ -301,7 +506,8 @@ int mg_stats_main(int argc, char **argv)
         return MG_E_IO;
     }
 
-    struct file_list l = {NULL, 0, 0};
+    struct file_list l = {NULL, 0, 0, {0}};
+    mg_strmap_init(&l.linked);
     struct stat st;
     int rc;
     if (stat(dir, &st) == 0 && S_ISREG(st.st_mode))
@@ -315,18 +521,60 @@ int mg_stats_main(int argc, char **argv)
         return rc;
     }
     qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+    if (list_dedup(&l) != 0) {
+        mg_err("stats: out of memory");
+        mg_stopwords_finish(&sw);
+        list_free(&l);
+        return MG_E_INTERNAL;
+    }
     if (jobs > l.n)
         jobs = l.n ? l.n : 1;
 
-    struct mg_isolate_opts bo = {&sw, 0, NULL};
+    char *me[MG_STATS_ME_MAX] = {NULL};
+    /* paths in the table and the largest list are relative to DIR */
+    size_t strip = S_ISDIR(st.st_mode) ? strlen(dir) : 0;
+    while (strip > 0 && dir[strip - 1] == '/')
+        strip--;
+    if (strip > 0 || (S_ISDIR(st.st_mode) && dir[0] == '/'))
+        strip++; /* and the '/' after it */
+    struct mg_isolate_opts bo = {
+        .stopwords = &sw, .me = (const char *const *)me, .nme = o.out.nme, .strip = strip};
+    struct rows_out ro = {NULL, o.out.messages_csv, {0}, 0, {0}};
+    mg_buf_init(&ro.line, 4 * MG_MSGROW_MAX);
+    mg_labels_init(&ro.labels);
+    if (o.out.messages_csv != NULL && S_ISDIR(st.st_mode)) {
+        char lp[PATH_MAX];
+        int ln = snprintf(lp, sizeof(lp), "%s/labels.jsonl", dir);
+        if (ln > 0 && (size_t)ln < sizeof(lp) && mg_labels_load(&ro.labels, lp) != 0)
+            rc = mg_error_set(&err, MG_E_IO, "cannot read %s: %s", lp, strerror(errno));
+        if (ro.labels.skipped > 0)
+            mg_warn("%s: %zu lines are not label records and were skipped", lp, ro.labels.skipped);
+    }
     struct mg_stats total;
     mg_stats_init(&total);
-    rc = run_jobs(&l, jobs, &bo, &total, &err);
+    if (mg_stats_me_lower(&o.out, me) != 0)
+        rc = mg_error_set(&err, MG_E_INTERNAL, "out of memory");
+    if (rc == MG_OK && o.out.messages_csv != NULL)
+        rc = mg_stats_rows_open(o.out.messages_csv, &ro.f, &err);
+    if (rc == MG_OK)
+        rc = run_jobs(&l, jobs, &bo, ro.f ? &ro : NULL, &total, &err);
+    if (rc == MG_OK && ro.f != NULL) {
+        if (fflush(ro.f) != 0 && ro.failed == 0)
+            ro.failed = errno;
+        if (ro.failed != 0)
+            rc = mg_error_set(&err, MG_E_IO, "writing %s failed: %s", ro.name, strerror(ro.failed));
+    }
+    if (ro.f != NULL && ro.f != stdout)
+        fclose(ro.f);
+    mg_buf_finish(&ro.line);
+    mg_labels_finish(&ro.labels);
+    for (size_t i = 0; i < MG_STATS_ME_MAX; i++)
+        free(me[i]);
     if (rc != MG_OK)
         mg_err("stats: %s", err.msg);
 
     if (rc == MG_OK) {
-        rc = mg_stats_output(&total, csv, false, top_set ? top : 0, &err);
+        rc = mg_stats_output(&total, &o.out, false, &err);
         if (rc != MG_OK)
             mg_err("stats: %s", err.msg);
     }

@@ -112,7 +112,7 @@ int mg_base64_decode(const char *in, size_t n, struct mg_buf *out)
     return 0;
 }
 
-static int hexval(unsigned char c)
+int mg_hex_digit(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -131,8 +131,8 @@ int mg_qp_decode(const char *in, size_t n, bool header_q, struct mg_buf *out)
         if (c == '_' && header_q) {
             c = ' ';
         } else if (c == '=') {
-            if (i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
-                c = (unsigned char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+            if (i + 2 < n && mg_hex_digit(p[i + 1]) >= 0 && mg_hex_digit(p[i + 2]) >= 0) {
+                c = (unsigned char)(mg_hex_digit(p[i + 1]) * 16 + mg_hex_digit(p[i + 2]));
                 i += 2;
             } else {
                 /* soft line break: "=" then optional blanks then (CR)LF */
@@ -424,7 +424,7 @@ static size_t html_entity(const char *in, size_t n, uint32_t *cp)
         uint32_t v = 0;
         size_t digits = 0;
         while (i < n && digits < 8) {
-            int d = hexval((unsigned char)in[i]);
+            int d = mg_hex_digit((unsigned char)in[i]);
             if (d < 0 || (!hex && d > 9))
                 break;
             v = v * (hex ? 16 : 10) + (uint32_t)d;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "mailgrab/buf.h"
 #include "mailgrab/stats.h"
 #include "mailgrab/wordcount.h"
 
@@ -31,5 +32,28 @@ int mg_analyze_message(const char *msg, size_t len, uint64_t size, time_t fallba
 
 /* Count a message that could not be analysed at all (crash, timeout, unreadable). */
 int mg_analyze_count_failed(struct mg_stats *s, uint64_t size, time_t fallback);
+
+/* What the per-message table and the sent-mail aggregates need beyond the bytes. */
+struct mg_analyze_opts {
+    const struct mg_stopwords *stopwords; /* NULL: none */
+    const char *const *me;                /* sent mail: From is one of these (lowercase) */
+    size_t nme;
+};
+
+struct mg_analyze_msg {
+    const char *path; /* as named in the table and the largest list (NULL: neither) */
+    uint64_t size;
+    time_t fallback;
+};
+
+/*
+ * mg_analyze_message with the rest: recipients of sent mail, attachments,
+ * List-Id, the largest list, and, when row is not NULL, the message's row
+ * (msgrow.h wire form) appended to row.
+ */
+int mg_analyze_full(const char *msg, size_t len, const struct mg_analyze_msg *m,
+                    const struct mg_analyze_opts *o, struct mg_stats *s, struct mg_buf *row);
+/* mg_analyze_count_failed, with the largest list and the row. */
+int mg_analyze_failed_full(const struct mg_analyze_msg *m, struct mg_stats *s, struct mg_buf *row);
 
 #endif

@@ -41,6 +41,13 @@ struct mg_analyzer_opts {
     const char *stopwords_path; /* NULL: the built-in list */
     const char *tz;             /* NULL: the TZ environment variable */
     unsigned timeout_secs;      /* per message; 0: MG_BATCH_TIMEOUT */
+    const char *const *me;      /* sent mail: From is one of these (lowercase) */
+    size_t nme;
+    /* The per-message table (msgrow.h), already open with its header written
+     * (stdout for standard output), or -1: the child writes each row as its
+     * message is analysed. Paths in it and in the largest list are relative to
+     * the account's output directory (msgrow.h). */
+    int rows_fd;
 };
 
 enum mg_code mg_analyzer_start(const struct mg_analyzer_opts *o, struct mg_analyzer **out,
@@ -50,7 +57,9 @@ enum mg_code mg_analyzer_start(const struct mg_analyzer_opts *o, struct mg_analy
  * start). Never waits for the analyzer; fails only once it is gone. */
 enum mg_code mg_analyzer_feed(struct mg_analyzer *a, const char *path, struct mg_error *err);
 
-/* No more paths: wait for the child and merge its counts into *stats (initialised by caller). */
+/* No more paths: wait for the child and merge its counts into *stats
+ * (initialised by caller). The per-message table is complete once this
+ * returns MG_OK. */
 enum mg_code mg_analyzer_finish(struct mg_analyzer *a, struct mg_stats *stats,
                                 struct mg_error *err);
 

@@ -17,8 +17,10 @@
  *   SKIPPED (paths received but not analysed, because the analyzer was told
  *   to stop with SIGTERM), then STATS_END. mailgrab reads them only after
  *   sending FINISH, with a time limit once the run is cancelled.
- * - batch worker -> analyzer: one RESULT per message; the analyzer sends the
- *   worker nothing (paths are inherited across fork).
+ * - batch worker -> analyzer: one RESULT per message, preceded by its ROW
+ *   when the per-message table is asked for; the analyzer sends the worker
+ *   nothing (paths are inherited across fork). A stats job forwards the rows
+ *   to `mailgrab stats` as they come, then its STATS and STATS_END.
  * An end of stream where a frame was due means the peer died: the analyzer
  *   exits quietly; mailgrab reports the statistics as unavailable.
  *
@@ -44,7 +46,8 @@ enum mg_ipc_type {
     MG_IPC_STATS_END = 4, /* -> parent: the statistics are complete */
     MG_IPC_RESULT = 5,    /* worker -> batch: one message's encoded statistics */
     MG_IPC_SKIPPED = 6,   /* analyzer -> parent: u64 LE, paths received but not analysed */
-    MG_IPC_TYPE_MAX = 6,
+    MG_IPC_ROW = 7,       /* worker -> batch, job -> stats: one message's row (msgrow.h) */
+    MG_IPC_TYPE_MAX = 7,
 };
 
 /* The 8-byte header of a frame of type carrying len bytes (len <= MG_IPC_MAX),

@@ -15,6 +15,7 @@
 #ifndef MAILGRAB_ISOLATE_H
 #define MAILGRAB_ISOLATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -28,10 +29,20 @@
 typedef int (*mg_analyze_fn)(const char *msg, size_t len, uint64_t size, time_t fallback,
                              const struct mg_stopwords *sw, struct mg_stats *s);
 
+/* One message's row (msgrow.h wire form), handed over once the message is
+ * counted. Non-zero stops the analysis (as running out of memory does). */
+typedef int (*mg_row_fn)(void *ctx, const char *row, size_t len);
+
 struct mg_isolate_opts {
     const struct mg_stopwords *stopwords; /* NULL: no stopwords */
     unsigned timeout_secs;                /* 0: MG_ISOLATE_TIMEOUT */
-    mg_analyze_fn analyze;                /* NULL: mg_analyze_message (tests substitute) */
+    mg_analyze_fn analyze;                /* NULL: mg_analyze_full (tests substitute) */
+    const char *const *me;                /* sent mail, see analyze.h */
+    size_t nme;
+    size_t strip;       /* bytes dropped from the front of each path in rows and the largest list */
+    bool account_paths; /* instead: paths relative to the account (msgrow.h) */
+    mg_row_fn row;      /* NULL: no per-message table */
+    void *row_ctx;
 };
 
 /*

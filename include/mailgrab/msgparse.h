@@ -24,6 +24,9 @@
 #define MG_MSG_MAX_PARTS 256
 #define MG_MSG_MAX_TEXT (4 * 1024 * 1024)
 #define MG_MSG_MAX_FIELD (64 * 1024)
+#define MG_MSG_MAX_ID 998    /* Message-ID, In-Reply-To and List-Id are cut to this */
+#define MG_MSG_MAX_RCPT 4096 /* bytes of recipient addresses kept per message */
+#define MG_MSG_TYPE_MAX 96   /* an attachment's MIME type, cut to this */
 
 enum mg_msg_flags {
     MG_MSG_HEADERS_BAD = 1u << 0,  /* no header block could be read at all */
@@ -46,6 +49,23 @@ struct mg_msginfo {
     char *text;  /* visible body text (UTF-8), parts separated by '\n' */
     size_t text_len;
     unsigned flags; /* enum mg_msg_flags */
+    /* Addresses (lowercased addr-specs) in To and Cc; an empty group counts none. */
+    size_t to_count, cc_count;
+    char *rcpt; /* those of To, Cc and Bcc, each followed by a NUL (first
+                 * MG_MSG_MAX_RCPT bytes), or NULL */
+    size_t rcpt_len;
+    /* Header values, unfolded and trimmed (List-Id: what is inside <>), or NULL. */
+    char *message_id, *in_reply_to, *list_id;
+    size_t message_id_len, in_reply_to_len, list_id_len;
+    /* Attachments: parts with Content-Disposition: attachment, and leaf parts
+     * that are not text/plain or text/html. Bytes are decoded sizes (base64
+     * and quoted-printable are counted, not decoded). */
+    size_t attachments;
+    unsigned long long attachment_bytes;
+    struct mg_msg_attachment {
+        char type[MG_MSG_TYPE_MAX]; /* "application/pdf", lowercase */
+        unsigned long long bytes;
+    } * att; /* attachments entries (at most MG_MSG_MAX_PARTS) */
 };
 
 /* 0 on success (including partial parses, see flags); -1 only when out of memory. */
@@ -64,6 +84,14 @@ int mg_header_find(const char *hdr, size_t hdrlen, const char *name, const char 
 /* Parse the first mailbox of an address-list header value. */
 int mg_address_parse(const char *val, size_t n, char **addr, size_t *addrlen, char **name,
                      size_t *namelen);
+/*
+ * Call fn for each mailbox of an address-list header value (groups are
+ * opened: their members count, an empty group gives none). fn gets the
+ * lowercased addr-spec. Returns the number of mailboxes, or -1 on OOM or when
+ * fn fails.
+ */
+typedef int (*mg_address_fn)(void *ctx, const char *addr, size_t len);
+long mg_address_list(const char *val, size_t n, mg_address_fn fn, void *ctx);
 /* RFC 2046 boundary syntax: 1..70 bchars, not ending in a space. */
 bool mg_boundary_valid(const char *b, size_t n);
 

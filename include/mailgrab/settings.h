@@ -83,6 +83,10 @@ enum mg_setting_id {
     MG_SET_EVENTS,
     MG_SET_METRICS,
     MG_SET_SHARD,
+    MG_SET_HTML,
+    MG_SET_JSON,
+    MG_SET_ME,
+    MG_SET_MESSAGES_CSV,
 };
 
 enum mg_setting_type {

@@ -19,6 +19,9 @@
 
 #include "mailgrab/buf.h"
 
+/* The value of hexadecimal digit c, or -1. */
+int mg_hex_digit(unsigned char c);
+
 bool mg_utf8_valid(const char *s, size_t n);
 
 int mg_base64_decode(const char *in, size_t n, struct mg_buf *out);

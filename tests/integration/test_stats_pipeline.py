@@ -93,6 +93,39 @@ class TestStatsPipeline(unittest.TestCase):
         self.assertEqual(after.returncode, 0, after.stderr)
         self.assertEqual(after.stdout, text_during)
 
+    def test_download_tables_equal_standalone(self):
+        """--messages-csv, --json and --html during a download: the rows and
+        aggregates equal what `mailgrab stats` gives on the backup after."""
+        out = os.path.join(tempfile.mkdtemp(dir=workdir), "mail")
+        d = tempfile.mkdtemp(dir=workdir)
+        rows, js, html = (os.path.join(d, n) for n in ("rows.csv", "stats.json", "r.html"))
+        argv = tools.mailgrab_argv(server, password_file=password_file, output=out,
+                                   extra=["--format", "maildir", "--messages-csv", rows,
+                                          "--json", js, "--html", html, "--tz", "UTC"])
+        res = tools.run(argv, timeout=120)
+        self.assertEqual(res.returncode, 0, res.describe())
+        after_rows = os.path.join(d, "after.csv")
+        after = subprocess.run([tools.binary("MAILGRAB"), "stats", out, "--tz", "UTC",
+                                "--messages-csv", after_rows, "--json", "-"],
+                               capture_output=True, text=True, timeout=120)
+        self.assertEqual(after.returncode, 0, after.stderr)
+        with open(js, encoding="utf-8") as f:
+            self.assertEqual(f.read(), after.stdout)
+
+        def table(path):
+            with open(path, encoding="utf-8", newline="") as f:
+                r = list(csv.reader(f))
+            return r[0], sorted(r[1:])
+        head, during_rows = table(rows)
+        self.assertEqual(table(after_rows), (head, during_rows))
+        self.assertEqual(len(during_rows), expected["total"]["messages"])
+        self.assertEqual(sum(int(r[head.index("size")]) for r in during_rows),
+                         expected["total"]["bytes"])
+        self.assertEqual({r[head.index("mailbox")] for r in during_rows}, {"INBOX"})
+        self.assertTrue(all(r[0].startswith("INBOX/cur/") for r in during_rows), during_rows[0])
+        with open(html, encoding="utf-8") as f:
+            self.assertIn('id="chart-month"', f.read())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

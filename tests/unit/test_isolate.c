@@ -74,7 +74,7 @@ static int hostile_analyze(const char *msg, size_t len, uint64_t size, time_t fa
 static void test_crash_contained(void **state)
 {
     (void)state;
-    struct mg_isolate_opts o = {NULL, 1, hostile_analyze};
+    struct mg_isolate_opts o = {.timeout_secs = 1, .analyze = hostile_analyze};
     struct mg_stats s;
     mg_stats_init(&s);
     assert_int_equal(mg_isolate_analyze((const char *const *)paths, NMSG, &o, &s), 0);
@@ -108,7 +108,7 @@ static char *stderr_of_crashing_batch(enum mg_verbosity level)
     dup2(fd, STDERR_FILENO);
     mg_log_set_level(level);
     const char *const some[] = {paths[0], paths[1], "/nonexistent/mailgrab/x.eml"};
-    struct mg_isolate_opts o = {NULL, 1, hostile_analyze};
+    struct mg_isolate_opts o = {.timeout_secs = 1, .analyze = hostile_analyze};
     struct mg_stats s;
     mg_stats_init(&s);
     assert_int_equal(mg_isolate_analyze(some, 3, &o, &s), 0);
@@ -139,7 +139,7 @@ static void test_quiet_holds_in_workers(void **state)
 static void test_analyzer_process(void **state)
 {
     (void)state;
-    struct mg_analyzer_opts o = {NULL, "UTC", 0};
+    struct mg_analyzer_opts o = {.tz = "UTC", .rows_fd = -1};
     struct mg_analyzer *a;
     struct mg_error err;
     assert_int_equal(mg_analyzer_start(&o, &a, &err), MG_OK);

@@ -118,6 +118,10 @@ class _Builder:
         self.sender = "(none)"
         self.utc = None  # datetime from Date, if usable
         self.mtime = None
+        self.to_count = 0
+        self.message_id = ""
+        self.attachments = 0  # application/octet-stream parts
+        self.attachment_bytes = 0  # their decoded sizes
 
     def h(self, line):
         self.headers.append(line.encode("utf-8") if isinstance(line, str) else line)
@@ -256,10 +260,13 @@ class _Builder:
     def build(self, big=False):
         r = self.rng
         self.build_from()
-        self.h("To: Alice <alice@example.com>" + (",\r\n Bob <bob@example.org>" if r.random() < 0.3 else ""))
+        two = r.random() < 0.3
+        self.h("To: Alice <alice@example.com>" + (",\r\n Bob <bob@example.org>" if two else ""))
+        self.to_count = 2 if two else 1
         self.build_date()
         self.build_subject()
-        self.h(f"Message-ID: <{self.seed}.{self.i}.{r.randrange(10**9)}@corpus.mailgrab.test>")
+        self.message_id = f"<{self.seed}.{self.i}.{r.randrange(10**9)}@corpus.mailgrab.test>"
+        self.h(f"Message-ID: {self.message_id}")
         if r.random() < 0.2:
             self.h("X-Folded: first part\r\n\tsecond part\r\n  third part")
         if r.random() < 0.1:
@@ -298,6 +305,8 @@ class _Builder:
                 for a in range(n_att):
                     size = self.big_size if kind == "mixed-big" else r.randrange(100, 60000)
                     data = r.randbytes(size)
+                    self.attachments += 1
+                    self.attachment_bytes += size
                     name = f"file{a}.bin"
                     parts.append([f'Content-Type: application/octet-stream; name="{name}"'.encode(),
                                   b"Content-Transfer-Encoding: base64",
@@ -317,7 +326,11 @@ class _Builder:
         if fallback:
             when = dt.datetime.fromtimestamp(self.mtime, UTC)
         return {"sender": self.sender, "hour": when.hour, "weekday": when.weekday(),
-                "fallback": fallback}
+                "fallback": fallback,
+                # per message, for the per-message table (--messages-csv)
+                "utc": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "to_count": self.to_count,
+                "message_id": self.message_id, "attachments": self.attachments,
+                "attachment_bytes": self.attachment_bytes}
 
 
 def empty_expected():
