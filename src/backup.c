@@ -249,6 +249,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         .on_stored = hooks ? hooks->on_stored : NULL,
         .ctx = hooks ? hooks->ctx : NULL,
         .on_progress = show_progress,
+        .budget = hooks ? hooks->budget : NULL,
     };
     struct mg_job_result res;
     rc = mg_pool_run(pool, &job, &res);
@@ -305,6 +306,29 @@ static unsigned cap_connections(const struct mg_account *a)
     return a->chunks;
 }
 
+/* The account's budget (budget.h): its daily limit, or its provider's
+ * default, and the run's limits. A run that can fetch nothing stops here,
+ * before it connects. */
+static enum mg_code open_budget(const struct mg_account *a, struct mg_backup_hooks *h,
+                                struct mg_error *err)
+{
+    uint64_t daily = a->daily_limit_set ? a->daily_limit : mg_provider_daily_limit(a->server);
+    bool run = h->run != NULL && (h->run->max_bytes > 0 || h->run->deadline > 0);
+    h->budget = NULL;
+    if (daily == 0 && !run)
+        return MG_OK;
+    enum mg_code rc = mg_budget_create(a->output, daily, h->run, &h->budget, err);
+    if (rc == MG_OK)
+        rc = mg_budget_check(h->budget, err);
+    if (rc == MG_OK && daily > 0 && !a->daily_limit_set) {
+        char b[32];
+        mg_human_bytes(daily, b, sizeof(b));
+        mg_info("%s: daily limit %s (the default for %s; --daily-limit to change)", a->name, b,
+                a->server);
+    }
+    return rc;
+}
+
 /* Lock and claim the directory that holds account a's backup, in dir: its
  * output, or output/<account> when other accounts of the config file share
  * the output. locks[0] locks the output, locks[1] the account's directory. */
@@ -345,12 +369,18 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     int locks[2] = {-1, -1};
     char dir[PATH_MAX] = "";
     struct mg_account own = *a;
+    struct mg_backup_hooks own_hooks = {0};
+    if (hooks != NULL)
+        own_hooks = *hooks;
 
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, &err);
     if (rc == MG_OK)
         rc = account_dir(a, dir, sizeof(dir), locks, &err);
     own.output = dir;
     a = &own;
+    if (rc == MG_OK)
+        rc = open_budget(a, &own_hooks, &err);
+    hooks = &own_hooks;
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
     struct mg_imap_source is = {&srv, cr};
     struct mg_source src = mg_imap_source(&is);
@@ -418,6 +448,7 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
 
 out:
     mg_pool_destroy(pool);
+    mg_budget_destroy(own_hooks.budget);
     free(b.v);
     for (int i = 0; i < 2; i++)
         if (locks[i] >= 0)

@@ -94,6 +94,10 @@ enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
     case MG_SET_AUTH:
         a->auth = (enum mg_auth)v->num;
         return MG_OK;
+    case MG_SET_DAILY_LIMIT:
+        a->daily_limit = v->num;
+        a->daily_limit_set = true;
+        return MG_OK;
     default:
         return mg_error_set(err, MG_E_INTERNAL, "--%s is not an account setting", s->name);
     }
@@ -364,6 +368,10 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
         dst->chunks = src->chunks;
     if (src->timeout > 0)
         dst->timeout = src->timeout;
+    if (src->daily_limit_set) {
+        dst->daily_limit = src->daily_limit;
+        dst->daily_limit_set = true;
+    }
 }
 
 /* path without "." components, repeated or trailing slashes. */

@@ -134,7 +134,8 @@ static void feed_stored(void *ctx, uint32_t uid, const char *path)
 }
 
 static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
-                                const char *env_password, struct feed *feed, struct mg_report *rep)
+                                const char *env_password, struct feed *feed,
+                                struct mg_run_limits *run, struct mg_report *rep)
 {
     struct mg_account a = *acct;
     struct mg_error err;
@@ -157,7 +158,7 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
         drop_creds(&cr);
         return rc;
     }
-    struct mg_backup_hooks hooks = {feed_stored, feed};
+    struct mg_backup_hooks hooks = {feed_stored, feed, run, NULL};
     rc = mg_backup_account(&a, &cr, o->limit, &hooks, rep);
     if (cr.oauth != NULL)
         mg_info("%s: %lu OAuth2 token refresh%s", a.name, mg_oauth2_refreshes(cr.oauth),
@@ -293,6 +294,10 @@ int main(int argc, char **argv)
         return code;
     }
 
+    /* --max-bytes and --max-time are the whole run's, over its accounts;
+     * the clock starts now. */
+    struct mg_run_limits run;
+    mg_run_limits_init(&run, o.max_bytes, o.max_time);
     struct mg_report *reps = calloc(n, sizeof(*reps));
     int exit_code = reps ? MG_OK : MG_E_INTERNAL;
     for (size_t i = 0; reps != NULL && i < n; i++) {
@@ -306,7 +311,7 @@ int main(int argc, char **argv)
         }
         /* One failing account does not stop the others; the first failure
          * gives the exit code. */
-        enum mg_code rc = run_account(&accounts[i], &o, env_password, &feed, &reps[i]);
+        enum mg_code rc = run_account(&accounts[i], &o, env_password, &feed, &run, &reps[i]);
         if (rc != MG_OK && exit_code == MG_OK)
             exit_code = rc;
     }

@@ -25,6 +25,9 @@
  * started on a session likely to end before it arrives: a new session is
  * opened for it instead. */
 #define BIG_BYTES (256u << 10)
+/* Once the budget stops the run (--max-time above all), fetches in flight
+ * get this long to finish; then they are cut (what arrived whole is kept). */
+#define STOP_GRACE_S 5.0
 
 /* A worker thread's state during one run. */
 struct worker {
@@ -33,8 +36,9 @@ struct worker {
     pthread_t thread;
     struct mg_slot *slot;
     struct mg_batch *batch;
-    size_t *idx;    /* plan indices of the fetch, ordered like uids */
-    uint32_t *uids; /* sorted */
+    size_t *idx;     /* plan indices of the fetch, ordered like uids */
+    uint32_t *uids;  /* sorted */
+    uint32_t *sizes; /* of the fetch's messages, for the budget */
     size_t (*pairs)[2];
     bool *got;
     char (*bad)[WHY_MAX]; /* why a message did not arrive whole, "" if it did */
@@ -64,6 +68,8 @@ struct mg_pool {
     uint64_t life;     /* bytes a session carries before the server ends it; 0: unknown */
     unsigned running;
     bool abort;
+    bool stopping;  /* the budget stopped: no more work is handed out */
+    bool cut_short; /* ... and fetches in flight were cut after the grace */
     struct mg_job_result *res;
     int cancel_hook;                 /* wakes mg_pool_run's wait at once on a signal */
     bool *unsent;                    /* per message: answered for without it, every attempt */
@@ -400,6 +406,29 @@ static void give_back(struct worker *w)
     w->n = 0;
 }
 
+/* Ask the budget for the fetch (its messages in UID order); what does not
+ * fit goes back to the plan unsent and the run stops handing out work. */
+static enum mg_code grant(struct worker *w, struct mg_error *err)
+{
+    struct mg_pool *p = w->p;
+    for (size_t i = 0; i < w->n; i++)
+        w->sizes[i] = p->job->msgs->v[w->idx[i]].size;
+    size_t granted = 0;
+    enum mg_code rc = mg_budget_take(p->job->budget, w->sizes, w->n, &granted, err);
+    if (rc != MG_OK)
+        return rc; /* nothing granted: the caller gives it all back */
+    if (granted == w->n)
+        return MG_OK;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = granted; i < w->n; i++)
+        mg_plan_return(&p->plan, w->idx[i]);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    w->n = granted;
+    return MG_OK;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -414,8 +443,13 @@ static void *worker_main(void *arg)
     mg_slot_join_warm(w->slot); /* its session may be ready, or never will be */
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        if (p->abort)
+        if (p->abort || p->stopping)
             break;
+        if (job->budget != NULL && mg_budget_stopped(job->budget)) {
+            p->stopping = true;
+            pthread_cond_broadcast(&p->cv);
+            break;
+        }
         /* Ask for no more than the session is likely to carry before the
          * server ends it (small messages aside: losing one costs little). */
         uint64_t left = UINT64_MAX, bytes = want.bytes;
@@ -458,6 +492,10 @@ static void *worker_main(void *arg)
         enum mg_code rc = ready_session(w, &err);
         bool sent = rc == MG_OK;
         w->answered = w->committed = w->progress = false;
+        if (sent && job->budget != NULL) {
+            rc = grant(w, &err);
+            sent = rc == MG_OK && w->n > 0;
+        }
         if (sent)
             rc = run_fetch(w, &err);
         bool cut = sent && !w->answered;
@@ -475,6 +513,8 @@ static void *worker_main(void *arg)
             p->life = w->slot->carried;
         p->inflight--;
         pthread_cond_broadcast(&p->cv);
+        if (rc != MG_OK && p->cut_short)
+            break; /* cut by the budget's stop: the next run goes on */
         if (rc == MG_OK) {
             fails = 0;
             mg_plan_size_grow(&want);
@@ -555,6 +595,7 @@ static void free_workers(struct mg_pool *p)
         mg_batch_destroy(p->w[i].batch);
         free(p->w[i].idx);
         free(p->w[i].uids);
+        free(p->w[i].sizes);
         free(p->w[i].pairs);
         free(p->w[i].got);
         free(p->w[i].bad);
@@ -587,11 +628,12 @@ static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_erro
         w->slot = &p->ses.slots[i];
         w->idx = calloc(bm, sizeof(*w->idx));
         w->uids = calloc(bm, sizeof(*w->uids));
+        w->sizes = calloc(bm, sizeof(*w->sizes));
         w->pairs = calloc(bm, sizeof(*w->pairs));
         w->got = calloc(bm, sizeof(*w->got));
         w->bad = calloc(bm, sizeof(*w->bad));
-        if (w->idx == NULL || w->uids == NULL || w->pairs == NULL || w->got == NULL ||
-            w->bad == NULL)
+        if (w->idx == NULL || w->uids == NULL || w->sizes == NULL || w->pairs == NULL ||
+            w->got == NULL || w->bad == NULL)
             return mg_error_set(err, MG_E_INTERNAL, "out of memory");
         enum mg_code rc = mg_batch_create(p->job->store, i, budget, &w->batch, err);
         if (rc != MG_OK)
@@ -664,10 +706,16 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         nw = (unsigned)job->msgs->n;
     if (nw == 0)
         return MG_OK;
+    if (job->budget != NULL && mg_budget_stopped(job->budget)) {
+        res->failed = 0; /* not tried: the next run fetches them */
+        return mg_budget_error(job->budget, &res->fatal);
+    }
     pthread_mutex_lock(&p->mu); /* warm-up threads may be looking */
     p->job = job;
     p->res = res;
     p->abort = false;
+    p->stopping = false;
+    p->cut_short = false;
     p->inflight = 0;
     p->progress = 0;
     p->running = 0;
@@ -718,11 +766,23 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     /* Wait for the workers; draw progress; turn a cancel (cancel.h: a
      * signal, taken by the signal thread, whose hook wakes this wait) into
      * a clean stop: every session is cancelled, finished batches commit. */
+    double stop_at = 0; /* when the budget stopped the run */
     for (;;) {
+        bool stopped = job->budget != NULL && mg_budget_stopped(job->budget);
         pthread_mutex_lock(&p->mu);
         if (p->running == 0) {
             pthread_mutex_unlock(&p->mu);
             break;
+        }
+        if (stopped && !p->stopping) {
+            p->stopping = true; /* idle workers see it now */
+            pthread_cond_broadcast(&p->cv);
+        }
+        if (p->stopping && stop_at == 0)
+            stop_at = now_s();
+        if (p->stopping && !p->cut_short && stop_at > 0 && now_s() - stop_at > STOP_GRACE_S) {
+            p->cut_short = true;
+            mg_sessions_abort(&p->ses, true);
         }
         if (mg_cancelled() && !res->interrupted) {
             struct mg_error e;
@@ -742,7 +802,7 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
      * is dead: do not hand it to the next mailbox. */
     for (unsigned i = 0; i < p->ses.n; i++)
         mg_slot_join_warm(&p->ses.slots[i]);
-    if (p->abort)
+    if (p->abort || p->cut_short)
         for (unsigned i = 0; i < p->ses.n; i++)
             mg_slot_drop(&p->ses.slots[i]);
     mg_sessions_abort(&p->ses, false);
@@ -751,8 +811,12 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     pthread_mutex_unlock(&p->mu);
     for (unsigned i = 0; i < nw; i++)
         res->connections += p->w[i].used;
-    /* Whatever was never handed out or never settled did not arrive. */
-    res->failed += mg_plan_pending(&p->plan);
+    /* Whatever was never handed out or never settled did not arrive;
+     * unless the budget stopped the run: that is for the next run. */
+    if (p->stopping && res->fatal.code == MG_OK && mg_plan_pending(&p->plan) > 0)
+        mg_budget_error(job->budget, &res->fatal);
+    else
+        res->failed += mg_plan_pending(&p->plan);
     free_workers(p);
     mg_plan_finish(&p->plan);
     p->job = NULL;

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailgrab/budget.h"
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
 #include "mailgrab/imap.h"
@@ -54,6 +55,10 @@ struct mg_report {
 struct mg_backup_hooks {
     void (*on_stored)(void *ctx, uint32_t uid, const char *path);
     void *ctx;
+    /* The run's --max-bytes and --max-time (may be NULL); each account
+     * adds its daily limit (budget.h). Set by the backup: the budget. */
+    struct mg_run_limits *run;
+    struct mg_budget *budget;
 };
 
 /* Returns the account's exit code (also in rep->code). */

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mailgrab/creds.h"
 #include "mailgrab/error.h"
@@ -50,6 +51,10 @@ struct mg_account {
     const char *oauth2_refresh_token_file;
     const char *oauth2_token_command;
     const char *oauth2_cafile; /* CA bundle for the token endpoint */
+    /* Bytes per rolling 24 h (budget.h); set says it was given (0: none),
+     * unset means the provider's default (Gmail's, or none). */
+    uint64_t daily_limit;
+    bool daily_limit_set;
     /* Set by mg_config_share_outputs: another account of the config file
      * has the same output, so this one keeps its mail in output/<name>;
      * the first of them in the file takes over a backup with no record of

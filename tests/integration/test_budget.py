@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Budgets against a real Dovecot: --daily-limit (a ledger in the output that
+counts bytes per rolling 24 h over runs and kill -9), --max-bytes and
+--max-time per run. Each stops cleanly with exit 11, keeps everything, and the
+next run goes on where it stopped, fetching nothing twice.
+
+One Dovecot serves the module; each test has its own user and a small corpus.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from mgtest import corpus, reference, tools
+from mgtest.checks import Checks
+from mgtest.server import start_for_module, stop_for_module
+
+EXIT_OK, EXIT_LIMIT = 0, 11
+LEDGER = ".mailgrab-ledger"
+N = 80  # messages per user; small ones, a few kB each
+
+USERS = {"daily": "daily-pw", "killed": "killed-pw", "maxb": "maxb-pw", "maxt": "maxt-pw"}
+
+server = None
+workdir = None
+config_home = None
+
+
+def setUpModule():
+    global server, workdir, config_home
+    tools.binary("MAILGRAB")
+    server, workdir, config_home = start_for_module("mgtest-budget-", USERS)
+    for i, user in enumerate(sorted(USERS)):
+        corpus.generate(server.maildir(user), N, os.path.join(workdir, user + ".json"),
+                        seed=70 + i, big=0, server=server)
+
+
+def tearDownModule():
+    stop_for_module(server, workdir)
+
+
+def bodies_sent(log, user):
+    """BODY[] fetches Dovecot counted for user's sessions in log."""
+    return sum(int(n) for n in re.findall(
+        rf"imap\({re.escape(user)}\).*?Disconnected.*? body_count=(\d+)", log))
+
+
+def wait_logouts(mark, user, seconds=5.0):
+    """Dovecot's log since mark once every session of user has ended."""
+    deadline = time.monotonic() + seconds
+    while True:
+        log = server.log_since(mark)
+        logins = log.count(f"Login: user=<{user}>")
+        ends = len(re.findall(rf"imap\({re.escape(user)}\).*?Disconnected", log))
+        if ends >= logins or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
+def ledger_bytes(out):
+    """Bytes the ledger in out counts (its "f TIME BYTES" lines)."""
+    total = 0
+    with open(os.path.join(out, LEDGER)) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "f":
+                total += int(parts[2])
+    return total
+
+
+class Base(unittest.TestCase, Checks):
+    maxDiff = 4000
+    USER = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ref = reference.fetch_all(server, user=cls.USER)
+        cls.total = sum(len(b) for b in cls.ref.values())
+        cls.biggest = max(len(b) for b in cls.ref.values())
+
+    def out_dir(self):
+        return tempfile.mkdtemp(prefix="out-", dir=workdir) + "/backup"
+
+    def argv(self, out, *extra, port=None):
+        pw = tools.write_secret(workdir, server.password(self.USER))
+        return tools.mailgrab_argv(server, user=self.USER, port=port, password_file=pw,
+                                   output=out, extra=extra)
+
+    def mailgrab(self, out, *extra, port=None, timeout=90):
+        return tools.run(self.argv(out, *extra, port=port),
+                         env_extra={"XDG_CONFIG_HOME": config_home}, timeout=timeout)
+
+    def stored_bytes(self, out, res):
+        got = self.stored(out, res)
+        for uid, body in got.items():
+            self.assertEqual(body, self.ref[uid], f"UID {uid} differs" + res.describe())
+        return got, sum(len(b) for b in got.values())
+
+
+class TestDailyLimit(Base):
+    USER = "daily"
+
+    def test_stops_at_limit_rerun_fetches_nothing_raised_limit_completes(self):
+        out = self.out_dir()
+        limit = self.total * 2 // 5
+        mark = server.log_size()
+        res = self.mailgrab(out, "--daily-limit", str(limit), "--chunks", "4")
+        self.assertExit(res, EXIT_LIMIT)
+        got, used = self.stored_bytes(out, res)
+        self.assertGreater(len(got), 0, "nothing stored before the limit" + res.describe())
+        self.assertLessEqual(used, limit, "stored more than the daily limit" + res.describe())
+        # It stops at the limit, not well before it.
+        self.assertGreater(used, limit - 4 * 256 * self.biggest, res.describe())
+        self.assertGreater(used, limit // 2, res.describe())
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        self.assertEqual(len(lines), 1, "not one line at the limit" + res.describe())
+        self.assertRegex(lines[0], r"daily limit .* run again at \d{4}-\d\d-\d\d "
+                         r"\d\d:\d\d:\d\d UTC", res.describe())
+        self.assertGreaterEqual(ledger_bytes(out), used, res.describe())
+        first = wait_logouts(mark, self.USER)
+        self.assertEqual(bodies_sent(first, self.USER), len(got), res.describe())
+
+        # At once: no connection is even made, nothing is fetched.
+        mark = server.log_size()
+        again = self.mailgrab(out, "--daily-limit", str(limit))
+        self.assertExit(again, EXIT_LIMIT)
+        self.assertEqual(sorted(self.stored(out, again)), sorted(got), again.describe())
+        self.assertNotIn(f"Login: user=<{self.USER}>", server.log_since(mark),
+                         "a run with the day spent logged in" + again.describe())
+        self.assertIn("daily limit", again.stderr)
+
+        # A raised limit fetches the rest, and only the rest.
+        mark = server.log_size()
+        done = self.mailgrab(out, "--daily-limit", "1G")
+        self.assertExit(done, EXIT_OK)
+        self.assertAllIdentical(out, done, self.ref)
+        log = wait_logouts(mark, self.USER)
+        self.assertEqual(bodies_sent(log, self.USER), N - len(got), done.describe())
+        self.assertGreaterEqual(ledger_bytes(out), self.total, done.describe())
+
+    def test_none_turns_it_off_and_bad_sizes_are_refused(self):
+        out = self.out_dir()
+        res = self.mailgrab(out, "--daily-limit", "none")
+        self.assertExit(res, EXIT_OK)
+        self.assertFalse(os.path.exists(os.path.join(out, LEDGER)), res.describe())
+        bad = self.mailgrab(out, "--daily-limit", "12X")
+        self.assertExit(bad, 2)
+        self.assertIn("--daily-limit must be a size", bad.stderr)
+
+
+class TestLedgerSurvivesKill9(Base):
+    USER = "killed"
+
+    def test_kill9_mid_run_still_counted(self):
+        out = self.out_dir()
+        limit = self.total // 2
+        box = os.path.join(out, "INBOX")
+        # Slow enough to be killed half-way through its share.
+        with tools.Proxy(server.host, server.imaps_port, "--rate", "40000") as proxy:
+            argv = self.argv(out, "--daily-limit", str(limit), "--chunks", "2",
+                             port=proxy.port)
+            env = dict(os.environ, XDG_CONFIG_HOME=config_home)
+            env.pop("MAILGRAB_PASSWORD", None)
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+            t0 = time.monotonic()
+            try:
+                while p.poll() is None and time.monotonic() - t0 < 60:
+                    try:
+                        n = sum(1 for x in os.listdir(box) if x.endswith(".eml"))
+                    except FileNotFoundError:
+                        n = 0
+                    if n >= N // 5:
+                        os.killpg(p.pid, signal.SIGKILL)
+                        break
+                    time.sleep(0.01)
+            finally:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.assertEqual(p.returncode, -signal.SIGKILL, "the run ended before it was killed")
+        killed = tools.Run(argv, p.returncode, "", "", 0)
+        _, used = self.stored_bytes(out, killed)
+        self.assertGreaterEqual(ledger_bytes(out), used,
+                                "the ledger forgot bytes of the killed run")
+        # The rerun only tops the day up to the limit.
+        res = self.mailgrab(out, "--daily-limit", str(limit), "--chunks", "2")
+        self.assertExit(res, EXIT_LIMIT)
+        _, used = self.stored_bytes(out, res)
+        self.assertLessEqual(used, limit, "the killed run's bytes were forgotten"
+                             + res.describe())
+        self.assertNoTempFiles(out, res)
+
+
+class TestMaxBytes(Base):
+    USER = "maxb"
+
+    def test_runs_stop_and_resume_nothing_lost(self):
+        out = self.out_dir()
+        step = self.total // 3
+        mark = server.log_size()
+        runs, before = 0, 0
+        while True:
+            res = self.mailgrab(out, "--max-bytes", str(step), "--chunks", "3")
+            runs += 1
+            if res.returncode == EXIT_OK:
+                break
+            self.assertExit(res, EXIT_LIMIT)
+            self.assertIn("--max-bytes", res.stderr)
+            got, used = self.stored_bytes(out, res)
+            self.assertLessEqual(used - before, step, "one run went over --max-bytes"
+                                 + res.describe())
+            self.assertGreater(used, before, "a run made no progress" + res.describe())
+            before = used
+            self.assertLess(runs, 8, res.describe())
+        self.assertGreaterEqual(runs, 3, res.describe())
+        self.assertAllIdentical(out, res, self.ref)
+        self.assertNoTempFiles(out, res)
+        self.assertFalse(os.path.exists(os.path.join(out, LEDGER)),
+                         "--max-bytes alone wrote a ledger" + res.describe())
+        log = wait_logouts(mark, self.USER)
+        self.assertEqual(bodies_sent(log, self.USER), N, "a message was fetched twice")
+
+
+class TestMaxTime(Base):
+    USER = "maxt"
+
+    def test_stops_in_time_and_resumes(self):
+        out = self.out_dir()
+        # About total / (2 x 8000) s to fetch it all: many times --max-time.
+        with tools.Proxy(server.host, server.imaps_port, "--rate", "8000") as proxy:
+            res = self.mailgrab(out, "--max-time", "2s", "--chunks", "2", port=proxy.port)
+        self.assertExit(res, EXIT_LIMIT)
+        self.assertIn("--max-time", res.stderr)
+        # 2 s, then at most 5 s for the fetches in flight, and the start.
+        self.assertLess(res.seconds, 12, "in-flight fetches kept the run going" + res.describe())
+        got, _ = self.stored_bytes(out, res)
+        self.assertGreater(len(got), 0, res.describe())
+        self.assertLess(len(got), N, res.describe())
+        done = self.mailgrab(out)
+        self.assertExit(done, EXIT_OK)
+        self.assertAllIdentical(out, done, self.ref)
+        self.assertNoTempFiles(out, done)
+
+
+if __name__ == "__main__":
+    unittest.main()
