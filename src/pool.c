@@ -28,6 +28,9 @@
 /* Once the budget stops the run (--max-time above all), fetches in flight
  * get this long to finish; then they are cut (what arrived whole is kept). */
 #define STOP_GRACE_S 5.0
+/* A server asking to slow down ([THROTTLED]) halves the connections that
+ * fetch; this many fetches in a row answered without it give one back. */
+#define CALM_FETCHES 16
 
 /* A worker thread's state during one run. */
 struct worker {
@@ -52,6 +55,7 @@ struct worker {
     bool partial;   /* a message was arriving when the last FETCH ended */
     bool fresh;     /* the last FETCH was the first on its session */
     bool progress;  /* the last FETCH settled a message, stored or given up */
+    bool alive;     /* its thread runs (under mu) */
 };
 
 struct mg_pool {
@@ -70,6 +74,11 @@ struct mg_pool {
     bool abort;
     bool stopping;  /* the budget stopped: no more work is handed out */
     bool cut_short; /* ... and fetches in flight were cut after the grace */
+    /* Workers with an id below this fetch; the others wait without a
+     * session. Lowered by [THROTTLED] and by logins refused for a
+     * connection limit, raised again slowly; kept from run to run. */
+    unsigned allowed;
+    unsigned calm; /* fetches in a row not throttled */
     struct mg_job_result *res;
     int cancel_hook;                 /* wakes mg_pool_run's wait at once on a signal */
     bool *unsent;                    /* per message: answered for without it, every attempt */
@@ -101,6 +110,7 @@ enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struc
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->cancel_hook = mg_cancel_hook_add(wake_on_cancel, p);
+    p->allowed = workers;
     *out = p;
     return MG_OK;
 }
@@ -429,6 +439,33 @@ static enum mg_code grant(struct worker *w, struct mg_error *err)
     return MG_OK;
 }
 
+/* Caller holds mu. Worker w waits, without a session, while the server
+ * wants fewer connections and a worker below it can still fetch. */
+static bool parked(const struct worker *w)
+{
+    const struct mg_pool *p = w->p;
+    if (w->id < p->allowed)
+        return false;
+    for (unsigned i = 0; i < p->allowed && i < p->nw; i++)
+        if (p->w[i].alive)
+            return true;
+    return false;
+}
+
+/* Caller holds mu. Fewer connections: the server asked to slow down, or
+ * refused a login for a connection limit. */
+static void fewer(struct mg_pool *p, unsigned most, const char *why)
+{
+    p->calm = 0;
+    if (most < 1)
+        most = 1;
+    if (most >= p->allowed)
+        return;
+    p->allowed = most;
+    mg_info("%s: going on with %u connection%s", why, most, most == 1 ? "" : "s");
+    pthread_cond_broadcast(&p->cv);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -442,6 +479,7 @@ static void *worker_main(void *arg)
 
     mg_slot_join_warm(w->slot); /* its session may be ready, or never will be */
     pthread_mutex_lock(&p->mu);
+    w->alive = true;
     for (;;) {
         if (p->abort || p->stopping)
             break;
@@ -449,6 +487,16 @@ static void *worker_main(void *arg)
             p->stopping = true;
             pthread_cond_broadcast(&p->cv);
             break;
+        }
+        if (parked(w)) {
+            if (w->slot->sess != NULL) { /* one connection fewer */
+                pthread_mutex_unlock(&p->mu);
+                mg_slot_drop(w->slot);
+                pthread_mutex_lock(&p->mu);
+                continue;
+            }
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
         }
         /* Ask for no more than the session is likely to carry before the
          * server ends it (small messages aside: losing one costs little). */
@@ -499,6 +547,8 @@ static void *worker_main(void *arg)
         if (sent)
             rc = run_fetch(w, &err);
         bool cut = sent && !w->answered;
+        bool throttled = sent && rc == MG_OK && p->ses.src.ops->throttled != NULL &&
+                         p->ses.src.ops->throttled(w->slot->sess);
 
         pthread_mutex_lock(&p->mu);
         if (sent)
@@ -515,13 +565,34 @@ static void *worker_main(void *arg)
         pthread_cond_broadcast(&p->cv);
         if (rc != MG_OK && p->cut_short)
             break; /* cut by the budget's stop: the next run goes on */
+        if (rc == MG_OK && throttled) {
+            /* Fewer connections, and a pause before this one goes on. */
+            fewer(p, p->allowed / 2, "the server asks to slow down ([THROTTLED])");
+            fails = 0;
+            pthread_mutex_unlock(&p->mu);
+            sleep_ms(p, p->ses.pause_ms);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
         if (rc == MG_OK) {
             fails = 0;
+            if (sent && ++p->calm >= CALM_FETCHES && p->allowed < p->nw) {
+                p->allowed++; /* recover slowly */
+                p->calm = 0;
+                pthread_cond_broadcast(&p->cv);
+            }
             mg_plan_size_grow(&want);
             continue;
         }
         if (p->abort)
             break;
+        /* A login refused for a connection limit: the sessions open already
+         * carry on; this one and those after it wait. */
+        if (!sent && rc == MG_E_CONNECT && err.retry == MG_RETRY_LATER && w->id > 0 &&
+            w->id < p->allowed) {
+            fewer(p, w->id, err.msg);
+            continue;
+        }
         if (err.retry == MG_RETRY_NONE || rc == MG_E_IO || rc == MG_E_INTERNAL) {
             set_fatal(p, &err); /* credentials, certificate, disk: stop everything */
             break;
@@ -560,6 +631,7 @@ static void *worker_main(void *arg)
         }
     }
     --p->running;
+    w->alive = false;
     pthread_cond_broadcast(&p->cv); /* the last one ends mg_pool_run's wait */
     pthread_mutex_unlock(&p->mu);
     return NULL;

@@ -4,6 +4,11 @@ counts bytes per rolling 24 h over runs and kill -9), --max-bytes and
 --max-time per run. Each stops cleanly with exit 11, keeps everything, and the
 next run goes on where it stopped, fetching nothing twice.
 
+And a server that wants less, as Gmail says it (through ByeProxy, which
+rewrites what Dovecot answers): "OK Success [THROTTLED]" on every message
+FETCH, or "NO [ALERT] Too many simultaneous connections" to logins past two.
+The run completes with fewer connections.
+
 One Dovecot serves the module; each test has its own user and a small corpus.
 """
 
@@ -16,6 +21,7 @@ import time
 import unittest
 
 from mgtest import corpus, reference, tools
+from mgtest.byeproxy import ByeProxy
 from mgtest.checks import Checks
 from mgtest.server import start_for_module, stop_for_module
 
@@ -23,7 +29,9 @@ EXIT_OK, EXIT_LIMIT = 0, 11
 LEDGER = ".mailgrab-ledger"
 N = 80  # messages per user; small ones, a few kB each
 
-USERS = {"daily": "daily-pw", "killed": "killed-pw", "maxb": "maxb-pw", "maxt": "maxt-pw"}
+USERS = {"daily": "daily-pw", "killed": "killed-pw", "maxb": "maxb-pw", "maxt": "maxt-pw",
+         "thr": "thr-pw", "crowd": "crowd-pw", "quota": "quota-pw"}
+SIZES = {"thr": 160}  # enough fetches to see the connections go down
 
 server = None
 workdir = None
@@ -35,7 +43,8 @@ def setUpModule():
     tools.binary("MAILGRAB")
     server, workdir, config_home = start_for_module("mgtest-budget-", USERS)
     for i, user in enumerate(sorted(USERS)):
-        corpus.generate(server.maildir(user), N, os.path.join(workdir, user + ".json"),
+        corpus.generate(server.maildir(user), SIZES.get(user, N),
+                        os.path.join(workdir, user + ".json"),
                         seed=70 + i, big=0, server=server)
 
 
@@ -245,6 +254,65 @@ class TestMaxTime(Base):
         self.assertExit(done, EXIT_OK)
         self.assertAllIdentical(out, done, self.ref)
         self.assertNoTempFiles(out, done)
+
+
+class TestThrottled(Base):
+    USER = "thr"
+
+    def test_throttled_oks_mean_fewer_connections(self):
+        out = self.out_dir()
+        # A slow link (mgproxy) under it, so that fetches overlap.
+        with tools.Proxy(server.host, server.imap_port, "--rate", "200000") as link, \
+                ByeProxy(server, mode="throttle", target_port=link.port) as proxy:
+            res = self.mailgrab(out, "--chunks", "4", port=proxy.port, timeout=120)
+            starts, throttled = list(proxy.starts), proxy.throttled
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res, self.ref)
+        self.assertGreater(throttled, 0, "the proxy throttled nothing" + res.describe())
+        self.assertGreater(max(n for n, _ in starts), 1,
+                           f"never fetched in parallel: {starts}" + res.describe())
+        # Once told a few times, one connection fetches at a time.
+        late = [n for n, before in starts if before >= 6]
+        self.assertGreaterEqual(len(late), 3, f"{starts}" + res.describe())
+        self.assertEqual(max(late), 1, f"still fetching in parallel: {starts}" + res.describe())
+
+
+class TestTooManyConnections(Base):
+    USER = "crowd"
+
+    def test_refused_logins_mean_fewer_connections(self):
+        out = self.out_dir()
+        with ByeProxy(server, mode="crowd", max_sessions=2) as proxy:
+            res = self.mailgrab(out, "--chunks", "4", "-v", port=proxy.port)
+            refused = proxy.refused
+        self.assertExit(res, EXIT_OK)
+        self.assertAllIdentical(out, res, self.ref)
+        self.assertGreater(refused, 0, "the limit was never hit" + res.describe())
+        self.assertIn("going on with 2 connections", res.stderr, res.describe())
+        # Each connection over the limit is tried about once, not again and
+        # again with pauses.
+        self.assertLessEqual(refused, 4, f"{refused} logins refused" + res.describe())
+
+
+class TestOverQuota(Base):
+    USER = "quota"
+
+    def test_bye_overquota_stops_with_11_and_keeps_everything(self):
+        out = self.out_dir()
+        bye = b"* BYE [OVERQUOTA] Account exceeded command or bandwidth limits.\r\n"
+        with ByeProxy(server, after_bytes=self.total // 3, times=1, bye=bye) as proxy:
+            res = self.mailgrab(out, "--chunks", "2", port=proxy.port)
+            sessions = proxy.sessions
+        self.assertExit(res, EXIT_LIMIT)
+        self.assertIn("OVERQUOTA", res.stderr)
+        got, _ = self.stored_bytes(out, res)
+        self.assertGreater(len(got), 0, res.describe())
+        self.assertLess(len(got), N, res.describe())
+        # Stopped: no new session was opened to ask again.
+        self.assertLessEqual(sessions, 2, res.describe())
+        done = self.mailgrab(out)
+        self.assertExit(done, EXIT_OK)
+        self.assertAllIdentical(out, done, self.ref)
 
 
 if __name__ == "__main__":
