@@ -148,12 +148,15 @@ size_t mg_ledger_format(const struct mg_ledger *l, char *buf, size_t cap)
     return n;
 }
 
-int mg_size_parse(const char *s, uint64_t *out)
+struct unit {
+    char c;
+    uint64_t mul;
+};
+
+/* Digits, then at most one unit letter of units[], then `tail` if given
+ * (may be absent). */
+static int parse_scaled(const char *s, const struct unit *units, size_t n, char tail, uint64_t *out)
 {
-    if (strcmp(s, "none") == 0) {
-        *out = 0;
-        return 0;
-    }
     if (*s < '0' || *s > '9')
         return -1;
     char *end;
@@ -162,26 +165,13 @@ int mg_size_parse(const char *s, uint64_t *out)
     if (errno != 0)
         return -1;
     uint64_t mul = 1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        mul = 1000;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        mul = 1000 * 1000;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        mul = 1000 * 1000 * 1000;
-        end++;
-        break;
-    default:
-        break;
-    }
-    if (*end == 'B' || *end == 'b')
+    for (size_t i = 0; i < n; i++)
+        if (*end == units[i].c) {
+            mul = units[i].mul;
+            end++;
+            break;
+        }
+    if (tail != '\0' && (*end == tail || *end == tail + ('a' - 'A')))
         end++;
     if (*end != '\0' || (v > 0 && mul > UINT64_MAX / v))
         return -1;
@@ -189,28 +179,23 @@ int mg_size_parse(const char *s, uint64_t *out)
     return 0;
 }
 
+int mg_size_parse(const char *s, uint64_t *out)
+{
+    static const struct unit units[] = {
+        {'k', 1000},    {'K', 1000},       {'m', 1000000},
+        {'M', 1000000}, {'g', 1000000000}, {'G', 1000000000},
+    };
+    if (strcmp(s, "none") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), 'B', out);
+}
+
 int mg_duration_parse(const char *s, uint64_t *secs)
 {
-    if (*s < '0' || *s > '9')
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0)
-        return -1;
-    uint64_t mul = 1;
-    if (*end == 's')
-        end++;
-    else if (*end == 'm')
-        mul = 60, end++;
-    else if (*end == 'h')
-        mul = 3600, end++;
-    else if (*end == 'd')
-        mul = 86400, end++;
-    if (*end != '\0' || (v > 0 && mul > UINT64_MAX / v))
-        return -1;
-    *secs = (uint64_t)v * mul;
-    return 0;
+    static const struct unit units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), '\0', secs);
 }
 
 static double mono_now(void)

@@ -13,7 +13,6 @@ One Dovecot serves the module; each test has its own user and a small corpus.
 """
 
 import os
-import re
 import signal
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import unittest
 from mgtest import corpus, reference, tools
 from mgtest.byeproxy import ByeProxy
 from mgtest.checks import Checks
-from mgtest.server import start_for_module, stop_for_module
+from mgtest.server import bodies_sent, start_for_module, stop_for_module, wait_sessions
 
 EXIT_OK, EXIT_LIMIT = 0, 11
 LEDGER = ".mailgrab-ledger"
@@ -50,24 +49,6 @@ def setUpModule():
 
 def tearDownModule():
     stop_for_module(server, workdir)
-
-
-def bodies_sent(log, user):
-    """BODY[] fetches Dovecot counted for user's sessions in log."""
-    return sum(int(n) for n in re.findall(
-        rf"imap\({re.escape(user)}\).*?Disconnected.*? body_count=(\d+)", log))
-
-
-def wait_logouts(mark, user, seconds=5.0):
-    """Dovecot's log since mark once every session of user has ended."""
-    deadline = time.monotonic() + seconds
-    while True:
-        log = server.log_since(mark)
-        logins = log.count(f"Login: user=<{user}>")
-        ends = len(re.findall(rf"imap\({re.escape(user)}\).*?Disconnected", log))
-        if ends >= logins or time.monotonic() > deadline:
-            return log
-        time.sleep(0.05)
 
 
 def ledger_bytes(out):
@@ -130,7 +111,7 @@ class TestDailyLimit(Base):
         self.assertRegex(lines[0], r"daily limit .* run again at \d{4}-\d\d-\d\d "
                          r"\d\d:\d\d:\d\d UTC", res.describe())
         self.assertGreaterEqual(ledger_bytes(out), used, res.describe())
-        first = wait_logouts(mark, self.USER)
+        first = wait_sessions(server, mark, self.USER)[0]
         self.assertEqual(bodies_sent(first, self.USER), len(got), res.describe())
 
         # At once: no connection is even made, nothing is fetched.
@@ -147,7 +128,7 @@ class TestDailyLimit(Base):
         done = self.mailgrab(out, "--daily-limit", "1G")
         self.assertExit(done, EXIT_OK)
         self.assertAllIdentical(out, done, self.ref)
-        log = wait_logouts(mark, self.USER)
+        log = wait_sessions(server, mark, self.USER)[0]
         self.assertEqual(bodies_sent(log, self.USER), N - len(got), done.describe())
         self.assertGreaterEqual(ledger_bytes(out), self.total, done.describe())
 
@@ -231,7 +212,7 @@ class TestMaxBytes(Base):
         self.assertNoTempFiles(out, res)
         self.assertFalse(os.path.exists(os.path.join(out, LEDGER)),
                          "--max-bytes alone wrote a ledger" + res.describe())
-        log = wait_logouts(mark, self.USER)
+        log = wait_sessions(server, mark, self.USER)[0]
         self.assertEqual(bodies_sent(log, self.USER), N, "a message was fetched twice")
 
 
