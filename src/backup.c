@@ -180,6 +180,9 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
     *only = false;
+    /* The run's budget is spent (--max-time above all): not even a listing. */
+    if (hooks != NULL && mg_budget_stopped(hooks->budget))
+        return mg_budget_error(hooks->budget, err);
     const char *imap = x->imap;
     enum mg_code rc = mg_pool_examine(pool, imap, &mi, err);
     /* A server that lists names in raw UTF-8 wants them so: a name given
