@@ -99,7 +99,8 @@ int mg_ledger_parse(const char *buf, size_t len, int64_t now, struct mg_ledger *
         }
         i = end + 1;
     }
-    qsort(l->v, l->n, sizeof(*l->v), cmp_entry);
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), cmp_entry);
     return 0;
 }
 
