@@ -371,6 +371,9 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_msglist msgs = {0};
     struct mg_store_mark mark = {0};
     *only = false;
+    /* The run's budget is spent (--max-time above all): not even a listing. */
+    if (hooks != NULL && mg_budget_stopped(hooks->budget))
+        return mg_budget_error(hooks->budget, err);
     const char *imap = x->imap;
     enum mg_code rc;
     if (gm == NULL && unchanged(a, pool, x, r, &rc, err))
@@ -484,6 +487,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         .ctx = hooks ? hooks->ctx : NULL,
         .on_progress = show_progress,
         .progress_ctx = &to,
+        .budget = hooks ? hooks->budget : NULL,
     };
     struct mg_job_result res;
     rc = mg_pool_run(pool, &job, &res);
@@ -558,6 +562,59 @@ static unsigned cap_connections(const struct mg_account *a)
         return most;
     }
     return a->chunks;
+}
+
+/* The account's budget (budget.h): its daily limit, or its provider's
+ * default, and the run's limits. A run that can fetch nothing stops here,
+ * before it connects. */
+static enum mg_code open_budget(const struct mg_account *a, struct mg_backup_hooks *h,
+                                struct mg_error *err)
+{
+    uint64_t daily = mg_account_daily_limit(a, false);
+    bool run = h->run != NULL && (h->run->max_bytes > 0 || h->run->deadline > 0);
+    h->budget = NULL;
+    if (daily == 0 && !run)
+        return MG_OK;
+    enum mg_code rc = mg_budget_create(a->output, daily, h->run, &h->budget, err);
+    if (rc == MG_OK)
+        rc = mg_budget_check(h->budget, err);
+    if (rc == MG_OK && daily > 0 && !a->daily_limit_set) {
+        char b[32];
+        mg_human_bytes(daily, b, sizeof(b));
+        mg_info("%s: daily limit %s (the default for %s; --daily-limit to change)", a->name, b,
+                a->server);
+    }
+    return rc;
+}
+
+/* A Gmail account is known by its capabilities, whatever its host name: it
+ * gets Gmail's default daily limit when none was given (open_budget could
+ * only go by the host name, before connecting). */
+static enum mg_code gmail_budget(const struct mg_account *a, struct mg_pool *pool,
+                                 struct mg_backup_hooks *h, struct mg_error *err)
+{
+    uint64_t daily = mg_account_daily_limit(a, true);
+    if (a->daily_limit_set || mg_provider_daily_limit(a->server) != 0 || daily == 0)
+        return MG_OK;
+    unsigned caps = 0;
+    if (mg_pool_caps(pool, &caps, err) != MG_OK || !(caps & MG_CAP_GMAIL)) {
+        mg_error_clear(err);
+        return MG_OK;
+    }
+    struct mg_budget *b = NULL;
+    enum mg_code rc = mg_budget_create(a->output, daily, h->run, &b, err);
+    if (rc == MG_OK)
+        rc = mg_budget_check(b, err);
+    if (rc != MG_OK) {
+        mg_budget_destroy(b);
+        return rc;
+    }
+    mg_budget_destroy(h->budget);
+    h->budget = b;
+    char text[32];
+    mg_human_bytes(daily, text, sizeof(text));
+    mg_info("%s: Gmail (X-GM-EXT-1): daily limit %s (--daily-limit to change)", a->name, text);
+    return MG_OK;
 }
 
 /* Lock and claim the directory that holds account a's backup, in dir: its
@@ -694,6 +751,9 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
     int locks[2] = {-1, -1};
     char dir[PATH_MAX] = "";
     struct mg_account own = *a;
+    struct mg_backup_hooks own_hooks = {0};
+    if (hooks != NULL)
+        own_hooks = *hooks;
 
     enum mg_code rc = mg_tls_ctx_create(a->cafile, &tls, &err);
     if (rc == MG_OK && a->compress == MG_NO)
@@ -702,6 +762,9 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         rc = account_dir(a, dir, sizeof(dir), locks, &err);
     own.output = dir;
     a = &own;
+    if (rc == MG_OK)
+        rc = open_budget(a, &own_hooks, &err);
+    hooks = &own_hooks;
     struct mg_server srv = {a->server, a->port, (int)a->timeout, tls};
     struct mg_imap_source is = {&srv, cr};
     struct mg_source src = mg_imap_source(&is);
@@ -711,6 +774,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         mg_info("%s: connecting to %s port %s as %s", a->name, a->server, a->port, a->user);
         rc = mg_pool_connect(pool, &err);
     }
+    if (rc == MG_OK)
+        rc = gmail_budget(a, pool, &own_hooks, &err);
     if (rc == MG_OK)
         rc = select_boxes(a, pool, &b, &err);
     struct gm_run gm_state = {.outfd = -1};
@@ -792,6 +857,7 @@ out:
     mg_gmail_index_finish(&gm_state.ix);
     mg_pool_destroy(pool);
     count_bytes(rep, tls);
+    mg_budget_destroy(own_hooks.budget);
     free(b.v);
     for (int i = 0; i < 2; i++)
         if (locks[i] >= 0)

@@ -30,7 +30,8 @@ void mg_cli_usage(FILE *f)
           "stored and counts as failed.\n"
           "Exit codes: 0 ok (also when nothing is new), 1 some messages or listed mailboxes\n"
           "failed, 2 usage, 3 connect, 4 TLS, 5 authentication, 6 named mailbox, 7 local\n"
-          "I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 server quota, 12 verify found\n"
+          "I/O, 8 protocol, 9 locked, 10 OAuth2 token, 11 come back later (server quota,\n"
+          "throttling, --daily-limit, --max-bytes, --max-time), 12 verify found\n"
           "problems, 13 output holds another account's backup, 130 interrupted. Classes\n"
           "for schedulers: success 0; partial 1 (run again); later 3, 8, 9, 11 (come\n"
           "back later); permanent 2, 4-7, 10, 12, 13 (fix first); interrupted 130.\n"
@@ -131,6 +132,12 @@ static enum mg_code apply(void *ctx, const struct mg_setting *s, const struct mg
         break;
     case MG_SET_NO_COMPRESS:
         return mg_account_set(&o->over, s, v, err);
+    case MG_SET_MAX_BYTES:
+        o->max_bytes = v->num;
+        break;
+    case MG_SET_MAX_TIME:
+        o->max_time = v->num;
+        break;
     case MG_SET_OFFLINE:
         o->offline = true;
         break;

@@ -105,6 +105,10 @@ enum mg_code mg_account_set(struct mg_account *a, const struct mg_setting *s,
     case MG_SET_NO_COMPRESS:
         a->compress = MG_NO;
         return MG_OK;
+    case MG_SET_DAILY_LIMIT:
+        a->daily_limit = v->num;
+        a->daily_limit_set = true;
+        return MG_OK;
     default:
         return mg_error_set(err, MG_E_INTERNAL, "--%s is not an account setting", s->name);
     }
@@ -379,6 +383,10 @@ void mg_account_merge(struct mg_account *dst, const struct mg_account *src)
         dst->timeout = src->timeout;
     if (src->compress != MG_YESNO_UNSET)
         dst->compress = src->compress;
+    if (src->daily_limit_set) {
+        dst->daily_limit = src->daily_limit;
+        dst->daily_limit_set = true;
+    }
 }
 
 /* path without "." components, repeated or trailing slashes. */
@@ -495,4 +503,15 @@ enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err)
                             "%s: give either a password file or a password command, not both",
                             a->name);
     return MG_OK;
+}
+
+uint64_t mg_account_daily_limit(const struct mg_account *a, bool gmail)
+{
+    if (a->daily_limit_set)
+        return a->daily_limit;
+    uint64_t by_host = a->server ? mg_provider_daily_limit(a->server) : 0;
+    if (by_host != 0 || !gmail)
+        return by_host;
+    const struct mg_provider *p = mg_provider_find("gmail");
+    return p != NULL ? p->daily_limit : 0;
 }

@@ -42,6 +42,7 @@ struct mg_imap {
     bool broken;       /* out of step with the server: only good for closing */
     bool caps_known;   /* caps holds what the server offers after login */
     unsigned caps;
+    bool throttled; /* the last FETCH's OK asked to slow down */
 };
 
 #ifndef MAILGRAB_VERSION
@@ -63,6 +64,20 @@ static enum mg_code stream_error(struct mg_imap *s, const char *doing, struct mg
                               "%s broke the protocol while %s: %s (mailgrab's bound)", s->srv->host,
                               doing, mg_tls_last_error(s->imap->imap_stream));
     const char *bye = mg_tls_bye_text(s->imap->imap_stream);
+    char code[32];
+    mg_imap_text_code(bye, code, sizeof(code));
+    enum mg_refusal why = mg_imap_refusal(code, MG_CMD_OTHER);
+    /* Gmail: "* BYE [OVERQUOTA] Account exceeded command or bandwidth limits." */
+    if (bye != NULL && why == MG_REFUSED_LIMIT)
+        return mg_error_set(err, MG_E_LIMIT,
+                            "%s ended the session while %s: %s (a download quota: Gmail "
+                            "allows about 2.5 GB a day over IMAP); what is stored is kept, run "
+                            "again later for the rest",
+                            s->srv->host, doing, bye);
+    if (bye != NULL && why == MG_REFUSED_BUSY)
+        return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_LATER,
+                              "%s ended the session while %s, saying: %s", s->srv->host, doing,
+                              bye);
     if (bye != NULL)
         return mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
                               "%s ended the session while %s, saying: %s", s->srv->host, doing,
@@ -1188,6 +1203,7 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
                            const struct mg_fetch_sink *sink, bool *answered, struct mg_error *err)
 {
     *answered = false;
+    s->throttled = false;
     struct mailimap_set *set = uid_set(uids, n);
     struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
     struct mailimap_section *sec = NULL;
@@ -1244,6 +1260,10 @@ enum mg_code mg_imap_fetch(struct mg_imap *s, const uint32_t *uids, size_t n,
     *answered = true;
     if (r == MAILIMAP_ERROR_UID_FETCH)
         return fetch_refused(s, "fetching messages", err);
+    const MMAPString *buf = s->imap->imap_stream_buffer;
+    char tag[16];
+    snprintf(tag, sizeof(tag), "%d", s->imap->imap_tag);
+    s->throttled = buf != NULL && mg_imap_ok_throttled(buf->str, buf->len, tag);
     return MG_OK;
 
 oom:
@@ -1836,6 +1856,11 @@ static enum mg_code src_fetch(struct mg_session *s, const uint32_t *uids, size_t
     return mg_imap_fetch(imap_of(s), uids, n, sink, answered, err);
 }
 
+static bool src_throttled(const struct mg_session *s)
+{
+    return s != NULL && ((const struct mg_imap *)s)->throttled;
+}
+
 static bool src_broken(const struct mg_session *s)
 {
     return mg_imap_broken((const struct mg_imap *)s);
@@ -1864,6 +1889,7 @@ static const struct mg_source_ops imap_ops = {
     .cancel = src_cancel,
     .close = src_close,
     .judge_login = mg_imap_judge_login,
+    .throttled = src_throttled,
 };
 
 struct mg_source mg_imap_source(struct mg_imap_source *is)

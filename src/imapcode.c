@@ -49,6 +49,41 @@ static void copy_word(const char *p, const char *end, const char *stops, char *o
     out[n] = '\0';
 }
 
+void mg_imap_text_code(const char *text, char *code, size_t code_cap)
+{
+    if (code_cap == 0)
+        return;
+    code[0] = '\0';
+    if (text != NULL && text[0] == '[')
+        copy_word(text + 1, text + strlen(text), " ]\r\n", code, code_cap);
+}
+
+bool mg_imap_ok_throttled(const char *buf, size_t len, const char *tag)
+{
+    char state[8], code[32];
+    if (mg_imap_tagged_reply(buf, len, tag, state, sizeof(state), code, sizeof(code)) != 0 ||
+        strcasecmp(state, "OK") != 0)
+        return false;
+    if (strcasecmp(code, "THROTTLED") == 0)
+        return true;
+    /* Gmail's form: the code closes the line. Find the line again. */
+    size_t tlen = strlen(tag);
+    const char *line = NULL;
+    for (size_t i = 0; i + tlen < len; i++)
+        if ((i == 0 || buf[i - 1] == '\n') && memcmp(buf + i, tag, tlen) == 0 &&
+            buf[i + tlen] == ' ')
+            line = buf + i;
+    const char *end = memchr(line, '\n', (size_t)(buf + len - line));
+    if (end == NULL)
+        end = buf + len;
+    while (end > line && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+        end--;
+    static const char want[] = "[THROTTLED]";
+    size_t w = sizeof(want) - 1;
+    return (size_t)(end - line) > w && end[-(long)w - 1] == ' ' &&
+           strncasecmp(end - w, want, w) == 0;
+}
+
 int mg_imap_tagged_reply(const char *buf, size_t len, const char *tag, char *state,
                          size_t state_cap, char *code, size_t code_cap)
 {

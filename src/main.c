@@ -234,7 +234,8 @@ static enum mg_code start_analyzer(const struct mg_stats_settings *st, struct mg
 }
 
 static enum mg_code run_account(const struct mg_account *acct, const struct mg_options *o,
-                                const char *env_password, struct feed *feed, struct mg_report *rep)
+                                const char *env_password, struct feed *feed,
+                                struct mg_run_limits *run, struct mg_report *rep)
 {
     struct mg_account a = *acct;
     struct mg_error err;
@@ -263,6 +264,7 @@ static enum mg_code run_account(const struct mg_account *acct, const struct mg_o
         .on_mailbox_start = feed_mailbox_start,
         .on_mailbox_end = feed_mailbox_end,
         .on_progress = feed_progress,
+        .run = run,
     };
     rc = mg_backup_account(&a, &cr, o->limit, &hooks, rep);
     if (cr.oauth != NULL)
@@ -332,6 +334,7 @@ static int estimate_accounts(const struct mg_account *accounts, size_t n,
             rc = mg_estimate_account(&a, &cr, &v[done], &err);
         drop_creds(&cr);
         if (rc == MG_OK) {
+            v[done].daily_limit = mg_account_daily_limit(&a, v[done].gmail);
             done++;
         } else {
             mg_estimate_finish(&v[done]);
@@ -516,6 +519,10 @@ int main(int argc, char **argv)
         mg_analyzer_destroy(feed.an);
         return stop_early(feed.ev, &err);
     }
+    /* --max-bytes and --max-time are the whole run's, over its accounts;
+     * the clock starts now. */
+    struct mg_run_limits run;
+    mg_run_limits_init(&run, o.max_bytes, o.max_time);
     struct mg_report *reps = calloc(n ? n : 1, sizeof(*reps));
     struct mg_metrics_run *runs = calloc(n ? n : 1, sizeof(*runs));
     int exit_code = reps && runs ? MG_OK : MG_E_INTERNAL;
@@ -535,7 +542,7 @@ int main(int argc, char **argv)
          * gives the exit code. */
         feed.account = accounts[i].name;
         mg_events_account_start(feed.ev, accounts[i].name, accounts[i].server, accounts[i].user);
-        enum mg_code rc = run_account(&accounts[i], &o, env_password, &feed, &reps[i]);
+        enum mg_code rc = run_account(&accounts[i], &o, env_password, &feed, &run, &reps[i]);
         runs[i].ended = unix_now();
         if (rc != MG_OK && reps[i].error[0] != '\0')
             mg_events_error(feed.ev, reps[i].account, NULL, rc, reps[i].error);

@@ -27,6 +27,12 @@
 #define BIG_BYTES (256u << 10)
 /* Bytes of a job that make one more connection worth opening. */
 #define SESSION_WORTH (256u << 10)
+/* Once the budget stops the run (--max-time above all), fetches in flight
+ * get this long to finish; then they are cut (what arrived whole is kept). */
+#define STOP_GRACE_S 5.0
+/* A server asking to slow down ([THROTTLED]) halves the connections that
+ * fetch; this many fetches in a row answered without it give one back. */
+#define CALM_FETCHES 16
 
 /* A worker thread's state during one run. */
 struct worker {
@@ -35,8 +41,9 @@ struct worker {
     pthread_t thread;
     struct mg_slot *slot;
     struct mg_batch *batch;
-    size_t *idx;    /* plan indices of the fetch, ordered like uids */
-    uint32_t *uids; /* sorted */
+    size_t *idx;     /* plan indices of the fetch, ordered like uids */
+    uint32_t *uids;  /* sorted */
+    uint32_t *sizes; /* of the fetch's messages, for the budget */
     size_t (*pairs)[2];
     bool *got;
     char (*bad)[WHY_MAX]; /* why a message did not arrive whole, "" if it did */
@@ -50,6 +57,7 @@ struct worker {
     bool partial;   /* a message was arriving when the last FETCH ended */
     bool fresh;     /* the last FETCH was the first on its session */
     bool progress;  /* the last FETCH settled a message, stored or given up */
+    bool alive;     /* its thread runs (under mu) */
 };
 
 struct mg_pool {
@@ -67,6 +75,13 @@ struct mg_pool {
     uint64_t session_worth; /* bytes of a job per connection it may use */
     unsigned running;
     bool abort;
+    bool stopping;  /* the budget stopped: no more work is handed out */
+    bool cut_short; /* ... and fetches in flight were cut after the grace */
+    /* Workers with an id below this fetch; the others wait without a
+     * session. Lowered by [THROTTLED] and by logins refused for a
+     * connection limit, raised again slowly; kept from run to run. */
+    unsigned allowed;
+    unsigned calm; /* fetches in a row not throttled */
     struct mg_job_result *res;
     int cancel_hook;                 /* wakes mg_pool_run's wait at once on a signal */
     bool *unsent;                    /* per message: answered for without it, every attempt */
@@ -99,6 +114,7 @@ enum mg_code mg_pool_create(const struct mg_source *src, unsigned workers, struc
     pthread_cond_init(&p->cv, NULL);
     p->session_worth = SESSION_WORTH;
     p->cancel_hook = mg_cancel_hook_add(wake_on_cancel, p);
+    p->allowed = workers;
     *out = p;
     return MG_OK;
 }
@@ -427,6 +443,56 @@ static void give_back(struct worker *w)
     w->n = 0;
 }
 
+/* Ask the budget for the fetch (its messages in UID order); what does not
+ * fit goes back to the plan unsent and the run stops handing out work. */
+static enum mg_code grant(struct worker *w, struct mg_error *err)
+{
+    struct mg_pool *p = w->p;
+    for (size_t i = 0; i < w->n; i++)
+        w->sizes[i] = p->job->msgs->v[w->idx[i]].size;
+    size_t granted = 0;
+    enum mg_code rc = mg_budget_take(p->job->budget, w->sizes, w->n, &granted, err);
+    if (rc != MG_OK)
+        return rc; /* nothing granted: the caller gives it all back */
+    if (granted == w->n)
+        return MG_OK;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = granted; i < w->n; i++)
+        mg_plan_return(&p->plan, w->idx[i]);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    w->n = granted;
+    return MG_OK;
+}
+
+/* Caller holds mu. Worker w waits, without a session, while the server
+ * wants fewer connections and a worker below it can still fetch. */
+static bool parked(const struct worker *w)
+{
+    const struct mg_pool *p = w->p;
+    if (w->id < p->allowed)
+        return false;
+    for (unsigned i = 0; i < p->allowed && i < p->nw; i++)
+        if (p->w[i].alive)
+            return true;
+    return false;
+}
+
+/* Caller holds mu. Fewer connections: the server asked to slow down, or
+ * refused a login for a connection limit. */
+static void fewer(struct mg_pool *p, unsigned most, const char *why)
+{
+    p->calm = 0;
+    if (most < 1)
+        most = 1;
+    if (most >= p->allowed)
+        return;
+    p->allowed = most;
+    mg_info("%s: going on with %u connection%s", why, most, most == 1 ? "" : "s");
+    pthread_cond_broadcast(&p->cv);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -440,9 +506,25 @@ static void *worker_main(void *arg)
 
     mg_slot_join_warm(w->slot); /* its session may be ready, or never will be */
     pthread_mutex_lock(&p->mu);
+    w->alive = true;
     for (;;) {
-        if (p->abort)
+        if (p->abort || p->stopping)
             break;
+        if (job->budget != NULL && mg_budget_stopped(job->budget)) {
+            p->stopping = true;
+            pthread_cond_broadcast(&p->cv);
+            break;
+        }
+        if (parked(w)) {
+            if (w->slot->sess != NULL) { /* one connection fewer */
+                pthread_mutex_unlock(&p->mu);
+                mg_slot_drop(w->slot);
+                pthread_mutex_lock(&p->mu);
+                continue;
+            }
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
         /* Ask for no more than the session is likely to carry before the
          * server ends it (small messages aside: losing one costs little). */
         uint64_t left = UINT64_MAX, bytes = want.bytes;
@@ -485,9 +567,15 @@ static void *worker_main(void *arg)
         enum mg_code rc = ready_session(w, &err);
         bool sent = rc == MG_OK;
         w->answered = w->committed = w->progress = false;
+        if (sent && job->budget != NULL) {
+            rc = grant(w, &err);
+            sent = rc == MG_OK && w->n > 0;
+        }
         if (sent)
             rc = run_fetch(w, &err);
         bool cut = sent && !w->answered;
+        bool throttled = sent && rc == MG_OK && p->ses.src.ops->throttled != NULL &&
+                         p->ses.src.ops->throttled(w->slot->sess);
 
         pthread_mutex_lock(&p->mu);
         if (sent)
@@ -502,13 +590,36 @@ static void *worker_main(void *arg)
             p->life = w->slot->carried;
         p->inflight--;
         pthread_cond_broadcast(&p->cv);
+        if (rc != MG_OK && p->cut_short)
+            break; /* cut by the budget's stop: the next run goes on */
+        if (rc == MG_OK && throttled) {
+            /* Fewer connections, and a pause before this one goes on. */
+            fewer(p, p->allowed / 2, "the server asks to slow down ([THROTTLED])");
+            fails = 0;
+            pthread_mutex_unlock(&p->mu);
+            sleep_ms(p, p->ses.pause_ms);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
         if (rc == MG_OK) {
             fails = 0;
+            if (sent && ++p->calm >= CALM_FETCHES && p->allowed < p->nw) {
+                p->allowed++; /* recover slowly */
+                p->calm = 0;
+                pthread_cond_broadcast(&p->cv);
+            }
             mg_plan_size_grow(&want);
             continue;
         }
         if (p->abort)
             break;
+        /* A login refused for a connection limit: the sessions open already
+         * carry on; this one and those after it wait. */
+        if (!sent && rc == MG_E_CONNECT && err.retry == MG_RETRY_LATER && w->id > 0 &&
+            w->id < p->allowed) {
+            fewer(p, w->id, err.msg);
+            continue;
+        }
         if (err.retry == MG_RETRY_NONE || rc == MG_E_IO || rc == MG_E_INTERNAL) {
             set_fatal(p, &err); /* credentials, certificate, disk: stop everything */
             break;
@@ -547,6 +658,7 @@ static void *worker_main(void *arg)
         }
     }
     --p->running;
+    w->alive = false;
     pthread_cond_broadcast(&p->cv); /* the last one ends mg_pool_run's wait */
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -582,6 +694,7 @@ static void free_workers(struct mg_pool *p)
         mg_batch_destroy(p->w[i].batch);
         free(p->w[i].idx);
         free(p->w[i].uids);
+        free(p->w[i].sizes);
         free(p->w[i].pairs);
         free(p->w[i].got);
         free(p->w[i].bad);
@@ -614,11 +727,12 @@ static enum mg_code alloc_workers(struct mg_pool *p, unsigned nw, struct mg_erro
         w->slot = &p->ses.slots[i];
         w->idx = calloc(bm, sizeof(*w->idx));
         w->uids = calloc(bm, sizeof(*w->uids));
+        w->sizes = calloc(bm, sizeof(*w->sizes));
         w->pairs = calloc(bm, sizeof(*w->pairs));
         w->got = calloc(bm, sizeof(*w->got));
         w->bad = calloc(bm, sizeof(*w->bad));
-        if (w->idx == NULL || w->uids == NULL || w->pairs == NULL || w->got == NULL ||
-            w->bad == NULL)
+        if (w->idx == NULL || w->uids == NULL || w->sizes == NULL || w->pairs == NULL ||
+            w->got == NULL || w->bad == NULL)
             return mg_error_set(err, MG_E_INTERNAL, "out of memory");
         enum mg_code rc = mg_batch_create(p->job->store, i, budget, &w->batch, err);
         if (rc != MG_OK)
@@ -693,6 +807,10 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
         nw = (unsigned)job->msgs->n;
     if (nw == 0)
         return MG_OK;
+    if (job->budget != NULL && mg_budget_stopped(job->budget)) {
+        res->failed = 0; /* not tried: the next run fetches them */
+        return mg_budget_error(job->budget, &res->fatal);
+    }
     /* A connection more costs a handshake and a login (a few KB and round
      * trips): worth it only for its share of SESSION_WORTH bytes. */
     uint64_t worth = 1 + mg_msglist_bytes(job->msgs) / p->session_worth;
@@ -702,6 +820,8 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     p->job = job;
     p->res = res;
     p->abort = false;
+    p->stopping = false;
+    p->cut_short = false;
     p->inflight = 0;
     p->progress = 0;
     p->running = 0;
@@ -752,11 +872,23 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     /* Wait for the workers; draw progress; turn a cancel (cancel.h: a
      * signal, taken by the signal thread, whose hook wakes this wait) into
      * a clean stop: every session is cancelled, finished batches commit. */
+    double stop_at = 0; /* when the budget stopped the run */
     for (;;) {
+        bool stopped = job->budget != NULL && mg_budget_stopped(job->budget);
         pthread_mutex_lock(&p->mu);
         if (p->running == 0) {
             pthread_mutex_unlock(&p->mu);
             break;
+        }
+        if (stopped && !p->stopping) {
+            p->stopping = true; /* idle workers see it now */
+            pthread_cond_broadcast(&p->cv);
+        }
+        if (p->stopping && stop_at == 0)
+            stop_at = now_s();
+        if (p->stopping && !p->cut_short && stop_at > 0 && now_s() - stop_at > STOP_GRACE_S) {
+            p->cut_short = true;
+            mg_sessions_abort(&p->ses, true);
         }
         if (mg_cancelled() && !res->interrupted) {
             struct mg_error e;
@@ -776,7 +908,7 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
      * is dead: do not hand it to the next mailbox. */
     for (unsigned i = 0; i < p->ses.n; i++)
         mg_slot_join_warm(&p->ses.slots[i]);
-    if (p->abort)
+    if (p->abort || p->cut_short)
         for (unsigned i = 0; i < p->ses.n; i++)
             mg_slot_drop(&p->ses.slots[i]);
     mg_sessions_abort(&p->ses, false);
@@ -785,8 +917,12 @@ enum mg_code mg_pool_run(struct mg_pool *p, const struct mg_job *job, struct mg_
     pthread_mutex_unlock(&p->mu);
     for (unsigned i = 0; i < nw; i++)
         res->connections += p->w[i].used;
-    /* Whatever was never handed out or never settled did not arrive. */
-    res->failed += mg_plan_pending(&p->plan);
+    /* Whatever was never handed out or never settled did not arrive;
+     * unless the budget stopped the run: that is for the next run. */
+    if (p->stopping && res->fatal.code == MG_OK && mg_plan_pending(&p->plan) > 0)
+        mg_budget_error(job->budget, &res->fatal);
+    else
+        res->failed += mg_plan_pending(&p->plan);
     free_workers(p);
     mg_plan_finish(&p->plan);
     p->job = NULL;

@@ -15,6 +15,7 @@ static const struct mg_provider providers[] = {
         .scope = "https://mail.google.com/",
         .offline_consent = true,
         .max_connections = 15,
+        .daily_limit = 2000ull * 1000 * 1000,
         .domains = {"gmail.com", "googlemail.com"},
     },
     {
@@ -50,11 +51,23 @@ static bool host_is(const char *host, const char *domain)
     return h > d && host[h - d - 1] == '.' && strcasecmp(host + h - d, domain) == 0;
 }
 
-unsigned mg_provider_max_connections(const char *host)
+static const struct mg_provider *by_host(const char *host)
 {
     for (size_t i = 0; host != NULL && i < NPROVIDERS; i++)
         for (size_t j = 0; j < 3 && providers[i].domains[j] != NULL; j++)
             if (host_is(host, providers[i].domains[j]))
-                return providers[i].max_connections;
-    return 0;
+                return &providers[i];
+    return NULL;
+}
+
+unsigned mg_provider_max_connections(const char *host)
+{
+    const struct mg_provider *p = by_host(host);
+    return p != NULL ? p->max_connections : 0;
+}
+
+unsigned long long mg_provider_daily_limit(const char *host)
+{
+    const struct mg_provider *p = by_host(host);
+    return p != NULL ? p->daily_limit : 0;
 }

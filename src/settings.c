@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "mailgrab/budget.h"
+
 #define B MG_CMD_BACKUP
 #define L MG_CMD_LOGIN
 #define S MG_CMD_STATS
@@ -38,6 +40,9 @@ static const struct mg_setting table[] = {
     {MG_SET_CSV, "csv", 0, NULL, MG_TYPE_STRING, "FILE|-",
      .help = "write the statistics as CSV (stat,key,value) to FILE or standard output",
      .commands = B | S},
+    {MG_SET_DAILY_LIMIT, "daily-limit", 0, "daily_limit", MG_TYPE_SIZE, "SIZE",
+     .help = "fetch at most SIZE (K/M/G) per rolling 24 h, over runs (Gmail: 2000M; none)",
+     .commands = B | E},
     {MG_SET_EVENTS, "events", 0, NULL, MG_TYPE_STRING, "FILE|-",
      .help = "write what happens as JSON Lines (events schema 1) to FILE or standard output",
      .commands = B},
@@ -58,6 +63,11 @@ static const struct mg_setting table[] = {
      .help = "fetch at most N new messages per mailbox, lowest UIDs first", .commands = B},
     {MG_SET_MAILBOX, "mailbox", 'm', "mailbox", MG_TYPE_STRING, "NAME", .repeat = true,
      .help = "mailbox to download (UTF-8), repeatable (default INBOX)", .commands = B | V | E},
+    {MG_SET_MAX_BYTES, "max-bytes", 0, NULL, MG_TYPE_SIZE, "SIZE",
+     .help = "stop this run after SIZE (K/M/G) fetched; exit 11, the next run goes on",
+     .commands = B},
+    {MG_SET_MAX_TIME, "max-time", 0, NULL, MG_TYPE_DURATION, "DURATION",
+     .help = "stop handing out work after DURATION (90s, 30m, 2h); exit 11", .commands = B},
     {MG_SET_ME, "me", 0, NULL, MG_TYPE_STRING, "ADDRESS", .repeat = true,
      .help = "mail From this address is sent mail: its To/Cc/Bcc count as recipients "
              "(repeatable)",
@@ -262,6 +272,24 @@ bool mg_setting_check(const struct mg_setting *s, const char *text, struct mg_va
         snprintf(why, cap, "must be a time zone such as UTC or Europe/Berlin, not '%s'",
                  text ? text : "");
         return false;
+    case MG_TYPE_SIZE: {
+        uint64_t b;
+        if (text != NULL && mg_size_parse(text, &b) == 0 && b <= ULONG_MAX) {
+            v->num = (unsigned long)b;
+            return true;
+        }
+        snprintf(why, cap, "must be a size such as 500M, 2G or none, not '%s'", text ? text : "");
+        return false;
+    }
+    case MG_TYPE_DURATION: {
+        uint64_t secs;
+        if (text != NULL && mg_duration_parse(text, &secs) == 0 && secs > 0 && secs <= ULONG_MAX) {
+            v->num = (unsigned long)secs;
+            return true;
+        }
+        snprintf(why, cap, "must be a duration such as 90s, 30m or 2h, not '%s'", text ? text : "");
+        return false;
+    }
     case MG_TYPE_REFUSED:
         snprintf(why, cap,
                  "is not accepted: passwords are never given on the command line or "

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailgrab/budget.h"
 #include "mailgrab/config.h"
 #include "mailgrab/error.h"
 #include "mailgrab/imap.h"
@@ -69,6 +70,10 @@ struct mg_backup_hooks {
     /* About four times a second while a mailbox downloads, once with done
      * set; pr->mailbox is the UTF-8 name. */
     void (*on_progress)(void *ctx, const struct mg_progress *pr);
+    /* The run's --max-bytes and --max-time (may be NULL); each account
+     * adds its daily limit (budget.h). Set by the backup: the budget. */
+    struct mg_run_limits *run;
+    struct mg_budget *budget;
 };
 
 /* Returns the account's exit code (also in rep->code). */

@@ -32,6 +32,8 @@ struct mg_options {
     bool stats;                        /* --stats: print statistics tables at the end */
     struct mg_stats_settings analysis; /* --csv, --top, --tz, --stopwords */
     unsigned long limit;               /* 0: no limit */
+    unsigned long max_bytes;           /* --max-bytes, 0: none */
+    unsigned long max_time;            /* --max-time in seconds, 0: none */
     enum mg_verbosity verbosity;
     bool verify;             /* mailgrab verify (verify.h) */
     bool offline;            /* verify --offline: the files against their manifests only */

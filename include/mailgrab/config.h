@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mailgrab/creds.h"
 #include "mailgrab/error.h"
@@ -52,6 +53,10 @@ struct mg_account {
     const char *oauth2_token_command;
     const char *oauth2_cafile; /* CA bundle for the token endpoint */
     enum mg_yesno compress;    /* COMPRESS=DEFLATE when offered (default yes) */
+    /* Bytes per rolling 24 h (budget.h); set says it was given (0: none),
+     * unset means the provider's default (Gmail's, or none). */
+    uint64_t daily_limit;
+    bool daily_limit_set;
     /* Set by mg_config_share_outputs: another account of the config file
      * has the same output, so this one keeps its mail in output/<name>;
      * the first of them in the file takes over a backup with no record of
@@ -102,5 +107,10 @@ void mg_config_share_outputs(const struct mg_config *cfg, struct mg_account *run
 
 /* Fill what is still unset with built-in defaults; check what is required. */
 enum mg_code mg_account_finish(struct mg_account *a, struct mg_error *err);
+
+/* The account's daily download limit in bytes (0: none): the one given,
+ * else its provider's default, by host name, or Gmail's when the server
+ * showed Gmail's extensions (gmail). */
+uint64_t mg_account_daily_limit(const struct mg_account *a, bool gmail);
 
 #endif

@@ -43,4 +43,16 @@ enum mg_refusal mg_imap_refusal(const char *code, enum mg_imap_cmd cmd);
 int mg_imap_tagged_reply(const char *buf, size_t len, const char *tag, char *state,
                          size_t state_cap, char *code, size_t code_cap);
 
+/*
+ * Does the tagged OK to command `tag` in buf ask the client to slow down?
+ * A [THROTTLED] response code after OK, or Gmail's form, where the code
+ * ends the text ("OK Success [THROTTLED]"). Either way it is the code, not
+ * the words, that counts.
+ */
+bool mg_imap_ok_throttled(const char *buf, size_t len, const char *tag);
+
+/* The response code atom a BYE's text starts with ("[OVERQUOTA] ..."), or
+ * "" when it has none, into code. */
+void mg_imap_text_code(const char *text, char *code, size_t code_cap);
+
 #endif

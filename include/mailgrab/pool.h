@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailgrab/budget.h"
 #include "mailgrab/error.h"
 #include "mailgrab/plan.h"
 #include "mailgrab/source.h"
@@ -85,6 +86,11 @@ struct mg_job {
      * once more with done set when the run ends; may be NULL. */
     void (*on_progress)(void *ctx, const struct mg_progress *pr);
     void *progress_ctx;
+    /* May be NULL. Each fetch is granted by it before it is sent (the
+     * longest prefix that fits); once it stops, no more work is handed out,
+     * fetches in flight finish, and the run returns MG_E_LIMIT with the
+     * budget's line; what was not fetched is not counted as failed. */
+    struct mg_budget *budget;
 };
 
 struct mg_job_result {

@@ -21,6 +21,9 @@ struct mg_provider {
     bool offline_consent;     /* add access_type=offline&prompt=consent (Google) */
     unsigned max_connections; /* per account, shared with the user's other clients */
     const char *domains[3];   /* IMAP hosts under these domains are this provider's */
+    /* default --daily-limit in bytes (0: none): below the provider's own
+     * daily download limit, leaving room for the user's other clients */
+    unsigned long long daily_limit;
 };
 
 /* The provider called name ("gmail", "outlook"), or NULL. */
@@ -29,5 +32,9 @@ const struct mg_provider *mg_provider_find(const char *name);
 /* The most simultaneous IMAP sessions the provider of host allows one
  * account (Gmail: 15), or 0 when not known. */
 unsigned mg_provider_max_connections(const char *host);
+
+/* The default daily download budget for host's provider in bytes (Gmail:
+ * 2000 MB of its about 2500 MB a day), or 0 when there is none. */
+unsigned long long mg_provider_daily_limit(const char *host);
 
 #endif

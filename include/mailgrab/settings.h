@@ -45,6 +45,7 @@ enum mg_setting_id {
     MG_SET_COMPRESS,
     MG_SET_CONFIG,
     MG_SET_CSV,
+    MG_SET_DAILY_LIMIT,
     MG_SET_FORMAT,
     MG_SET_HELP,
     MG_SET_JOBS,
@@ -53,6 +54,8 @@ enum mg_setting_id {
     MG_SET_LOGIN_TIMEOUT,
     MG_SET_MAILBOX,
     MG_SET_NO_COMPRESS,
+    MG_SET_MAX_BYTES,
+    MG_SET_MAX_TIME,
     MG_SET_OAUTH2_AUTH_URL,
     MG_SET_OAUTH2_CAFILE,
     MG_SET_OAUTH2_CLIENT_ID,
@@ -96,6 +99,10 @@ enum mg_setting_type {
     MG_TYPE_CHOICE,  /* one of choices[]; the value's index is the enum value */
     MG_TYPE_TZ,      /* a time zone name the system knows, or a POSIX TZ rule */
     MG_TYPE_REFUSED, /* never accepted; `help` says why and what instead */
+    /* bytes: digits with K, M or G (powers of 1000); "none" is 0 */
+    MG_TYPE_SIZE,
+    /* seconds: digits with s, m, h or d */
+    MG_TYPE_DURATION,
 };
 
 #define MG_CHOICES_MAX 4
@@ -118,6 +125,7 @@ struct mg_value {
     const char *text;  /* as given; NULL for a flag on the command line */
     unsigned long num; /* MG_TYPE_NUMBER, or the choice's index */
     bool yes;          /* MG_TYPE_FLAG */
+    /* num also holds MG_TYPE_SIZE's bytes and MG_TYPE_DURATION's seconds */
 };
 
 /* The whole table, sorted by long name (config-only keys by key). */

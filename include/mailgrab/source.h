@@ -120,6 +120,9 @@ struct mg_source_ops {
      * e.g. a refusal without a reason as a connection limit. May be NULL.
      * Returns err->code. */
     enum mg_code (*judge_login)(struct mg_error *err, bool logged_in_before);
+    /* The last fetch was answered OK but with a request to slow down
+     * (Gmail's [THROTTLED]). May be NULL. */
+    bool (*throttled)(const struct mg_session *s);
 };
 
 struct mg_source {

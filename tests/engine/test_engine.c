@@ -56,6 +56,9 @@ static void count_progress(void *ctx, const struct mg_progress *pr)
         r->progress_last = pr->stored;
 }
 
+/* The budget the next run_pool hands its job (NULL: none). */
+static struct mg_budget *next_budget;
+
 /* Back up f's INBOX into a new temporary directory with `workers` sessions. */
 static void run_pool(struct fake_server *f, unsigned workers, size_t fetch_msgs, struct run *r)
 {
@@ -95,6 +98,7 @@ static void run_pool(struct fake_server *f, unsigned workers, size_t fetch_msgs,
             .ctx = r,
             .on_progress = count_progress,
             .progress_ctx = r,
+            .budget = next_budget,
         };
         r->rc = mg_pool_run(pool, &job, &r->res);
         if (r->rc != MG_OK)
@@ -473,6 +477,44 @@ static void test_first_login_busy(void **state)
     fake_finish(&f);
 }
 
+/* A budget: no message is asked for beyond it, the run stops with
+ * MG_E_LIMIT, and what was not fetched is not counted as failed. */
+static void test_budget_stops_the_run(void **state)
+{
+    (void)state;
+    struct fake_server f;
+    fake_init(&f, 300, 100, 5000);
+    uint64_t total = 0;
+    for (size_t i = 0; i < f.n; i++)
+        total += f.sizes[i];
+    struct mg_run_limits run;
+    mg_run_limits_init(&run, total / 3, 0);
+    struct mg_error err;
+    assert_int_equal(mg_budget_create("/tmp", 0, &run, &next_budget, &err), MG_OK);
+    struct run r;
+    run_pool(&f, 4, 256, &r);
+    mg_budget_destroy(next_budget);
+    next_budget = NULL;
+    assert_int_equal(r.rc, MG_E_LIMIT);
+    assert_non_null(strstr(r.err.msg, "--max-bytes"));
+    uint64_t asked = 0;
+    size_t whole = 0;
+    for (size_t i = 0; i < f.n; i++) {
+        asked += (uint64_t)f.asked[i] * f.sizes[i];
+        assert_true(f.asked[i] <= 1);
+        whole += stored_whole(&r, &f, f.uids[i]);
+    }
+    if (asked > total / 3)
+        fail_msg("asked for %llu bytes of a budget of %llu", (unsigned long long)asked,
+                 (unsigned long long)(total / 3));
+    assert_true(asked + 5000 > total / 3); /* it stopped at the limit, not before */
+    assert_int_equal(whole, r.res.stored);
+    assert_true(whole > 0 && whole < f.n);
+    assert_int_equal(r.res.failed, 0);
+    cleanup(&r);
+    fake_finish(&f);
+}
+
 /* A slow session does not hold the others up: they steal its work. */
 static void test_work_stealing(void **state)
 {
@@ -609,6 +651,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_message_never_returned),
         cmocka_unit_test(test_refused_login_stops),
         cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_budget_stops_the_run),
         cmocka_unit_test(test_first_login_busy),
         cmocka_unit_test(test_work_stealing),
         cmocka_unit_test(test_renumbered_during_run),

@@ -24,7 +24,8 @@ import time
 import unittest
 
 from mgtest import corpus, reference, tools
-from mgtest.server import Dovecot, start_for_module, stop_for_module
+from mgtest.server import (Dovecot, bodies_sent, start_for_module, stop_for_module,
+                           wait_sessions)
 
 EXIT_OK, EXIT_USAGE, EXIT_AUTH, EXIT_MAILBOX, EXIT_LOCKED = 0, 2, 5, 6, 9
 TMP_PREFIX = ".mg-tmp-"
@@ -150,24 +151,6 @@ def dir_names(names):
         taken.append(d)
         result[name] = d
     return result
-
-
-def wait_sessions(srv, mark, user, seconds=5.0):
-    """Dovecot's log since mark once every session of user has logged out."""
-    deadline = time.monotonic() + seconds
-    while True:
-        log = srv.log_since(mark)
-        logins = log.count(f"Login: user=<{user}>")
-        ends = len(re.findall(rf"imap\({re.escape(user)}\).*?Disconnected", log))
-        if ends >= logins or time.monotonic() > deadline:
-            return log, logins
-        time.sleep(0.05)
-
-
-def bodies_sent(log, user):
-    """BODY[] fetches Dovecot counted for user's sessions in log."""
-    return sum(int(n) for n in re.findall(
-        rf"imap\({re.escape(user)}\).*?Disconnected.*? body_count=(\d+)", log))
 
 
 # -- reading a backup --------------------------------------------------------

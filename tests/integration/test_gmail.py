@@ -238,7 +238,14 @@ class TestEstimate(Base):
         self.assertEqual(est["messages"], len(self.acct.messages))
         self.assertEqual(est["bytes"], self.acct.unique_bytes())
         self.assertTrue(est["accounts"][0]["gmail"])
-        res = self.mailgrab()
+        # Gmail by its capabilities (the host is 127.0.0.1): Gmail's default
+        # daily limit; days at a given one.
+        self.assertEqual(est["accounts"][0]["daily_limit"], 2000 * 1000 * 1000)
+        self.assertEqual(est["days"], 1)
+        small = self.estimate("--daily-limit", "100K")
+        self.assertEqual(small["days"], -(-est["bytes"] // 100000))
+        res = self.mailgrab("-v")
+        self.assertIn("Gmail (X-GM-EXT-1): daily limit", res.stderr, res.describe())
         self.assertBackup(res)
         self.assertEstimated(est, res)
         self.assertEqual(self.estimate()["messages"], 0)

@@ -33,6 +33,7 @@ static void test_accounts_and_defaults(void **state)
                  "[defaults]\n"
                  "output = /backup\n"
                  "chunks = 6\n"
+                 "daily_limit = 1500M\n"
                  "\n"
                  "[account work]\n"
                  "server = imap.work.example\n"
@@ -48,7 +49,8 @@ static void test_accounts_and_defaults(void **state)
                  "user = me\n"
                  "all_mailboxes = yes\n"
                  "chunks = 2\n"
-                 "compress = no\n",
+                 "compress = no\n"
+                 "daily_limit = none\n",
                  0600);
     struct mg_config cfg;
     struct mg_error e;
@@ -75,6 +77,8 @@ static void test_accounts_and_defaults(void **state)
     assert_string_equal(a.password_file, "/pw");
     assert_null(a.password_command);      /* one source replaces the other */
     assert_int_equal(a.compress, MG_YES); /* built-in */
+    assert_true(a.daily_limit_set);       /* from [defaults] */
+    assert_int_equal(a.daily_limit, 1500000000);
 
     mg_account_init(&a, "home");
     mg_account_merge(&a, &cfg.defaults);
@@ -85,6 +89,8 @@ static void test_accounts_and_defaults(void **state)
     assert_int_equal(a.compress, MG_NO);
     assert_int_equal(a.nmailboxes, 0);
     assert_string_equal(a.port, "1993");
+    assert_true(a.daily_limit_set); /* none is set, to nothing: no provider default */
+    assert_int_equal(a.daily_limit, 0);
     mg_config_finish(&cfg);
     unlink(path);
 }
@@ -100,6 +106,7 @@ static void test_errors_name_file_and_line(void **state)
         {"[account a]\nport = http\n", ":2: port must be a number"},
         {"[account a]\nformat = mbox\n", ":2: format must be eml or maildir"},
         {"[account a]\nall_mailboxes = maybe\n", ":2: all_mailboxes must be yes or no"},
+        {"[account a]\ndaily_limit = 2 TB\n", ":2: daily_limit must be a size"},
         {"server = x\n", ":1: 'server' is outside any section"},
         {"[acount a]\nserver = x\n", ":1: unknown section [acount a]"},
         {"[account a]\npassword = hunter2\n",

@@ -125,13 +125,59 @@ static void test_judge_login(void **state)
     assert_int_equal(mg_imap_judge_login(&e, false), MG_E_CONNECT);
 }
 
+/* Slow down: [THROTTLED] as a response code, or where Gmail puts it, at
+ * the end of an OK's text; never in other words, other tags or NO. */
+static void test_throttled_ok(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *buf;
+        bool want;
+    } cases[] = {
+        {"* 1 FETCH (UID 1)\r\n7 OK Success [THROTTLED]\r\n", true},
+        {"7 OK [THROTTLED] Fetch completed.\r\n", true},
+        {"7 OK Success [throttled]\r\n", true},
+        {"7 OK Success [THROTTLED]", true},
+        {"7 OK Success\r\n", false},
+        {"7 OK Success, not THROTTLED at all\r\n", false},
+        {"7 OK Success [THROTTLED] or not\r\n", false},
+        {"7 OK Success[THROTTLED]\r\n", false},
+        {"7 NO Success [THROTTLED]\r\n", false},
+        {"6 OK Success [THROTTLED]\r\n7 OK Success\r\n", false},
+        {"* OK [THROTTLED]\r\n7 OK done\r\n", false},
+        {"17 OK Success [THROTTLED]\r\n", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (mg_imap_ok_throttled(cases[i].buf, strlen(cases[i].buf), "7") != cases[i].want)
+            fail_msg("case %zu: %s", i, cases[i].buf);
+}
+
+/* A BYE's code: Gmail's quota is a limit, UNAVAILABLE is busy. */
+static void test_bye_code(void **state)
+{
+    (void)state;
+    char code[32];
+    mg_imap_text_code("[OVERQUOTA] Account exceeded command or bandwidth limits.", code,
+                      sizeof(code));
+    assert_string_equal(code, "OVERQUOTA");
+    assert_int_equal(mg_imap_refusal(code, MG_CMD_OTHER), MG_REFUSED_LIMIT);
+    mg_imap_text_code("[UNAVAILABLE] Temporary System Problem", code, sizeof(code));
+    assert_int_equal(mg_imap_refusal(code, MG_CMD_OTHER), MG_REFUSED_BUSY);
+    mg_imap_text_code("Session expired, please login again.", code, sizeof(code));
+    assert_string_equal(code, "");
+    mg_imap_text_code("Account exceeded [OVERQUOTA]", code, sizeof(code));
+    assert_string_equal(code, "");
+    mg_imap_text_code(NULL, code, sizeof(code));
+    assert_string_equal(code, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_refusal_by_code),
-        cmocka_unit_test(test_text_decides_nothing),
-        cmocka_unit_test(test_tagged_reply),
-        cmocka_unit_test(test_judge_login),
+        cmocka_unit_test(test_refusal_by_code), cmocka_unit_test(test_text_decides_nothing),
+        cmocka_unit_test(test_tagged_reply),    cmocka_unit_test(test_judge_login),
+        cmocka_unit_test(test_throttled_ok),    cmocka_unit_test(test_bye_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,19 @@ static void test_known_connection_limits(void **state)
             fail_msg("%s: want %u", cases[i].host, cases[i].most);
 }
 
+/* Gmail's default daily budget stays under Google's 2500 MB a day. */
+static void test_default_daily_limits(void **state)
+{
+    (void)state;
+    unsigned long long g = mg_provider_daily_limit("imap.gmail.com");
+    assert_true(g > 0 && g < 2500ull * 1000 * 1000);
+    assert_int_equal(mg_provider_daily_limit("imap.googlemail.com"), g);
+    assert_int_equal(mg_provider_daily_limit("imap.gmail.com.evil.example"), 0);
+    assert_int_equal(mg_provider_daily_limit("outlook.office365.com"), 0);
+    assert_int_equal(mg_provider_daily_limit("127.0.0.1"), 0);
+    assert_int_equal(mg_provider_daily_limit(NULL), 0);
+}
+
 /* Every choice --provider offers is a provider mailgrab knows. */
 static void test_provider_choices(void **state)
 {
@@ -72,6 +85,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_providers),
         cmocka_unit_test(test_known_connection_limits),
+        cmocka_unit_test(test_default_daily_limits),
         cmocka_unit_test(test_provider_choices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

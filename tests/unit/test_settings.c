@@ -83,6 +83,10 @@ static const char *good_value(const struct mg_setting *s, char *buf, size_t cap)
         return s->choices[1] ? s->choices[1] : s->choices[0];
     case MG_TYPE_TZ:
         return "UTC";
+    case MG_TYPE_SIZE:
+        return "500M";
+    case MG_TYPE_DURATION:
+        return "90s";
     default:
         return "some value";
     }
@@ -160,6 +164,11 @@ static void test_range_errors(void **state)
             snprintf(want, sizeof(want), "--%s must be a number from %lu", s->name, s->min);
             if (strstr(e.msg, want) == NULL)
                 fail_msg("%s said '%s'", opt, e.msg);
+            assert_int_equal(r.calls, 0);
+        } else if (s->type == MG_TYPE_SIZE || s->type == MG_TYPE_DURATION) {
+            snprintf(opt, sizeof(opt), "--%s=12 parsecs", s->name);
+            assert_int_equal(parse_line(cmd, opt, NULL, &r, &e), MG_E_USAGE);
+            assert_non_null(strstr(e.msg, "not '12 parsecs'"));
             assert_int_equal(r.calls, 0);
         } else if (s->type == MG_TYPE_CHOICE || s->type == MG_TYPE_TZ) {
             snprintf(opt, sizeof(opt), "--%s=Mars/Olympus_Mons", s->name);

@@ -26,6 +26,14 @@ holds back the message with UID lose_uid and turns the command's OK into
 "NO [SERVERBUG] ...", every time, as Dovecot does for a message it cannot
 read.
 
+Two modes slow the client down as Gmail does: mode="throttle" turns the
+tagged OK of every message FETCH into Gmail's "TAG OK Success [THROTTLED]"
+and records, for each message FETCH sent, how many were in flight at once
+and how many throttled replies had gone out before it (`starts`);
+mode="crowd" answers a login with Gmail's "NO [ALERT] Too many simultaneous
+connections. (Failure)" while `max_sessions` sessions are logged in
+(`refused` counts them, `peak` is the most sessions logged in at once).
+
 A session is ended at the first FETCH response after it has carried
 after_bytes to the client, at most `times` in all, and never during a
 UID FETCH that asks for a UID an earlier ended session was fetching: each
@@ -56,7 +64,7 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 class ByeProxy(TlsServer):
     def __init__(self, server, after_bytes=0, times=1, mode="bye",
                  refusal=b"[UNAVAILABLE] Temporary server failure", lose_uid=None,
-                 expiry_of=None, target_port=None):
+                 expiry_of=None, target_port=None, max_sessions=0, bye=BYE):
         self.server = server
         self.pki_dir = server.pki
         self.target_port = target_port or server.imap_port
@@ -70,7 +78,14 @@ class ByeProxy(TlsServer):
         self.after_bytes = after_bytes
         self.times = times
         self.byes = 0
+        self.bye = bye  # what mode="bye" sends, e.g. Gmail's "* BYE [OVERQUOTA] ..."
         self.sessions = 0
+        self.max_sessions = max_sessions
+        self.logged_in = 0  # crowd mode: sessions logged in now
+        self.peak = 0
+        self.throttled = 0  # throttle mode: OKs rewritten
+        self.in_flight = 0  # message FETCHes sent and not yet answered
+        self.starts = []    # (in flight with it, throttled replies before it)
 
     async def _relay(self, c_reader, c_writer, port, up, down):
         """Connect to the server's port and run up(s_writer) (client to
@@ -97,9 +112,13 @@ class ByeProxy(TlsServer):
     async def _session(self, c_reader, c_writer):
         self.sessions += 1
         fetching = _Command()  # this session's current UID FETCH
-        await self._relay(c_reader, c_writer, self.target_port,
-                          lambda s_writer: self._up(c_reader, s_writer, c_writer, fetching),
-                          lambda s_reader: self._down(s_reader, c_writer, fetching))
+        try:
+            await self._relay(c_reader, c_writer, self.target_port,
+                              lambda s_writer: self._up(c_reader, s_writer, c_writer, fetching),
+                              lambda s_reader: self._down(s_reader, c_writer, fetching))
+        finally:
+            self.logged_in -= fetching.logged_in
+            self.in_flight -= fetching.waiting
 
     async def _up(self, reader, writer, c_writer, fetching):
         """Client to server, line by line (mailgrab sends no literals)."""
@@ -118,6 +137,21 @@ class ByeProxy(TlsServer):
                         c_writer.write(m.group(1) + b" NO " + self.refusal + b"\r\n")
                         await c_writer.drain()
                         continue
+                if self.mode == "throttle" and m and fetching.bodies:
+                    fetching.waiting = 1
+                    self.in_flight += 1
+                    self.starts.append((self.in_flight, self.throttled))
+                login = re.match(rb"(\S+) (?:LOGIN|AUTHENTICATE) ", data, re.I)
+                if self.mode == "crowd" and login and not fetching.logged_in:
+                    if self.logged_in >= self.max_sessions:
+                        self.refused += 1
+                        c_writer.write(login.group(1) + b" NO [ALERT] Too many simultaneous "
+                                       b"connections. (Failure)\r\n")
+                        await c_writer.drain()
+                        continue
+                    fetching.logged_in = 1
+                    self.logged_in += 1
+                    self.peak = max(self.peak, self.logged_in)
                 m = re.match(rb"\S+ AUTHENTICATE (?:XOAUTH2|OAUTHBEARER) (\S+)", data)
                 if m and self.expiry_of is not None:
                     fetching.expires = self.expiry_of(_bearer(m.group(1)))
@@ -152,6 +186,13 @@ class ByeProxy(TlsServer):
                 if m and int(m.group(1)) == self.lose_uid:
                     fetching.dropped = True
                     continue
+            if (self.mode == "throttle" and fetching.bodies and fetching.tag
+                    and response.startswith(fetching.tag + b" OK")):
+                self.throttled += 1
+                response = fetching.tag + b" OK Success [THROTTLED]\r\n"
+            if fetching.waiting and fetching.tag and response.startswith(fetching.tag + b" "):
+                fetching.waiting = 0
+                self.in_flight -= 1
             if (self.mode == "lose" and fetching.dropped and fetching.tag
                     and response.startswith(fetching.tag + b" OK")):
                 self.refused += 1
@@ -169,7 +210,7 @@ class ByeProxy(TlsServer):
                     and not fetching & self.lost):
                 self.byes += 1
                 self.lost |= fetching
-                writer.write(BYE if self.mode == "bye" else response[:len(response) // 2])
+                writer.write(self.bye if self.mode == "bye" else response[:len(response) // 2])
                 await writer.drain()
                 return
             writer.write(response)
@@ -213,6 +254,8 @@ class _Command(set):
     bodies = False   # it asks for messages, not only their sizes
     dropped = False  # lose mode: a message of it was held back
     expires = None   # expire mode: when the session's token expires
+    logged_in = 0    # crowd mode: this session counts as logged in
+    waiting = 0      # throttle mode: its message FETCH awaits the tagged reply
 
 
 def _bearer(initial_response):

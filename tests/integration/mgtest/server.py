@@ -17,6 +17,7 @@ untrusted_ca_file is a CA that signed nothing this server serves.
 import grp
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -516,6 +517,25 @@ class Dovecot:
         with open(self.log_file, "rb") as f:
             f.seek(offset)
             return f.read().decode("utf-8", "replace")
+
+
+def wait_sessions(srv, mark, user, seconds=5.0):
+    """Dovecot's log since mark once every session of user has logged out,
+    and how many logged in."""
+    deadline = time.monotonic() + seconds
+    while True:
+        log = srv.log_since(mark)
+        logins = log.count(f"Login: user=<{user}>")
+        ends = len(re.findall(rf"imap\({re.escape(user)}\).*?Disconnected", log))
+        if ends >= logins or time.monotonic() > deadline:
+            return log, logins
+        time.sleep(0.05)
+
+
+def bodies_sent(log, user):
+    """BODY[] fetches Dovecot counted for user's sessions in log."""
+    return sum(int(n) for n in re.findall(
+        rf"imap\({re.escape(user)}\).*?Disconnected.*? body_count=(\d+)", log))
 
 
 def start_for_module(prefix, users=None, **server_args):
