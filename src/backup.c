@@ -319,40 +319,102 @@ static bool not_in(uint32_t uid, const uint32_t *v, size_t n)
  * UIDNEXT and UIDVALIDITY of the mark and the files are all there. Then the
  * mailbox is not even opened (r is filled in); false means: open and list
  * it (also when STATUS fails for any reason but a cancel, in *rc). */
+/* Without CONDSTORE a Maildir backup asks for every flag at most once a
+ * day (about 30 bytes a message). */
+#define FLAGS_EVERY (24 * 3600)
+
+static bool flags_due(const struct mg_store_mark *m)
+{
+    time_t now = time(NULL);
+    return now - m->flags_at >= FLAGS_EVERY || now < m->flags_at;
+}
+
 static bool unchanged(const struct mg_account *a, struct mg_pool *pool, const struct box *x,
-                      struct mg_mailbox_report *r, enum mg_code *rc, struct mg_error *err)
+                      struct mg_mailbox_report *r, struct mg_mailbox_info *si, enum mg_code *rc,
+                      struct mg_error *err)
 {
     *rc = MG_OK;
+    memset(si, 0, sizeof(*si));
     if (!mg_store_marked(a->output, x->path))
         return false;
-    struct mg_mailbox_info si;
     struct mg_error serr;
     mg_error_clear(&serr);
-    enum mg_code src = mg_pool_status(pool, x->imap, &si, &serr);
+    enum mg_code src = mg_pool_status(pool, x->imap, si, &serr);
     if (src == MG_E_INTERRUPTED) {
         *err = serr;
         *rc = src;
         return true;
     }
     char dir[PATH_MAX];
-    if (src != MG_OK || mg_store_locate(a->output, x->path, si.uidvalidity, dir, sizeof(dir)) != 1)
+    if (src != MG_OK) {
+        memset(si, 0, sizeof(*si));
+        return false;
+    }
+    if (mg_store_locate(a->output, x->path, si->uidvalidity, dir, sizeof(dir)) != 1)
         return false;
     struct mg_store *store;
     bool newgen;
-    if (mg_store_open(a->output, x->path, (enum mg_format)a->format, si.uidvalidity, &store,
+    if (mg_store_open(a->output, x->path, (enum mg_format)a->format, si->uidvalidity, &store,
                       &newgen, &serr) != MG_OK)
         return false;
     struct mg_store_mark mark;
     mg_store_get_mark(store, &mark);
-    bool same = !newgen && mark.uidnext == si.uidnext && mg_store_count(store) >= mark.stored;
+    /* A Maildir's names carry flags: changed flags are a change; without
+     * CONDSTORE they are asked for once a day. */
+    bool flags_same =
+        a->format != MG_FORMAT_MAILDIR ||
+        (si->highestmodseq != 0 ? mark.modseq == si->highestmodseq : !flags_due(&mark));
+    bool same = !newgen && mark.uidnext == si->uidnext && flags_same &&
+                mg_store_count(store) >= mark.stored;
     if (same) {
-        r->uidvalidity = si.uidvalidity;
-        r->listed = r->skipped = si.exists;
+        r->uidvalidity = si->uidvalidity;
+        r->listed = r->skipped = si->exists;
         snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
-        mg_info("%s: nothing new since the last complete run (UIDNEXT %u)", x->utf8, si.uidnext);
+        mg_info("%s: nothing new since the last complete run (UIDNEXT %u)", x->utf8, si->uidnext);
     }
     mg_store_close(store);
     return same;
+}
+
+struct reflag {
+    struct mg_store *store;
+    size_t renamed, failed;
+};
+
+static void reflag_one(uint32_t uid, const char *flags, void *ctx)
+{
+    struct reflag *f = ctx;
+    int r = mg_store_set_flags(f->store, uid, flags);
+    if (r > 0)
+        f->renamed++;
+    else if (r < 0)
+        f->failed++;
+}
+
+/* Flags changed on the server since the mark reach the Maildir names, with
+ * no body fetched (CONDSTORE). Returns false when they could not all be
+ * asked for or applied: the mark then keeps its old modseq. */
+static bool follow_flags(struct mg_pool *pool, const char *imap, struct mg_store *store,
+                         const struct mg_store_mark *mark, struct mg_mailbox_report *r,
+                         const char *name)
+{
+    struct reflag f = {store, 0, 0};
+    struct mg_error err;
+    mg_error_clear(&err);
+    enum mg_code rc =
+        mg_pool_flags_since(pool, imap, mark->uidnext, mark->modseq, reflag_one, &f, &err);
+    if (rc == MG_OK && f.renamed > 0)
+        rc = mg_store_flush_names(store, &err);
+    r->reflagged = f.renamed;
+    if (rc != MG_OK)
+        mg_warn("%s: flags changed on the server were not all followed: %s", name, err.msg);
+    else if (f.failed > 0)
+        mg_warn("%s: %zu stored message%s could not be renamed for their new flags", name, f.failed,
+                f.failed == 1 ? "" : "s");
+    else if (f.renamed > 0)
+        mg_info("%s: %zu message%s renamed for flags changed on the server", name, f.renamed,
+                f.renamed == 1 ? "" : "s");
+    return rc == MG_OK && f.failed == 0;
 }
 
 /* One mailbox. Returns its code; fatal ones stop the account unless *only
@@ -376,7 +438,8 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         return mg_budget_error(hooks->budget, err);
     const char *imap = x->imap;
     enum mg_code rc;
-    if (gm == NULL && unchanged(a, pool, x, r, &rc, err))
+    struct mg_mailbox_info status = {0};
+    if (gm == NULL && unchanged(a, pool, x, r, &status, &rc, err))
         goto out;
     rc = mg_pool_examine(pool, imap, &mi, err);
     /* A server that lists names in raw UTF-8 wants them so: a name given
@@ -419,9 +482,42 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     mg_store_get_mark(store, &mark);
     if (gm == NULL && mark.uidnext != 0 && have >= mark.stored && uidnext >= mark.uidnext)
         from = mark.uidnext;
+    /* A Maildir with CONDSTORE: the server's HIGHESTMODSEQ for the mark
+     * (STATUS once when the fast path did not ask already). */
+    uint64_t modseq = status.uidvalidity == uidvalidity ? status.highestmodseq : 0;
+    if (gm == NULL && a->format == MG_FORMAT_MAILDIR && modseq == 0) {
+        unsigned caps = 0;
+        struct mg_mailbox_info si;
+        struct mg_error serr;
+        if (mg_pool_caps(pool, &caps, &serr) == MG_OK && (caps & MG_CAP_CONDSTORE) &&
+            mg_pool_status(pool, imap, &si, &serr) == MG_OK && si.uidvalidity == uidvalidity)
+            modseq = si.highestmodseq;
+    }
+    bool flags_followed = true;
+    time_t flags_at = mark.flags_at;
+    bool maildir = gm == NULL && from > 1 && a->format == MG_FORMAT_MAILDIR;
+    if (maildir && mark.modseq != 0 && modseq != 0 && modseq != mark.modseq) {
+        flags_followed = follow_flags(pool, imap, store, &mark, r, x->utf8);
+    } else if (maildir && modseq == 0 && flags_due(&mark)) {
+        struct mg_store_mark all = mark;
+        all.modseq = 0; /* every flag */
+        time_t asked = time(NULL);
+        if (follow_flags(pool, imap, store, &all, r, x->utf8))
+            flags_at = asked;
+    }
+    if (!flags_followed)
+        modseq = mark.modseq;
     if (gm == NULL && from > 1 && uidnext == mark.uidnext) {
         r->listed = r->skipped = mi.exists;
         snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
+        if (modseq != mark.modseq || flags_at != mark.flags_at) {
+            struct mg_store_mark now = mark;
+            now.modseq = modseq;
+            now.flags_at = flags_at;
+            struct mg_error merr;
+            if (mg_store_set_mark(store, &now, &merr) != MG_OK)
+                mg_warn("%s; the next run asks again", merr.msg);
+        }
         mg_info("%s: nothing new since the last complete run", x->utf8);
         goto out;
     }
@@ -513,7 +609,9 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         gm_note(gm, store, (x->roles & MG_ROLE_ALL) != 0);
     /* Everything below UIDNEXT is stored now: the next run starts there. */
     if (gm == NULL && rc == MG_OK && res.failed == 0 && msgs.n == wanted && uidnext != 0) {
-        struct mg_store_mark now = {uidnext, have + res.stored};
+        /* A full listing stored every message with its flags of now. */
+        struct mg_store_mark now = {uidnext, have + res.stored, modseq,
+                                    from > 1 || have > 0 ? flags_at : time(NULL)};
         struct mg_error merr;
         if (mg_store_set_mark(store, &now, &merr) != MG_OK)
             mg_warn("%s; the next run lists the whole mailbox", merr.msg);

@@ -560,9 +560,11 @@ enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_ma
     if (needs_literal(mailbox))
         return mg_error_set(err, MG_E_MAILBOX, "STATUS is not asked for mailbox '%s'", mailbox);
     struct mailimap_status_att_list *want = mailimap_status_att_list_new_empty();
+    bool condstore = (mg_imap_caps(s) & MG_CAP_CONDSTORE) != 0;
     if (want == NULL || mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_UIDNEXT) != 0 ||
         mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_UIDVALIDITY) != 0 ||
-        mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_MESSAGES) != 0) {
+        mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_MESSAGES) != 0 ||
+        (condstore && mailimap_status_att_list_add(want, MAILIMAP_STATUS_ATT_HIGHESTMODSEQ) != 0)) {
         if (want != NULL)
             mailimap_status_att_list_free(want);
         return mg_error_set(err, MG_E_INTERNAL, "out of memory");
@@ -586,6 +588,13 @@ enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_ma
         else if (si->st_att == MAILIMAP_STATUS_ATT_MESSAGES) {
             info->exists = si->st_value;
             info->counted = true;
+        } else if (si->st_att == MAILIMAP_STATUS_ATT_EXTENSION && si->st_ext_data != NULL &&
+                   si->st_ext_data->ext_extension == &mailimap_extension_condstore &&
+                   si->st_ext_data->ext_type == MAILIMAP_CONDSTORE_TYPE_STATUS_INFO &&
+                   si->st_ext_data->ext_data != NULL) {
+            /* HIGHESTMODSEQ comes as CONDSTORE's extension data */
+            const struct mailimap_condstore_status_info *cs = si->st_ext_data->ext_data;
+            info->highestmodseq = cs->cs_highestmodseq_value;
         }
     }
     if (st != NULL)
@@ -910,13 +919,15 @@ static int keep_gm(struct mg_gmlist *out, const struct mg_fetchresp *r)
     return 0;
 }
 
-enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_error *err)
+/* Send cmd (a UID FETCH, tagged GMLIST_TAG) and read its answer ourselves:
+ * each FETCH response goes to each(ctx, r), which returns 0, or an error
+ * code (set in err) to stop; the session is then out of step. doing names
+ * the command in messages. */
+static enum mg_code raw_fetch(struct mg_imap *s, const char *cmd, const char *doing,
+                              int (*each)(void *ctx, const struct mg_fetchresp *r,
+                                          struct mg_error *err),
+                              void *ctx, struct mg_error *err)
 {
-    static const char cmd[] = GMLIST_TAG " UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE "
-                                         "X-GM-MSGID X-GM-THRID X-GM-LABELS)\r\n";
-    const struct mailimap_selection_info *si = s->imap->imap_selection_info;
-    size_t max =
-        si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK : LIST_UNCOUNTED_MAX;
     mailstream *st = s->imap->imap_stream;
     MMAPString *buf = mmap_string_new("");
     char *labels = malloc(MG_FETCHRESP_LABELS_MAX);
@@ -926,14 +937,14 @@ enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_
         goto out;
     }
     mg_tls_expect_fetch(st, true, false);
-    if (mailstream_write(st, cmd, sizeof(cmd) - 1) != (ssize_t)(sizeof(cmd) - 1) ||
-        mailstream_flush(st) != 0) {
-        rc = stream_error(s, "listing messages", err);
+    size_t n = strlen(cmd);
+    if (mailstream_write(st, cmd, n) != (ssize_t)n || mailstream_flush(st) != 0) {
+        rc = stream_error(s, doing, err);
         goto out;
     }
     for (;;) {
         if (read_response(st, buf) != 0) {
-            rc = stream_error(s, "listing messages", err);
+            rc = stream_error(s, doing, err);
             goto out;
         }
         const char *line = buf->str;
@@ -943,15 +954,15 @@ enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_
             if (strncasecmp(state, "OK", 2) == 0)
                 break;
             s->broken = strncasecmp(state, "NO", 2) != 0 && strncasecmp(state, "BAD", 3) != 0;
-            rc = mg_error_set(err, MG_E_PROTOCOL, "%s refused to list the mailbox: %.*s",
-                              s->srv->host, (int)(len < 200 ? len : 200), line);
+            rc = mg_error_set(err, MG_E_PROTOCOL, "%s refused %s: %.*s", s->srv->host, doing,
+                              (int)(len < 200 ? len : 200), line);
             goto out;
         }
         if (strncmp(line, "* ", 2) != 0) {
             s->broken = true;
             rc = mg_error_set(err, MG_E_PROTOCOL,
-                              "%s answered a listing with something that is no IMAP response",
-                              s->srv->host);
+                              "%s answered %s with something that is no IMAP response",
+                              s->srv->host, doing);
             goto out;
         }
         struct mg_fetchresp r;
@@ -959,34 +970,24 @@ enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_
             mg_fetchresp_parse(line, len, &r, labels, MG_FETCHRESP_LABELS_MAX);
         if (pr == MG_FETCHRESP_MALFORMED) {
             s->broken = true;
-            rc = mg_error_set(err, MG_E_PROTOCOL,
-                              "%s sent a listing line mailgrab cannot read: %.*s", s->srv->host,
-                              (int)(len < 120 ? len : 120), line);
+            rc = mg_error_set(err, MG_E_PROTOCOL, "%s sent a line mailgrab cannot read (%s): %.*s",
+                              s->srv->host, doing, (int)(len < 120 ? len : 120), line);
             goto out;
         }
         if (pr == MG_FETCHRESP_OTHER) {
             if (strncasecmp(line, "* BYE", 5) == 0) {
                 s->broken = true;
                 rc = mg_error_retry(err, MG_E_PROTOCOL, MG_RETRY_NOW,
-                                    "%s ended the session while listing messages, saying: %.*s",
-                                    s->srv->host, (int)(len < 200 ? len : 200), line + 2);
+                                    "%s ended the session while %s, saying: %.*s", s->srv->host,
+                                    doing, (int)(len < 200 ? len : 200), line + 2);
                 goto out;
             }
             continue;
         }
-        /* Unsolicited FETCH responses (flag changes) carry no size or id. */
-        if (!r.has_uid || !r.has_size || !r.has_msgid)
-            continue;
-        if (out->n >= max) {
+        int e = each(ctx, &r, err);
+        if (e != 0) {
             s->broken = true; /* the rest of the answer is unread */
-            rc = mg_error_set(err, MG_E_PROTOCOL,
-                              "%s lists more messages than the mailbox holds (%zu)", s->srv->host,
-                              max);
-            goto out;
-        }
-        if (keep_gm(out, &r) != 0) {
-            rc = mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
-            s->broken = true;
+            rc = (enum mg_code)e;
             goto out;
         }
     }
@@ -997,6 +998,69 @@ out:
         mmap_string_free(buf);
     free(labels);
     return rc;
+}
+
+struct gm_ctx {
+    struct mg_imap *s;
+    struct mg_gmlist *out;
+    size_t max;
+};
+
+static int gm_each(void *ctx, const struct mg_fetchresp *r, struct mg_error *err)
+{
+    struct gm_ctx *g = ctx;
+    /* Unsolicited FETCH responses (flag changes) carry no size or id. */
+    if (!r->has_uid || !r->has_size || !r->has_msgid)
+        return 0;
+    if (g->out->n >= g->max)
+        return mg_error_set(err, MG_E_PROTOCOL,
+                            "%s lists more messages than the mailbox holds (%zu)", g->s->srv->host,
+                            g->max);
+    if (keep_gm(g->out, r) != 0)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory listing messages");
+    return 0;
+}
+
+enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_error *err)
+{
+    const struct mailimap_selection_info *si = s->imap->imap_selection_info;
+    struct gm_ctx g = {s, out,
+                       si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK
+                                                        : LIST_UNCOUNTED_MAX};
+    return raw_fetch(s,
+                     GMLIST_TAG " UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE X-GM-MSGID "
+                                "X-GM-THRID X-GM-LABELS)\r\n",
+                     "listing messages", gm_each, &g, err);
+}
+
+struct flags_ctx {
+    uint32_t below;
+    void (*each)(uint32_t uid, const char *flags, void *ctx);
+    void *ctx;
+};
+
+static int flags_each(void *ctx, const struct mg_fetchresp *r, struct mg_error *err)
+{
+    struct flags_ctx *f = ctx;
+    if (r->has_uid && r->has_flags && r->uid < f->below)
+        f->each(r->uid, r->flags, f->ctx);
+    return 0;
+}
+
+enum mg_code mg_imap_flags_since(struct mg_imap *s, uint32_t below, uint64_t modseq,
+                                 void (*each)(uint32_t uid, const char *flags, void *ctx),
+                                 void *ctx, struct mg_error *err)
+{
+    if (below < 2)
+        return MG_OK;
+    char cmd[128];
+    if (modseq == 0) /* no CONDSTORE: every message's flags */
+        snprintf(cmd, sizeof(cmd), GMLIST_TAG " UID FETCH 1:%u (UID FLAGS)\r\n", below - 1);
+    else
+        snprintf(cmd, sizeof(cmd), GMLIST_TAG " UID FETCH 1:%u (UID FLAGS) (CHANGEDSINCE %llu)\r\n",
+                 below - 1, (unsigned long long)modseq);
+    struct flags_ctx f = {below, each, ctx};
+    return raw_fetch(s, cmd, "asking which flags changed", flags_each, &f, err);
 }
 
 static time_t imap_date_to_time(const struct mailimap_date_time *d)
@@ -1837,6 +1901,13 @@ static enum mg_code src_gmlist(struct mg_session *s, struct mg_gmlist *out, stru
     return mg_imap_gmlist(imap_of(s), out, err);
 }
 
+static enum mg_code src_flags_since(struct mg_session *s, uint32_t below, uint64_t modseq,
+                                    void (*each)(uint32_t uid, const char *flags, void *ctx),
+                                    void *ctx, struct mg_error *err)
+{
+    return mg_imap_flags_since(imap_of(s), below, modseq, each, ctx, err);
+}
+
 static enum mg_code src_list(struct mg_session *s, uint32_t from, struct mg_msglist *out,
                              struct mg_error *err)
 {
@@ -1882,6 +1953,7 @@ static const struct mg_source_ops imap_ops = {
     .mailboxes = src_mailboxes,
     .caps = src_caps,
     .gmlist = src_gmlist,
+    .flags_since = src_flags_since,
     .list = src_list,
     .status = src_status,
     .fetch = src_fetch,

@@ -164,6 +164,14 @@ enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, uint32_t from,
     return mg_sessions_list(&p->ses, mailbox, from, mi, out, err);
 }
 
+enum mg_code mg_pool_flags_since(struct mg_pool *p, const char *mailbox, uint32_t below,
+                                 uint64_t modseq,
+                                 void (*each)(uint32_t uid, const char *flags, void *ctx),
+                                 void *ctx, struct mg_error *err)
+{
+    return mg_sessions_flags_since(&p->ses, mailbox, below, modseq, each, ctx, err);
+}
+
 enum mg_code mg_pool_status(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
                             struct mg_error *err)
 {

@@ -199,6 +199,8 @@ enum mg_code mg_sessions_connect(struct mg_sessions *s, struct mg_error *err)
 struct list_arg {
     const char *mailbox;
     uint32_t from;
+    uint64_t modseq;
+    void (*flag)(uint32_t uid, const char *flags, void *ctx);
     struct mg_mailbox_info *mi;
     struct mg_msglist *out;
     struct mg_gmlist *gm;
@@ -263,6 +265,30 @@ enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox, uint32
 {
     struct list_arg la = {.mailbox = mailbox, .from = from, .mi = mi, .out = out};
     return with_control(s, list_op, &la, err);
+}
+
+static enum mg_code flags_op(struct mg_sessions *s, struct mg_session *sess, void *arg,
+                             struct mg_error *err)
+{
+    struct list_arg *la = arg;
+    enum mg_code rc = examine_op(s, sess, arg, err);
+    if (rc == MG_OK)
+        rc =
+            s->src.ops->flags_since(s->slots[0].sess, la->from, la->modseq, la->flag, la->ctx, err);
+    return rc;
+}
+
+enum mg_code mg_sessions_flags_since(struct mg_sessions *s, const char *mailbox, uint32_t below,
+                                     uint64_t modseq,
+                                     void (*each)(uint32_t uid, const char *flags, void *ctx),
+                                     void *ctx, struct mg_error *err)
+{
+    if (s->src.ops->flags_since == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "this source cannot say which flags changed");
+    struct mg_mailbox_info mi;
+    struct list_arg la = {
+        .mailbox = mailbox, .from = below, .modseq = modseq, .mi = &mi, .flag = each, .ctx = ctx};
+    return with_control(s, flags_op, &la, err);
 }
 
 static enum mg_code status_op(struct mg_sessions *s, struct mg_session *sess, void *arg,

@@ -332,6 +332,18 @@ static void read_mark(int dirfd, struct mg_store_mark *m)
         return;
     m->uidnext = (uint32_t)uidnext;
     m->stored = stored;
+    const char *q = strstr(buf, "\nmodseq=");
+    if (q != NULL) {
+        unsigned long long modseq = strtoull(q + strlen("\nmodseq="), &end, 10);
+        if (errno == 0 && *end == '\n')
+            m->modseq = modseq;
+    }
+    q = strstr(buf, "\nflags_at=");
+    if (q != NULL) {
+        long long at = strtoll(q + strlen("\nflags_at="), &end, 10);
+        if (errno == 0 && *end == '\n' && at >= 0)
+            m->flags_at = (time_t)at;
+    }
 }
 
 /* Record uidvalidity in the mailbox directory, atomically and durably,
@@ -1615,8 +1627,10 @@ enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *
     if (st->uidvalidity == 0)
         return MG_OK; /* no UIDVALIDITY, no promise about UIDs */
     char text[128];
-    snprintf(text, sizeof(text), "uidvalidity=%u\nuidnext=%u\nstored=%llu\n", st->uidvalidity,
-             m->uidnext, (unsigned long long)m->stored);
+    snprintf(text, sizeof(text),
+             "uidvalidity=%u\nuidnext=%u\nstored=%llu\nmodseq=%llu\nflags_at=%lld\n",
+             st->uidvalidity, m->uidnext, (unsigned long long)m->stored,
+             (unsigned long long)m->modseq, (long long)m->flags_at);
     enum mg_code rc = replace_file(st->dirfd, st->dir, STATE_FILE, text, err);
     if (rc == MG_OK)
         st->mark = *m;
@@ -1635,4 +1649,34 @@ bool mg_store_marked(const char *output, const char *component)
     read_mark(fd, &m);
     close(fd);
     return m.uidnext != 0;
+}
+
+int mg_store_set_flags(struct mg_store *st, uint32_t uid, const char *flags)
+{
+    if (st->format != MG_FORMAT_MAILDIR)
+        return 0;
+    struct stored_name *sn = named(st, uid);
+    if (sn == NULL)
+        return 0;
+    const char *info = strstr(sn->name, ":2,");
+    size_t base = info ? (size_t)(info - sn->name) : strlen(sn->name);
+    if (info != NULL && strcmp(info + 3, flags) == 0 && strncmp(sn->name, "cur/", 4) == 0)
+        return 0; /* as it is */
+    const char *file = strchr(sn->name, '/');
+    file = file ? file + 1 : sn->name;
+    size_t skip = (size_t)(file - sn->name);
+    char to[MG_MANIFEST_NAME_MAX + 1];
+    if (snprintf(to, sizeof(to), "cur/%.*s:2,%s", (int)(base - skip), file, flags) >=
+        (int)sizeof(to))
+        return -1;
+    /* Only the info part changes (Maildir's way), never over another file. */
+    if (renameat2(st->dirfd, sn->name, st->dirfd, to, RENAME_NOREPLACE) != 0)
+        return -1;
+    memcpy(sn->name, to, sizeof(to)); /* the map follows: no re-reading per message */
+    return 1;
+}
+
+enum mg_code mg_store_flush_names(struct mg_store *st, struct mg_error *err)
+{
+    return flush_names(st, err);
 }

@@ -26,6 +26,7 @@ json_object *mg_summary_box_json(const struct mg_mailbox_report *r)
     json_object_object_add(o, "skipped", json_object_new_int64((int64_t)r->skipped));
     json_object_object_add(o, "linked", json_object_new_int64((int64_t)r->linked));
     json_object_object_add(o, "unlinked", json_object_new_int64((int64_t)r->unlinked));
+    json_object_object_add(o, "reflagged", json_object_new_int64((int64_t)r->reflagged));
     json_object_object_add(o, "failed", json_object_new_int64((int64_t)r->failed));
     json_object_object_add(o, "vanished", json_object_new_int64((int64_t)r->vanished));
     json_object_object_add(o, "bytes", json_object_new_int64((int64_t)r->bytes));

@@ -30,11 +30,12 @@ struct mg_mailbox_report {
     char name[1024]; /* UTF-8 */
     char dir[PATH_MAX];
     uint32_t uidvalidity;
-    size_t listed;   /* on the server */
-    size_t skipped;  /* already stored */
-    size_t fetched;  /* new this run */
-    size_t linked;   /* Gmail: stored as a link to the copy in another folder */
-    size_t unlinked; /* Gmail: links removed (the label was taken off) */
+    size_t listed;    /* on the server */
+    size_t skipped;   /* already stored */
+    size_t fetched;   /* new this run */
+    size_t linked;    /* Gmail: stored as a link to the copy in another folder */
+    size_t unlinked;  /* Gmail: links removed (the label was taken off) */
+    size_t reflagged; /* Maildir files renamed for flags changed on the server */
     size_t failed;
     size_t vanished;
     uint64_t bytes;      /* of the messages stored */

@@ -85,7 +85,16 @@ enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_
 enum mg_code mg_imap_list(struct mg_imap *s, uint32_t from, struct mg_msglist *out,
                           struct mg_error *err);
 
-/* STATUS (UIDNEXT UIDVALIDITY MESSAGES) of mailbox, without opening it. */
+/* The flags of the open mailbox's messages below UID `below` changed since
+ * modseq (CONDSTORE: UID FETCH ... (FLAGS) (CHANGEDSINCE modseq)), each as
+ * Maildir letters; read and parsed by mailgrab, as mg_imap_gmlist. modseq
+ * 0: the flags of every message below `below`. */
+enum mg_code mg_imap_flags_since(struct mg_imap *s, uint32_t below, uint64_t modseq,
+                                 void (*each)(uint32_t uid, const char *flags, void *ctx),
+                                 void *ctx, struct mg_error *err);
+
+/* STATUS (UIDNEXT UIDVALIDITY MESSAGES, and HIGHESTMODSEQ with CONDSTORE)
+ * of mailbox, without opening it. */
 enum mg_code mg_imap_status(struct mg_imap *s, const char *mailbox, struct mg_mailbox_info *info,
                             struct mg_error *err);
 

@@ -149,6 +149,13 @@ void mg_pool_warm(struct mg_pool *p, const char *mailbox, unsigned n);
 enum mg_code mg_pool_list(struct mg_pool *p, const char *mailbox, uint32_t from,
                           struct mg_mailbox_info *mi, struct mg_msglist *out, struct mg_error *err);
 
+/* Which flags of mailbox's messages below UID `below` changed since modseq
+ * (CONDSTORE), on the control session: each(uid, Maildir letters, ctx). */
+enum mg_code mg_pool_flags_since(struct mg_pool *p, const char *mailbox, uint32_t below,
+                                 uint64_t modseq,
+                                 void (*each)(uint32_t uid, const char *flags, void *ctx),
+                                 void *ctx, struct mg_error *err);
+
 /* STATUS of mailbox on the control session (UIDVALIDITY, UIDNEXT, MESSAGES),
  * without opening it. */
 enum mg_code mg_pool_status(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,

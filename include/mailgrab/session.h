@@ -90,6 +90,10 @@ enum mg_code mg_sessions_examine(struct mg_sessions *s, const char *mailbox,
 enum mg_code mg_sessions_list(struct mg_sessions *s, const char *mailbox, uint32_t from,
                               struct mg_mailbox_info *mi, struct mg_msglist *out,
                               struct mg_error *err);
+enum mg_code mg_sessions_flags_since(struct mg_sessions *s, const char *mailbox, uint32_t below,
+                                     uint64_t modseq,
+                                     void (*each)(uint32_t uid, const char *flags, void *ctx),
+                                     void *ctx, struct mg_error *err);
 enum mg_code mg_sessions_status(struct mg_sessions *s, const char *mailbox,
                                 struct mg_mailbox_info *mi, struct mg_error *err);
 

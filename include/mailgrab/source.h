@@ -41,6 +41,7 @@ struct mg_mailbox_info {
     uint32_t exists;
     bool counted; /* the server said how many messages it holds (EXISTS) */
     uint32_t uidnext;
+    uint64_t highestmodseq; /* CONDSTORE; 0: unknown */
 };
 
 /* Receives a fetch as it streams: body pieces of one message, then done()
@@ -99,6 +100,11 @@ struct mg_source_ops {
     /* Like list, with Gmail's message id, thread id, labels, flags and
      * INTERNALDATE (only on a server with MG_CAP_GMAIL). May be NULL. */
     enum mg_code (*gmlist)(struct mg_session *s, struct mg_gmlist *out, struct mg_error *err);
+    /* The flags (Maildir letters) of the open mailbox's messages below UID
+     * `below` that changed since modseq (CONDSTORE). May be NULL. */
+    enum mg_code (*flags_since)(struct mg_session *s, uint32_t below, uint64_t modseq,
+                                void (*each)(uint32_t uid, const char *flags, void *ctx), void *ctx,
+                                struct mg_error *err);
     /* Append the open mailbox's UIDs of at least from, and their sizes, to
      * out (unsorted). from 1: every message. */
     enum mg_code (*list)(struct mg_session *s, uint32_t from, struct mg_msglist *out,

@@ -182,6 +182,12 @@ enum mg_code mg_store_link(struct mg_store *st, const struct mg_store_link *v, s
                            size_t *linked, struct mg_error *err);
 enum mg_code mg_store_unlink_copies(struct mg_store *st, const uint32_t *uids, size_t n,
                                     size_t *removed, struct mg_error *err);
+/* A Maildir message's flags changed on the server: rename its file to carry
+ * flags (Maildir letters, sorted) in its ":2," part, into cur/. 1 renamed,
+ * 0 nothing to do (eml, not stored, the same flags), -1 failed (errno).
+ * mg_store_flush_names makes the renames durable (one flush). */
+int mg_store_set_flags(struct mg_store *st, uint32_t uid, const char *flags);
+enum mg_code mg_store_flush_names(struct mg_store *st, struct mg_error *err);
 /* The UIDs stored now (from the names); *uids is the caller's to free. */
 size_t mg_store_stored(struct mg_store *st, uint32_t **uids);
 /* The mailbox directory, open (borrowed). */
@@ -193,12 +199,16 @@ int mg_store_dirfd(const struct mg_store *st);
  * messages in all. A run that finds the same UIDNEXT and no fewer files has
  * nothing to list; one that finds a higher UIDNEXT lists only from the
  * mark. Absent (zero) for a new directory, a state file from an older
- * mailgrab or one that cannot be read: the run lists everything.
+ * mailgrab or one that cannot be read: the run lists everything. With
+ * CONDSTORE, modseq lets a Maildir backup ask only which flags changed;
+ * without it, flags_at keeps the full flag listing to once a day.
  * mg_store_marked peeks at OUTPUT/<component> without opening a store.
  */
 struct mg_store_mark {
     uint32_t uidnext;
     uint64_t stored;
+    uint64_t modseq; /* the server's HIGHESTMODSEQ then (CONDSTORE); 0: unknown */
+    time_t flags_at; /* without CONDSTORE: when every flag was last asked for */
 };
 void mg_store_get_mark(const struct mg_store *st, struct mg_store_mark *m);
 enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *m,

@@ -11,7 +11,11 @@ complete run: every message below UIDNEXT stored, so many files. Then:
   mark on);
 - a state file from an older mailgrab (no mark), a damaged mark, and files
   removed from the backup by hand each fall back to a full listing, and
-  nothing is lost.
+  nothing is lost;
+- flags changed on the server from another session reach a Maildir
+  backup (CONDSTORE CHANGEDSINCE): exactly those files are renamed, no
+  body is fetched; without CONDSTORE (the Gmail-like test server without
+  it), every flag is asked for at most once a day.
 """
 
 import json
@@ -20,7 +24,11 @@ import re
 import tempfile
 import unittest
 
-from mgtest import tools
+import imaplib
+import ssl
+
+from mgtest import corpus, reference, tools
+from mgtest.hoodiecrow import Hoodiecrow
 from mgtest.server import start_for_module, stop_for_module
 
 server = workdir = config_home = None
@@ -31,7 +39,8 @@ def setUpModule():
     global server, workdir, config_home
     tools.binary("MAILGRAB")
     server, workdir, config_home = start_for_module(
-        "mgtest-incr-", {"big": "big-pw", "many": "many-pw", "old": "old-pw"})
+        "mgtest-incr-", {"big": "big-pw", "many": "many-pw", "old": "old-pw",
+                         "flags": "flags-pw"})
 
 
 def tearDownModule():
@@ -140,7 +149,7 @@ class TestOldAndDamagedState(Base):
         self.assertExit(res)
         with open(self.state()) as f:
             text = f.read()
-        self.assertRegex(text, r"^uidvalidity=\d+\nuidnext=301\nstored=300\n$")
+        self.assertRegex(text, r"^uidvalidity=\d+\nuidnext=301\nstored=300\nmodseq=\d+\nflags_at=\d+\n$")
         uv = text.splitlines()[0]
         for old in (uv + "\n", uv + "\nuidnext=zz\nstored=300\n", uv + "\nuidnext=301\n"):
             with open(self.state(), "w") as f:
@@ -174,6 +183,83 @@ class TestAllMailboxes(Base):
         self.assertEqual(res.stderr.count("nothing new since the last complete run (UIDNEXT"), 3,
                          res.describe())
         self.assertIn("Two: 3 new", res.stderr, res.describe())
+
+
+class TestFlags(Base):
+    user = "flags"
+
+    def names(self):
+        d = os.path.join(self.out, "INBOX", "cur")
+        return {int(re.search(r",U=(\d+)", n).group(1)): n for n in os.listdir(d)}
+
+    def test_flags_follow_the_server(self):
+        deliver(self.user, 0, 300)
+        res, _ = self.run_mg("--format", "maildir", proxy=False)
+        self.assertExit(res)
+        before = self.names()
+        self.assertEqual(len(before), 300)
+        conn = reference.login(server, self.user)
+        try:
+            conn.select("INBOX")
+            conn.uid("STORE", "101:150", "+FLAGS", "(\\Flagged \\Seen)")
+        finally:
+            conn.logout()
+        summary = os.path.join(workdir, "flags-summary.json")
+        res, down = self.run_mg("--format", "maildir", "--summary-json", summary)
+        self.assertExit(res)
+        after = self.names()
+        changed = {uid for uid in before if before[uid] != after[uid]}
+        self.assertEqual(changed, set(range(101, 151)), res.describe())
+        for uid in changed:
+            self.assertTrue(after[uid].endswith(":2,FS"), after[uid])
+            self.assertEqual(before[uid].split(":2,")[0], after[uid].split(":2,")[0])
+        with open(summary) as f:
+            box = json.load(f)["accounts"][0]["mailboxes"][0]
+        self.assertEqual((box["reflagged"], box["new"], box["bytes"]), (50, 0, 0), box)
+        self.assertLessEqual(down, 8192 + 50 * 80, res.describe())
+        # Nothing changed since: nothing renamed, the mailbox not opened.
+        res, _ = self.run_mg("--format", "maildir")
+        self.assertExit(res)
+        self.assertEqual(self.names(), after)
+        self.assertIn("nothing new since the last complete run (UIDNEXT", res.stderr)
+
+
+class TestFlagsWithoutCondstore(unittest.TestCase):
+    def test_once_a_day(self):
+        mail = [corpus.build_message(31, i)[0] for i in range(20)]
+        with Hoodiecrow(folders={"INBOX": {"messages": mail}},
+                        plugins=["ID", "ENABLE", "UIDPLUS"],
+                        root=tempfile.mkdtemp(dir=workdir)) as srv:
+            out = tempfile.mkdtemp(prefix="out-", dir=workdir)
+            pw = tools.write_secret(workdir, srv.password)
+            argv = [tools.binary("MAILGRAB"), "--server", srv.host, "--port", str(srv.port),
+                    "--user", srv.user, "--cafile", srv.ca_file, "--password-file", pw,
+                    "--output", out, "--format", "maildir", "-v"]
+            res = tools.run(argv)
+            self.assertEqual(res.returncode, 0, res.describe())
+            cur = os.path.join(out, "INBOX", "cur")
+            before = sorted(os.listdir(cur))
+            conn = imaplib.IMAP4_SSL(srv.host, srv.port,
+                                     ssl_context=ssl.create_default_context(cafile=srv.ca_file))
+            conn.login(srv.user, srv.password)
+            conn.select("INBOX")
+            conn.uid("STORE", "3:5", "+FLAGS", "(\\Flagged)")
+            conn.logout()
+            res = tools.run(argv)  # asked less than a day ago: not yet
+            self.assertEqual(res.returncode, 0, res.describe())
+            self.assertEqual(sorted(os.listdir(cur)), before, res.describe())
+            state = os.path.join(out, "INBOX", ".mailgrab-state")
+            with open(state) as f:
+                text = f.read()
+            self.assertRegex(text, r"\nflags_at=[1-9]\d*\n")
+            with open(state, "w") as f:
+                f.write(re.sub(r"flags_at=\d+", "flags_at=1", text))
+            res = tools.run(argv)  # a day later
+            self.assertEqual(res.returncode, 0, res.describe())
+            after = sorted(os.listdir(cur))
+            changed = set(after) - set(before)
+            self.assertEqual(len(changed), 3, res.describe())
+            self.assertTrue(all(":2,F" in n for n in changed), changed)
 
 
 if __name__ == "__main__":
