@@ -2,6 +2,7 @@
 #include "mailgrab/imap.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "mailgrab/imapcode.h"
 #include "mailgrab/imapframe.h"
 #include "mailgrab/log.h"
+#include "mailgrab/mboxname.h"
 #include "mailgrab/oauth2.h"
 
 /* Exported by libetpan 1.9.4, whose mailimap_sender.h is not installed. They
@@ -36,11 +38,12 @@ struct mg_imap {
     const struct mg_server *srv;
     /* Fetch state, valid during mg_imap_fetch. */
     const struct mg_fetch_sink *sink;
-    bool in_body;      /* body pieces of the current message have begun */
-    size_t body_bytes; /* of the current message */
-    bool sink_error;   /* a sink callback asked to stop */
-    bool broken;       /* out of step with the server: only good for closing */
-    bool caps_known;   /* caps holds what the server offers after login */
+    bool in_body;        /* body pieces of the current message have begun */
+    size_t body_bytes;   /* of the current message */
+    bool sink_error;     /* a sink callback asked to stop */
+    bool broken;         /* out of step with the server: only good for closing */
+    bool caps_known;     /* caps holds what the server offers after login */
+    char selected[1024]; /* the mailbox open read-write (for labels), or "" */
     unsigned caps;
     bool throttled; /* the last FETCH's OK asked to slow down */
 };
@@ -530,6 +533,7 @@ enum mg_code mg_imap_examine(struct mg_imap *s, const char *mailbox, struct mg_m
 {
     int r =
         needs_literal(mailbox) ? examine_literal(s, mailbox) : mailimap_examine(s->imap, mailbox);
+    s->selected[0] = '\0'; /* no longer open read-write */
     if (r == MAILIMAP_ERROR_EXAMINE || answered_bad(s, r))
         return examine_refused(s, mailbox, err);
     if (r != MAILIMAP_NO_ERROR)
@@ -1061,6 +1065,77 @@ enum mg_code mg_imap_flags_since(struct mg_imap *s, uint32_t below, uint64_t mod
                  below - 1, (unsigned long long)modseq);
     struct flags_ctx f = {below, each, ctx};
     return raw_fetch(s, cmd, "asking which flags changed", flags_each, &f, err);
+}
+
+static int ignore_each(void *ctx, const struct mg_fetchresp *r, struct mg_error *err)
+{
+    return 0;
+}
+
+/* One label for X-GM-LABELS: a system label (\Inbox) as it is, any other
+ * in modified UTF-7 as a quoted string. 0, or -1 when it does not fit. */
+static int put_label(const char *label, char *out, size_t cap, size_t *len)
+{
+    char utf7[1024];
+    const char *v = label;
+    if (label[0] != '\\') {
+        if (mg_mbox_to_imap(label, utf7, sizeof(utf7)) != 0)
+            return -1;
+        v = utf7;
+    } else {
+        for (const char *p = label + 1; *p; p++)
+            if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-'))
+                return -1;
+    }
+    size_t n = *len;
+    if (n + 2 >= cap)
+        return -1;
+    if (n > 0 && out[n - 1] != '(')
+        out[n++] = ' ';
+    if (label[0] == '\\') {
+        size_t k = strlen(v);
+        if (n + k >= cap)
+            return -1;
+        memcpy(out + n, v, k);
+        n += k;
+    } else {
+        out[n++] = '"';
+        for (const char *p = v; *p; p++) {
+            if (n + 3 >= cap)
+                return -1;
+            if (*p == '"' || *p == '\\')
+                out[n++] = '\\';
+            out[n++] = *p;
+        }
+        out[n++] = '"';
+    }
+    out[n] = '\0';
+    *len = n;
+    return 0;
+}
+
+enum mg_code mg_imap_add_labels(struct mg_imap *s, const char *mailbox, uint32_t uid,
+                                const char *const *labels, size_t n, struct mg_error *err)
+{
+    if (n == 0)
+        return MG_OK;
+    if (strcmp(s->selected, mailbox) != 0) {
+        int r = mailimap_select(s->imap, mailbox);
+        if (r != MAILIMAP_NO_ERROR)
+            return r == MAILIMAP_ERROR_SELECT
+                       ? mg_error_set(err, MG_E_MAILBOX, "%s refused to open '%s' for labels",
+                                      s->srv->host, mailbox)
+                       : generic_error(s, r, "opening the mailbox", err);
+        snprintf(s->selected, sizeof(s->selected), "%s", mailbox);
+    }
+    char cmd[8192];
+    int k = snprintf(cmd, sizeof(cmd), GMLIST_TAG " UID STORE %u +X-GM-LABELS (", uid);
+    size_t len = (size_t)k;
+    for (size_t i = 0; i < n; i++)
+        if (put_label(labels[i], cmd, sizeof(cmd) - 3, &len) != 0)
+            mg_warn("label '%s' cannot be given on %s; left out", labels[i], s->srv->host);
+    memcpy(cmd + len, ")\r\n", 4);
+    return raw_fetch(s, cmd, "adding labels", ignore_each, NULL, err);
 }
 
 static time_t imap_date_to_time(const struct mailimap_date_time *d)

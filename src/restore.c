@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,6 +17,7 @@
 
 #include "mailgrab/cancel.h"
 #include "mailgrab/fsutil.h"
+#include "mailgrab/gmail.h"
 #include "mailgrab/imap.h"
 #include "mailgrab/log.h"
 #include "mailgrab/manifest.h"
@@ -78,6 +80,19 @@ struct run {
     struct mg_error fatal;
     struct mg_error last;  /* why a worker retired */
     struct mg_imap *first; /* the control session, handed to worker 0 */
+    /* A Gmail backup into a server with Gmail's labels: the backup's All
+     * Mail (box allbox) goes to the server's \All mailbox, each message
+     * once, and gets its labels from labels.jsonl; the label folders' links
+     * are not appended again. */
+    bool gmail;
+    size_t allbox;
+    struct gm_label *lab; /* sorted by key */
+    size_t nlab;
+};
+
+struct gm_label {
+    char *key;  /* "<mailbox directory>\t<uid>" */
+    char *line; /* its labels.jsonl line */
 };
 
 int mg_restore_box_name(const char *dir, char *out, size_t cap)
@@ -637,6 +652,190 @@ static void give_back(struct run *r, struct msg *m, const char *why)
     r->retry[r->nretry++] = (size_t)(m - r->msgs);
 }
 
+/* -- Gmail labels ---------------------------------------------------------- */
+
+static int cmp_label(const void *a, const void *b)
+{
+    return strcmp(((const struct gm_label *)a)->key, ((const struct gm_label *)b)->key);
+}
+
+/* labels.jsonl's path "<dir>/<name>" or "<dir>/cur/<name>" as a key. */
+static int label_key(const char *path, char *out, size_t cap)
+{
+    const char *slash = strchr(path, '/'), *base = strrchr(path, '/');
+    if (slash == NULL)
+        return -1;
+    uint32_t uid = mg_store_name_uid(MG_FORMAT_EML, base + 1);
+    if (uid == 0)
+        uid = mg_store_name_uid(MG_FORMAT_MAILDIR, base + 1);
+    if (uid == 0)
+        return -1;
+    return snprintf(out, cap, "%.*s\t%u", (int)(slash - path), path, uid) < (int)cap ? 0 : -1;
+}
+
+/* The labels of message m (pointers into buf), from labels.jsonl. */
+static size_t labels_of(const struct run *r, const struct msg *m, char *buf, size_t cap,
+                        const char **out, size_t max)
+{
+    char key[JOURNAL_LINE];
+    snprintf(key, sizeof(key), "%s\t%u", r->dirs[m->dir], m->uid);
+    struct gm_label want = {key, NULL};
+    const struct gm_label *l = bsearch(&want, r->lab, r->nlab, sizeof(*r->lab), cmp_label);
+    if (l == NULL)
+        return 0;
+    json_object *o = json_tokener_parse(l->line), *arr = NULL;
+    size_t n = 0, used = 0;
+    if (o != NULL && json_object_object_get_ex(o, "labels", &arr) &&
+        json_object_is_type(arr, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(arr) && n < max; i++) {
+            json_object *v = json_object_array_get_idx(arr, i);
+            const char *t =
+                json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+            size_t k = t ? strlen(t) : 0;
+            if (k == 0 || used + k + 1 > cap)
+                continue;
+            memcpy(buf + used, t, k + 1);
+            out[n++] = buf + used;
+            used += k + 1;
+        }
+    json_object_put(o);
+    return n;
+}
+
+/* Give message m, stored on the server as uid, its labels (Gmail only). */
+static enum mg_code label_it(struct run *r, struct mg_imap *s, const struct msg *m, uint32_t uid,
+                             struct mg_error *err)
+{
+    if (!r->gmail || m->box != r->allbox)
+        return MG_OK;
+    if (uid == 0) {
+        mg_warn("%s/%s: the server did not say where it stored the message (no APPENDUID); its "
+                "labels are not given",
+                r->dir, m->rel);
+        return MG_OK;
+    }
+    char buf[8192];
+    const char *labels[64];
+    size_t n = labels_of(r, m, buf, sizeof(buf), labels, 64);
+    return mg_imap_add_labels(s, r->boxes[m->box].imap, uid, labels, n, err);
+}
+
+static void find_all(const char *name, unsigned roles, void *ctx)
+{
+    char *all = ctx;
+    if ((roles & MG_ROLE_ALL) && all[0] == '\0')
+        snprintf(all, 1024, "%s", name);
+}
+
+struct ino {
+    dev_t dev;
+    ino_t ino;
+};
+
+static int cmp_ino(const void *a, const void *b)
+{
+    const struct ino *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return (x->ino > y->ino) - (x->ino < y->ino);
+}
+
+static bool file_id(const struct run *r, const struct msg *m, struct ino *id)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/%s", r->dir, m->rel);
+    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return false;
+    *id = (struct ino){sb.st_dev, sb.st_ino};
+    return true;
+}
+
+/* A Gmail backup (labels.jsonl) into a server with Gmail's labels: its All
+ * Mail into the server's \All mailbox, the label folders' hard links left
+ * out (their messages are the same files), labels given after each APPEND.
+ * Anything else (another server, no labels.jsonl) restores folder by
+ * folder. */
+static enum mg_code gmail_plan(struct run *r, struct mg_report *rep, struct mg_error *err)
+{
+    int dfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return MG_OK;
+    struct mg_gmail_index ix;
+    mg_gmail_index_init(&ix);
+    size_t bad;
+    enum mg_code rc = mg_gmail_index_load(&ix, dfd, &bad, err);
+    close(dfd);
+    char all[1024] = "";
+    if (rc == MG_OK && ix.n > 0 && !(mg_imap_caps(r->first) & MG_CAP_GMAIL))
+        mg_info("%s has no Gmail labels: the Gmail backup is restored folder by folder",
+                r->srv.host);
+    else if (rc == MG_OK && ix.n > 0)
+        rc = mg_imap_mailboxes(r->first, find_all, all, err);
+    if (rc != MG_OK || ix.n == 0 || all[0] == '\0') {
+        mg_gmail_index_finish(&ix);
+        return rc;
+    }
+    r->lab = calloc(ix.n, sizeof(*r->lab));
+    for (size_t i = 0; r->lab != NULL && i < ix.cap; i++) {
+        char key[JOURNAL_LINE];
+        if (ix.v[i].msgid == 0 || ix.v[i].path == NULL || ix.v[i].line == NULL ||
+            label_key(ix.v[i].path, key, sizeof(key)) != 0)
+            continue;
+        struct gm_label *l = &r->lab[r->nlab];
+        l->key = strdup(key);
+        l->line = ix.v[i].line;
+        ix.v[i].line = NULL; /* now r->lab's */
+        if (l->key == NULL) {
+            free(l->line);
+            continue;
+        }
+        r->nlab++;
+    }
+    mg_gmail_index_finish(&ix);
+    if (r->lab == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    qsort(r->lab, r->nlab, sizeof(*r->lab), cmp_label);
+    /* The backup's All Mail: the directory labels.jsonl's paths are in. */
+    const char *tab = r->nlab ? strchr(r->lab[0].key, '\t') : NULL;
+    size_t b = r->nboxes;
+    for (size_t i = 0; tab != NULL && i < r->nmsgs && b == r->nboxes; i++) {
+        const char *d = r->dirs[r->msgs[i].dir];
+        if (strlen(d) == (size_t)(tab - r->lab[0].key) && strncmp(d, r->lab[0].key, strlen(d)) == 0)
+            b = r->msgs[i].box;
+    }
+    if (b == r->nboxes)
+        return MG_OK;
+    snprintf(r->boxes[b].imap, sizeof(r->boxes[b].imap), "%s", all);
+    struct ino *ids = calloc(r->nmsgs ? r->nmsgs : 1, sizeof(*ids));
+    if (ids == NULL)
+        return mg_error_set(err, MG_E_INTERNAL, "out of memory");
+    size_t nids = 0;
+    for (size_t i = 0; i < r->nmsgs; i++)
+        if (r->msgs[i].box == b && file_id(r, &r->msgs[i], &ids[nids]))
+            nids++;
+    qsort(ids, nids, sizeof(*ids), cmp_ino);
+    size_t links = 0;
+    for (size_t i = 0; i < r->nmsgs; i++) {
+        struct msg *m = &r->msgs[i];
+        struct ino id;
+        if (m->box == b || m->state == SAME || !file_id(r, m, &id) ||
+            bsearch(&id, ids, nids, sizeof(*ids), cmp_ino) == NULL)
+            continue;
+        m->state = SAME; /* a label folder's link to a message of All Mail */
+        r->boxes[m->box].rep->listed--;
+        links++;
+    }
+    free(ids);
+    r->gmail = true;
+    r->allbox = b;
+    mg_info("Gmail: %s goes to %s, each message once with its labels; %zu links in label "
+            "folders are the same messages",
+            r->boxes[b].utf8, all, links);
+    (void)rep;
+    return MG_OK;
+}
+
 /* One batch on session s. Returns MG_OK, or the session's failure. */
 static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *idx, size_t n,
                               struct mg_error *err)
@@ -672,6 +871,8 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
             bool there;
             uint32_t uid = 0;
             rc = check(r, s, m, fd, &there, &uid, err);
+            if (rc == MG_OK && there)
+                rc = label_it(r, s, m, uid, err);
             if (rc != MG_OK) {
                 close(fd);
                 pthread_mutex_lock(&r->mu);
@@ -728,6 +929,17 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
     }
     size_t answered = 0;
     rc = mg_imap_append(s, t->imap, v, k, out, &answered, err);
+    /* Labels before the message counts as done: one that did not get them
+     * stays uncertain, and the next try finds it and gives them. */
+    for (size_t i = 0; rc == MG_OK && i < k; i++)
+        if (out[i].settled && out[i].ok) {
+            enum mg_code lrc = label_it(r, s, &r->msgs[which[i]], out[i].uid, err);
+            if (lrc != MG_OK) {
+                out[i].settled = false;
+                if (mg_imap_broken(s))
+                    rc = lrc;
+            }
+        }
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < k; i++) {
         struct msg *m = &r->msgs[which[i]];
@@ -859,7 +1071,7 @@ static enum mg_code create_boxes(struct run *r, struct mg_error *err)
 {
     for (size_t b = 0; b < r->nboxes; b++) {
         struct target *t = &r->boxes[b];
-        if (strcasecmp(t->utf8, "INBOX") == 0)
+        if (strcasecmp(t->utf8, "INBOX") == 0 || (r->gmail && b == r->allbox))
             continue;
         bool needed = false;
         for (size_t i = 0; i < r->nmsgs && !needed; i++)
@@ -1017,6 +1229,13 @@ enum mg_code mg_restore_account(const struct mg_account *a, const struct mg_cred
                         ? "the server takes LITERAL+: APPENDs go out in batches"
                         : "no LITERAL+: one APPEND at a time per session");
         if (rc == MG_OK)
+            rc = gmail_plan(&r, rep, &err);
+        if (rc == MG_OK && r.gmail) { /* the label folders' links are not restored */
+            r.total = 0;
+            for (size_t i = 0; i < r.nmsgs; i++)
+                r.total += r.msgs[i].state == TODO || r.msgs[i].state == UNSURE;
+        }
+        if (rc == MG_OK)
             rc = create_boxes(&r, &err);
         if (rc == MG_OK) {
             rep->connections = 1;
@@ -1077,6 +1296,11 @@ out:
     free(r.boxes);
     free(r.retry);
     free(r.sess);
+    for (size_t i = 0; i < r.nlab; i++) {
+        free(r.lab[i].key);
+        free(r.lab[i].line);
+    }
+    free(r.lab);
     mg_store_free_names(r.dirs, r.ndirs);
     mg_strmap_finish(&r.journal);
     pthread_mutex_destroy(&r.mu);

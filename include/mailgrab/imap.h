@@ -158,6 +158,12 @@ uint64_t mg_imap_appendlimit(struct mg_imap *s);
  * another refusal is MG_E_MAILBOX (session still usable). */
 enum mg_code mg_imap_create(struct mg_imap *s, const char *mailbox, struct mg_error *err);
 
+/* Gmail: give message uid of mailbox (opened read-write for it) the labels
+ * (UTF-8; system labels as \Inbox), UID STORE +X-GM-LABELS. A label
+ * that cannot be written is left out with a warning. */
+enum mg_code mg_imap_add_labels(struct mg_imap *s, const char *mailbox, uint32_t uid,
+                                const char *const *labels, size_t n, struct mg_error *err);
+
 enum mg_code mg_imap_append(struct mg_imap *s, const char *mailbox, const struct mg_append_msg *v,
                             size_t n, struct mg_append_reply *out, size_t *answered,
                             struct mg_error *err);

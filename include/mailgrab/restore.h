@@ -9,7 +9,10 @@
  *
  * Faithful: the file's bytes as they are; INTERNALDATE from the file's
  * mtime (the store sets it to the server's INTERNALDATE in both formats);
- * flags from the Maildir name's info (:2,DFRST; eml keeps none).
+ * flags from the Maildir name's info (:2,DFRST; eml keeps none). A Gmail
+ * backup (labels.jsonl) into a server with Gmail's extensions: All Mail into
+ * the server's \All mailbox, each message once, labelled from labels.jsonl
+ * before it counts as done; the label folders' hard links are left out.
  *
  * Exactly once: the journal DIR/.mailgrab-restore-<user@server:port> records
  * each message as attempted (A) before its APPEND is sent and as done (D,
