@@ -13,6 +13,7 @@ void mg_cli_usage(FILE *f)
           "       mailgrab stats DIR [options]\n"
           "       mailgrab verify [--server HOST --user USER] [options] [--offline]\n"
           "       mailgrab restore [--server HOST --user USER] [options] DIR\n"
+          "       mailgrab estimate [--server HOST --user USER] [options] [--json]\n"
           "\n"
           "Download IMAP mailboxes over TLS with parallel connections, one file per\n"
           "message, byte-identical to the server. Runs again fetch only what is new.\n"
