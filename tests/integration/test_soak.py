@@ -573,6 +573,16 @@ class Soak(unittest.TestCase):
                                                    port=proxy.port)
             fired = proxy.log().count(": fault:")
         self.note(f"  (proxy: {fired} cuts)")
+        # Three sessions each ended before a message longer than what they
+        # carried arrived: from the client that is a message no session can
+        # carry (MG_PLAN_STRIKES), given up by design, named, and fetched by
+        # the next run. Whether it meets all three cut sessions depends on
+        # how many connections share the work.
+        missing = sorted(set(ref) - set(snap.files))
+        if (times >= 3 and rc == 1 and missing and "never arrived whole" in err
+                and all(len(ref[k][0]) > at for k in missing)):
+            self.note(f"  (gave up {len(missing)} message(s) longer than each cut session)")
+            return
         self.expect_complete(step, name, rc, err, snap, ref)
 
     def fault_stall(self, rng, user, out, fmt, summary, ref, step, mnt, phase="messages"):
