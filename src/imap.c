@@ -803,17 +803,22 @@ oom:
     return fetch_oom(set, ft, err);
 }
 
-/* Say who we are (RFC 2971), where Google asks for it. Best effort. */
+static int ignore_each(void *ctx, const struct mg_fetchresp *r, struct mg_error *err);
+static enum mg_code raw_fetch(struct mg_imap *s, const char *cmd, const char *doing,
+                              int (*each)(void *ctx, const struct mg_fetchresp *r,
+                                          struct mg_error *err),
+                              void *ctx, struct mg_error *err);
+
+/* Say who we are (RFC 2971), where Google asks for it. Best effort. Sent
+ * by hand: libetpan 1.9.4's mailimap_id_basic leaks its arguments. */
 static void send_id(struct mg_imap *s)
 {
     if (!mailimap_has_id(s->imap))
         return;
-    char *name = NULL, *version = NULL;
-    int r = mailimap_id_basic(s->imap, "mailgrab", MAILGRAB_VERSION, &name, &version);
-    free(name);
-    free(version);
-    if (r == MAILIMAP_ERROR_STREAM || r == MAILIMAP_ERROR_PARSE)
-        s->broken = true;
+    struct mg_error err;
+    if (raw_fetch(s, "MGL ID (\"name\" \"mailgrab\" \"version\" \"" MAILGRAB_VERSION "\")\r\n",
+                  "saying who we are", ignore_each, NULL, &err) != MG_OK)
+        mg_debug("ID: %s", err.msg);
 }
 
 /* What the server said it offers after login, if it said it (capabilities
