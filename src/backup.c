@@ -23,7 +23,7 @@
 
 #define FETCH_MSGS 256
 #define FETCH_BYTES (8u << 20)
-#define WARM_PER 64
+#define WARM_PER 32
 
 struct box {
     char utf8[1024];
