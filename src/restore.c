@@ -756,7 +756,7 @@ static bool file_id(const struct run *r, const struct msg *m, struct ino *id)
  * out (their messages are the same files), labels given after each APPEND.
  * Anything else (another server, no labels.jsonl) restores folder by
  * folder. */
-static enum mg_code gmail_plan(struct run *r, struct mg_report *rep, struct mg_error *err)
+static enum mg_code gmail_plan(struct run *r, struct mg_error *err)
 {
     int dfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
@@ -832,7 +832,6 @@ static enum mg_code gmail_plan(struct run *r, struct mg_report *rep, struct mg_e
     mg_info("Gmail: %s goes to %s, each message once with its labels; %zu links in label "
             "folders are the same messages",
             r->boxes[b].utf8, all, links);
-    (void)rep;
     return MG_OK;
 }
 
@@ -1229,7 +1228,7 @@ enum mg_code mg_restore_account(const struct mg_account *a, const struct mg_cred
                         ? "the server takes LITERAL+: APPENDs go out in batches"
                         : "no LITERAL+: one APPEND at a time per session");
         if (rc == MG_OK)
-            rc = gmail_plan(&r, rep, &err);
+            rc = gmail_plan(&r, &err);
         if (rc == MG_OK && r.gmail) { /* the label folders' links are not restored */
             r.total = 0;
             for (size_t i = 0; i < r.nmsgs; i++)
