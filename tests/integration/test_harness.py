@@ -13,7 +13,7 @@ import time
 import unittest
 
 from mgtest import corpus, reference, tools
-from mgtest.server import Dovecot, group_members
+from mgtest.server import Dovecot, free_ports, group_members
 
 server = None
 workdir = None
@@ -90,6 +90,13 @@ class TestServer(unittest.TestCase):
         finally:
             for m in conns:
                 m.logout()
+
+    def test_ports_picked_together_differ(self):
+        # A server told to listen twice on one port refuses to start
+        # ("duplicate listener"), so ports picked for one server must differ.
+        for _ in range(2000):
+            ports = free_ports("127.0.0.1", "127.0.0.1", "127.0.0.1")
+            self.assertEqual(len(set(ports)), 3, ports)
 
     def test_stop_leaves_no_process(self):
         d = Dovecot()

@@ -65,9 +65,26 @@ def dovecot_binary():
 
 def free_port(host="127.0.0.1"):
     """A TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(host)[0]
+
+
+def free_ports(*hosts):
+    """One port per host, free a moment ago and all different.
+
+    The sockets stay bound until every port is picked: a socket closed at
+    once lets the kernel hand the same port out again, and a server told to
+    listen twice on one port refuses to start.
+    """
+    held = []
+    try:
+        for host in hosts:
+            s = socket.socket()
+            held.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def mail_ids():
@@ -312,13 +329,14 @@ class Dovecot:
             try:
                 return self._launch(timeout)
             except DovecotError as e:
-                if attempt == 2 or "Address already in use" not in str(e):
+                if attempt == 2 or not any(m in str(e) for m in (
+                        "Address already in use", "duplicate listener")):
                     raise
 
     def _launch(self, timeout):
-        self.imaps_port = free_port()
-        self.imap_port = self._wanted_imap_port or free_port()
-        self.wrong_name_port = free_port(self.wrong_name_host)
+        self.imaps_port, imap_port, self.wrong_name_port = free_ports(
+            self.host, self.host, self.wrong_name_host)
+        self.imap_port = self._wanted_imap_port or imap_port
         with open(self.conf, "w") as f:
             f.write(_CONF.format(
                 root=self.root, tag=os.path.basename(self.root),

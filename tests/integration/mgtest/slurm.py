@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 
-from mgtest.server import free_port
+from mgtest.server import free_ports
 
 SBIN = ("/usr/sbin", "/usr/bin")
 
@@ -81,7 +81,7 @@ class Slurm:
                                "--seed-file", self.path("munge", "munged.seed"),
                                "--log-file", self.path("log", "munged.log")])
         self._wait_for(lambda: os.path.exists(self.munge_socket), timeout, "munged")
-        ctl_port, d_port = free_port(), free_port()
+        ctl_port, d_port = free_ports("127.0.0.1", "127.0.0.1")
         cpus = os.cpu_count() or 1
         with open("/proc/meminfo") as f:
             mem_mb = int(f.readline().split()[1]) // 1024 * 9 // 10
