@@ -447,6 +447,15 @@ static enum mg_code journal_open(struct run *r, struct mg_error *err)
     if (r->jfd < 0)
         return mg_error_set(err, MG_E_IO, "cannot open the restore journal %s: %s", path,
                             strerror(errno));
+    /* A journal created now must still be there after a power loss. */
+    int dfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        int e = errno;
+        if (dfd >= 0)
+            close(dfd);
+        return mg_error_set(err, MG_E_IO, "cannot sync %s: %s", r->dir, strerror(e));
+    }
+    close(dfd);
     FILE *f = fdopen(dup(r->jfd), "r");
     if (f == NULL)
         return mg_error_set(err, MG_E_IO, "cannot read %s: %s", path, strerror(errno));
@@ -491,10 +500,16 @@ static enum mg_code journal_open(struct run *r, struct mg_error *err)
     return MG_OK;
 }
 
-/* Under r->mu. */
-static enum mg_code journal_write(struct run *r, const char *text, size_t len, struct mg_error *err)
+/* Under r->mu. Marks of appends about to be sent are durable (synced)
+ * before they go: a message the server may hold is never forgotten, even
+ * if the machine loses power. A lost "done" line only costs a look on the
+ * server next time. */
+static enum mg_code journal_write(struct run *r, const char *text, size_t len, bool durable,
+                                  struct mg_error *err)
 {
     int e = mg_write_all(r->jfd, text, len);
+    if (e == 0 && durable && fdatasync(r->jfd) != 0)
+        e = errno;
     if (e != 0)
         return mg_error_set(err, MG_E_IO, "cannot write the restore journal in %s: %s", r->dir,
                             strerror(e));
@@ -562,7 +577,7 @@ static enum mg_code done(struct run *r, struct msg *m, uint32_t newuid, struct m
     int n = snprintf(line, sizeof(line), "D\t%s\t%s\t%u\n", key, r->boxes[m->box].imap, newuid);
     journal_taken(r, r->boxes[m->box].imap, newuid);
     settle(r, m, DONE);
-    return journal_write(r, line, (size_t)n, err);
+    return journal_write(r, line, (size_t)n, false, err);
 }
 
 static void stop_run(struct run *r, const struct mg_error *err)
@@ -916,7 +931,7 @@ static enum mg_code run_batch(struct run *r, struct mg_imap *s, const size_t *id
     /* Marked before anything is sent: a message the server may hold is
      * never appended again without looking. */
     pthread_mutex_lock(&r->mu);
-    rc = journal_write(r, lines, ln, err);
+    rc = journal_write(r, lines, ln, true, err);
     for (size_t i = 0; i < k; i++)
         r->msgs[which[i]].state = UNSURE;
     pthread_mutex_unlock(&r->mu);

@@ -6,7 +6,8 @@ from Maildir; a second restore appends nothing; kill -9 at random moments then
 a clean run leaves every message exactly once, and SIGTERM stops a run with
 130; a server refusing one message by size (Dovecot's quota_max_mail_size)
 costs that message only (named, exit 1); a connection cut mid-APPEND costs
-nothing; UIDVALIDITY generations are merged, shared messages restored once.
+nothing; UIDVALIDITY generations are merged, shared messages restored once;
+the journal marks an APPEND and is synced before the APPEND is sent.
 
 Server A holds the source account; server B, the targets (one user per test).
 """
@@ -16,6 +17,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -29,7 +32,7 @@ from test_backup import append, imap, ok, quoted, read_box
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
 TARGETS = {"rt-eml": "pw1", "rt-md": "pw2", "twice": "pw3", "killer": "pw4",
-           "cut": "pw5", "big": "pw6", "gen": "pw7", "term": "pw8"}
+           "cut": "pw5", "big": "pw6", "gen": "pw7", "term": "pw8", "durable": "pw9"}
 FOLDERS = ["INBOX", "Work", "Work.Projects", "Työ ünïcode"]
 
 srv_a = srv_b = srv_q = None
@@ -247,6 +250,44 @@ class TestKill(Base):
         res = restore(srv_b, "term", backups["maildir"])
         self.assertExit(res, EXIT_OK)
         self.assertOnceEach("term", res)
+
+
+class TestDurable(Base):
+    @unittest.skipUnless(shutil.which("strace"), "needs strace")
+    def test_marks_synced_before_the_append_goes(self):
+        # kill -9 keeps what was written; a power loss keeps what was
+        # synced. Every thread that marks appends in the journal syncs it
+        # before its next write to the server.
+        src = os.path.join(tempfile.mkdtemp(dir=workdir), "src")
+        shutil.copytree(backups["eml"], src)
+        trace = os.path.join(workdir, "restore.strace")
+        argv = ["strace", "-f", "-qq", "-yy", "-s", "4", "-o", trace,
+                "-e", "trace=write,writev,sendto,sendmsg,fsync,fdatasync"]
+        res = tools.run(argv + restore_argv(srv_b, "durable", src, "--chunks", "2"),
+                        env_extra={"XDG_CONFIG_HOME": config_home}, timeout=120)
+        self.assertExit(res, EXIT_OK)
+        self.assertOnceEach("durable", res)
+        call = re.compile(r"^(\d+)\s+(\w+)\((\d+)<([^>]*)>")
+        pending, marks, unsynced = {}, 0, []
+        with open(trace) as f:
+            for line in f:
+                m = call.match(line)
+                if m is None:
+                    continue
+                pid, name, what = m.group(1), m.group(2), m.group(4)
+                journal = ".mailgrab-restore-" in what
+                if journal and name in ("write", "writev") and '"A\\t' in line:
+                    pending[pid] = True
+                    marks += 1
+                elif journal and name in ("fsync", "fdatasync"):
+                    pending.pop(pid, None)
+                elif what.startswith("TCP:") and pending.get(pid):
+                    # Marks ("A" lines) precede an APPEND; "done" lines
+                    # need no sync.
+                    unsynced.append(line.strip())
+                    pending.pop(pid)
+        self.assertGreater(marks, 0, "no journal write seen" + res.describe())
+        self.assertEqual(unsynced, [], "sent to the server with the journal not synced")
 
 
 class TestCut(Base):
