@@ -37,7 +37,7 @@ int mg_analyze_failed_full(const struct mg_analyze_msg *m, struct mg_stats *s, s
 int mg_analyze_message(const char *msg, size_t len, uint64_t size, time_t fallback,
                        const struct mg_stopwords *sw, struct mg_stats *s)
 {
-    struct mg_analyze_msg m = {NULL, size, fallback};
+    struct mg_analyze_msg m = {NULL, size, fallback, false};
     struct mg_analyze_opts o = {sw, NULL, 0};
     return mg_analyze_full(msg, len, &m, &o, s, NULL);
 }
@@ -99,7 +99,7 @@ int mg_analyze_full(const char *msg, size_t len, const struct mg_analyze_msg *mm
     }
     if (rc == 0)
         rc = mg_stats_add_domain(s, dom, dl);
-    bool sent = is_me(o, &m);
+    bool sent = mm->sent || is_me(o, &m);
     if (sent) {
         s->sent++;
         if (rc == 0)

@@ -61,10 +61,10 @@ static void free_paths(char **paths, size_t *n)
     *n = 0;
 }
 
-static int analyse_group(char **paths, size_t *n, const struct mg_isolate_opts *bo,
-                         struct mg_stats *s)
+static int analyse_group(char **paths, const bool *sent, size_t *n,
+                         const struct mg_isolate_opts *bo, struct mg_stats *s)
 {
-    int rc = mg_isolate_analyze((const char *const *)paths, *n, bo, s);
+    int rc = mg_isolate_analyze((const char *const *)paths, sent, *n, bo, s);
     free_paths(paths, n);
     return rc;
 }
@@ -152,6 +152,7 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
     struct mg_buf frame;
     mg_buf_init(&frame, PATH_MAX);
     char *paths[GROUP_PATHS];
+    bool sent[GROUP_PATHS];
     size_t n = 0;
     uint64_t skipped = 0;
     for (;;) {
@@ -163,7 +164,7 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
             fprintf(stderr, "mailgrab: analyzer: malformed message from the parent\n");
             _exit(1);
         }
-        if (type == MG_IPC_PATH) {
+        if (type == MG_IPC_PATH || type == MG_IPC_PATH_SENT) {
             if (frame.len == 0 || memchr(frame.data, '\0', frame.len) != NULL) {
                 fprintf(stderr, "mailgrab: analyzer: malformed path from the parent\n");
                 _exit(1);
@@ -175,10 +176,11 @@ static void child_main(int fd, const struct mg_analyzer_opts *o)
             paths[n] = strndup(frame.data, frame.len);
             if (paths[n] == NULL)
                 _exit(1);
-            if (++n == GROUP_PATHS && analyse_group(paths, &n, &bo, &stats) != 0)
+            sent[n] = type == MG_IPC_PATH_SENT;
+            if (++n == GROUP_PATHS && analyse_group(paths, sent, &n, &bo, &stats) != 0)
                 _exit(1);
         } else if (type == MG_IPC_FINISH) {
-            if (analyse_group(paths, &n, &bo, &stats) != 0)
+            if (analyse_group(paths, sent, &n, &bo, &stats) != 0)
                 _exit(1);
             if (cr.f != NULL && (fflush(cr.f) != 0 || cr.failed))
                 _exit(1); /* the table is incomplete: say so rather than send counts */
@@ -288,7 +290,8 @@ static void flush_locked(struct mg_analyzer *a)
     }
 }
 
-enum mg_code mg_analyzer_feed(struct mg_analyzer *a, const char *path, struct mg_error *err)
+enum mg_code mg_analyzer_feed(struct mg_analyzer *a, const char *path, bool sent,
+                              struct mg_error *err)
 {
     size_t n = strlen(path);
     if (n == 0 || n >= PATH_MAX)
@@ -297,7 +300,7 @@ enum mg_code mg_analyzer_feed(struct mg_analyzer *a, const char *path, struct mg
     flush_locked(a);
     bool broken = a->broken || a->finished;
     if (!broken && a->len + MG_IPC_HEADER + n <= QUEUE_MAX) {
-        mg_ipc_header((unsigned char *)a->q + a->len, MG_IPC_PATH, n);
+        mg_ipc_header((unsigned char *)a->q + a->len, sent ? MG_IPC_PATH_SENT : MG_IPC_PATH, n);
         memcpy(a->q + a->len + MG_IPC_HEADER, path, n);
         a->len += MG_IPC_HEADER + n;
         a->fed++;

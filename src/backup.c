@@ -18,6 +18,7 @@
 #include "mailgrab/plan.h"
 #include "mailgrab/pool.h"
 #include "mailgrab/provider.h"
+#include "mailgrab/roles.h"
 #include "mailgrab/store.h"
 #include "mailgrab/tls.h"
 
@@ -95,6 +96,36 @@ out:
     return rc;
 }
 
+/* The listed mailboxes' roles, beside the backup (roles.h): what reads it
+ * later knows the sent mail. A failure costs only that: a warning. */
+static void save_roles(const struct mg_account *a, const struct boxes *b)
+{
+    struct mg_roles r;
+    mg_roles_init(&r);
+    int e = 0;
+    for (size_t i = 0; e == 0 && i < b->n; i++)
+        if (mg_roles_add(&r, b->v[i].path, b->v[i].roles) != 0)
+            e = ENOMEM;
+    const char *step = "prepare";
+    int dfd = -1;
+    if (e == 0 && (dfd = open(a->output, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        e = errno;
+    /* No role at all: no file (and none left from an earlier run). */
+    if (e == 0 && r.n == 0 && unlinkat(dfd, MG_ROLES_FILE, 0) != 0 && errno != ENOENT) {
+        e = errno;
+        step = "remove";
+    } else if (e == 0 && r.n > 0) {
+        e = mg_roles_save(&r, dfd, &step);
+    }
+    if (e != 0)
+        mg_warn("%s/" MG_ROLES_FILE ": cannot %s: %s; statistics will not know the sent mail "
+                "by its mailbox",
+                a->output, step, strerror(e));
+    if (dfd >= 0)
+        close(dfd);
+    mg_roles_finish(&r);
+}
+
 static enum mg_code select_boxes(const struct mg_account *a, struct mg_pool *pool, struct boxes *b,
                                  struct mg_error *err)
 {
@@ -167,6 +198,47 @@ struct progress_to {
     const struct mg_backup_hooks *hooks;
     const char *utf8;
 };
+
+/* A stored message, told to the run with what makes it sent mail. Called
+ * from the workers: reads only what the job does not change. */
+struct stored_to {
+    const struct mg_backup_hooks *hooks;
+    bool sent_box;                /* the mailbox has the \Sent role */
+    const struct mg_gmlist *list; /* Gmail: the labels of what is fetched */
+};
+
+/* The listed message with this UID (the list is sorted), or NULL. */
+static const struct mg_gmmsg *gm_find(const struct mg_gmlist *l, uint32_t uid)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->v[mid].uid == uid)
+            return &l->v[mid];
+        if (l->v[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static bool gm_label_sent(const struct mg_gmlist *l, uint32_t uid)
+{
+    const struct mg_gmmsg *m = gm_find(l, uid);
+    const char *p = m ? m->labels : NULL;
+    for (size_t i = 0; p != NULL && i < m->nlabels; i++, p += strlen(p) + 1)
+        if (strcmp(p, "\\Sent") == 0)
+            return true;
+    return false;
+}
+
+static void tell_stored(void *ctx, uint32_t uid, const char *path)
+{
+    const struct stored_to *to = ctx;
+    bool sent = to->sent_box || (to->list != NULL && gm_label_sent(to->list, uid));
+    to->hooks->on_stored(to->hooks->ctx, uid, path, sent);
+}
 
 static void show_progress(void *ctx, const struct mg_progress *pr)
 {
@@ -250,17 +322,7 @@ static enum mg_code gm_link(struct gm_run *gm, struct mg_store *store, uint32_t 
 
 static bool gm_listed(const struct mg_gmlist *l, uint32_t uid)
 {
-    size_t lo = 0, hi = l->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (l->v[mid].uid == uid)
-            return true;
-        if (l->v[mid].uid < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
+    return gm_find(l, uid) != NULL;
 }
 
 /* A label taken off a message takes it out of that folder: its link goes
@@ -572,6 +634,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
             x->utf8, r->listed, r->skipped, r->linked, msgs.n);
 
     struct progress_to to = {hooks, x->utf8};
+    struct stored_to stored = {hooks, (x->roles & MG_ROLE_SENT) != 0, gm ? &gm->list : NULL};
     struct mg_job job = {
         .mailbox = imap,
         .uidvalidity = mi.uidvalidity,
@@ -579,8 +642,8 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         .msgs = &msgs,
         .fetch_msgs = FETCH_MSGS,
         .fetch_bytes = FETCH_BYTES,
-        .on_stored = hooks ? hooks->on_stored : NULL,
-        .ctx = hooks ? hooks->ctx : NULL,
+        .on_stored = hooks && hooks->on_stored ? tell_stored : NULL,
+        .ctx = &stored,
         .on_progress = show_progress,
         .progress_ctx = &to,
         .budget = hooks ? hooks->budget : NULL,
@@ -876,6 +939,8 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         rc = gmail_budget(a, pool, &own_hooks, &err);
     if (rc == MG_OK)
         rc = select_boxes(a, pool, &b, &err);
+    if (rc == MG_OK && a->all_mailboxes)
+        save_roles(a, &b);
     struct gm_run gm_state = {.outfd = -1};
     struct gm_run *gm = NULL;
     if (rc == MG_OK)

@@ -277,16 +277,10 @@ enum mg_code mg_budget_create(const char *dir, uint64_t daily_limit, struct mg_r
         mg_budget_destroy(b);
         return mg_error_set(err, MG_E_IO, "cannot read %s: %s", b->path, strerror(e));
     }
-    while (fd >= 0 && len < MG_LEDGER_MAX) {
-        ssize_t r = read(fd, text + len, MG_LEDGER_MAX - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-    }
-    if (fd >= 0)
+    if (fd >= 0) {
+        (void)mg_read_upto(fd, text, MG_LEDGER_MAX, &len); /* what was read counts */
         close(fd);
+    }
     size_t bad = 0;
     int prc = mg_ledger_parse(text, len, (int64_t)time(NULL), &b->ledger, &bad);
     free(text);

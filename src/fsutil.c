@@ -32,6 +32,23 @@ int mg_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
+int mg_read_upto(int fd, void *buf, size_t max, size_t *len)
+{
+    char *p = buf;
+    *len = 0;
+    while (*len < max) {
+        ssize_t got = read(fd, p + *len, max - *len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return errno;
+        if (got == 0)
+            break;
+        *len += (size_t)got;
+    }
+    return 0;
+}
+
 static int replace_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                       const char **step)
 {

@@ -78,7 +78,7 @@ static size_t path_skip(const struct mg_isolate_opts *o, const char *path)
 }
 
 /* The worker: analyse paths in order, one RESULT frame per message. Never returns. */
-static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
+static void worker(int fd, pid_t parent, const char *const *paths, const bool *sent, size_t n,
                    const struct mg_isolate_opts *o)
 {
     /* a worker must not outlive the process waiting for its results */
@@ -107,7 +107,8 @@ static void worker(int fd, pid_t parent, const char *const *paths, size_t n,
         alarm(timeout);
         int rc;
         mg_buf_reset(&row);
-        struct mg_analyze_msg m = {paths[i] + path_skip(o, paths[i]), 0, 0};
+        struct mg_analyze_msg m = {paths[i] + path_skip(o, paths[i]), 0, 0,
+                                   sent != NULL && sent[i]};
         if (read_file(paths[i], &msg, &st) != 0) {
             mg_warn("%s: %s (counted as unparseable)", paths[i], strerror(errno));
             m.fallback = time(NULL);
@@ -143,8 +144,8 @@ static void describe(int status, char *out, size_t n)
         snprintf(out, n, "stopped the analyzer");
 }
 
-int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isolate_opts *o,
-                       struct mg_stats *out)
+int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
+                       const struct mg_isolate_opts *o, struct mg_stats *out)
 {
     struct mg_buf frame, row;
     mg_buf_init(&frame, MG_IPC_MAX);
@@ -168,7 +169,7 @@ int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isola
         }
         if (pid == 0) {
             close(p[0]);
-            worker(p[1], self, paths + start, n - start, o);
+            worker(p[1], self, paths + start, sent ? sent + start : NULL, n - start, o);
         }
         close(p[1]);
         size_t done = 0;
@@ -230,7 +231,7 @@ int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isola
         if (lstat(paths[start], &st) != 0)
             memset(&st, 0, sizeof(st));
         struct mg_analyze_msg m = {paths[start] + path_skip(o, paths[start]), (uint64_t)st.st_size,
-                                   st.st_mtime};
+                                   st.st_mtime, sent != NULL && sent[start]};
         mg_buf_reset(&row);
         if (mg_analyze_failed_full(&m, out, o->row ? &row : NULL) != 0 ||
             (o->row != NULL && o->row(o->row_ctx, row.data, row.len) != 0))

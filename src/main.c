@@ -138,14 +138,14 @@ struct feed {
     const char *account;  /* the account being backed up */
 };
 
-static void feed_stored(void *ctx, uint32_t uid, const char *path)
+static void feed_stored(void *ctx, uint32_t uid, const char *path, bool sent)
 {
     struct feed *f = ctx;
     struct mg_error err;
     (void)uid;
     if (f->an == NULL || atomic_load(&f->broken))
         return;
-    if (mg_analyzer_feed(f->an, path, &err) != MG_OK && !atomic_exchange(&f->broken, true)) {
+    if (mg_analyzer_feed(f->an, path, sent, &err) != MG_OK && !atomic_exchange(&f->broken, true)) {
         /* Statistics are a bonus: the backup goes on without them. */
         mg_warn("%s; statistics will be incomplete", err.msg);
     }

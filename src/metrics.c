@@ -99,14 +99,8 @@ static char *read_old(const char *path)
         return NULL;
     char *buf = malloc(METRICS_MAX + 1);
     size_t len = 0;
-    while (buf != NULL && len < METRICS_MAX) {
-        ssize_t n = read(fd, buf + len, METRICS_MAX - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
+    if (buf != NULL)
+        (void)mg_read_upto(fd, buf, METRICS_MAX, &len); /* what was read counts */
     close(fd);
     if (buf != NULL)
         buf[len] = '\0';

@@ -23,7 +23,9 @@
 #include "mailgrab/error.h"
 #include "mailgrab/ipc.h"
 #include "mailgrab/log.h"
+#include "mailgrab/roles.h"
 #include "mailgrab/settings.h"
+#include "mailgrab/source.h"
 #include "mailgrab/stats.h"
 #include "mailgrab/strmap.h"
 #include "mailgrab/wordcount.h"
@@ -38,6 +40,10 @@ struct file_list {
     /* Files with more than one link (a Gmail backup links a message into
      * each of its label folders): path -> inode (count) and device (bytes). */
     struct mg_strmap linked;
+    /* Paths in a mailbox with the \Sent role (roles.h), and, once the list
+     * is sorted, v's flags: sent[i] for v[i]. */
+    struct mg_strmap in_sent;
+    bool *sent;
 };
 
 static void usage(FILE *f)
@@ -46,8 +52,9 @@ static void usage(FILE *f)
           "\n"
           "Statistics of the messages stored in DIR (.eml files or Maildirs, searched\n"
           "recursively): senders, domains, keywords, hours, weekdays, months,\n"
-          "recipients of sent mail (--me), attachment types, lists and the largest\n"
-          "messages; as tables, CSV, one row per message, JSON or an HTML report.\n"
+          "recipients of sent mail (\\Sent mailboxes, --me), attachment types, lists and\n"
+          "the largest messages; as tables, CSV, one row per message, JSON or an HTML\n"
+          "report.\n"
           "\n",
           f);
     mg_settings_help(MG_CMD_STATS, f);
@@ -75,18 +82,25 @@ static void list_free(struct file_list *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
     free(l->v);
+    free(l->sent);
     mg_strmap_finish(&l->linked);
+    mg_strmap_finish(&l->in_sent);
 }
 
 /* Keep one path per linked file, the first in (sorted) order, so a message
- * linked into several folders counts once. */
+ * linked into several folders counts once; it is sent mail when any of its
+ * links is in a \Sent mailbox (Gmail's Sent Mail links to All Mail). */
 static int list_dedup(struct file_list *l)
 {
     struct mg_strmap seen;
     mg_strmap_init(&seen);
     size_t out = 0;
     int rc = 0;
+    l->sent = calloc(l->n ? l->n : 1, sizeof(*l->sent));
+    if (l->sent == NULL)
+        return -1;
     for (size_t i = 0; i < l->n; i++) {
+        bool sent = mg_strmap_get(&l->in_sent, l->v[i], strlen(l->v[i]), false) != NULL;
         const struct mg_strmap_entry *e =
             mg_strmap_get(&l->linked, l->v[i], strlen(l->v[i]), false);
         if (e != NULL && rc == 0) {
@@ -97,10 +111,14 @@ static int list_dedup(struct file_list *l)
             if (first == NULL) {
                 rc = -1;
             } else if (first->count++ > 0) {
+                l->sent[first->bytes] |= sent;
                 free(l->v[i]);
                 continue;
+            } else {
+                first->bytes = out; /* where this file is kept */
             }
         }
+        l->sent[out] = sent;
         l->v[out++] = l->v[i];
     }
     l->n = out;
@@ -114,7 +132,9 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *l,
+/* Files under dir; sent: dir is (in) a mailbox with the \Sent role. A
+ * backup's roles file says which of its mailboxes have it. */
+static int walk(const char *dir, bool maildir_sub, bool sent, int depth, struct file_list *l,
                 struct mg_error *err)
 {
     if (depth > MAX_DEPTH)
@@ -122,6 +142,11 @@ static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *
     DIR *d = opendir(dir);
     if (d == NULL)
         return mg_error_set(err, MG_E_IO, "cannot read %s: %s", dir, strerror(errno));
+    struct mg_roles roles;
+    mg_roles_init(&roles);
+    if (!maildir_sub && mg_roles_load(&roles, dirfd(d)) < 0)
+        mg_warn("%s/" MG_ROLES_FILE ": %s; its sent mail is known by --me only", dir,
+                strerror(errno));
     /* a Maildir's tmp/ holds deliveries in progress */
     char probe[PATH_MAX];
     int pn = snprintf(probe, sizeof(probe), "%s/cur", dir);
@@ -147,7 +172,8 @@ static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *
                 continue;
             bool sub =
                 is_maildir && (strcmp(e->d_name, "cur") == 0 || strcmp(e->d_name, "new") == 0);
-            rc = walk(path, sub, depth + 1, l, err);
+            bool in_sent = sent || (mg_roles_of(&roles, e->d_name) & MG_ROLE_SENT) != 0;
+            rc = walk(path, sub, in_sent, depth + 1, l, err);
         } else if (S_ISREG(st.st_mode) && (maildir_sub || ends_with(e->d_name, ".eml"))) {
             struct mg_strmap_entry *link = NULL;
             if (st.st_nlink > 1 &&
@@ -155,11 +181,13 @@ static int walk(const char *dir, bool maildir_sub, int depth, struct file_list *
                 link->count = (uint64_t)st.st_ino;
                 link->bytes = (uint64_t)st.st_dev;
             }
-            if ((st.st_nlink > 1 && link == NULL) || list_add(l, path) != 0)
+            if ((st.st_nlink > 1 && link == NULL) || list_add(l, path) != 0 ||
+                (sent && mg_strmap_get(&l->in_sent, path, strlen(path), true) == NULL))
                 rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
         }
     }
     closedir(d);
+    mg_roles_finish(&roles);
     return rc;
 }
 
@@ -233,8 +261,10 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_iso
                 close(pfds[k].fd);
             /* striped shares even out runs of large and small files */
             size_t mine = 0;
-            for (size_t i = j; i < l->n; i += jobs)
-                l->v[mine++] = l->v[i];
+            for (size_t i = j; i < l->n; i += jobs, mine++) {
+                l->v[mine] = l->v[i];
+                l->sent[mine] = l->sent[i];
+            }
             struct mg_isolate_opts o = *bo;
             if (ro != NULL) {
                 o.row = send_row;
@@ -242,7 +272,7 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_iso
             }
             struct mg_stats s;
             mg_stats_init(&s);
-            int r = mg_isolate_analyze((const char *const *)l->v, mine, &o, &s);
+            int r = mg_isolate_analyze((const char *const *)l->v, l->sent, mine, &o, &s);
             if (r != 0 || mg_stats_encode(&s, 1024 * 1024, send_chunk, &p[1]) != 0 ||
                 mg_ipc_send(p[1], MG_IPC_STATS_END, NULL, 0) != 0)
                 _exit(1);
@@ -506,14 +536,15 @@ int mg_stats_main(int argc, char **argv)
         return MG_E_IO;
     }
 
-    struct file_list l = {NULL, 0, 0, {0}};
+    struct file_list l = {0};
     mg_strmap_init(&l.linked);
+    mg_strmap_init(&l.in_sent);
     struct stat st;
     int rc;
     if (stat(dir, &st) == 0 && S_ISREG(st.st_mode))
         rc = list_add(&l, dir) == 0 ? MG_OK : MG_E_INTERNAL;
     else
-        rc = walk(dir, false, 0, &l, &err);
+        rc = walk(dir, false, false, 0, &l, &err);
     if (rc != MG_OK) {
         mg_err("stats: %s", err.msg);
         mg_stopwords_finish(&sw);

@@ -13,6 +13,7 @@
 #ifndef MAILGRAB_ANALYZE_H
 #define MAILGRAB_ANALYZE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -44,6 +45,7 @@ struct mg_analyze_msg {
     const char *path; /* as named in the table and the largest list (NULL: neither) */
     uint64_t size;
     time_t fallback;
+    bool sent; /* stored in a mailbox with the \Sent role: sent mail, whoever From is */
 };
 
 /*

@@ -54,8 +54,10 @@ enum mg_code mg_analyzer_start(const struct mg_analyzer_opts *o, struct mg_analy
                                struct mg_error *err);
 
 /* Queue one committed message file (absolute or relative to the cwd at
- * start). Never waits for the analyzer; fails only once it is gone. */
-enum mg_code mg_analyzer_feed(struct mg_analyzer *a, const char *path, struct mg_error *err);
+ * start); sent: it is in a mailbox with the \Sent role (analyze.h). Never
+ * waits for the analyzer; fails only once it is gone. */
+enum mg_code mg_analyzer_feed(struct mg_analyzer *a, const char *path, bool sent,
+                              struct mg_error *err);
 
 /* No more paths: wait for the child and merge its counts into *stats
  * (initialised by caller). The per-message table is complete once this

@@ -64,7 +64,9 @@ struct mg_progress;
 /* What a run is told as the backup goes; any of them may be NULL. All but
  * on_stored are called from the caller's thread. */
 struct mg_backup_hooks {
-    void (*on_stored)(void *ctx, uint32_t uid, const char *path);
+    /* sent: the message is sent mail by its mailbox's \Sent role or, on
+     * Gmail, by its \Sent label. */
+    void (*on_stored)(void *ctx, uint32_t uid, const char *path, bool sent);
     void *ctx;
     void (*on_mailbox_start)(void *ctx, const char *mailbox); /* UTF-8 */
     void (*on_mailbox_end)(void *ctx, const struct mg_mailbox_report *r);

@@ -24,6 +24,11 @@
 /* Write all len bytes to fd (retrying short writes and EINTR): 0 or errno. */
 int mg_write_all(int fd, const void *data, size_t len);
 
+/* Read from fd until end of file or max bytes (retrying EINTR); the bytes
+ * read go to buf, their count to *len. 0, or the errno of a failed read
+ * (*len then counts what came before it). */
+int mg_read_upto(int fd, void *buf, size_t max, size_t *len);
+
 /* Replace dirfd/name with len bytes of data. */
 int mg_replace_at(int dirfd, const char *name, const void *data, size_t len, const char **step);
 

@@ -47,7 +47,8 @@ enum mg_ipc_type {
     MG_IPC_RESULT = 5,    /* worker -> batch: one message's encoded statistics */
     MG_IPC_SKIPPED = 6,   /* analyzer -> parent: u64 LE, paths received but not analysed */
     MG_IPC_ROW = 7,       /* worker -> batch, job -> stats: one message's row (msgrow.h) */
-    MG_IPC_TYPE_MAX = 7,
+    MG_IPC_PATH_SENT = 8, /* parent -> analyzer: as PATH, in a mailbox with the \Sent role */
+    MG_IPC_TYPE_MAX = 8,
 };
 
 /* The 8-byte header of a frame of type carrying len bytes (len <= MG_IPC_MAX),

@@ -46,11 +46,12 @@ struct mg_isolate_opts {
 };
 
 /*
- * Count every file of paths[0..n) into out. Returns 0; -1 only when the worker
+ * Count every file of paths[0..n) into out; sent[i] (sent may be NULL)
+ * says paths[i] is in a mailbox with the \Sent role (analyze.h). Returns 0; -1 only when the worker
  * cannot be started at all (fork/pipe failure) or memory runs out, in which
  * case out holds the messages counted so far.
  */
-int mg_isolate_analyze(const char *const *paths, size_t n, const struct mg_isolate_opts *o,
-                       struct mg_stats *out);
+int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
+                       const struct mg_isolate_opts *o, struct mg_stats *out);
 
 #endif

@@ -25,6 +25,9 @@ the same X-GM-MSGID everywhere; Spam and Trash hold other messages. With
   labels.jsonl; nothing goes into the label folders a second time.
 """
 
+import email
+import email.policy
+import email.utils
 import json
 import os
 import re
@@ -341,6 +344,42 @@ class TestNotGmail(Base):
         self.assertEqual(res.returncode, 0, res.describe())
         self.assertEstimated(est, res)
         self.assertFalse(os.path.exists(os.path.join(self.out, "labels.jsonl")))
+
+
+def sent_recipients(msgs):
+    """{address: messages} of the To and Cc of msgs, each address once per
+    message, as mailgrab's statistics count recipients of sent mail."""
+    got = {}
+    for m in msgs:
+        head = email.message_from_bytes(m.raw, policy=email.policy.compat32)
+        addrs = {a.lower() for _, a in email.utils.getaddresses(
+            head.get_all("To", []) + head.get_all("Cc", [])) if "@" in a}
+        for a in addrs:
+            got[a] = got.get(a, 0) + 1
+    return got
+
+
+class TestSentStats(Base):
+    def test_sent_mail_by_label_and_role(self):
+        """Messages labelled \\Sent are sent mail, during the download (by
+        their label) and in `mailgrab stats` afterwards (by the Sent Mail
+        folder's role, whose links lead to the All Mail copies)."""
+        during = os.path.join(workdir, "sent-during.json")
+        res = self.mailgrab("--json", during, "--tz", "UTC")
+        self.assertEqual(res.returncode, 0, res.describe())
+        after = tools.run([tools.binary("MAILGRAB"), "stats", self.out, "--tz", "UTC",
+                           "--json", "-"], timeout=60)
+        self.assertEqual(after.returncode, 0, after.describe())
+        sent = [m for m in self.acct.messages.values() if "\\Sent" in m.labels]
+        self.assertGreater(len(sent), 0)
+        want = (len(sent), sent_recipients(sent))
+        with open(during, encoding="utf-8") as f:
+            got_during = json.load(f)["stats"]
+        got_after = json.loads(after.stdout)["stats"]
+        for name, got in (("during", got_during), ("after", got_after)):
+            total = {r["key"]: r["value"] for r in got["total"]}
+            rcpt = {r["key"]: r["value"] for r in got.get("recipient", [])}
+            self.assertEqual((total["sent"], rcpt), want, name)
 
 
 if __name__ == "__main__":

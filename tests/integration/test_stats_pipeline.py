@@ -6,12 +6,21 @@ UTC hour and weekday of its Date (or of its INTERNALDATE when the Date is
 missing or unusable). This test downloads the corpus with --csv, checks that
 CSV field by field against that truth, and checks that `mailgrab stats` on the
 same directory afterwards produces exactly the same CSV.
+
+Sent mail is known by the server's \\Sent role, not by a mailbox's name:
+on a Dovecot whose "Posted" folder has the role and whose "Sent" folder has
+not, the recipients counted are exactly those of Posted's messages, during
+the download and from the stored backup (its .mailgrab-roles).
 """
 
 import csv
+import email.utils
+import imaplib
 import io
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import unittest
@@ -125,6 +134,86 @@ class TestStatsPipeline(unittest.TestCase):
         self.assertTrue(all(r[0].startswith("INBOX/cur/") for r in during_rows), during_rows[0])
         with open(html, encoding="utf-8") as f:
             self.assertIn('id="chart-month"', f.read())
+
+
+SENT_ROLE_CONF = """\
+namespace inbox {
+  inbox = yes
+  mailbox Posted {
+    special_use = \\Sent
+  }
+}
+"""
+
+
+def note(sender, to, cc=()):
+    head = [f"From: {sender}", f"To: {', '.join(to)}"]
+    if cc:
+        head.append(f"Cc: {', '.join(cc)}")
+    head += ["Subject: roles", "Date: Tue, 03 Mar 2020 10:00:00 +0000",
+             f"Message-ID: {email.utils.make_msgid(domain='roles.example')}"]
+    return ("\r\n".join(head) + "\r\n\r\nbody\r\n").encode()
+
+
+class TestSentByRole(unittest.TestCase):
+    maxDiff = 4000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Dovecot(extra_conf=SENT_ROLE_CONF)
+        cls.srv.start()
+        conn = imaplib.IMAP4_SSL(cls.srv.host, cls.srv.imaps_port,
+                                 ssl_context=ssl.create_default_context(cafile=cls.srv.ca_file))
+        try:
+            conn.login("alice", cls.srv.password("alice"))
+            for box, msgs in (
+                    ("Posted", [note("alice@home.example", ["zed@dest.example"]),
+                                note("alias@elsewhere.example", ["zed@dest.example",
+                                                                 "yan@dest.example"],
+                                     ["xu@other.example"])]),
+                    # A folder named Sent without the role: not sent mail.
+                    ("Sent", [note("alice@home.example", ["decoy@dest.example"])]),
+                    ("INBOX", [note("bob@dest.example", ["alice@home.example"])])):
+                if box != "INBOX":
+                    typ, _ = conn.create(box)
+                    assert typ == "OK", box
+                for m in msgs:
+                    typ, _ = conn.append(box, None, None, m)
+                    assert typ == "OK", box
+        finally:
+            conn.logout()
+        cls.pw = tools.write_secret(workdir, cls.srv.password("alice"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    want = {"zed@dest.example": 2, "yan@dest.example": 1, "xu@other.example": 1}
+
+    def recipients(self, text):
+        s = json.loads(text)["stats"]
+        total = {r["key"]: r["value"] for r in s["total"]}
+        return total["sent"], {r["key"]: r["value"] for r in s.get("recipient", [])}
+
+    def test_sent_role_during_download_and_after(self):
+        for fmt in ("eml", "maildir"):
+            with self.subTest(fmt=fmt):
+                out = os.path.join(tempfile.mkdtemp(dir=workdir), "mail")
+                during = os.path.join(workdir, f"roles-{fmt}.json")
+                argv = tools.mailgrab_argv(self.srv, password_file=self.pw, output=out,
+                                           extra=["--all-mailboxes", "--format", fmt,
+                                                  "--json", during, "--tz", "UTC"])
+                res = tools.run(argv, timeout=120)
+                self.assertEqual(res.returncode, 0, res.describe())
+                with open(during, encoding="utf-8") as f:
+                    self.assertEqual(self.recipients(f.read()), (2, self.want))
+                with open(os.path.join(out, ".mailgrab-roles"), encoding="utf-8") as f:
+                    self.assertEqual(f.read(), "\\Sent\tPosted\n")
+                after = subprocess.run([tools.binary("MAILGRAB"), "stats", out, "--tz", "UTC",
+                                        "--json", "-"], capture_output=True, text=True,
+                                       timeout=120)
+                self.assertEqual(after.returncode, 0, after.stderr)
+                self.assertEqual(self.recipients(after.stdout), (2, self.want))
 
 
 if __name__ == "__main__":

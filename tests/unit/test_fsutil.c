@@ -1,5 +1,5 @@
 /* test_fsutil.c - files replaced whole (never written through a planted
- * link), and mkdir -p */
+ * link), reads up to a maximum, and mkdir -p */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +117,28 @@ static void test_failure_leaves_no_temp(void **state)
     assert_int_equal(temps_in(dir), 0);
 }
 
+static void test_read_upto(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    /* Two writes: a pipe gives them back in two reads, which must add up. */
+    assert_int_equal(mg_write_all(p[1], "hello ", 6), 0);
+    assert_int_equal(mg_write_all(p[1], "world", 5), 0);
+    close(p[1]);
+    char buf[8];
+    size_t len = 99;
+    assert_int_equal(mg_read_upto(p[0], buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, sizeof(buf)); /* stops at max */
+    assert_memory_equal(buf, "hello wo", 8);
+    assert_int_equal(mg_read_upto(p[0], buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, 3); /* then the rest, to end of file */
+    assert_memory_equal(buf, "rld", 3);
+    close(p[0]);
+    assert_int_equal(mg_read_upto(-1, buf, sizeof(buf), &len), EBADF);
+    assert_int_equal(len, 0);
+}
+
 static void test_mkdirs(void **state)
 {
     (void)state;
@@ -147,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_replace_whole_and_private),
         cmocka_unit_test(test_planted_links_not_written_through),
         cmocka_unit_test(test_failure_leaves_no_temp),
+        cmocka_unit_test(test_read_upto),
         cmocka_unit_test(test_mkdirs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -77,7 +77,7 @@ static void test_crash_contained(void **state)
     struct mg_isolate_opts o = {.timeout_secs = 1, .analyze = hostile_analyze};
     struct mg_stats s;
     mg_stats_init(&s);
-    assert_int_equal(mg_isolate_analyze((const char *const *)paths, NMSG, &o, &s), 0);
+    assert_int_equal(mg_isolate_analyze((const char *const *)paths, NULL, NMSG, &o, &s), 0);
     assert_int_equal(s.messages, NMSG);
     /* poison + slow (killed) + the bad boundary */
     assert_int_equal(s.unparseable, 3);
@@ -111,7 +111,7 @@ static char *stderr_of_crashing_batch(enum mg_verbosity level)
     struct mg_isolate_opts o = {.timeout_secs = 1, .analyze = hostile_analyze};
     struct mg_stats s;
     mg_stats_init(&s);
-    assert_int_equal(mg_isolate_analyze(some, 3, &o, &s), 0);
+    assert_int_equal(mg_isolate_analyze(some, NULL, 3, &o, &s), 0);
     assert_int_equal(s.unparseable, 2);
     mg_stats_finish(&s);
     fflush(stderr);
@@ -145,8 +145,8 @@ static void test_analyzer_process(void **state)
     assert_int_equal(mg_analyzer_start(&o, &a, &err), MG_OK);
     for (size_t i = 0; i < NMSG; i++)
         if (strstr(bodies[i], "SLOW") == NULL)
-            assert_int_equal(mg_analyzer_feed(a, paths[i], &err), MG_OK);
-    assert_int_equal(mg_analyzer_feed(a, "/nonexistent/mailgrab/x.eml", &err), MG_OK);
+            assert_int_equal(mg_analyzer_feed(a, paths[i], false, &err), MG_OK);
+    assert_int_equal(mg_analyzer_feed(a, "/nonexistent/mailgrab/x.eml", false, &err), MG_OK);
     struct mg_stats s;
     mg_stats_init(&s);
     assert_int_equal(mg_analyzer_finish(a, &s, &err), MG_OK);
@@ -176,7 +176,7 @@ static void test_analyzer_stopped_never_blocks(void **state)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < 2000; i++)
-        assert_int_equal(mg_analyzer_feed(a, long_path, &err), MG_OK);
+        assert_int_equal(mg_analyzer_feed(a, long_path, false, &err), MG_OK);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     free(long_path);
     /* A blocking feed would never have come back: this is no speed test. */
@@ -201,13 +201,13 @@ static void test_analyzer_sigterm_wraps_up(void **state)
     struct mg_error err;
     assert_int_equal(mg_analyzer_start(NULL, &a, &err), MG_OK);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(mg_analyzer_feed(a, paths[0], &err), MG_OK);
+        assert_int_equal(mg_analyzer_feed(a, paths[0], false, &err), MG_OK);
     struct timespec pause = {0, 300000000};
     nanosleep(&pause, NULL); /* the analyzer has read them */
     assert_int_equal(kill(mg_analyzer_pid(a), SIGTERM), 0);
     nanosleep(&pause, NULL);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(mg_analyzer_feed(a, paths[2], &err), MG_OK);
+        assert_int_equal(mg_analyzer_feed(a, paths[2], false, &err), MG_OK);
     struct mg_stats s;
     mg_stats_init(&s);
     assert_int_equal(mg_analyzer_finish(a, &s, &err), MG_OK);

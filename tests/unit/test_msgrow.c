@@ -80,7 +80,7 @@ static void test_row_and_aggregates(void **state)
     tzset();
     const char *me[] = {"me@x.example"};
     struct mg_analyze_opts o = {NULL, me, 1};
-    struct mg_analyze_msg m = {"Work%2Fx/cur/1.eml", 900, 0};
+    struct mg_analyze_msg m = {"Work%2Fx/cur/1.eml", 900, 0, false};
     struct mg_stats s;
     mg_stats_init(&s);
     struct mg_buf row;
