@@ -61,4 +61,9 @@ enum mg_code mg_gmail_index_load(struct mg_gmail_index *ix, int dirfd, size_t *b
 enum mg_code mg_gmail_index_save(const struct mg_gmail_index *ix, int dirfd, const char *dir,
                                  struct mg_error *err);
 
+/* The labels of a labels.jsonl line, copied into buf (cap bytes) with
+ * out[i] pointing at each (at most max; those that do not fit are left
+ * out). Returns how many; 0 for a line that is not such an object. */
+size_t mg_gmail_line_labels(const char *line, char *buf, size_t cap, const char **out, size_t max);
+
 #endif
