@@ -14,7 +14,9 @@
  * message no longer on the server keeps its last line, as the backup keeps
  * its file. The file of the previous run is read at the start: the paths it
  * names let a message stored by an earlier run be linked, never fetched
- * again, whichever folder it shows up in.
+ * again, whichever folder it shows up in. A run that lists only what
+ * changed in All Mail (backup.c, CONDSTORE) rewrites the lines of those
+ * messages and keeps the others as read.
  *
  * Memory: the index owns its entries' strings. Thread-safety: none; the
  * backup's main thread alone uses it.
