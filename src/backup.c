@@ -540,6 +540,31 @@ static bool gm_skip(const struct mg_account *a, struct mg_pool *pool, struct gm_
     return true;
 }
 
+/* A Maildir's names carry flags: those of the listed messages stored here
+ * become the server's (a flag change raises a message's MODSEQ, so an
+ * incremental run lists it and its folders). False if some could not be
+ * renamed. */
+static bool gm_reflag(struct gm_run *gm, struct mg_store *store, struct mg_mailbox_report *r,
+                      const char *name)
+{
+    if (mg_store_format(store) != MG_FORMAT_MAILDIR)
+        return true;
+    struct reflag f = {store, 0, 0};
+    for (size_t i = 0; i < gm->list.n; i++)
+        reflag_one(gm->list.v[i].uid, gm->list.v[i].flags, &f);
+    struct mg_error err;
+    mg_error_clear(&err);
+    if (f.renamed > 0 && mg_store_flush_names(store, &err) != MG_OK) {
+        mg_warn("%s: %s", name, err.msg);
+        return false;
+    }
+    r->reflagged = f.renamed;
+    if (f.failed > 0)
+        mg_warn("%s: %zu stored message%s could not be renamed for their new flags", name, f.failed,
+                f.failed == 1 ? "" : "s");
+    return f.failed == 0;
+}
+
 /* Gmail folder x was backed up whole: its mark says so, with how many
  * messages it holds (files removed here later make the next run a full
  * one). All Mail's mark is written at the end of the run (gm_finish). */
@@ -784,8 +809,9 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         mg_error_clear(err);
     }
     if (gm != NULL) {
+        bool reflagged = gm_reflag(gm, store, r, x->utf8); /* the names gm_note records */
         gm_note(gm, store, (x->roles & MG_ROLE_ALL) != 0);
-        whole = rc == MG_OK && res.failed == 0 && !cut;
+        whole = rc == MG_OK && res.failed == 0 && !cut && reflagged;
         gm_mark_folder(gm, store, x, uidnext, &whole);
     }
     /* Everything below UIDNEXT is stored now: the next run starts there. */

@@ -372,6 +372,23 @@ class TestIncremental(Base):
         self.assertSameAsFull()
         self.assertNothingOpened()
 
+    def test_flag_change_renames_maildir_links(self):
+        self.first("--format", "maildir")
+        m = self.acct.messages[min(self.acct.messages)]  # unseen, starred
+        self.assertEqual(m.flags, ["\\Flagged"])
+        self.acct.flag(m.msgid, add=["\\Seen"])
+        self.restart()
+        res = self.mailgrab("--format", "maildir")
+        self.assertBackup(res, fmt="maildir")
+        self.assertEqual(examined(self.srv.commands()), set(m.folders()), res.describe())
+        boxes = self.boxes(res)
+        self.assertEqual(sum(b["new"] + b["linked"] for b in boxes.values()), 0)
+        for folder in m.folders():
+            self.assertEqual(boxes[folder]["reflagged"], 1, folder)
+            path = stored_files(self.out, folder, "maildir")[m.uids[folder]]
+            self.assertTrue(path.endswith(":2,FS"), path)
+        self.assertNothingOpened("--format", "maildir")
+
     def test_fallbacks_list_every_folder(self):
         self.first()
         labels = os.path.join(self.out, "labels.jsonl")

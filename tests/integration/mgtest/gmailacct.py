@@ -139,6 +139,12 @@ class GmailAccount:
         for _, m in self.listing(folder):
             m.uids[folder] = self._uid(folder)
 
+    def flag(self, msgid, add=(), remove=()):
+        """Flags set or cleared elsewhere (the same in every folder)."""
+        m = self.messages[msgid]
+        self._touch(m)
+        m.flags = [f for f in m.flags if f not in remove] + [f for f in add if f not in m.flags]
+
     def relabel(self, msgid, add=(), remove=()):
         """Labels added get a new UID in their folder; removed ones leave it."""
         m = self.messages[msgid]
