@@ -485,6 +485,11 @@ static void gm_affected(struct gm_run *gm)
         char buf[8192];
         const char *was[256];
         size_t n = mg_gmail_line_labels(e->line, buf, sizeof(buf), was, 256);
+        if (strlen(e->line) >= sizeof(buf) || n == 256) { /* some may be left out */
+            for (size_t k = 0; k < gm->boxes->n; k++)
+                gm->boxes->v[k].gm_list = true;
+            return;
+        }
         for (size_t k = 0; k < n; k++)
             gm_affect(gm, was[k]);
     }
