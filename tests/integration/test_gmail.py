@@ -41,7 +41,7 @@ import unittest
 
 from mgtest import tools
 from mgtest.gmailacct import ALL_MAIL, SPAM, TRASH, GmailAccount
-from mgtest.hoodiecrow import Hoodiecrow
+from mgtest.hoodiecrow import DEFAULT_PLUGINS, Hoodiecrow
 
 workdir = None
 
@@ -105,6 +105,7 @@ def message_files(out):
 class Base(unittest.TestCase):
     n = 40
     command_log = False
+    plugins = None  # the Gmail-like server's (mgtest.hoodiecrow)
 
     def account(self):
         return GmailAccount(n=self.n)
@@ -112,7 +113,7 @@ class Base(unittest.TestCase):
     def setUp(self):
         self.acct = self.account()
         self.srv = Hoodiecrow(folders=self.acct.folders(), root=tempfile.mkdtemp(dir=workdir),
-                              command_log=self.command_log)
+                              command_log=self.command_log, plugins=self.plugins)
         self.srv.start()
         self.out = tempfile.mkdtemp(prefix="out-", dir=workdir)
         self.pw = tools.write_secret(workdir, self.srv.password)
@@ -263,9 +264,8 @@ class TestChanges(Base):
         self.assertEqual(res.returncode, 0, res.describe())
 
 
-class TestIncremental(Base):
-    """What a run asks the server for once a complete run marked All Mail."""
-    n = 24
+class Incremental(Base):
+    """What a run asks the server for (the server logs each command)."""
     command_log = True
 
     def folders(self):
@@ -311,6 +311,11 @@ class TestIncremental(Base):
         with open(os.path.join(self.out, "labels.jsonl"), "rb") as a, \
                 open(os.path.join(fresh, "labels.jsonl"), "rb") as b:
             self.assertEqual(a.read(), b.read())
+
+
+class TestIncremental(Incremental):
+    """Once a complete run marked All Mail."""
+    n = 24
 
     def test_nothing_changed_opens_no_folder(self):
         for fmt in ("eml", "maildir"):
@@ -434,6 +439,20 @@ class TestIncremental(Base):
             with open(os.path.join(self.out, x["path"]), "rb") as f:
                 self.assertEqual(f.read(), self.acct.messages[int(x["msgid"])].raw, x)
         self.assertNothingOpened()
+
+
+class TestWithoutCondstore(Incremental):
+    """Gmail's extensions without CONDSTORE: label changes cannot be asked
+    for, so every run lists every folder."""
+    n = 12
+    plugins = [p for p in DEFAULT_PLUGINS if p != "CONDSTORE"]
+
+    def test_every_run_lists_every_folder(self):
+        self.first()
+        self.acct.relabel(min(self.acct.messages), add=["Work"])
+        self.restart()
+        self.assertFull("the server does not offer CONDSTORE")
+        self.assertFull("the server does not offer CONDSTORE")
 
 
 class TestEstimate(Base):
