@@ -23,8 +23,10 @@ the same X-GM-MSGID everywhere; Spam and Trash hold other messages. With
   change or new mail costs All Mail's new and changed messages (CONDSTORE
   CHANGEDSINCE) and a listing of only the folders of their labels, and the
   backup is then what a fresh full backup is; a missing or old mark, a new
-  UIDVALIDITY, a damaged labels.jsonl, a file removed here and the daily
-  full run list every folder again, losing nothing;
+  UIDVALIDITY, a damaged labels.jsonl, a file removed here, the daily
+  full run and a server without CONDSTORE list every folder again, losing
+  nothing; in a Maildir backup a flag changed elsewhere renames the
+  message's files;
 - `mailgrab estimate --json` says what the next backup downloads: the same
   messages and bytes, Gmail or not;
 - `mailgrab restore` of a Gmail backup into another Gmail-like account
