@@ -31,6 +31,9 @@ struct box {
     char imap[1024];
     char path[MG_MBOX_PATH_MAX + 16];
     unsigned roles; /* enum mg_role, as listed */
+    bool gm_list;   /* Gmail, not a full run: list this folder (its labels changed) */
+    size_t gm_have; /* Gmail: messages stored by the last run that listed it */
+    uint32_t gm_uv; /* Gmail: the UIDVALIDITY they were stored under */
 };
 
 struct boxes {
@@ -266,13 +269,32 @@ static void show_progress(void *ctx, const struct mg_progress *pr)
 
 /* A Gmail backup (gmail.h): each message downloaded once, into the first
  * folder that lists it (All Mail first); every other folder gets a hard
- * link to that file. */
+ * link to that file.
+ *
+ * What a run lists: with All Mail's mark of a complete earlier run
+ * (store.h, gmail set) and CONDSTORE, All Mail's STATUS tells whether
+ * anything changed (on Gmail every label given or taken off raises the
+ * message's MODSEQ in All Mail, which holds every labelled message).
+ * GM_NOTHING: nothing did; no folder is opened. GM_CHANGES: All Mail is
+ * asked only for the messages above the mark's UIDNEXT and those changed
+ * since its HIGHESTMODSEQ, and only the folders of their old and new labels
+ * are listed. GM_FULL: every folder is listed in full (no trusted mark, no
+ * CONDSTORE, and once a day, which catches deletions and anything missed). */
+enum gm_mode { GM_FULL, GM_CHANGES, GM_NOTHING };
+
 struct gm_run {
     struct mg_gmail_index ix;
     int outfd;             /* the account's output directory */
     size_t outlen;         /* length of its path, to make store paths relative */
     struct mg_gmlist list; /* the mailbox being backed up */
     size_t bad_lines;      /* of the previous labels.jsonl */
+    enum gm_mode mode;
+    struct mg_mailbox_info all; /* All Mail's STATUS at the start; uidvalidity 0: none */
+    struct mg_store_mark mark;  /* All Mail's mark, as found */
+    struct boxes *boxes;        /* the run's folders */
+    bool whole;                 /* every folder opened so far was backed up whole */
+    bool listed;                /* some folder was listed: labels.jsonl is written */
+    size_t all_stored;          /* messages in All Mail after its listing */
 };
 
 static int cmp_u32(const void *a, const void *b)
@@ -479,6 +501,167 @@ static bool follow_flags(struct mg_pool *pool, const char *imap, struct mg_store
     return rc == MG_OK && f.failed == 0;
 }
 
+/* The label of Gmail folder x as X-GM-LABELS names it, or NULL when it
+ * cannot be told (then the folder is always listed). */
+static const char *gm_label_of(const struct box *x)
+{
+    static const struct {
+        unsigned role;
+        const char *label;
+    } sys[] = {{MG_ROLE_SENT, "\\Sent"},
+               {MG_ROLE_IMPORTANT, "\\Important"},
+               {MG_ROLE_FLAGGED, "\\Starred"},
+               {MG_ROLE_DRAFTS, "\\Draft"}};
+    if (strcasecmp(x->utf8, "INBOX") == 0)
+        return x->roles == 0 ? "\\Inbox" : NULL;
+    if (x->roles == 0)
+        return x->utf8;
+    for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
+        if (x->roles == sys[i].role)
+            return sys[i].label;
+    return NULL;
+}
+
+/* A message has or had label: its folder is listed in this run. */
+static void gm_affect(struct gm_run *gm, const char *label)
+{
+    for (size_t i = 0; i < gm->boxes->n; i++) {
+        const char *l = gm_label_of(&gm->boxes->v[i]);
+        if (l != NULL && strcmp(l, label) == 0)
+            gm->boxes->v[i].gm_list = true;
+    }
+}
+
+/* The folders whose membership can have changed: those of the labels the
+ * listed (new or changed) messages have now and had at the last run. */
+static void gm_affected(struct gm_run *gm)
+{
+    for (size_t i = 0; i < gm->list.n; i++) {
+        const struct mg_gmmsg *m = &gm->list.v[i];
+        const char *l = m->labels;
+        for (size_t k = 0; k < m->nlabels; k++, l += strlen(l) + 1)
+            gm_affect(gm, l);
+        const struct mg_gmail_entry *e = mg_gmail_index_get(&gm->ix, m->msgid, false);
+        if (e == NULL || e->line == NULL)
+            continue;
+        char buf[8192];
+        const char *was[256];
+        size_t n = mg_gmail_line_labels(e->line, buf, sizeof(buf), was, 256);
+        if (strlen(e->line) >= sizeof(buf) || n == 256) { /* some may be left out */
+            for (size_t k = 0; k < gm->boxes->n; k++)
+                gm->boxes->v[k].gm_list = true;
+            return;
+        }
+        for (size_t k = 0; k < n; k++)
+            gm_affect(gm, was[k]);
+    }
+}
+
+/* Folder x as the last run that listed it left it: 1 marked, with all its
+ * files (*have of them); 0 never backed up whole (list it); -1 files were
+ * removed here since (a full run puts them back). */
+static int gm_folder(const struct mg_account *a, const struct box *x, uint32_t *uidvalidity,
+                     struct mg_store_mark *m, size_t *have)
+{
+    struct mg_store *st;
+    bool newgen;
+    struct mg_error err;
+    mg_error_clear(&err);
+    if (mg_store_peek(a->output, x->path, uidvalidity, m) != 1 || m->uidnext == 0 ||
+        mg_store_open(a->output, x->path, (enum mg_format)a->format, *uidvalidity, &st, &newgen,
+                      &err) != MG_OK)
+        return 0;
+    *have = mg_store_count(st);
+    mg_store_close(st);
+    return *have >= m->stored ? 1 : -1;
+}
+
+/* Not a full Gmail run, and folder x needs no listing: nothing in it can
+ * have changed (r is filled in as for a mailbox with nothing new). Spam and
+ * Trash, which All Mail does not hold, are asked for their STATUS. */
+static bool gm_skip(const struct mg_account *a, struct mg_pool *pool, struct gm_run *gm,
+                    const struct box *x, struct mg_mailbox_report *r)
+{
+    if (gm->mode == GM_FULL || x->gm_list)
+        return false;
+    uint32_t uv = gm->all.uidvalidity;
+    size_t have = gm->all_stored;
+    if (x->roles & (MG_ROLE_JUNK | MG_ROLE_TRASH)) {
+        struct mg_store_mark m;
+        struct mg_mailbox_info si;
+        struct mg_error err;
+        mg_error_clear(&err);
+        if (gm_folder(a, x, &uv, &m, &have) != 1 ||
+            mg_pool_status(pool, x->imap, &si, &err) != MG_OK || si.uidvalidity != uv ||
+            si.uidnext != m.uidnext)
+            return false;
+    } else if (!(x->roles & MG_ROLE_ALL)) {
+        have = x->gm_have;
+        uv = x->gm_uv;
+    }
+    r->uidvalidity = uv;
+    r->listed = r->skipped = have;
+    if (mg_store_locate(a->output, x->path, uv, r->dir, sizeof(r->dir)) != 1)
+        snprintf(r->dir, sizeof(r->dir), "%s/%s", a->output, x->path);
+    mg_info("%s: nothing new since the last complete run", x->utf8);
+    return true;
+}
+
+/* A Maildir's names carry flags: those of the listed messages stored here
+ * become the server's (a flag change raises a message's MODSEQ, so an
+ * incremental run lists it and its folders). False if some could not be
+ * renamed. */
+static bool gm_reflag(struct gm_run *gm, struct mg_store *store, struct mg_mailbox_report *r,
+                      const char *name)
+{
+    if (mg_store_format(store) != MG_FORMAT_MAILDIR)
+        return true;
+    struct reflag f = {store, 0, 0};
+    for (size_t i = 0; i < gm->list.n; i++)
+        reflag_one(gm->list.v[i].uid, gm->list.v[i].flags, &f);
+    struct mg_error err;
+    mg_error_clear(&err);
+    if (f.renamed > 0 && mg_store_flush_names(store, &err) != MG_OK) {
+        mg_warn("%s: %s", name, err.msg);
+        return false;
+    }
+    r->reflagged = f.renamed;
+    if (f.failed > 0)
+        mg_warn("%s: %zu stored message%s could not be renamed for their new flags", name, f.failed,
+                f.failed == 1 ? "" : "s");
+    return f.failed == 0;
+}
+
+/* Gmail folder x was backed up whole: its mark says so, with how many
+ * messages it holds (files removed here later make the next run a full
+ * one). All Mail's mark is written at the end of the run (gm_finish). */
+static void gm_mark_folder(struct gm_run *gm, struct mg_store *store, const struct box *x,
+                           uint32_t uidnext, bool *whole)
+{
+    if ((x->roles & MG_ROLE_ALL) && gm->mode == GM_CHANGES) {
+        /* The lines of the messages not listed stay as earlier runs wrote
+         * them: no label folder rewrites them. */
+        for (size_t i = 0; i < gm->ix.cap; i++)
+            if (gm->ix.v[i].line != NULL)
+                gm->ix.v[i].seen = true;
+    }
+    if (!*whole)
+        return;
+    uint32_t *uids;
+    size_t n = mg_store_stored(store, &uids);
+    free(uids);
+    if (x->roles & MG_ROLE_ALL) {
+        gm->all_stored = n;
+        return;
+    }
+    struct mg_store_mark m = {uidnext, n, 0, time(NULL), false};
+    struct mg_error err;
+    if (mg_store_set_mark(store, &m, &err) != MG_OK) {
+        mg_warn("%s; the next run lists every folder", err.msg);
+        *whole = false;
+    }
+}
+
 /* One mailbox. Returns its code; fatal ones stop the account unless *only
  * says the failure was this mailbox's own. */
 static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
@@ -494,6 +677,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_store *store = NULL;
     struct mg_msglist msgs = {0};
     struct mg_store_mark mark = {0};
+    bool whole = false; /* Gmail: this folder was backed up whole */
     *only = false;
     /* The run's budget is spent (--max-time above all): not even a listing. */
     if (hooks != NULL && mg_budget_stopped(hooks->budget))
@@ -503,6 +687,11 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     struct mg_mailbox_info status = {0};
     if (gm == NULL && unchanged(a, pool, x, r, &status, &rc, err))
         goto out;
+    if (gm != NULL && gm_skip(a, pool, gm, x, r)) {
+        rc = MG_OK;
+        whole = true;
+        goto out;
+    }
     rc = mg_pool_examine(pool, imap, &mi, err);
     /* A server that lists names in raw UTF-8 wants them so: a name given
      * in UTF-8 and refused in modified UTF-7 is asked for as it was given. */
@@ -544,6 +733,20 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
     mg_store_get_mark(store, &mark);
     if (gm == NULL && mark.uidnext != 0 && have >= mark.stored && uidnext >= mark.uidnext)
         from = mark.uidnext;
+    /* Gmail, changes only: All Mail's new messages and those changed since
+     * the mark (gm_run). */
+    uint64_t since = 0;
+    if (gm != NULL && gm->mode == GM_CHANGES && (x->roles & MG_ROLE_ALL)) {
+        if (uidvalidity != gm->all.uidvalidity) {
+            *only = true;
+            rc = mg_error_set(err, MG_E_PROTOCOL,
+                              "UIDVALIDITY of %s changed during the run (%u, now %u): run again",
+                              x->utf8, gm->all.uidvalidity, uidvalidity);
+            goto out;
+        }
+        from = gm->mark.uidnext;
+        since = gm->mark.modseq;
+    }
     /* A Maildir with CONDSTORE: the server's HIGHESTMODSEQ for the mark
      * (STATUS once when the fast path did not ask already). */
     uint64_t modseq = status.uidvalidity == uidvalidity ? status.highestmodseq : 0;
@@ -574,6 +777,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         snprintf(r->dir, sizeof(r->dir), "%s", mg_store_dir(store));
         if (modseq != mark.modseq || flags_at != mark.flags_at) {
             struct mg_store_mark now = mark;
+            now.gmail = false; /* labels were not looked at */
             now.modseq = modseq;
             now.flags_at = flags_at;
             struct mg_error merr;
@@ -584,8 +788,11 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
         goto out;
     }
     if (gm != NULL) {
-        rc = mg_pool_gmlist(pool, imap, &mi, &gm->list, err);
+        rc = mg_pool_gmlist(pool, imap, from, since, &mi, &gm->list, err);
         mg_gmlist_sort(&gm->list);
+        gm->listed = true;
+        if (rc == MG_OK && since != 0)
+            gm_affected(gm);
         for (size_t i = 0; rc == MG_OK && i < gm->list.n; i++)
             if (mg_msglist_push(&msgs, gm->list.v[i].uid, gm->list.v[i].size) != 0)
                 rc = mg_error_set(err, MG_E_INTERNAL, "out of memory");
@@ -627,6 +834,7 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                 msgs.v[o++] = msgs.v[i];
         msgs.n = o;
     }
+    bool cut = limit > 0 && msgs.n > limit;
     if (limit > 0)
         mg_msglist_truncate(&msgs, limit);
     mg_info("%s: %zu messages on the server, %zu already stored, %zu linked to a copy stored "
@@ -668,13 +876,17 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
             mg_warn("%s: %s", x->utf8, err->msg);
         mg_error_clear(err);
     }
-    if (gm != NULL)
+    if (gm != NULL) {
+        bool reflagged = gm_reflag(gm, store, r, x->utf8); /* the names gm_note records */
         gm_note(gm, store, (x->roles & MG_ROLE_ALL) != 0);
+        whole = rc == MG_OK && res.failed == 0 && !cut && reflagged;
+        gm_mark_folder(gm, store, x, uidnext, &whole);
+    }
     /* Everything below UIDNEXT is stored now: the next run starts there. */
     if (gm == NULL && rc == MG_OK && res.failed == 0 && msgs.n == wanted && uidnext != 0) {
         /* A full listing stored every message with its flags of now. */
         struct mg_store_mark now = {uidnext, have + res.stored, modseq,
-                                    from > 1 || have > 0 ? flags_at : time(NULL)};
+                                    from > 1 || have > 0 ? flags_at : time(NULL), false};
         struct mg_error merr;
         if (mg_store_set_mark(store, &now, &merr) != MG_OK)
             mg_warn("%s; the next run lists the whole mailbox", merr.msg);
@@ -689,6 +901,8 @@ static enum mg_code backup_box(const struct mg_account *a, struct mg_pool *pool,
                      "to fetch the rest",
                      x->utf8, res.failed, msgs.n, res.stored);
 out:
+    if (gm != NULL && !whole)
+        gm->whole = false;
     r->wire_bytes = mg_tls_ctx_wire_bytes(tls) - wire_before; /* failures cost bytes too */
     if (*only)
         name_box(err, x->utf8);
@@ -851,6 +1065,8 @@ static enum mg_code gmail_boxes(const struct mg_account *a, struct mg_pool *pool
     return MG_OK;
 }
 
+static const char *gm_mode(const struct mg_account *a, struct mg_pool *pool, struct gm_run *gm);
+
 /* A Gmail backup: All Mail first, so that every message is fetched from
  * it; what earlier runs stored is known from their labels.jsonl. Sets *gm
  * when this is such a backup. */
@@ -876,8 +1092,118 @@ static enum mg_code gmail_plan(const struct mg_account *a, struct mg_pool *pool,
                 state->bad_lines, state->bad_lines == 1 ? "" : "s");
     mg_info("%s: Gmail: each message is downloaded once%s; the other folders link to it", a->name,
             b->n > 0 && (b->v[0].roles & MG_ROLE_ALL) ? " (from All Mail)" : "");
+    state->boxes = b;
+    state->whole = true;
+    const char *why = gm_mode(a, pool, state);
+    if (state->mode == GM_NOTHING)
+        mg_info("%s: Gmail: nothing changed in All Mail since the last complete run (UIDNEXT %u, "
+                "HIGHESTMODSEQ %llu): no folder is opened",
+                a->name, state->all.uidnext, (unsigned long long)state->all.highestmodseq);
+    else if (state->mode == GM_CHANGES)
+        mg_info("%s: Gmail: All Mail changed since the last complete run: listing what is new "
+                "(UID %u on) or changed (since MODSEQ %llu), then the folders of their labels",
+                a->name, state->mark.uidnext, (unsigned long long)state->mark.modseq);
+    else
+        mg_info("%s: Gmail: every folder is listed: %s", a->name, why);
     *gm = state;
     return MG_OK;
+}
+
+/* Sets gm->mode (gm_run), and All Mail's STATUS and mark; says why a run
+ * is a full one. Any mark found that is not GM_NOTHING's is withdrawn
+ * first: a run cut short leaves the next one a full run. */
+static const char *gm_mode(const struct mg_account *a, struct mg_pool *pool, struct gm_run *gm)
+{
+    struct boxes *b = gm->boxes;
+    gm->mode = GM_FULL;
+    if (b->n == 0 || !(b->v[0].roles & MG_ROLE_ALL))
+        return "the server lists no All Mail (\\All)";
+    const struct box *all = &b->v[0];
+    struct mg_error err;
+    mg_error_clear(&err);
+    unsigned caps = 0;
+    if (mg_pool_status(pool, all->imap, &gm->all, &err) != MG_OK) {
+        memset(&gm->all, 0, sizeof(gm->all));
+        return "All Mail's STATUS was refused";
+    }
+    struct mg_store *st = NULL;
+    bool newgen = true;
+    char dir[PATH_MAX];
+    if (mg_store_locate(a->output, all->path, gm->all.uidvalidity, dir, sizeof(dir)) == 1 &&
+        mg_store_open(a->output, all->path, (enum mg_format)a->format, gm->all.uidvalidity, &st,
+                      &newgen, &err) != MG_OK)
+        st = NULL;
+    if (st != NULL && !newgen)
+        mg_store_get_mark(st, &gm->mark);
+    gm->all_stored = st != NULL ? mg_store_count(st) : 0;
+    const char *why = NULL;
+    struct stat sb;
+    if (mg_pool_caps(pool, &caps, &err) != MG_OK || !(caps & MG_CAP_CONDSTORE) ||
+        gm->all.highestmodseq == 0)
+        why = "the server does not offer CONDSTORE";
+    else if (st == NULL || newgen)
+        why = "no earlier backup of All Mail under its UIDVALIDITY";
+    else if (!gm->mark.gmail || gm->mark.uidnext == 0 || gm->mark.modseq == 0)
+        why = "no complete earlier run of this version";
+    else if (fstatat(gm->outfd, MG_LABELS_FILE, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+             !S_ISREG(sb.st_mode))
+        why = MG_LABELS_FILE " is missing";
+    else if (gm->bad_lines > 0)
+        why = MG_LABELS_FILE " has lines not understood";
+    else if (gm->all_stored < gm->mark.stored)
+        why = "files were removed from All Mail here";
+    else if (gm->all.uidnext < gm->mark.uidnext || gm->all.highestmodseq < gm->mark.modseq)
+        why = "All Mail's UIDNEXT or HIGHESTMODSEQ went back";
+    else if (flags_due(&gm->mark))
+        why = "the daily full listing is due";
+    for (size_t i = 1; why == NULL && i < b->n; i++) {
+        struct box *x = &b->v[i];
+        if (x->roles & (MG_ROLE_JUNK | MG_ROLE_TRASH))
+            continue; /* asked for their STATUS (gm_skip) */
+        struct mg_store_mark m;
+        int f = gm_folder(a, x, &x->gm_uv, &m, &x->gm_have);
+        if (f < 0)
+            why = "files were removed from a folder here";
+        x->gm_list = f == 0 || gm_label_of(x) == NULL;
+    }
+    if (why == NULL) {
+        bool same = gm->all.uidnext == gm->mark.uidnext && gm->all.highestmodseq == gm->mark.modseq;
+        gm->mode = same ? GM_NOTHING : GM_CHANGES;
+        b->v[0].gm_list = !same;
+    }
+    if (st != NULL && gm->mode != GM_NOTHING && gm->mark.gmail) {
+        struct mg_store_mark was = gm->mark;
+        was.gmail = false;
+        if (mg_store_set_mark(st, &was, &err) != MG_OK) {
+            mg_warn("%s", err.msg);
+            gm->whole = false; /* not marked whole again */
+        }
+    }
+    mg_store_close(st);
+    return why;
+}
+
+/* At the end of a Gmail run that listed something and left every folder
+ * whole, All Mail's mark records what was seen at its start. */
+static void gm_finish(const struct mg_account *a, struct gm_run *gm)
+{
+    if (!gm->whole || !gm->listed || gm->all.uidvalidity == 0 || gm->mode == GM_NOTHING)
+        return;
+    const struct box *all = &gm->boxes->v[0];
+    struct mg_store *st;
+    bool newgen;
+    struct mg_error err;
+    mg_error_clear(&err);
+    if (mg_store_open(a->output, all->path, (enum mg_format)a->format, gm->all.uidvalidity, &st,
+                      &newgen, &err) != MG_OK) {
+        mg_warn("%s; the next run lists every folder", err.msg);
+        return;
+    }
+    time_t full = gm->mode == GM_FULL ? time(NULL) : gm->mark.flags_at;
+    struct mg_store_mark m = {gm->all.uidnext, gm->all_stored, gm->all.highestmodseq, full, true};
+    if (mg_store_set_mark(st, &m, &err) != MG_OK)
+        mg_warn("%s; the next run lists every folder", err.msg);
+    mg_store_close(st);
 }
 
 /* What the account's run cost on the wire and what it stored. */
@@ -1003,15 +1329,18 @@ enum mg_code mg_backup_account(const struct mg_account *a, const struct mg_creds
         snprintf(rep->error, sizeof(rep->error), "%s", first_skipped->error);
     }
     rep->code = worst;
-    if (gm != NULL) {
+    if (gm != NULL && gm->listed) {
         mg_error_clear(&err);
         if (mg_gmail_index_save(&gm->ix, gm->outfd, a->output, &err) != MG_OK) {
             mg_backup_err(a, err.msg);
+            gm->whole = false;
             if (rep->code == MG_OK) {
                 rep->code = err.code;
                 snprintf(rep->error, sizeof(rep->error), "%s", err.msg);
             }
         }
+        if (rep->code == MG_OK)
+            gm_finish(a, gm);
     }
 
 out:

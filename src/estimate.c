@@ -88,7 +88,7 @@ static enum mg_code estimate_box(const char *output, struct mg_pool *pool,
     enum mg_code rc;
     if (seen != NULL) {
         struct mg_gmlist l = {0};
-        rc = mg_pool_gmlist(pool, x->imap, &mi, &l, err);
+        rc = mg_pool_gmlist(pool, x->imap, 1, 0, &mi, &l, err);
         if (rc == MG_OK)
             stored_uids(output, x->path, mi.uidvalidity, &u);
         for (size_t i = 0; rc == MG_OK && i < l.n; i++) {

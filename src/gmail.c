@@ -198,3 +198,24 @@ enum mg_code mg_gmail_index_save(const struct mg_gmail_index *ix, int dirfd, con
                             step ? step : "write", dir, strerror(e));
     return MG_OK;
 }
+
+size_t mg_gmail_line_labels(const char *line, char *buf, size_t cap, const char **out, size_t max)
+{
+    json_object *o = json_tokener_parse(line), *arr = NULL;
+    size_t n = 0, used = 0;
+    if (o != NULL && json_object_object_get_ex(o, "labels", &arr) &&
+        json_object_is_type(arr, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(arr) && n < max; i++) {
+            json_object *v = json_object_array_get_idx(arr, i);
+            const char *t =
+                json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+            size_t k = t ? strlen(t) : 0;
+            if (k == 0 || used + k + 1 > cap)
+                continue;
+            memcpy(buf + used, t, k + 1);
+            out[n++] = buf + used;
+            used += k + 1;
+        }
+    json_object_put(o);
+    return n;
+}

@@ -1013,13 +1013,16 @@ struct gm_ctx {
     struct mg_imap *s;
     struct mg_gmlist *out;
     size_t max;
+    uint32_t lo, hi; /* the UIDs asked for: lo <= uid < hi (0: no bound) */
 };
 
 static int gm_each(void *ctx, const struct mg_fetchresp *r, struct mg_error *err)
 {
     struct gm_ctx *g = ctx;
-    /* Unsolicited FETCH responses (flag changes) carry no size or id. */
-    if (!r->has_uid || !r->has_size || !r->has_msgid)
+    /* Unsolicited FETCH responses (flag changes) carry no size or id; "n:*"
+     * gives the last message even when its UID is below n. */
+    if (!r->has_uid || !r->has_size || !r->has_msgid || r->uid < g->lo ||
+        (g->hi != 0 && r->uid >= g->hi))
         return 0;
     if (g->out->n >= g->max)
         return mg_error_set(err, MG_E_PROTOCOL,
@@ -1030,16 +1033,28 @@ static int gm_each(void *ctx, const struct mg_fetchresp *r, struct mg_error *err
     return 0;
 }
 
-enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_error *err)
+#define GM_ITEMS "(UID RFC822.SIZE FLAGS INTERNALDATE X-GM-MSGID X-GM-THRID X-GM-LABELS)"
+
+enum mg_code mg_imap_gmlist(struct mg_imap *s, uint32_t from, uint64_t changedsince,
+                            struct mg_gmlist *out, struct mg_error *err)
 {
     const struct mailimap_selection_info *si = s->imap->imap_selection_info;
     struct gm_ctx g = {s, out,
                        si != NULL && si->sel_has_exists ? (size_t)si->sel_exists + LIST_SLACK
-                                                        : LIST_UNCOUNTED_MAX};
-    return raw_fetch(s,
-                     GMLIST_TAG " UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE X-GM-MSGID "
-                                "X-GM-THRID X-GM-LABELS)\r\n",
-                     "listing messages", gm_each, &g, err);
+                                                        : LIST_UNCOUNTED_MAX,
+                       from > 1 ? from : 1, 0};
+    char cmd[192];
+    snprintf(cmd, sizeof(cmd), GMLIST_TAG " UID FETCH %u:* " GM_ITEMS "\r\n", g.lo);
+    enum mg_code rc = raw_fetch(s, cmd, "listing messages", gm_each, &g, err);
+    if (rc != MG_OK || from < 2 || changedsince == 0)
+        return rc;
+    /* Below from, only what changed (CONDSTORE): a label given or taken
+     * off on Gmail raises the message's MODSEQ. */
+    g.lo = 1;
+    g.hi = from;
+    snprintf(cmd, sizeof(cmd), GMLIST_TAG " UID FETCH 1:%u " GM_ITEMS " (CHANGEDSINCE %llu)\r\n",
+             from - 1, (unsigned long long)changedsince);
+    return raw_fetch(s, cmd, "asking which messages changed", gm_each, &g, err);
 }
 
 struct flags_ctx {
@@ -1976,9 +1991,10 @@ static unsigned src_caps(struct mg_session *s)
     return mg_imap_caps(imap_of(s));
 }
 
-static enum mg_code src_gmlist(struct mg_session *s, struct mg_gmlist *out, struct mg_error *err)
+static enum mg_code src_gmlist(struct mg_session *s, uint32_t from, uint64_t changedsince,
+                               struct mg_gmlist *out, struct mg_error *err)
 {
-    return mg_imap_gmlist(imap_of(s), out, err);
+    return mg_imap_gmlist(imap_of(s), from, changedsince, out, err);
 }
 
 static enum mg_code src_flags_since(struct mg_session *s, uint32_t below, uint64_t modseq,

@@ -178,10 +178,11 @@ enum mg_code mg_pool_status(struct mg_pool *p, const char *mailbox, struct mg_ma
     return mg_sessions_status(&p->ses, mailbox, mi, err);
 }
 
-enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, uint32_t from,
+                            uint64_t changedsince, struct mg_mailbox_info *mi,
                             struct mg_gmlist *out, struct mg_error *err)
 {
-    return mg_sessions_gmlist(&p->ses, mailbox, mi, out, err);
+    return mg_sessions_gmlist(&p->ses, mailbox, from, changedsince, mi, out, err);
 }
 
 enum mg_code mg_pool_caps(struct mg_pool *p, unsigned *caps, struct mg_error *err)

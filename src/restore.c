@@ -698,23 +698,7 @@ static size_t labels_of(const struct run *r, const struct msg *m, char *buf, siz
     const struct gm_label *l = bsearch(&want, r->lab, r->nlab, sizeof(*r->lab), cmp_label);
     if (l == NULL)
         return 0;
-    json_object *o = json_tokener_parse(l->line), *arr = NULL;
-    size_t n = 0, used = 0;
-    if (o != NULL && json_object_object_get_ex(o, "labels", &arr) &&
-        json_object_is_type(arr, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(arr) && n < max; i++) {
-            json_object *v = json_object_array_get_idx(arr, i);
-            const char *t =
-                json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-            size_t k = t ? strlen(t) : 0;
-            if (k == 0 || used + k + 1 > cap)
-                continue;
-            memcpy(buf + used, t, k + 1);
-            out[n++] = buf + used;
-            used += k + 1;
-        }
-    json_object_put(o);
-    return n;
+    return mg_gmail_line_labels(l->line, buf, cap, out, max);
 }
 
 /* Give message m, stored on the server as uid, its labels (Gmail only). */

@@ -241,7 +241,7 @@ static enum mg_code gmlist_op(struct mg_sessions *s, struct mg_session *sess, vo
     la->gm->n = 0;
     enum mg_code rc = examine_op(s, sess, arg, err);
     if (rc == MG_OK && (la->mi->exists > 0 || !la->mi->counted))
-        rc = s->src.ops->gmlist(s->slots[0].sess, la->gm, err);
+        rc = s->src.ops->gmlist(s->slots[0].sess, la->from ? la->from : 1, la->modseq, la->gm, err);
     return rc;
 }
 
@@ -307,13 +307,14 @@ enum mg_code mg_sessions_status(struct mg_sessions *s, const char *mailbox,
     return with_control(s, status_op, &la, err);
 }
 
-enum mg_code mg_sessions_gmlist(struct mg_sessions *s, const char *mailbox,
-                                struct mg_mailbox_info *mi, struct mg_gmlist *out,
-                                struct mg_error *err)
+enum mg_code mg_sessions_gmlist(struct mg_sessions *s, const char *mailbox, uint32_t from,
+                                uint64_t changedsince, struct mg_mailbox_info *mi,
+                                struct mg_gmlist *out, struct mg_error *err)
 {
     if (s->src.ops->gmlist == NULL)
         return mg_error_set(err, MG_E_INTERNAL, "this source has no Gmail listing");
-    struct list_arg la = {.mailbox = mailbox, .mi = mi, .gm = out};
+    struct list_arg la = {
+        .mailbox = mailbox, .from = from, .modseq = changedsince, .mi = mi, .gm = out};
     return with_control(s, gmlist_op, &la, err);
 }
 

@@ -344,6 +344,7 @@ static void read_mark(int dirfd, struct mg_store_mark *m)
         if (errno == 0 && *end == '\n' && at >= 0)
             m->flags_at = (time_t)at;
     }
+    m->gmail = strstr(buf, "\ngmail=1\n") != NULL;
 }
 
 /* Record uidvalidity in the mailbox directory, atomically and durably,
@@ -1626,11 +1627,11 @@ enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *
 {
     if (st->uidvalidity == 0)
         return MG_OK; /* no UIDVALIDITY, no promise about UIDs */
-    char text[128];
+    char text[160];
     snprintf(text, sizeof(text),
-             "uidvalidity=%u\nuidnext=%u\nstored=%llu\nmodseq=%llu\nflags_at=%lld\n",
+             "uidvalidity=%u\nuidnext=%u\nstored=%llu\nmodseq=%llu\nflags_at=%lld\n%s",
              st->uidvalidity, m->uidnext, (unsigned long long)m->stored,
-             (unsigned long long)m->modseq, (long long)m->flags_at);
+             (unsigned long long)m->modseq, (long long)m->flags_at, m->gmail ? "gmail=1\n" : "");
     enum mg_code rc = replace_file(st->dirfd, st->dir, STATE_FILE, text, err);
     if (rc == MG_OK)
         st->mark = *m;
@@ -1639,16 +1640,27 @@ enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *
 
 bool mg_store_marked(const char *output, const char *component)
 {
+    uint32_t uv;
+    struct mg_store_mark m;
+    return mg_store_peek(output, component, &uv, &m) == 1 && m.uidnext != 0;
+}
+
+int mg_store_peek(const char *output, const char *component, uint32_t *uidvalidity,
+                  struct mg_store_mark *m)
+{
+    memset(m, 0, sizeof(*m));
+    *uidvalidity = 0;
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", output, component) >= (int)sizeof(path))
-        return false;
+        return -1;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return false;
-    struct mg_store_mark m;
-    read_mark(fd, &m);
+        return errno == ENOENT ? 0 : -1;
+    int r = read_state(fd, uidvalidity);
+    if (r == 1)
+        read_mark(fd, m);
     close(fd);
-    return m.uidnext != 0;
+    return r;
 }
 
 int mg_store_set_flags(struct mg_store *st, uint32_t uid, const char *flags)

@@ -14,7 +14,9 @@
  * message no longer on the server keeps its last line, as the backup keeps
  * its file. The file of the previous run is read at the start: the paths it
  * names let a message stored by an earlier run be linked, never fetched
- * again, whichever folder it shows up in.
+ * again, whichever folder it shows up in. A run that lists only what
+ * changed in All Mail (backup.c, CONDSTORE) rewrites the lines of those
+ * messages and keeps the others as read.
  *
  * Memory: the index owns its entries' strings. Thread-safety: none; the
  * backup's main thread alone uses it.
@@ -60,5 +62,10 @@ enum mg_code mg_gmail_index_load(struct mg_gmail_index *ix, int dirfd, size_t *b
  * messages), sorted by msgid, via a temp file renamed into place. */
 enum mg_code mg_gmail_index_save(const struct mg_gmail_index *ix, int dirfd, const char *dir,
                                  struct mg_error *err);
+
+/* The labels of a labels.jsonl line, copied into buf (cap bytes) with
+ * out[i] pointing at each (at most max; those that do not fit are left
+ * out). Returns how many; 0 for a line that is not such an object. */
+size_t mg_gmail_line_labels(const char *line, char *buf, size_t cap, const char **out, size_t max);
 
 #endif

@@ -77,8 +77,12 @@ unsigned mg_imap_caps(struct mg_imap *s);
 
 /* mg_imap_list with Gmail's X-GM-MSGID, X-GM-THRID and X-GM-LABELS (labels
  * decoded to UTF-8), FLAGS and INTERNALDATE, read and parsed by mailgrab
- * (fetchresp.h): libetpan cannot parse these items. */
-enum mg_code mg_imap_gmlist(struct mg_imap *s, struct mg_gmlist *out, struct mg_error *err);
+ * (fetchresp.h): libetpan cannot parse these items. The messages of UID
+ * from and above; with changedsince (CONDSTORE) and from > 1, also those
+ * below from whose MODSEQ is above changedsince (a second UID FETCH with
+ * CHANGEDSINCE). from 1: every message. */
+enum mg_code mg_imap_gmlist(struct mg_imap *s, uint32_t from, uint64_t changedsince,
+                            struct mg_gmlist *out, struct mg_error *err);
 
 /* Append every message's UID and RFC822.SIZE to out (unsorted): at most
  * EXISTS + 10,000 of them (1,000,000 without EXISTS), else MG_E_PROTOCOL. */

@@ -162,8 +162,11 @@ enum mg_code mg_pool_status(struct mg_pool *p, const char *mailbox, struct mg_ma
                             struct mg_error *err);
 
 /* mg_pool_list with Gmail's message ids, thread ids, labels, flags and
- * INTERNALDATE (only on a server that offers MG_CAP_GMAIL). */
-enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, struct mg_mailbox_info *mi,
+ * INTERNALDATE (only on a server that offers MG_CAP_GMAIL): the messages
+ * from UID from on, and with changedsince (CONDSTORE) those below from
+ * whose MODSEQ rose above it (source.h gmlist). from 1: every message. */
+enum mg_code mg_pool_gmlist(struct mg_pool *p, const char *mailbox, uint32_t from,
+                            uint64_t changedsince, struct mg_mailbox_info *mi,
                             struct mg_gmlist *out, struct mg_error *err);
 
 /* What the server offers after login (enum mg_cap bits), asked on the

@@ -99,9 +99,9 @@ enum mg_code mg_sessions_status(struct mg_sessions *s, const char *mailbox,
 
 /* Log in and EXAMINE mailbox on slots 1 .. n - 1 in the background. */
 /* mg_sessions_list with Gmail's ids and labels (source.h gmlist). */
-enum mg_code mg_sessions_gmlist(struct mg_sessions *s, const char *mailbox,
-                                struct mg_mailbox_info *mi, struct mg_gmlist *out,
-                                struct mg_error *err);
+enum mg_code mg_sessions_gmlist(struct mg_sessions *s, const char *mailbox, uint32_t from,
+                                uint64_t changedsince, struct mg_mailbox_info *mi,
+                                struct mg_gmlist *out, struct mg_error *err);
 /* What the server offers after login (enum mg_cap bits). */
 enum mg_code mg_sessions_caps(struct mg_sessions *s, unsigned *caps, struct mg_error *err);
 void mg_sessions_warm(struct mg_sessions *s, const char *mailbox, unsigned n);

@@ -98,8 +98,11 @@ struct mg_source_ops {
     /* What the server offers after login (enum mg_cap bits). */
     unsigned (*caps)(struct mg_session *s);
     /* Like list, with Gmail's message id, thread id, labels, flags and
-     * INTERNALDATE (only on a server with MG_CAP_GMAIL). May be NULL. */
-    enum mg_code (*gmlist)(struct mg_session *s, struct mg_gmlist *out, struct mg_error *err);
+     * INTERNALDATE (only on a server with MG_CAP_GMAIL), appended to out:
+     * the messages of UID from and above, and with changedsince (CONDSTORE,
+     * from > 1) those below from changed since that MODSEQ. May be NULL. */
+    enum mg_code (*gmlist)(struct mg_session *s, uint32_t from, uint64_t changedsince,
+                           struct mg_gmlist *out, struct mg_error *err);
     /* The flags (Maildir letters) of the open mailbox's messages below UID
      * `below` that changed since modseq (CONDSTORE). May be NULL. */
     enum mg_code (*flags_since)(struct mg_session *s, uint32_t below, uint64_t modseq,

@@ -202,18 +202,26 @@ int mg_store_dirfd(const struct mg_store *st);
  * mailgrab or one that cannot be read: the run lists everything. With
  * CONDSTORE, modseq lets a Maildir backup ask only which flags changed;
  * without it, flags_at keeps the full flag listing to once a day.
- * mg_store_marked peeks at OUTPUT/<component> without opening a store.
+ * A Gmail backup (gmail.h) marks All Mail with gmail set when every folder
+ * was backed up whole: modseq is All Mail's HIGHESTMODSEQ and flags_at the
+ * time every folder was last listed in full.
+ * mg_store_marked peeks at OUTPUT/<component> without opening a store;
+ * mg_store_peek reads the UIDVALIDITY and mark recorded there (1), or says
+ * there is no state file (0) or it cannot be read (-1).
  */
 struct mg_store_mark {
     uint32_t uidnext;
     uint64_t stored;
     uint64_t modseq; /* the server's HIGHESTMODSEQ then (CONDSTORE); 0: unknown */
     time_t flags_at; /* without CONDSTORE: when every flag was last asked for */
+    bool gmail;      /* written by a complete Gmail backup of every folder */
 };
 void mg_store_get_mark(const struct mg_store *st, struct mg_store_mark *m);
 enum mg_code mg_store_set_mark(struct mg_store *st, const struct mg_store_mark *m,
                                struct mg_error *err);
 bool mg_store_marked(const char *output, const char *component);
+int mg_store_peek(const char *output, const char *component, uint32_t *uidvalidity,
+                  struct mg_store_mark *m);
 
 /* The layout this store writes. */
 enum mg_format mg_store_format(const struct mg_store *st);

@@ -18,6 +18,15 @@ the same X-GM-MSGID everywhere; Spam and Trash hold other messages. With
 - new mail (in INBOX and All Mail, one msgid) is downloaded once;
 - a label added or taken off elsewhere reaches labels.jsonl and the folder
   links with no body fetched;
+- incremental runs (the server logs each command it is asked): with
+  nothing changed no folder is opened and the run costs under 8 KB; a label
+  change or new mail costs All Mail's new and changed messages (CONDSTORE
+  CHANGEDSINCE) and a listing of only the folders of their labels, and the
+  backup is then what a fresh full backup is; a missing or old mark, a new
+  UIDVALIDITY, a damaged labels.jsonl, a file removed here, the daily
+  full run and a server without CONDSTORE list every folder again, losing
+  nothing; in a Maildir backup a flag changed elsewhere renames the
+  message's files;
 - `mailgrab estimate --json` says what the next backup downloads: the same
   messages and bytes, Gmail or not;
 - `mailgrab restore` of a Gmail backup into another Gmail-like account
@@ -37,7 +46,7 @@ import unittest
 
 from mgtest import tools
 from mgtest.gmailacct import ALL_MAIL, SPAM, TRASH, GmailAccount
-from mgtest.hoodiecrow import Hoodiecrow
+from mgtest.hoodiecrow import DEFAULT_PLUGINS, Hoodiecrow
 
 workdir = None
 
@@ -80,15 +89,36 @@ def labels_file(out):
         return [json.loads(line) for line in f]
 
 
+def examined(commands):
+    """The folders opened (EXAMINE or SELECT), by UTF-8 name."""
+    # The test server logs its wire strings: UTF-8 bytes as latin-1.
+    return {args[0].encode("latin-1").decode("utf-8") for cmd, args in commands
+            if cmd in ("EXAMINE", "SELECT")}
+
+
+def message_files(out):
+    """{path relative to out: inode} of every stored message."""
+    got = {}
+    for d, _, names in os.walk(out):
+        for name in names:
+            if re.fullmatch(r"\d+\.eml", name) or ",U=" in name:
+                path = os.path.join(d, name)
+                got[os.path.relpath(path, out)] = os.stat(path).st_ino
+    return got
+
+
 class Base(unittest.TestCase):
     n = 40
+    command_log = False
+    plugins = None  # the Gmail-like server's (mgtest.hoodiecrow)
 
     def account(self):
         return GmailAccount(n=self.n)
 
     def setUp(self):
         self.acct = self.account()
-        self.srv = Hoodiecrow(folders=self.acct.folders(), root=tempfile.mkdtemp(dir=workdir))
+        self.srv = Hoodiecrow(folders=self.acct.folders(), root=tempfile.mkdtemp(dir=workdir),
+                              command_log=self.command_log, plugins=self.plugins)
         self.srv.start()
         self.out = tempfile.mkdtemp(prefix="out-", dir=workdir)
         self.pw = tools.write_secret(workdir, self.srv.password)
@@ -117,11 +147,11 @@ class Base(unittest.TestCase):
         got = sum(b["bytes"] for b in boxes.values())
         self.assertLessEqual(abs(est["bytes"] - got), 0.02 * max(got, 1), f"{est} {got}")
 
-    def mailgrab(self, *args, port=None):
+    def mailgrab(self, *args, port=None, out=None):
         summary = os.path.join(workdir, "summary.json")
         argv = [tools.binary("MAILGRAB"), "--server", self.srv.host, "--port",
                 str(port or self.srv.port), "--user", self.srv.user, "--cafile",
-                self.srv.ca_file, "--password-file", self.pw, "--output", self.out,
+                self.srv.ca_file, "--password-file", self.pw, "--output", out or self.out,
                 "--all-mailboxes", "--summary-json", summary, *args]
         res = tools.run(argv, timeout=120)
         res.summary = None
@@ -237,6 +267,197 @@ class TestChanges(Base):
         res = tools.run([tools.binary("MAILGRAB"), "verify", "--offline", "--output", self.out],
                         timeout=60)
         self.assertEqual(res.returncode, 0, res.describe())
+
+
+class Incremental(Base):
+    """What a run asks the server for (the server logs each command)."""
+    command_log = True
+
+    def folders(self):
+        """Every folder a run without --spam-trash backs up."""
+        return {f for f in self.acct.folder_names() if f not in (SPAM, TRASH)}
+
+    def first(self, *args):
+        res = self.mailgrab(*args)
+        self.assertBackup(res, *(["maildir"] if "maildir" in args else []))
+        self.assertEqual(examined(self.srv.commands()), self.folders())
+        return res
+
+    def assertNothingOpened(self, *args):
+        stats = os.path.join(workdir, "wire.json")
+        with tools.Proxy(self.srv.host, self.srv.port, "--stats-file", stats) as proxy:
+            res = self.mailgrab("-v", *args, port=proxy.port)
+        self.assertEqual(res.returncode, 0, res.describe())
+        commands = self.srv.commands()
+        self.assertEqual(examined(commands), set(), res.describe())
+        with open(stats) as f:
+            wire = json.load(f)
+        self.assertLessEqual(wire["down_bytes"], 8 * 1024, f"{wire} {commands}")
+        self.assertIn("no folder is opened", res.stderr)
+        return res, commands
+
+    def assertFull(self, why, *args):
+        res = self.mailgrab("-v", *args)
+        self.assertBackup(res)
+        self.assertIn("every folder is listed: " + why, res.stderr, res.describe())
+        self.assertEqual(examined(self.srv.commands()), self.folders(), res.describe())
+        self.assertEqual(sum(b["new"] for b in self.boxes(res).values()), 0, res.describe())
+        return res
+
+    def assertSameAsFull(self):
+        """The backup is what a fresh full backup of the account is."""
+        fresh = tempfile.mkdtemp(prefix="fresh-", dir=workdir)
+        self.assertEqual(self.mailgrab(out=fresh).returncode, 0)
+        self.srv.commands()
+        for folder in self.acct.folder_names():
+            if folder in self.folders():
+                self.assertEqual(stored_files(self.out, folder, "eml").keys(),
+                                 stored_files(fresh, folder, "eml").keys(), folder)
+        with open(os.path.join(self.out, "labels.jsonl"), "rb") as a, \
+                open(os.path.join(fresh, "labels.jsonl"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+
+
+class TestIncremental(Incremental):
+    """Once a complete run marked All Mail."""
+    n = 24
+
+    def test_nothing_changed_opens_no_folder(self):
+        for fmt in ("eml", "maildir"):
+            with self.subTest(fmt=fmt):
+                self.out = tempfile.mkdtemp(prefix="out-", dir=workdir)
+                self.first("--format", fmt)
+                labels = os.path.join(self.out, "labels.jsonl")
+                with open(labels, "rb") as f:
+                    before = f.read()
+                files = message_files(self.out)
+                res, commands = self.assertNothingOpened("--format", fmt)
+                self.assertEqual([c for c, _ in commands if c in ("FETCH", "UID FETCH")], [])
+                self.assertEqual(sum(b["new"] + b["linked"] + b["unlinked"]
+                                     for b in self.boxes(res).values()), 0)
+                self.assertEqual(self.boxes(res)["INBOX"]["skipped"],
+                                 len(self.acct.listing("INBOX")))
+                with open(labels, "rb") as f:
+                    self.assertEqual(f.read(), before)
+                self.assertEqual(message_files(self.out), files)
+        # Spam and Trash, not in All Mail: their own STATUS says they have
+        # nothing new.
+        self.assertEqual(self.mailgrab("--spam-trash", "--format", fmt).returncode, 0)
+        self.assertEqual(examined(self.srv.commands()), {SPAM, TRASH})
+        res, commands = self.assertNothingOpened("--spam-trash", "--format", fmt)
+        self.assertEqual({a[0] for c, a in commands if c == "STATUS"}, {ALL_MAIL, SPAM, TRASH})
+
+    def test_label_change_lists_only_its_folders(self):
+        self.first()
+        moved = self.acct.messages[min(self.acct.messages) + 6]
+        was = set(moved.folders())
+        self.assertIn("\\Sent", moved.labels)
+        self.assertNotIn("Work/Projects", moved.labels)
+        self.acct.relabel(moved.msgid, add=["Work/Projects"], remove=["\\Sent"])
+        self.restart()
+        res = self.mailgrab()
+        self.assertBackup(res)
+        commands = self.srv.commands()
+        self.assertEqual(examined(commands), was | set(moved.folders()), res.describe())
+        for cmd, args in commands:
+            self.assertFalse(cmd == "UID FETCH" and "BODY" in " ".join(args), args)
+        boxes = self.boxes(res)
+        self.assertEqual(sum(b["new"] + b["bytes"] for b in boxes.values()), 0)
+        self.assertEqual(boxes["Work/Projects"]["linked"], 1)
+        self.assertEqual(boxes["[Gmail]/Sent Mail"]["unlinked"], 1)
+        self.assertSameAsFull()
+        self.assertNothingOpened()
+
+    def test_new_mail_opens_all_mail_and_inbox(self):
+        self.first()
+        m = self.acct.add(300, labels=["\\Inbox"])
+        self.restart()
+        res = self.mailgrab()
+        self.assertBackup(res)
+        self.assertEqual(examined(self.srv.commands()), {ALL_MAIL, "INBOX"}, res.describe())
+        boxes = self.boxes(res)
+        self.assertEqual(sum(b["new"] for b in boxes.values()), 1)
+        self.assertEqual(boxes[ALL_MAIL]["bytes"], len(m.raw))
+        self.assertEqual(boxes["INBOX"]["linked"], 1)
+        self.assertSameAsFull()
+        self.assertNothingOpened()
+
+    def test_flag_change_renames_maildir_links(self):
+        self.first("--format", "maildir")
+        m = self.acct.messages[min(self.acct.messages)]  # unseen, starred
+        self.assertEqual(m.flags, ["\\Flagged"])
+        self.acct.flag(m.msgid, add=["\\Seen"])
+        self.restart()
+        res = self.mailgrab("--format", "maildir")
+        self.assertBackup(res, fmt="maildir")
+        self.assertEqual(examined(self.srv.commands()), set(m.folders()), res.describe())
+        boxes = self.boxes(res)
+        self.assertEqual(sum(b["new"] + b["linked"] for b in boxes.values()), 0)
+        for folder in m.folders():
+            self.assertEqual(boxes[folder]["reflagged"], 1, folder)
+            path = stored_files(self.out, folder, "maildir")[m.uids[folder]]
+            self.assertTrue(path.endswith(":2,FS"), path)
+        self.assertNothingOpened("--format", "maildir")
+
+    def test_fallbacks_list_every_folder(self):
+        self.first()
+        labels = os.path.join(self.out, "labels.jsonl")
+        state = os.path.join(self.out, dir_of(ALL_MAIL), ".mailgrab-state")
+        with open(labels, "a") as f:
+            f.write("not json\n")
+        self.assertFull("labels.jsonl has lines not understood")
+        self.assertNothingOpened()
+        os.unlink(labels)
+        self.assertFull("labels.jsonl is missing")
+        self.assertNothingOpened()
+        os.unlink(next(iter(stored_files(self.out, "INBOX", "eml").values())))
+        self.assertFull("files were removed from a folder here")
+        self.assertNothingOpened()
+        alone = next(m for m in self.acct.messages.values() if not m.labels)
+        os.unlink(stored_files(self.out, ALL_MAIL, "eml")[alone.uids[ALL_MAIL]])
+        res = self.mailgrab("-v")  # fetched again: no other copy is left
+        self.assertBackup(res)
+        self.assertIn("files were removed from All Mail here", res.stderr)
+        self.assertEqual(examined(self.srv.commands()), self.folders())
+        self.assertNothingOpened()
+        with open(state) as f:
+            text = f.read()
+        day = re.search(r"flags_at=(\d+)", text)
+        with open(state, "w") as f:  # the last full run was 25 hours ago
+            f.write(text.replace(day.group(0), "flags_at=%d" % (int(day.group(1)) - 90000)))
+        self.assertFull("the daily full listing is due")
+        self.assertNothingOpened()
+        with open(state, "w") as f:  # as a version without the mark wrote it
+            f.write(re.search(r"uidvalidity=\d+\n", text).group(0))
+        self.assertFull("no complete earlier run of this version")
+        self.assertNothingOpened()
+        # A renumbered All Mail: its new UIDs are linked to the files stored
+        # under the old ones, nothing is fetched again.
+        self.acct.renumber(ALL_MAIL)
+        self.restart()
+        res = self.mailgrab("-v")
+        self.assertEqual(res.returncode, 0, res.describe())
+        self.assertIn("no earlier backup of All Mail under its UIDVALIDITY", res.stderr)
+        self.assertEqual(examined(self.srv.commands()), self.folders())
+        self.assertEqual(sum(b["new"] for b in self.boxes(res).values()), 0, res.describe())
+        for x in labels_file(self.out):
+            with open(os.path.join(self.out, x["path"]), "rb") as f:
+                self.assertEqual(f.read(), self.acct.messages[int(x["msgid"])].raw, x)
+        self.assertNothingOpened()
+
+
+class TestWithoutCondstore(Incremental):
+    """Gmail's extensions without CONDSTORE: label changes cannot be asked
+    for, so every run lists every folder."""
+    n = 12
+    plugins = [p for p in DEFAULT_PLUGINS if p != "CONDSTORE"]
+
+    def test_every_run_lists_every_folder(self):
+        self.first()
+        self.acct.relabel(min(self.acct.messages), add=["Work"])
+        self.restart()
+        self.assertFull("the server does not offer CONDSTORE")
+        self.assertFull("the server does not offer CONDSTORE")
 
 
 class TestEstimate(Base):

@@ -885,6 +885,54 @@ static void test_manifest_recovered_on_open(void **state)
     assert_int_equal(g.n, 3);
 }
 
+/* The mark a complete run leaves, read back as the next run sees it: a
+ * Gmail run's says so; any other run's mark (an older mailgrab's, a
+ * single-mailbox run's) does not, and then every Gmail folder is listed. */
+static void test_mark_round_trip(void **state)
+{
+    struct mg_error e;
+    char out[128];
+    snprintf(out, sizeof(out), "%s/mark", root);
+    uint32_t uv = 1;
+    struct mg_store_mark m = {.uidnext = 9};
+    assert_int_equal(mg_store_peek(out, "All", &uv, &m), 0); /* nothing there */
+    assert_int_equal(uv, 0);
+    assert_int_equal(m.uidnext, 0);
+    struct mg_store *st;
+    bool newgen;
+    assert_int_equal(mg_store_open(out, "All", MG_FORMAT_EML, 77, &st, &newgen, &e), MG_OK);
+    assert_int_equal(mg_store_peek(out, "All", &uv, &m), 1); /* no mark yet */
+    assert_int_equal(uv, 77);
+    assert_int_equal(m.uidnext, 0);
+    assert_false(mg_store_marked(out, "All"));
+    struct mg_store_mark gm = {41, 40, 1234567890123ull, 1700000000, true};
+    assert_int_equal(mg_store_set_mark(st, &gm, &e), MG_OK);
+    mg_store_close(st);
+    assert_int_equal(mg_store_peek(out, "All", &uv, &m), 1);
+    assert_int_equal(uv, 77);
+    assert_int_equal(m.uidnext, 41);
+    assert_int_equal(m.stored, 40);
+    assert_true(m.modseq == 1234567890123ull);
+    assert_int_equal(m.flags_at, 1700000000);
+    assert_true(m.gmail);
+    assert_true(mg_store_marked(out, "All"));
+    assert_int_equal(mg_store_open(out, "All", MG_FORMAT_EML, 77, &st, &newgen, &e), MG_OK);
+    mg_store_get_mark(st, &m);
+    assert_true(m.gmail);
+    struct mg_store_mark other = {42, 41, 1234567890124ull, 1700000001, false};
+    assert_int_equal(mg_store_set_mark(st, &other, &e), MG_OK);
+    mg_store_close(st);
+    assert_int_equal(mg_store_peek(out, "All", &uv, &m), 1);
+    assert_int_equal(m.uidnext, 42);
+    assert_false(m.gmail);
+    /* Under another UIDVALIDITY the mark is not the new generation's. */
+    assert_int_equal(mg_store_open(out, "All", MG_FORMAT_EML, 78, &st, &newgen, &e), MG_OK);
+    mg_store_get_mark(st, &m);
+    assert_int_equal(m.uidnext, 0);
+    assert_false(m.gmail);
+    mg_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -905,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_rename_fallback_never_replaces),
         cmocka_unit_test(test_manifest_at_commit),
         cmocka_unit_test(test_manifest_recovered_on_open),
+        cmocka_unit_test(test_mark_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

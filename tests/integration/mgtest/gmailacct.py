@@ -11,7 +11,11 @@ same X-GM-MSGID everywhere. Spam and Trash hold messages All Mail does not.
 
 UIDs and UIDVALIDITYs are fixed, so a server restarted with a changed
 account (acct.add(...), acct.relabel(...)) serves the rest unchanged, as
-Gmail does when new mail arrives or a label changes.
+Gmail does when new mail arrives or a label changes. MODSEQs (CONDSTORE)
+are the account's, as Gmail's: a message gets the next one when it
+arrives and when its labels change, and every folder's HIGHESTMODSEQ is
+the highest given; acct.renumber(folder) gives a folder a new UIDVALIDITY
+and new UIDs.
 """
 
 import base64
@@ -70,6 +74,7 @@ class Msg:
         self.internaldate = datetime.datetime(2025, 1 + i % 12, 1 + i % 28, i % 24, 7, 9,
                                               tzinfo=datetime.timezone.utc)
         self.uids = {}  # folder -> UID there
+        self.modseq = 0
 
     def folders(self):
         return [ALL_MAIL] + [folder_of(label) for label in self.labels]
@@ -93,6 +98,8 @@ class GmailAccount:
         self.rename = {"Reisen/Köln": "Reisen/Koeln"} if ascii_names else {}
         self.messages = {}
         self.next_uid = {}
+        self.modseq = 0  # the highest MODSEQ given
+        self.uidvalidity = {}  # folder -> UIDVALIDITY, when not the default
         self.outside = {SPAM: [], TRASH: []}  # raw messages All Mail does not hold
         for i in range(n):
             self.add(i)
@@ -112,6 +119,7 @@ class GmailAccount:
         m = Msg(i, raw, labels, flags)
         for f in m.folders():
             m.uids[f] = self._uid(f)
+        self._touch(m)
         self.messages[m.msgid] = m
         return m
 
@@ -120,9 +128,27 @@ class GmailAccount:
         self.next_uid[folder] = uid + 1
         return uid
 
+    def _touch(self, m):
+        self.modseq += 1
+        m.modseq = self.modseq
+
+    def renumber(self, folder):
+        """The server renumbers folder: a new UIDVALIDITY, new UIDs."""
+        self.uidvalidity[folder] = self.uidvalidity.get(folder, 1000 + len(folder)) + 1
+        self.next_uid[folder] = 1
+        for _, m in self.listing(folder):
+            m.uids[folder] = self._uid(folder)
+
+    def flag(self, msgid, add=(), remove=()):
+        """Flags set or cleared elsewhere (the same in every folder)."""
+        m = self.messages[msgid]
+        self._touch(m)
+        m.flags = [f for f in m.flags if f not in remove] + [f for f in add if f not in m.flags]
+
     def relabel(self, msgid, add=(), remove=()):
         """Labels added get a new UID in their folder; removed ones leave it."""
         m = self.messages[msgid]
+        self._touch(m)
         for label in remove:
             m.labels.remove(label)
             del m.uids[folder_of(label)]
@@ -143,7 +169,8 @@ class GmailAccount:
         """The description Hoodiecrow(folders=...) serves."""
         out = {}
         for name in self.folder_names():
-            f = {"uidvalidity": 1000 + len(name), "messages": []}
+            f = {"uidvalidity": self.uidvalidity.get(name, 1000 + len(name)),
+                 "highestmodseq": max(self.modseq, 1), "messages": []}
             special = {ALL_MAIL: "\\All", SPAM: "\\Junk", TRASH: "\\Trash"}.get(name)
             special = special or next((s[1] for s in SYSTEM.values() if s[0] == name), None)
             if special:
@@ -154,7 +181,7 @@ class GmailAccount:
             for uid, m in self.listing(name):
                 f["messages"].append(message(
                     m.raw, uid=uid, flags=m.flags, labels=[mutf7(x) for x in m.labels],
-                    msgid=str(m.msgid), thrid=str(m.thrid),
+                    msgid=str(m.msgid), thrid=str(m.thrid), modseq=m.modseq,
                     internaldate=m.internaldate.strftime("%Y-%m-%dT%H:%M:%SZ")))
             if f["messages"]:
                 f["uidnext"] = max(x["uid"] for x in f["messages"]) + 1

@@ -11,8 +11,9 @@
 //     "separator": "/",
 //     "max_sessions": 2,   // more logged-in sessions get max_sessions_reply
 //     "max_sessions_reply": "NO [ALERT] Too many simultaneous connections. (Failure)",
+//     "command_log": "commands.jsonl",  // each command as a JSON line (no secrets)
 //     "folders": {
-//       "INBOX": {"uidvalidity": 7, "messages": [MESSAGE, ...]},
+//       "INBOX": {"uidvalidity": 7, "highestmodseq": 9, "messages": [MESSAGE, ...]},
 //       "Työ/Kuitit": {"special_use": "\\Archive", "messages": [...],
 //                      "refuse": "NO [NOPERM] Permission denied"}
 //     }
@@ -20,7 +21,11 @@
 //
 // MESSAGE: {"raw": base64 of the message, "uid": n, "flags": ["\\Seen"],
 //           "internaldate": "2024-01-02T03:04:05Z", "labels": [...],
-//           "msgid": "decimal", "thrid": "decimal"}
+//           "msgid": "decimal", "thrid": "decimal", "modseq": n}
+//
+// With CONDSTORE a message without "modseq" gets the folder's next one when
+// the server starts; given ones (and "highestmodseq") let a restarted server
+// say what changed, as Gmail raises a message's MODSEQ when its labels do.
 //
 // Folder names are written in UTF-8 and served as the raw UTF-8 bytes (as
 // hoodiecrow, GNU imap4d and some Cyrus set-ups do), not in modified UTF-7.
@@ -63,6 +68,8 @@ function message(m) {
         out["X-GM-MSGID"] = m.msgid;
     if (m.thrid)
         out["X-GM-THRID"] = m.thrid;
+    if (m.modseq)
+        out.MODSEQ = m.modseq;
     return out;
 }
 
@@ -78,6 +85,8 @@ function folder(f) {
         out.flags = f.flags;
     if (f.refuse)
         out.refuse = f.refuse;
+    if (f.highestmodseq)
+        out.HIGHESTMODSEQ = f.highestmodseq;
     return out;
 }
 
@@ -142,6 +151,34 @@ if (plugins.includes("X-GM-EXT-1")) {
     };
 }
 
+if (plugins.includes("CONDSTORE")) {
+    // The plugin applies CHANGEDSINCE to FETCH only; hoodiecrow's UID FETCH
+    // ignores it and answers for every message. Ask for the UIDs of the
+    // range whose MODSEQ is higher instead, as a CONDSTORE server answers.
+    const uidFetch = server.getCommandHandler("UID FETCH");
+    server.setCommandHandler("UID FETCH", function(connection, parsed, data, callback) {
+        const mods = parsed.attributes && parsed.attributes[2];
+        const i = Array.isArray(mods) ? mods.findIndex(
+            (a) => a && a.type === "ATOM" && a.value.toUpperCase() === "CHANGEDSINCE") : -1;
+        if (i < 0 || connection.state !== "Selected" || !parsed.attributes[0])
+            return uidFetch(connection, parsed, data, callback);
+        const since = Number(mods[i + 1] && mods[i + 1].value);
+        const uids = server.getMessageRange(connection.selectedMailbox,
+                                            parsed.attributes[0].value, true)
+                         .filter(([, m]) => (m.MODSEQ || 0) > since)
+                         .map(([, m]) => m.uid);
+        parsed.attributes.splice(2, 1);
+        if (!uids.length) {
+            connection.send({tag: parsed.tag, command: "OK",
+                             attributes: [{type: "TEXT", value: "UID FETCH Completed"}]},
+                            "UID FETCH", parsed, data);
+            return callback();
+        }
+        parsed.attributes[0] = {type: "SEQUENCE", value: uids.join(",")};
+        return uidFetch(connection, parsed, data, callback);
+    });
+}
+
 // Answer a command with a tagged reply such as "NO [NOPERM] Permission denied".
 function answer(connection, parsed, data, reply, command, callback) {
     const [state, ...text] = reply.split(" ");
@@ -189,6 +226,28 @@ function limited(command) {
 server.setCommandHandler("LOGIN", limited("LOGIN"));
 if (plugins.includes("XOAUTH2"))
     server.setCommandHandler("AUTHENTICATE XOAUTH2", limited("AUTHENTICATE XOAUTH2"));
+
+// Every command the server is asked, one JSON line each, for tests that
+// check what a client asked for: the command and its arguments as text
+// (LOGIN and AUTHENTICATE without theirs).
+if (config.command_log) {
+    const text = (a) => Array.isArray(a) ? "(" + a.map(text).join(" ") + ")"
+                      : a && typeof a === "object" ? (a.value !== undefined ? String(a.value) : "")
+                      : String(a);
+    const original = server.getCommandHandler.bind(server);
+    server.getCommandHandler = function(command) {
+        const handler = original(command);
+        if (!handler)
+            return handler;
+        return function(connection, parsed, data, callback) {
+            const name = String(parsed.command || "").toUpperCase();
+            const secret = name === "LOGIN" || name.startsWith("AUTHENTICATE");
+            const args = secret ? [] : (parsed.attributes || []).map(text);
+            fs.appendFileSync(config.command_log, JSON.stringify({command: name, args: args}) + "\n");
+            return handler(connection, parsed, data, callback);
+        };
+    };
+}
 
 server.server.on("listening", () => {
     process.stdout.write("LISTENING " + server.server.address().port + "\n");

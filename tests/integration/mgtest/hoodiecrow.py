@@ -60,12 +60,14 @@ class Hoodiecrow(ServerProcess):
     host = "127.0.0.1"
 
     def __init__(self, folders=None, users=None, plugins=None, separator="/", root=None,
-                 max_sessions=None, max_sessions_reply=None):
+                 max_sessions=None, max_sessions_reply=None, command_log=False):
         """folders: {name: {"messages": [bytes or message(...)], "uidvalidity": n,
         "special_use": "\\\\Sent", "refuse": "NO [NOPERM] text"}}; names in UTF-8.
         users: {user: password}; default alice:secret. max_sessions: more
         logged-in sessions are refused with max_sessions_reply (default
-        Gmail's "NO [ALERT] Too many simultaneous connections. (Failure)")."""
+        Gmail's "NO [ALERT] Too many simultaneous connections. (Failure)").
+        command_log: the server writes each command it is asked to
+        root/commands.jsonl (commands() reads them)."""
         self.folders = folders or {"INBOX": {}}
         self.users = users or {"alice": "secret"}
         self.plugins = DEFAULT_PLUGINS if plugins is None else plugins
@@ -78,6 +80,7 @@ class Hoodiecrow(ServerProcess):
         self.ca_file = os.path.join(self.pki, "ca.pem")
         self.proc = None
         self.port = None
+        self.command_log = os.path.join(self.root, "commands.jsonl") if command_log else None
         self.user = next(iter(self.users))
         self.password = self.users[self.user]
         self._log = []
@@ -101,6 +104,7 @@ class Hoodiecrow(ServerProcess):
             "folders": folders,
             "max_sessions": self.max_sessions,
             "max_sessions_reply": self.max_sessions_reply,
+            "command_log": self.command_log,
         }
 
     def start(self, timeout=15.0):
@@ -136,6 +140,17 @@ class Hoodiecrow(ServerProcess):
     def _drain(self):
         for line in self.proc.stdout:
             self._log.append(line.decode("utf-8", "replace"))
+
+    def commands(self, clear=True):
+        """[(command, [args as text])] the server was asked since the last
+        call (clear) or since it started."""
+        if not self.command_log or not os.path.exists(self.command_log):
+            return []
+        with open(self.command_log, encoding="utf-8") as f:
+            got = [json.loads(line) for line in f if line.strip()]
+        if clear:
+            os.unlink(self.command_log)
+        return [(c["command"], c["args"]) for c in got]
 
     def log_text(self):
         return "".join(self._log)
