@@ -50,6 +50,7 @@ static void add_listed(const char *imap_name, unsigned roles, void *ctx)
         return;
     b->v = v;
     struct box *x = &b->v[b->n];
+    memset(x, 0, sizeof(*x)); /* what later steps set starts out zero */
     x->roles = roles;
     snprintf(x->imap, sizeof(x->imap), "%s", imap_name);
     if (mg_mbox_from_imap(imap_name, x->utf8, sizeof(x->utf8)) != 0) {
