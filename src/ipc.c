@@ -4,22 +4,32 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-static int write_all(int fd, const void *p, size_t n)
+/* Write every byte of iov[0..cnt) in as few calls as the fd takes. */
+static int write_iov(int fd, struct iovec *iov, int cnt)
 {
-    const char *c = p;
-    while (n > 0) {
+    while (cnt > 0) {
         /* a dead peer must give EPIPE, not a SIGPIPE that kills a download */
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
         if (w < 0 && errno == ENOTSOCK)
-            w = write(fd, c, n);
+            w = writev(fd, iov, cnt);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return -1;
-        c += w;
-        n -= (size_t)w;
+        size_t done = (size_t)w;
+        while (cnt > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
     }
     return 0;
 }
@@ -62,9 +72,25 @@ int mg_ipc_send(int fd, enum mg_ipc_type type, const void *data, size_t len)
     }
     unsigned char h[MG_IPC_HEADER];
     mg_ipc_header(h, type, len);
-    if (write_all(fd, h, sizeof(h)) != 0)
+    struct iovec iov[2] = {{h, sizeof(h)}, {(void *)data, len}};
+    return write_iov(fd, iov, len > 0 ? 2 : 1);
+}
+
+int mg_ipc_append(struct mg_buf *b, enum mg_ipc_type type, const void *data, size_t len)
+{
+    if (len > MG_IPC_MAX)
         return -1;
-    return len > 0 ? write_all(fd, data, len) : 0;
+    unsigned char h[MG_IPC_HEADER];
+    mg_ipc_header(h, type, len);
+    if (mg_buf_append(b, h, sizeof(h)) != 0 || mg_buf_append(b, data, len) != 0)
+        return -1;
+    return 0;
+}
+
+int mg_ipc_send_frames(int fd, const struct mg_buf *frames)
+{
+    struct iovec iov = {frames->data, frames->len};
+    return frames->len > 0 ? write_iov(fd, &iov, 1) : 0;
 }
 
 int mg_ipc_recv(int fd, enum mg_ipc_type *type, struct mg_buf *payload)

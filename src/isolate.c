@@ -34,9 +34,9 @@
 /* A worker is a throwaway: cap its address space so a memory bomb kills only it. */
 #define WORKER_MAX_AS (1024UL * 1024 * 1024)
 
-static int send_chunk(void *ctx, const char *data, size_t len)
+static int queue_chunk(void *ctx, const char *data, size_t len)
 {
-    return mg_ipc_send(*(int *)ctx, MG_IPC_RESULT, data, len);
+    return mg_ipc_append(ctx, MG_IPC_RESULT, data, len);
 }
 
 static int read_file(const char *path, struct mg_buf *b, struct stat *st)
@@ -96,9 +96,11 @@ static void worker(int fd, pid_t parent, const char *const *paths, const bool *s
     setrlimit(RLIMIT_CORE, &nocore); /* a poisoned message leaves no core file of mail */
     unsigned timeout = o->timeout_secs ? o->timeout_secs : MG_ISOLATE_TIMEOUT;
     struct mg_analyze_opts ao = {o->stopwords, o->me, o->nme};
-    struct mg_buf msg, row;
+    struct mg_buf msg, row, frames;
     mg_buf_init(&msg, MG_ISOLATE_MAX_READ);
     mg_buf_init(&row, MG_MSGROW_MAX);
+    /* a message's row and result leave in one write: one wake-up of the reader */
+    mg_buf_init(&frames, MG_IPC_MAX + MG_MSGROW_MAX + 2 * MG_IPC_HEADER);
     struct mg_buf *rowp = o->row ? &row : NULL;
     for (size_t i = 0; i < n; i++) {
         struct mg_stats one;
@@ -122,10 +124,12 @@ static void worker(int fd, pid_t parent, const char *const *paths, const bool *s
             rc = mg_analyze_full(msg.data ? msg.data : "", msg.len, &m, &ao, &one, rowp);
         }
         alarm(0);
-        if (rc == 0 && rowp != NULL && mg_ipc_send(fd, MG_IPC_ROW, row.data, row.len) != 0)
+        mg_buf_reset(&frames);
+        if (rc == 0 && rowp != NULL && mg_ipc_append(&frames, MG_IPC_ROW, row.data, row.len) != 0)
             rc = -1;
         /* a chunk size of the frame maximum keeps each message in one frame */
-        if (rc != 0 || mg_stats_encode(&one, MG_IPC_MAX - 16384, send_chunk, &fd) != 0)
+        if (rc != 0 || mg_stats_encode(&one, MG_IPC_MAX - 16384, queue_chunk, &frames) != 0 ||
+            mg_ipc_send_frames(fd, &frames) != 0)
             _exit(3);
         mg_stats_finish(&one);
     }

@@ -58,6 +58,12 @@ void mg_ipc_header(unsigned char h[MG_IPC_HEADER], enum mg_ipc_type type, size_t
 /* 0, or -1 on a write error (errno set). Retries on EINTR and short writes. */
 int mg_ipc_send(int fd, enum mg_ipc_type type, const void *data, size_t len);
 
+/* Queue a frame at the end of b (for one write of several frames). 0, or -1
+ * when b is full or len is above MG_IPC_MAX. */
+int mg_ipc_append(struct mg_buf *b, enum mg_ipc_type type, const void *data, size_t len);
+/* Write the frames queued in b, like mg_ipc_send. */
+int mg_ipc_send_frames(int fd, const struct mg_buf *frames);
+
 /* 0 with a frame, 1 on a clean EOF before a frame, -1 on error or malformed frame. */
 int mg_ipc_recv(int fd, enum mg_ipc_type *type, struct mg_buf *payload);
 
