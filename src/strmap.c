@@ -57,8 +57,9 @@ static int grow(struct mg_strmap *m)
 struct mg_strmap_entry *mg_strmap_get(struct mg_strmap *m, const char *key, size_t keylen,
                                       bool create)
 {
+    uint64_t h = hash(key, keylen);
     if (m->cap > 0) {
-        size_t j = hash(key, keylen) & (m->cap - 1);
+        size_t j = h & (m->cap - 1);
         while (m->slots[j].key != NULL) {
             if (m->slots[j].keylen == keylen && memcmp(m->slots[j].key, key, keylen) == 0)
                 return &m->slots[j];
@@ -74,7 +75,7 @@ struct mg_strmap_entry *mg_strmap_get(struct mg_strmap *m, const char *key, size
         return NULL;
     memcpy(k, key, keylen);
     k[keylen] = '\0';
-    size_t j = hash(key, keylen) & (m->cap - 1);
+    size_t j = h & (m->cap - 1);
     while (m->slots[j].key != NULL)
         j = (j + 1) & (m->cap - 1);
     memset(&m->slots[j], 0, sizeof(m->slots[j]));
