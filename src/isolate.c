@@ -180,8 +180,8 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
         bool broken = false;
         enum mg_ipc_type type;
         int r;
-        /* one RESULT frame per message; decode into a scratch copy so a bad
-         * frame adds nothing */
+        /* one RESULT frame per message, checked whole before it is added so
+         * a bad frame adds nothing */
         bool have_row = false;
         while ((r = mg_ipc_recv(p[0], &type, &frame)) == 0) {
             if (type == MG_IPC_ROW && o->row != NULL && !have_row) {
@@ -198,16 +198,13 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
                 break;
             }
             have_row = false;
-            struct mg_stats one;
-            mg_stats_init(&one);
-            if (type != MG_IPC_RESULT || mg_stats_decode(&one, frame.data, frame.len) != 0 ||
-                one.messages != 1) {
-                mg_stats_finish(&one);
+            uint64_t msgs = 0;
+            if (type != MG_IPC_RESULT || mg_stats_check(frame.data, frame.len, &msgs) != 0 ||
+                msgs != 1) {
                 broken = true;
                 break;
             }
-            int mr = mg_stats_merge(out, &one);
-            mg_stats_finish(&one);
+            int mr = mg_stats_decode(out, frame.data, frame.len);
             if (mr == 0 && o->row != NULL && o->row(o->row_ctx, row.data, row.len) != 0)
                 mr = -1;
             if (mr != 0) {
