@@ -536,15 +536,20 @@ static void add_text(struct walk *w, const struct ctype *ct, const char *cte, si
 static size_t find_delim(const char *p, size_t n, size_t from, const char *b, size_t bl,
                          bool *close, size_t *after)
 {
+    /* the whole "--boundary" is searched for: a long needle lets memmem
+     * skip ahead, where "--" alone stops at every rule of dashes */
+    char needle[2 + sizeof(((struct ctype *)0)->boundary)];
+    if (bl > sizeof(needle) - 2)
+        return n;
+    needle[0] = needle[1] = '-';
+    memcpy(needle + 2, b, bl);
     while (from < n) {
-        const char *hit = memmem(p + from, n - from, "--", 2);
+        const char *hit = memmem(p + from, n - from, needle, bl + 2);
         if (hit == NULL)
             return n;
         size_t pos = (size_t)(hit - p);
-        from = pos + 2;
+        from = pos + 1;
         if (pos > 0 && p[pos - 1] != '\n')
-            continue;
-        if (n - pos - 2 < bl || memcmp(p + pos + 2, b, bl) != 0)
             continue;
         size_t k = pos + 2 + bl;
         *close = (k + 1 < n && p[k] == '-' && p[k + 1] == '-');
