@@ -103,6 +103,16 @@ static bool is_space_cp(uint32_t c)
            c == 0x2028 || c == 0x2029 || c == 0x3000 || (c >= 0x2000 && c <= 0x200B);
 }
 
+static inline bool ascii_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r'); /* what is_space_cp takes below 0x80 */
+}
+
+static inline bool ascii_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 /* Like next_cp, with ASCII (most of any text) decoded in line. */
 static inline uint32_t cp_at(const unsigned char *s, size_t n, size_t *len)
 {
@@ -191,6 +201,17 @@ static int collect_chunk(const char *s, size_t n, const struct mg_stopwords *sw,
     w->len = 0;
     w->failed = false;
     while (i <= n) {
+        if (i < n && ascii_alnum(p[i])) { /* the common case, in line */
+            char ch = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+            if (word_put(w, &ch, 1) != 0)
+                cps = MG_WORD_MAX + 1;
+            cps++;
+            if (!(ch >= '0' && ch <= '9'))
+                has_alpha = true;
+            prev = (uint32_t)ch;
+            i++;
+            continue;
+        }
         size_t l = 1;
         uint32_t c = i < n ? cp_at(p + i, n - i, &l) : ' ';
         if (i < n && is_word_cp(c)) {
@@ -236,11 +257,11 @@ int mg_words_collect(const char *text, size_t n, const struct mg_stopwords *sw,
     int rc = 0;
     while (i < n && rc == 0) {
         size_t l;
-        while (i < n && is_space_cp(cp_at(p + i, n - i, &l)))
-            i += l;
+        while (i < n && (p[i] < 0x80 ? ascii_space(p[i]) : is_space_cp(cp_at(p + i, n - i, &l))))
+            i += p[i] < 0x80 ? 1 : l;
         size_t st = i;
-        while (i < n && !is_space_cp(cp_at(p + i, n - i, &l)))
-            i += l;
+        while (i < n && !(p[i] < 0x80 ? ascii_space(p[i]) : is_space_cp(cp_at(p + i, n - i, &l))))
+            i += p[i] < 0x80 ? 1 : l;
         if (i > st && !chunk_is_link(text + st, i - st))
             rc = collect_chunk(text + st, i - st, sw, set, &w);
     }
