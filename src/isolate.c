@@ -49,9 +49,16 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
         return -1;
     }
     mg_buf_reset(b);
-    char chunk[65536];
-    for (;;) {
-        ssize_t r = read(fd, chunk, sizeof(chunk));
+    /* straight into the buffer, the whole file in one read where it can:
+     * room for its size and a byte more, so a short read shows the end */
+    size_t size = st->st_size > 0 ? (size_t)st->st_size : 0;
+    while (b->len < b->max) { /* analyse the first MG_ISOLATE_MAX_READ bytes */
+        size_t ask = size >= b->len ? size - b->len + 1 : 65536;
+        if (ask > b->max - b->len)
+            ask = b->max - b->len;
+        if (mg_buf_reserve(b, ask) != 0)
+            break;
+        ssize_t r = read(fd, b->data + b->len, ask);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -60,9 +67,10 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
         }
         if (r == 0)
             break;
-        size_t room = b->max - b->len;
-        if (mg_buf_append(b, chunk, (size_t)r < room ? (size_t)r : room) != 0 || (size_t)r > room)
-            break; /* analyse the first MG_ISOLATE_MAX_READ bytes */
+        b->len += (size_t)r;
+        b->data[b->len] = '\0';
+        if ((size_t)r < ask && b->len >= size)
+            break; /* a short read of a regular file at its size: the end */
     }
     close(fd);
     return 0;
@@ -183,7 +191,9 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
         /* one RESULT frame per message, checked whole before it is added so
          * a bad frame adds nothing */
         bool have_row = false;
-        while ((r = mg_ipc_recv(p[0], &type, &frame)) == 0) {
+        struct mg_ipc_reader rd;
+        mg_ipc_reader_init(&rd, p[0]);
+        while ((r = mg_ipc_read(&rd, &type, &frame)) == 0) {
             if (type == MG_IPC_ROW && o->row != NULL && !have_row) {
                 mg_buf_reset(&row);
                 if (mg_buf_append(&row, frame.data, frame.len) != 0) {
@@ -213,6 +223,7 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
             }
             done++;
         }
+        mg_ipc_reader_finish(&rd);
         close(p[0]);
         if (broken || r < 0)
             kill(pid, SIGKILL);

@@ -67,4 +67,20 @@ int mg_ipc_send_frames(int fd, const struct mg_buf *frames);
 /* 0 with a frame, 1 on a clean EOF before a frame, -1 on error or malformed frame. */
 int mg_ipc_recv(int fd, enum mg_ipc_type *type, struct mg_buf *payload);
 
+/*
+ * Frames from one fd taken in large reads (a worker's row and result arrive
+ * together): fewer system calls than mg_ipc_recv. Bytes wait in the reader,
+ * so it is only for an fd read in a blocking loop, never one that is polled.
+ * Owns its buffer (mg_ipc_reader_finish frees it); not the fd.
+ */
+struct mg_ipc_reader {
+    int fd;
+    struct mg_buf in; /* in.data[head..in.len) is unread */
+    size_t head;
+};
+void mg_ipc_reader_init(struct mg_ipc_reader *r, int fd);
+void mg_ipc_reader_finish(struct mg_ipc_reader *r);
+/* Like mg_ipc_recv. */
+int mg_ipc_read(struct mg_ipc_reader *r, enum mg_ipc_type *type, struct mg_buf *payload);
+
 #endif
