@@ -123,12 +123,13 @@ static inline uint32_t cp_at(const unsigned char *s, size_t n, size_t *len)
     return next_cp(s, n, len);
 }
 
-/* A whitespace-delimited chunk that is a URL or an address is skipped whole. */
-static bool chunk_is_link(const char *s, size_t n)
+/* A whitespace-delimited chunk that is a URL or an address is skipped whole.
+ * at and colon: whether the chunk holds an '@' or a ':'. */
+static bool chunk_is_link(const char *s, size_t n, bool at, bool colon)
 {
-    if (memchr(s, '@', n) != NULL)
+    if (at)
         return true;
-    for (const char *c = memchr(s, ':', n); c != NULL;
+    for (const char *c = colon ? memchr(s, ':', n) : NULL; c != NULL;
          c = memchr(c + 1, ':', (size_t)(s + n - c - 1)))
         if (s + n - c >= 3 && c[1] == '/' && c[2] == '/')
             return true;
@@ -138,7 +139,7 @@ static bool chunk_is_link(const char *s, size_t n)
         i++;
     if (n - i >= 4 && strncasecmp(s + i, "www.", 4) == 0)
         return true;
-    if (n - i >= 7 && strncasecmp(s + i, "mailto:", 7) == 0)
+    if (colon && n - i >= 7 && strncasecmp(s + i, "mailto:", 7) == 0)
         return true;
     return false;
 }
@@ -260,9 +261,13 @@ int mg_words_collect(const char *text, size_t n, const struct mg_stopwords *sw,
         while (i < n && (p[i] < 0x80 ? ascii_space(p[i]) : is_space_cp(cp_at(p + i, n - i, &l))))
             i += p[i] < 0x80 ? 1 : l;
         size_t st = i;
-        while (i < n && !(p[i] < 0x80 ? ascii_space(p[i]) : is_space_cp(cp_at(p + i, n - i, &l))))
+        bool at = false, colon = false;
+        while (i < n && !(p[i] < 0x80 ? ascii_space(p[i]) : is_space_cp(cp_at(p + i, n - i, &l)))) {
+            at |= p[i] == '@';
+            colon |= p[i] == ':';
             i += p[i] < 0x80 ? 1 : l;
-        if (i > st && !chunk_is_link(text + st, i - st))
+        }
+        if (i > st && !chunk_is_link(text + st, i - st, at, colon))
             rc = collect_chunk(text + st, i - st, sw, set, &w);
     }
     return rc;
