@@ -20,7 +20,8 @@
  * - batch worker -> analyzer: one RESULT per message, preceded by its ROW
  *   when the per-message table is asked for; the analyzer sends the worker
  *   nothing (paths are inherited across fork). A stats job forwards the rows
- *   to `mailgrab stats` as they come, then its STATS and STATS_END.
+ *   to `mailgrab stats` as they come, 64 KiB of frames at a time, then its
+ *   STATS and STATS_END.
  * An end of stream where a frame was due means the peer died: the analyzer
  *   exits quietly; mailgrab reports the statistics as unavailable.
  *
