@@ -79,10 +79,17 @@ int mg_header_find(const char *hdr, size_t hdrlen, const char *name, const char 
                    size_t *vallen)
 {
     size_t nlen = strlen(name);
+    /* a line whose first byte cannot start name is passed over at a glance:
+     * bytes equal but for case are still equal once 0x20 is or-ed in */
+    char first = (char)(name[0] | 0x20);
     size_t pos = 0;
     while (pos < hdrlen) {
         const char *nl = memchr(hdr + pos, '\n', hdrlen - pos);
         size_t e = nl ? (size_t)(nl - hdr) : hdrlen;
+        if ((char)(hdr[pos] | 0x20) != first) {
+            pos = nl ? e + 1 : hdrlen;
+            continue;
+        }
         size_t fl = field_name_len(hdr + pos, e - pos);
         if (fl == nlen && strncasecmp(hdr + pos, name, nlen) == 0) {
             const char *colon = memchr(hdr + pos, ':', e - pos);
