@@ -36,8 +36,8 @@ static uint64_t hash(const char *k, size_t n)
         h ^= h >> 31;
     }
     uint64_t w = 0;
-    if (n > 0)
-        memcpy(&w, k, n);
+    for (size_t i = 0; i < n; i++) /* the last 0-7 bytes */
+        w |= (uint64_t)(unsigned char)k[i] << (8 * i);
     h = (h ^ w) * 0x94D049BB133111EBULL;
     return h ^ (h >> 29);
 }

@@ -137,7 +137,7 @@ static bool chunk_is_link(const char *s, size_t n, bool at, bool colon)
     size_t i = 0;
     while (i < n && (s[i] == '<' || s[i] == '(' || s[i] == '[' || s[i] == '"' || s[i] == '\''))
         i++;
-    if (n - i >= 4 && strncasecmp(s + i, "www.", 4) == 0)
+    if (n - i >= 4 && (s[i] | 0x20) == 'w' && strncasecmp(s + i, "www.", 4) == 0)
         return true;
     if (colon && n - i >= 7 && strncasecmp(s + i, "mailto:", 7) == 0)
         return true;
