@@ -2,8 +2,9 @@
 # stats_bench.sh [MESSAGES] [small|typical] - time `mailgrab stats` (--jobs 1
 # and all cores) against a straightforward Python stdlib script doing the
 # same job (bench/py_stats.py), on a generated corpus, and print MB/s and
-# MB/s per core. Both write every output: the long CSV, the per-message
-# table, JSON (and mailgrab the HTML report).
+# MB/s per core, by wall time and by CPU time (GNU time, package `time`).
+# Both write every output: the long CSV, the per-message table, JSON (and
+# mailgrab the HTML report).
 #   small:   tests/integration/test_stats.py's corpus (short text messages)
 #   typical: the integration corpus (mgtest/corpus.py): MIME, encoded
 #            headers, base64 attachments, a few large messages
@@ -33,23 +34,26 @@ else:
 PY
 bytes=$(du -sb --apparent-size "$work/corpus" | cut -f1)
 
+# Wall time, and CPU time (user + system of the whole process tree, from
+# GNU time): MB/s of wall time, per core used, and per CPU second.
 run() {
     label=$1
     ncores=$2
     shift 2
-    start=$(date +%s.%N)
-    "$@" >/dev/null
-    end=$(date +%s.%N)
+    /usr/bin/time -f '%e %U %S' -o "$work/time" "$@" >/dev/null
     python3 -c 'import sys
-label, n, b, c, s, e = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-t = e - s
-print("%-30s %8.2f s %9.0f msgs/s %8.1f MB/s %8.1f MB/s/core" % (label, t, n / t, b / t / 1e6, b / t / 1e6 / c))' \
-        "$label" "$n" "$bytes" "$ncores" "$start" "$end"
+label, n, b, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+t, u, s = (float(x) for x in open(sys.argv[5]).read().split()[-3:])
+cpu = max(u + s, 0.01)
+print("%-34s %6.2f s %6.2f s cpu %8.0f msgs/s %7.1f MB/s %7.1f MB/s/core %7.1f MB/cpu-s" %
+      (label, t, cpu, n / t, b / t / 1e6, b / t / 1e6 / c, b / cpu / 1e6))' \
+        "$label" "$n" "$bytes" "$ncores" "$work/time"
 }
 
 out=$work/out
 mkdir "$out"
 echo "corpus: $n messages, $bytes bytes, $cores cores"
+run "mailgrab stats --jobs 1 (tables)" 1 "$mailgrab" stats "$work/corpus" --tz UTC --jobs 1
 run "mailgrab stats --jobs 1" 1 "$mailgrab" stats "$work/corpus" --tz UTC --jobs 1 \
     --me alice@example.com --csv "$out/long.csv" --messages-csv "$out/rows.csv" \
     --json "$out/stats.json" --html "$out/report.html"

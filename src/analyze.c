@@ -115,13 +115,16 @@ int mg_analyze_full(const char *msg, size_t len, const struct mg_analyze_msg *mm
     if (rc == 0 && mm->path != NULL)
         rc = mg_stats_add_largest(s, mm->path, strlen(mm->path), size);
 
+    /* Each keyword counts once per message. Counts with no keyword yet (a
+     * worker's counts of one message) take the message's set as it is. */
     struct mg_strmap words;
     mg_strmap_init(&words);
+    struct mg_strmap *set = s->keywords.len == 0 ? &s->keywords : &words;
     if (rc == 0 && m.subject != NULL)
-        rc = mg_words_collect(m.subject, m.subject_len, o->stopwords, &words);
+        rc = mg_words_collect(m.subject, m.subject_len, o->stopwords, set);
     if (rc == 0 && m.text != NULL)
-        rc = mg_words_collect(m.text, m.text_len, o->stopwords, &words);
-    for (size_t i = 0; rc == 0 && i < words.cap; i++)
+        rc = mg_words_collect(m.text, m.text_len, o->stopwords, set);
+    for (size_t i = 0; rc == 0 && set == &words && i < words.cap; i++)
         if (words.slots[i].key != NULL)
             rc = mg_stats_add_keyword(s, words.slots[i].key, words.slots[i].keylen, 1);
     mg_strmap_finish(&words);

@@ -44,7 +44,7 @@ void mg_buf_reset(struct mg_buf *b)
         b->data[0] = '\0';
 }
 
-int mg_buf_append(struct mg_buf *b, const void *p, size_t n)
+int mg_buf_reserve(struct mg_buf *b, size_t n)
 {
     if (b->failed)
         return b->failed;
@@ -62,6 +62,14 @@ int mg_buf_append(struct mg_buf *b, const void *p, size_t n)
         b->data = d;
         b->cap = cap;
     }
+    return 0;
+}
+
+int mg_buf_append(struct mg_buf *b, const void *p, size_t n)
+{
+    int rc = mg_buf_reserve(b, n);
+    if (rc != 0)
+        return rc;
     if (n > 0)
         memcpy(b->data + b->len, p, n);
     b->len += n;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,9 +35,9 @@
 /* A worker is a throwaway: cap its address space so a memory bomb kills only it. */
 #define WORKER_MAX_AS (1024UL * 1024 * 1024)
 
-static int send_chunk(void *ctx, const char *data, size_t len)
+static int queue_chunk(void *ctx, const char *data, size_t len)
 {
-    return mg_ipc_send(*(int *)ctx, MG_IPC_RESULT, data, len);
+    return mg_ipc_append(ctx, MG_IPC_RESULT, data, len);
 }
 
 static int read_file(const char *path, struct mg_buf *b, struct stat *st)
@@ -49,9 +50,16 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
         return -1;
     }
     mg_buf_reset(b);
-    char chunk[65536];
-    for (;;) {
-        ssize_t r = read(fd, chunk, sizeof(chunk));
+    /* straight into the buffer, the whole file in one read where it can:
+     * room for its size and a byte more, so a short read shows the end */
+    size_t size = st->st_size > 0 ? (size_t)st->st_size : 0;
+    while (b->len < b->max) { /* analyse the first MG_ISOLATE_MAX_READ bytes */
+        size_t ask = size >= b->len ? size - b->len + 1 : 65536;
+        if (ask > b->max - b->len)
+            ask = b->max - b->len;
+        if (mg_buf_reserve(b, ask) != 0)
+            break;
+        ssize_t r = read(fd, b->data + b->len, ask);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -60,9 +68,10 @@ static int read_file(const char *path, struct mg_buf *b, struct stat *st)
         }
         if (r == 0)
             break;
-        size_t room = b->max - b->len;
-        if (mg_buf_append(b, chunk, (size_t)r < room ? (size_t)r : room) != 0 || (size_t)r > room)
-            break; /* analyse the first MG_ISOLATE_MAX_READ bytes */
+        b->len += (size_t)r;
+        b->data[b->len] = '\0';
+        if ((size_t)r < ask && b->len >= size)
+            break; /* a short read of a regular file at its size: the end */
     }
     close(fd);
     return 0;
@@ -96,9 +105,11 @@ static void worker(int fd, pid_t parent, const char *const *paths, const bool *s
     setrlimit(RLIMIT_CORE, &nocore); /* a poisoned message leaves no core file of mail */
     unsigned timeout = o->timeout_secs ? o->timeout_secs : MG_ISOLATE_TIMEOUT;
     struct mg_analyze_opts ao = {o->stopwords, o->me, o->nme};
-    struct mg_buf msg, row;
+    struct mg_buf msg, row, frames;
     mg_buf_init(&msg, MG_ISOLATE_MAX_READ);
     mg_buf_init(&row, MG_MSGROW_MAX);
+    /* a message's row and result leave in one write: one wake-up of the reader */
+    mg_buf_init(&frames, MG_IPC_MAX + MG_MSGROW_MAX + 2 * MG_IPC_HEADER);
     struct mg_buf *rowp = o->row ? &row : NULL;
     for (size_t i = 0; i < n; i++) {
         struct mg_stats one;
@@ -122,10 +133,12 @@ static void worker(int fd, pid_t parent, const char *const *paths, const bool *s
             rc = mg_analyze_full(msg.data ? msg.data : "", msg.len, &m, &ao, &one, rowp);
         }
         alarm(0);
-        if (rc == 0 && rowp != NULL && mg_ipc_send(fd, MG_IPC_ROW, row.data, row.len) != 0)
+        mg_buf_reset(&frames);
+        if (rc == 0 && rowp != NULL && mg_ipc_append(&frames, MG_IPC_ROW, row.data, row.len) != 0)
             rc = -1;
         /* a chunk size of the frame maximum keeps each message in one frame */
-        if (rc != 0 || mg_stats_encode(&one, MG_IPC_MAX - 16384, send_chunk, &fd) != 0)
+        if (rc != 0 || mg_stats_encode(&one, MG_IPC_MAX - 16384, queue_chunk, &frames) != 0 ||
+            mg_ipc_send_frames(fd, &frames) != 0)
             _exit(3);
         mg_stats_finish(&one);
     }
@@ -153,8 +166,10 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
     size_t start = 0;
     int rc = 0;
     while (start < n && rc == 0) {
+        /* a socket, not a pipe: mg_ipc_send writes to it in one call (a
+         * pipe costs a failed sendmsg first) */
         int p[2];
-        if (pipe2(p, O_CLOEXEC) != 0) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) {
             rc = -1;
             break;
         }
@@ -176,10 +191,12 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
         bool broken = false;
         enum mg_ipc_type type;
         int r;
-        /* one RESULT frame per message; decode into a scratch copy so a bad
-         * frame adds nothing */
+        /* one RESULT frame per message, checked whole before it is added so
+         * a bad frame adds nothing */
         bool have_row = false;
-        while ((r = mg_ipc_recv(p[0], &type, &frame)) == 0) {
+        struct mg_ipc_reader rd;
+        mg_ipc_reader_init(&rd, p[0]);
+        while ((r = mg_ipc_read(&rd, &type, &frame)) == 0) {
             if (type == MG_IPC_ROW && o->row != NULL && !have_row) {
                 mg_buf_reset(&row);
                 if (mg_buf_append(&row, frame.data, frame.len) != 0) {
@@ -194,16 +211,13 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
                 break;
             }
             have_row = false;
-            struct mg_stats one;
-            mg_stats_init(&one);
-            if (type != MG_IPC_RESULT || mg_stats_decode(&one, frame.data, frame.len) != 0 ||
-                one.messages != 1) {
-                mg_stats_finish(&one);
+            uint64_t msgs = 0;
+            if (type != MG_IPC_RESULT || mg_stats_check(frame.data, frame.len, &msgs) != 0 ||
+                msgs != 1) {
                 broken = true;
                 break;
             }
-            int mr = mg_stats_merge(out, &one);
-            mg_stats_finish(&one);
+            int mr = mg_stats_decode(out, frame.data, frame.len);
             if (mr == 0 && o->row != NULL && o->row(o->row_ctx, row.data, row.len) != 0)
                 mr = -1;
             if (mr != 0) {
@@ -212,6 +226,7 @@ int mg_isolate_analyze(const char *const *paths, const bool *sent, size_t n,
             }
             done++;
         }
+        mg_ipc_reader_finish(&rd);
         close(p[0]);
         if (broken || r < 0)
             kill(pid, SIGKILL);

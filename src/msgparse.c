@@ -79,10 +79,17 @@ int mg_header_find(const char *hdr, size_t hdrlen, const char *name, const char 
                    size_t *vallen)
 {
     size_t nlen = strlen(name);
+    /* a line whose first byte cannot start name is passed over at a glance:
+     * bytes equal but for case are still equal once 0x20 is or-ed in */
+    char first = (char)(name[0] | 0x20);
     size_t pos = 0;
     while (pos < hdrlen) {
         const char *nl = memchr(hdr + pos, '\n', hdrlen - pos);
         size_t e = nl ? (size_t)(nl - hdr) : hdrlen;
+        if ((char)(hdr[pos] | 0x20) != first) {
+            pos = nl ? e + 1 : hdrlen;
+            continue;
+        }
         size_t fl = field_name_len(hdr + pos, e - pos);
         if (fl == nlen && strncasecmp(hdr + pos, name, nlen) == 0) {
             const char *colon = memchr(hdr + pos, ':', e - pos);
@@ -536,15 +543,20 @@ static void add_text(struct walk *w, const struct ctype *ct, const char *cte, si
 static size_t find_delim(const char *p, size_t n, size_t from, const char *b, size_t bl,
                          bool *close, size_t *after)
 {
+    /* the whole "--boundary" is searched for: a long needle lets memmem
+     * skip ahead, where "--" alone stops at every rule of dashes */
+    char needle[2 + sizeof(((struct ctype *)0)->boundary)];
+    if (bl > sizeof(needle) - 2)
+        return n;
+    needle[0] = needle[1] = '-';
+    memcpy(needle + 2, b, bl);
     while (from < n) {
-        const char *hit = memmem(p + from, n - from, "--", 2);
+        const char *hit = memmem(p + from, n - from, needle, bl + 2);
         if (hit == NULL)
             return n;
         size_t pos = (size_t)(hit - p);
-        from = pos + 2;
+        from = pos + 1;
         if (pos > 0 && p[pos - 1] != '\n')
-            continue;
-        if (n - pos - 2 < bl || memcmp(p + pos + 2, b, bl) != 0)
             continue;
         size_t k = pos + 2 + bl;
         *close = (k + 1 < n && p[k] == '-' && p[k + 1] == '-');

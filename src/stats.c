@@ -352,7 +352,8 @@ int mg_stats_encode(const struct mg_stats *s, size_t chunk, mg_emit_fn emit, voi
     return rc;
 }
 
-int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
+/* Decode data into s; with s NULL, only check it and count its messages. */
+static int decode(struct mg_stats *s, const char *data, size_t len, uint64_t *messages)
 {
     struct mg_reader r = {(const uint8_t *)data, len};
     while (r.left > 0) {
@@ -368,6 +369,10 @@ int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
             if (mg_read_u64(&r, &a) || mg_read_u64(&r, &b) || mg_read_u64(&r, &c) ||
                 mg_read_u64(&r, &d))
                 return -1;
+            if (s == NULL) {
+                *messages += a;
+                break;
+            }
             s->messages += a;
             s->bytes += b;
             s->unparseable += c;
@@ -377,17 +382,21 @@ int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
         case E_WDAY:
             if (mg_read_u8(&r, &idx) || mg_read_u64(&r, &a))
                 return -1;
-            if (kind == E_HOUR && idx < 24)
-                s->hours[idx] += a;
-            else if (kind == E_WDAY && idx < 7)
-                s->weekdays[idx] += a;
-            else
+            if ((kind == E_HOUR && idx >= 24) || (kind == E_WDAY && idx >= 7))
                 return -1;
+            if (s == NULL)
+                break;
+            if (kind == E_HOUR)
+                s->hours[idx] += a;
+            else
+                s->weekdays[idx] += a;
             break;
         case E_SENDER:
             if (mg_read_str(&r, &k, &kl, MG_STATS_KEY_MAX) || mg_read_u64(&r, &a) ||
                 mg_read_u64(&r, &b))
                 return -1;
+            if (s == NULL)
+                break;
             e = mg_strmap_get(&s->senders, k, kl, true);
             if (e == NULL)
                 return -1;
@@ -398,6 +407,8 @@ int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
             if (mg_read_str(&r, &k, &kl, MG_STATS_KEY_MAX) ||
                 mg_read_str(&r, &n, &nl, MG_STATS_NAME_MAX) || mg_read_u64(&r, &a))
                 return -1;
+            if (s == NULL)
+                break;
             e = mg_strmap_get(&s->senders, k, kl, true);
             if (e == NULL || add_name(e, n, nl, a) != 0)
                 return -1;
@@ -409,6 +420,8 @@ int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
         case E_LIST:
             if (mg_read_str(&r, &k, &kl, MG_STATS_KEY_MAX) || mg_read_u64(&r, &a))
                 return -1;
+            if (s == NULL)
+                break;
             if (mg_stats_add_key(kind == E_DOMAIN    ? &s->domains
                                  : kind == E_KEYWORD ? &s->keywords
                                  : kind == E_MONTH   ? &s->months
@@ -419,12 +432,16 @@ int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
             break;
         case E_ATT:
             if (mg_read_str(&r, &k, &kl, MG_STATS_KEY_MAX) || mg_read_u64(&r, &a) ||
-                mg_read_u64(&r, &b) || mg_stats_add_key(&s->att_types, k, kl, a, b) != 0)
+                mg_read_u64(&r, &b))
+                return -1;
+            if (s != NULL && mg_stats_add_key(&s->att_types, k, kl, a, b) != 0)
                 return -1;
             break;
         case E_TOTALS2:
             if (mg_read_u64(&r, &a) || mg_read_u64(&r, &b) || mg_read_u64(&r, &c))
                 return -1;
+            if (s == NULL)
+                break;
             s->attachments += a;
             s->attachment_bytes += b;
             s->sent += c;
@@ -433,11 +450,14 @@ int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
             if (mg_read_u8(&r, &idx) || mg_read_u8(&r, &hr) || mg_read_u64(&r, &a) || idx >= 7 ||
                 hr >= 24)
                 return -1;
-            s->hour_wday[idx][hr] += a;
+            if (s != NULL)
+                s->hour_wday[idx][hr] += a;
             break;
         case E_LARGE:
             if (mg_read_str(&r, &k, &kl, MG_STATS_KEY_MAX) || mg_read_u64(&r, &a) ||
-                memchr(k, '\0', kl) != NULL || mg_stats_add_largest(s, k, kl, a) != 0)
+                memchr(k, '\0', kl) != NULL)
+                return -1;
+            if (s != NULL && mg_stats_add_largest(s, k, kl, a) != 0)
                 return -1;
             break;
         default:
@@ -445,4 +465,15 @@ int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
         }
     }
     return 0;
+}
+
+int mg_stats_decode(struct mg_stats *s, const char *data, size_t len)
+{
+    return decode(s, data, len, NULL);
+}
+
+int mg_stats_check(const char *data, size_t len, uint64_t *messages)
+{
+    *messages = 0;
+    return decode(NULL, data, len, messages);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -201,9 +202,25 @@ static int send_chunk(void *ctx, const char *data, size_t len)
     return mg_ipc_send(*(int *)ctx, MG_IPC_STATS, data, len);
 }
 
+/* A job's rows on their way to the stats process, sent 64 KiB at a time. */
+struct row_batch {
+    int fd;
+    struct mg_buf frames;
+};
+
+static int row_batch_flush(struct row_batch *rb)
+{
+    int rc = mg_ipc_send_frames(rb->fd, &rb->frames);
+    mg_buf_reset(&rb->frames);
+    return rc;
+}
+
 static int send_row(void *ctx, const char *data, size_t len)
 {
-    return mg_ipc_send(*(int *)ctx, MG_IPC_ROW, data, len);
+    struct row_batch *rb = ctx;
+    if (mg_ipc_append(&rb->frames, MG_IPC_ROW, data, len) != 0)
+        return -1;
+    return rb->frames.len >= 65536 ? row_batch_flush(rb) : 0;
 }
 
 /* The per-message table being written (--messages-csv). */
@@ -231,20 +248,37 @@ static int write_row(struct rows_out *ro, const char *data, size_t len)
     return 0;
 }
 
+static int row_here(void *ctx, const char *data, size_t len)
+{
+    return write_row(ctx, data, len);
+}
+
 /* Run share j of `jobs` in forked processes and merge their counts; rows
- * (when ro is set) are written as they come from any job. */
+ * (when ro is set) are written as they come from any job. One job runs in
+ * this process (its worker is still a process of its own): a process in
+ * between would only relay every row and result once more. */
 static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_isolate_opts *bo,
                     struct rows_out *ro, struct mg_stats *total, struct mg_error *err)
 {
+    if (jobs == 1) {
+        struct mg_isolate_opts o = *bo;
+        if (ro != NULL) {
+            o.row = row_here;
+            o.row_ctx = ro;
+        }
+        if (mg_isolate_analyze((const char *const *)l->v, l->sent, l->n, &o, total) != 0)
+            return mg_error_set(err, MG_E_INTERNAL, "stats job 1 failed; counts are incomplete");
+        return MG_OK;
+    }
     pid_t pids[MAX_JOBS];
     struct pollfd pfds[MAX_JOBS];
     bool complete[MAX_JOBS];
     unsigned long started = 0;
     int rc = MG_OK;
     for (unsigned long j = 0; j < jobs; j++) {
-        int p[2];
-        if (pipe2(p, O_CLOEXEC) != 0) {
-            rc = mg_error_set(err, MG_E_INTERNAL, "pipe: %s", strerror(errno));
+        int p[2]; /* a socket: mg_ipc_send writes to it in one call */
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) {
+            rc = mg_error_set(err, MG_E_INTERNAL, "socketpair: %s", strerror(errno));
             break;
         }
         fflush(NULL);
@@ -266,14 +300,17 @@ static int run_jobs(struct file_list *l, unsigned long jobs, const struct mg_iso
                 l->sent[mine] = l->sent[i];
             }
             struct mg_isolate_opts o = *bo;
+            struct row_batch rb = {p[1], {0}};
+            mg_buf_init(&rb.frames, 65536 + MG_MSGROW_MAX + MG_IPC_HEADER);
             if (ro != NULL) {
                 o.row = send_row;
-                o.row_ctx = &p[1];
+                o.row_ctx = &rb;
             }
             struct mg_stats s;
             mg_stats_init(&s);
             int r = mg_isolate_analyze((const char *const *)l->v, l->sent, mine, &o, &s);
-            if (r != 0 || mg_stats_encode(&s, 1024 * 1024, send_chunk, &p[1]) != 0 ||
+            if (r != 0 || row_batch_flush(&rb) != 0 ||
+                mg_stats_encode(&s, 1024 * 1024, send_chunk, &p[1]) != 0 ||
                 mg_ipc_send(p[1], MG_IPC_STATS_END, NULL, 0) != 0)
                 _exit(1);
             _exit(0);

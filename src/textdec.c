@@ -1,6 +1,7 @@
 /* textdec.c - see include/mailgrab/textdec.h */
 #include "mailgrab/textdec.h"
 
+#include "mailgrab/charconv.h"
 #include "mailgrab/utf8.h"
 
 #include <errno.h>
@@ -23,11 +24,30 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return mg_utf8_decode(s, n, &cp);
 }
 
+/* Length of the run of ASCII bytes at p, eight at a time where it can. */
+static size_t ascii_run(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, p + i, sizeof(w));
+        if (w & 0x8080808080808080ULL)
+            break;
+        i += 8;
+    }
+    while (i < n && p[i] < 0x80)
+        i++;
+    return i;
+}
+
 bool mg_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
+        i += ascii_run(p + i, n - i);
+        if (i == n)
+            break;
         size_t l = utf8_seq(p + i, n - i);
         if (l == 0)
             return false;
@@ -52,12 +72,11 @@ static int put_cp1252(struct mg_buf *out, unsigned char c)
 /* Copy UTF-8 (validated piecewise) with NUL mapped to space. */
 static int put_utf8_clean(const char *in, size_t n, struct mg_buf *out)
 {
-    const unsigned char *p = (const unsigned char *)in;
     size_t i = 0;
     while (i < n) {
         size_t start = i;
-        while (i < n && p[i] != 0)
-            i++;
+        const char *nul = memchr(in + i, '\0', n - i);
+        i = nul ? (size_t)(nul - in) : n;
         if (mg_buf_append(out, in + start, i - start) != 0)
             return -1;
         if (i < n) {
@@ -184,6 +203,14 @@ static const char *charset_alias(const char *name)
     return name;
 }
 
+/* Charsets whose bytes below 0x80 are ASCII, one byte a character: text
+ * without a byte above converts to itself. */
+static bool ascii_superset(const char *cs)
+{
+    return strncasecmp(cs, "WINDOWS-125", 11) == 0 || strncasecmp(cs, "ISO-8859-", 9) == 0 ||
+           strncasecmp(cs, "KOI8-", 5) == 0;
+}
+
 int mg_to_utf8(const char *charset, size_t charset_len, const char *in, size_t n,
                struct mg_buf *out)
 {
@@ -204,10 +231,13 @@ int mg_to_utf8(const char *charset, size_t charset_len, const char *in, size_t n
         /* invalid bytes in declared UTF-8 fall back per byte below */
         if (mg_utf8_valid(in, n))
             return put_utf8_clean(in, n, out);
+    } else if (ascii_superset(cs) && ascii_run((const unsigned char *)in, n) == n) {
+        return put_utf8_clean(in, n, out);
     }
-    iconv_t cd = iconv_open("UTF-8", cs);
-    if (cd == (iconv_t)-1)
+    struct mg_charconv conv;
+    if (mg_charconv_acquire(cs, strlen(cs), &conv) != 0)
         return mg_raw_to_utf8(in, n, out);
+    iconv_t cd = conv.cd;
 
     int rc = 0;
     char *ip = (char *)in;
@@ -240,7 +270,7 @@ int mg_to_utf8(const char *charset, size_t charset_len, const char *in, size_t n
     iconv(cd, NULL, NULL, &op, &oleft);
     if (rc == 0 && put_utf8_clean(tmp, (size_t)(op - tmp), out) != 0)
         rc = -1;
-    iconv_close(cd);
+    mg_charconv_release(&conv);
     return rc;
 }
 

@@ -103,35 +103,89 @@ static bool is_space_cp(uint32_t c)
            c == 0x2028 || c == 0x2029 || c == 0x3000 || (c >= 0x2000 && c <= 0x200B);
 }
 
-/* A whitespace-delimited chunk that is a URL or an address is skipped whole. */
-static bool chunk_is_link(const char *s, size_t n)
+static inline bool ascii_space(unsigned char c)
 {
-    if (memchr(s, '@', n) != NULL)
+    return c == ' ' || (c >= '\t' && c <= '\r'); /* what is_space_cp takes below 0x80 */
+}
+
+static inline bool ascii_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* Like next_cp, with ASCII (most of any text) decoded in line. */
+static inline uint32_t cp_at(const unsigned char *s, size_t n, size_t *len)
+{
+    if (s[0] < 0x80) {
+        *len = 1;
+        return s[0];
+    }
+    return next_cp(s, n, len);
+}
+
+/* A whitespace-delimited chunk that is a URL or an address is skipped whole.
+ * at and colon: whether the chunk holds an '@' or a ':'. */
+static bool chunk_is_link(const char *s, size_t n, bool at, bool colon)
+{
+    if (at)
         return true;
-    for (size_t i = 0; i + 3 <= n; i++)
-        if (s[i] == ':' && s[i + 1] == '/' && s[i + 2] == '/')
+    for (const char *c = colon ? memchr(s, ':', n) : NULL; c != NULL;
+         c = memchr(c + 1, ':', (size_t)(s + n - c - 1)))
+        if (s + n - c >= 3 && c[1] == '/' && c[2] == '/')
             return true;
     /* leading punctuation such as '<' or '(' before www. */
     size_t i = 0;
     while (i < n && (s[i] == '<' || s[i] == '(' || s[i] == '[' || s[i] == '"' || s[i] == '\''))
         i++;
-    if (n - i >= 4 && strncasecmp(s + i, "www.", 4) == 0)
+    if (n - i >= 4 && (s[i] | 0x20) == 'w' && strncasecmp(s + i, "www.", 4) == 0)
         return true;
-    if (n - i >= 7 && strncasecmp(s + i, "mailto:", 7) == 0)
+    if (colon && n - i >= 7 && strncasecmp(s + i, "mailto:", 7) == 0)
         return true;
     return false;
 }
 
-static int add_word(const struct mg_buf *w, size_t cps, bool has_alpha,
-                    const struct mg_stopwords *sw, struct mg_strmap *set)
+/* The word being read: its lower-cased UTF-8, at most WORD_BYTES bytes; one
+ * that would be longer is failed (and dropped as too long). */
+#define WORD_BYTES (4 * (MG_WORD_MAX + 2))
+
+struct word {
+    char b[WORD_BYTES + 1];
+    size_t len;
+    bool failed;
+};
+
+static int word_put(struct word *w, const char *s, size_t n)
+{
+    if (w->failed || n > WORD_BYTES - w->len) {
+        w->failed = true;
+        return -1;
+    }
+    memcpy(w->b + w->len, s, n);
+    w->len += n;
+    return 0;
+}
+
+static int word_put_cp(struct word *w, uint32_t c)
+{
+    if (c < 0x80) {
+        char ch = (char)c;
+        return word_put(w, &ch, 1);
+    }
+    unsigned char enc[4];
+    size_t n = mg_utf8_encode(c, enc);
+    return word_put(w, (const char *)enc, n);
+}
+
+static int add_word(const struct word *w, size_t cps, bool has_alpha, const struct mg_stopwords *sw,
+                    struct mg_strmap *set)
 {
     if (cps < MG_WORD_MIN || cps > MG_WORD_MAX || !has_alpha)
         return 0;
-    if (sw != NULL && mg_strmap_get((struct mg_strmap *)&sw->words, w->data, w->len, false))
+    if (sw != NULL && mg_strmap_get((struct mg_strmap *)&sw->words, w->b, w->len, false))
         return 0;
-    if (set->len >= MG_WORDS_PER_MSG && mg_strmap_get(set, w->data, w->len, false) == NULL)
+    if (set->len >= MG_WORDS_PER_MSG && mg_strmap_get(set, w->b, w->len, false) == NULL)
         return 0;
-    struct mg_strmap_entry *e = mg_strmap_get(set, w->data, w->len, true);
+    struct mg_strmap_entry *e = mg_strmap_get(set, w->b, w->len, true);
     if (e == NULL)
         return -1;
     e->count = 1;
@@ -139,19 +193,31 @@ static int add_word(const struct mg_buf *w, size_t cps, bool has_alpha,
 }
 
 static int collect_chunk(const char *s, size_t n, const struct mg_stopwords *sw,
-                         struct mg_strmap *set, struct mg_buf *w)
+                         struct mg_strmap *set, struct word *w)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, cps = 0;
     bool has_alpha = false;
     uint32_t prev = 0;
-    mg_buf_reset(w);
+    w->len = 0;
+    w->failed = false;
     while (i <= n) {
+        if (i < n && ascii_alnum(p[i])) { /* the common case, in line */
+            char ch = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+            if (word_put(w, &ch, 1) != 0)
+                cps = MG_WORD_MAX + 1;
+            cps++;
+            if (!(ch >= '0' && ch <= '9'))
+                has_alpha = true;
+            prev = (uint32_t)ch;
+            i++;
+            continue;
+        }
         size_t l = 1;
-        uint32_t c = i < n ? next_cp(p + i, n - i, &l) : ' ';
+        uint32_t c = i < n ? cp_at(p + i, n - i, &l) : ' ';
         if (i < n && is_word_cp(c)) {
             c = mg_cp_lower(c);
-            if (mg_buf_put_utf8(w, c) != 0)
+            if (word_put_cp(w, c) != 0)
                 cps = MG_WORD_MAX + 1; /* absurdly long: just drop it */
             cps++;
             if (!(c >= '0' && c <= '9'))
@@ -163,9 +229,9 @@ static int collect_chunk(const char *s, size_t n, const struct mg_stopwords *sw,
         /* an apostrophe between letters stays inside the word: don't, l'homme */
         if ((c == '\'' || c == 0x2019) && cps > 0 && prev != '\'' && i + l < n) {
             size_t l2;
-            uint32_t nx = next_cp(p + i + l, n - i - l, &l2);
+            uint32_t nx = cp_at(p + i + l, n - i - l, &l2);
             if (is_word_cp(nx) && !(nx >= '0' && nx <= '9')) {
-                mg_buf_putc(w, '\'');
+                word_put(w, "'", 1);
                 prev = '\'';
                 i += l;
                 continue;
@@ -173,7 +239,8 @@ static int collect_chunk(const char *s, size_t n, const struct mg_stopwords *sw,
         }
         if (cps > 0 && add_word(w, cps, has_alpha, sw, set) != 0)
             return -1;
-        mg_buf_reset(w);
+        w->len = 0;
+        w->failed = false;
         cps = 0;
         has_alpha = false;
         prev = 0;
@@ -185,22 +252,24 @@ static int collect_chunk(const char *s, size_t n, const struct mg_stopwords *sw,
 int mg_words_collect(const char *text, size_t n, const struct mg_stopwords *sw,
                      struct mg_strmap *set)
 {
-    struct mg_buf w;
-    mg_buf_init(&w, 4 * (MG_WORD_MAX + 2));
+    struct word w;
     const unsigned char *p = (const unsigned char *)text;
     size_t i = 0;
     int rc = 0;
     while (i < n && rc == 0) {
         size_t l;
-        while (i < n && is_space_cp(next_cp(p + i, n - i, &l)))
-            i += l;
+        while (i < n && (p[i] < 0x80 ? ascii_space(p[i]) : is_space_cp(cp_at(p + i, n - i, &l))))
+            i += p[i] < 0x80 ? 1 : l;
         size_t st = i;
-        while (i < n && !is_space_cp(next_cp(p + i, n - i, &l)))
-            i += l;
-        if (i > st && !chunk_is_link(text + st, i - st))
+        bool at = false, colon = false;
+        while (i < n && !(p[i] < 0x80 ? ascii_space(p[i]) : is_space_cp(cp_at(p + i, n - i, &l)))) {
+            at |= p[i] == '@';
+            colon |= p[i] == ':';
+            i += p[i] < 0x80 ? 1 : l;
+        }
+        if (i > st && !chunk_is_link(text + st, i - st, at, colon))
             rc = collect_chunk(text + st, i - st, sw, set, &w);
     }
-    mg_buf_finish(&w);
     return rc;
 }
 

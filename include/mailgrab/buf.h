@@ -45,6 +45,9 @@ void mg_buf_reset(struct mg_buf *b);
  * fails the same way until mg_buf_reset). */
 int mg_buf_append(struct mg_buf *b, const void *p, size_t n);
 int mg_buf_putc(struct mg_buf *b, unsigned char c);
+/* Room for n more bytes at data + len (and the NUL after them), for a caller
+ * that fills them itself and then adds them to len. Fails like an append. */
+int mg_buf_reserve(struct mg_buf *b, size_t n);
 /* Append one code point as UTF-8 (invalid code points become U+FFFD). */
 int mg_buf_put_utf8(struct mg_buf *b, uint32_t cp);
 int mg_buf_put_u8(struct mg_buf *b, uint8_t v);

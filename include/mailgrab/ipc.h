@@ -20,7 +20,8 @@
  * - batch worker -> analyzer: one RESULT per message, preceded by its ROW
  *   when the per-message table is asked for; the analyzer sends the worker
  *   nothing (paths are inherited across fork). A stats job forwards the rows
- *   to `mailgrab stats` as they come, then its STATS and STATS_END.
+ *   to `mailgrab stats` as they come, 64 KiB of frames at a time, then its
+ *   STATS and STATS_END.
  * An end of stream where a frame was due means the peer died: the analyzer
  *   exits quietly; mailgrab reports the statistics as unavailable.
  *
@@ -58,7 +59,29 @@ void mg_ipc_header(unsigned char h[MG_IPC_HEADER], enum mg_ipc_type type, size_t
 /* 0, or -1 on a write error (errno set). Retries on EINTR and short writes. */
 int mg_ipc_send(int fd, enum mg_ipc_type type, const void *data, size_t len);
 
+/* Queue a frame at the end of b (for one write of several frames). 0, or -1
+ * when b is full or len is above MG_IPC_MAX. */
+int mg_ipc_append(struct mg_buf *b, enum mg_ipc_type type, const void *data, size_t len);
+/* Write the frames queued in b, like mg_ipc_send. */
+int mg_ipc_send_frames(int fd, const struct mg_buf *frames);
+
 /* 0 with a frame, 1 on a clean EOF before a frame, -1 on error or malformed frame. */
 int mg_ipc_recv(int fd, enum mg_ipc_type *type, struct mg_buf *payload);
+
+/*
+ * Frames from one fd taken in large reads (a worker's row and result arrive
+ * together): fewer system calls than mg_ipc_recv. Bytes wait in the reader,
+ * so it is only for an fd read in a blocking loop, never one that is polled.
+ * Owns its buffer (mg_ipc_reader_finish frees it); not the fd.
+ */
+struct mg_ipc_reader {
+    int fd;
+    struct mg_buf in; /* in.data[head..in.len) is unread */
+    size_t head;
+};
+void mg_ipc_reader_init(struct mg_ipc_reader *r, int fd);
+void mg_ipc_reader_finish(struct mg_ipc_reader *r);
+/* Like mg_ipc_recv. */
+int mg_ipc_read(struct mg_ipc_reader *r, enum mg_ipc_type *type, struct mg_buf *payload);
 
 #endif

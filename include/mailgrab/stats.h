@@ -91,5 +91,8 @@ typedef int (*mg_emit_fn)(void *ctx, const char *data, size_t len);
 int mg_stats_encode(const struct mg_stats *s, size_t chunk, mg_emit_fn emit, void *ctx);
 /* Merge an encoded chunk into s. -1 on malformed input or OOM. */
 int mg_stats_decode(struct mg_stats *s, const char *data, size_t len);
+/* Check an encoded chunk without adding it anywhere: 0 when mg_stats_decode
+ * would take all of it (memory permitting), with the messages it counts. */
+int mg_stats_check(const char *data, size_t len, uint64_t *messages);
 
 #endif

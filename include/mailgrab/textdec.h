@@ -8,8 +8,8 @@
  * may contain NUL bytes. On a full buffer output is truncated and -1 returned;
  * malformed input is never an error (it is decoded leniently or kept as-is).
  *
- * Thread-safety: all functions are thread-safe (iconv descriptors are opened per
- * call and never shared).
+ * Thread-safety: all functions are thread-safe. iconv descriptors come from
+ * the per-process cache of charconv.h, held by one caller at a time.
  */
 #ifndef MAILGRAB_TEXTDEC_H
 #define MAILGRAB_TEXTDEC_H
