@@ -310,6 +310,21 @@ static int verify_accounts(const struct mg_account *accounts, size_t n, const st
     return mg_verify_finish(&t, worst);
 }
 
+/* A run a signal cut short exits 130 whatever else happened, and says so
+ * once: said is true when an account's error already told of the signal
+ * (a signal after the last account, during the statistics, is told here). */
+static int cut_short(int code, bool said)
+{
+    if (!mg_cancelled())
+        return code;
+    if (!said) {
+        struct mg_error err;
+        mg_cancel_error(&err);
+        mg_err("%s", err.msg);
+    }
+    return MG_E_INTERRUPTED;
+}
+
 /* mailgrab estimate: what each account's next backup would download. */
 static int estimate_accounts(const struct mg_account *accounts, size_t n,
                              const struct mg_options *o, const char *env_password)
@@ -321,6 +336,7 @@ static int estimate_accounts(const struct mg_account *accounts, size_t n,
     }
     enum mg_code worst = MG_OK;
     size_t done = 0;
+    bool said = false; /* the signal, in an account's error */
     for (size_t i = 0; i < n && !mg_cancelled(); i++) {
         struct mg_account a = accounts[i];
         struct mg_creds cr;
@@ -339,12 +355,12 @@ static int estimate_accounts(const struct mg_account *accounts, size_t n,
         } else {
             mg_estimate_finish(&v[done]);
             mg_backup_err(&a, err.msg);
+            said |= rc == MG_E_INTERRUPTED;
             if (worst == MG_OK)
                 worst = rc;
         }
     }
-    if (mg_cancelled())
-        worst = MG_E_INTERRUPTED;
+    worst = cut_short(worst, said);
     if (done > 0 && mg_estimate_print(stdout, v, done, o->json) != 0) {
         mg_err("cannot write the estimate: %s", strerror(errno));
         if (worst == MG_OK)
@@ -389,9 +405,7 @@ static int restore_account(const struct mg_account *accounts, size_t n, const st
         rc = mg_restore_account(&a, &cr, &ro, &rep);
     }
     drop_creds(&cr);
-    int exit_code = rc;
-    if (mg_cancelled())
-        exit_code = MG_E_INTERRUPTED;
+    int exit_code = cut_short(rc, rc == MG_E_INTERRUPTED);
     if (o->summary_json != NULL &&
         mg_summary_write(o->summary_json, &rep, 1, exit_code, &err) != MG_OK) {
         mg_err("%s", err.msg);
@@ -526,6 +540,7 @@ int main(int argc, char **argv)
     struct mg_report *reps = calloc(n ? n : 1, sizeof(*reps));
     struct mg_metrics_run *runs = calloc(n ? n : 1, sizeof(*runs));
     int exit_code = reps && runs ? MG_OK : MG_E_INTERNAL;
+    bool said = false; /* the signal, in an account's error */
     for (size_t i = 0; reps != NULL && runs != NULL && i < n; i++) {
         runs[i].rep = &reps[i];
         runs[i].started = unix_now();
@@ -549,6 +564,7 @@ int main(int argc, char **argv)
         mg_events_account_end(feed.ev, &reps[i]);
         if (rc != MG_OK && exit_code == MG_OK)
             exit_code = rc;
+        said |= rc == MG_E_INTERRUPTED;
         /* After each account, so that a long run shows each as it ends. */
         if (metrics != NULL && mg_metrics_write(metrics, runs, i + 1, &err) != MG_OK) {
             mg_err("%s", err.msg);
@@ -573,8 +589,7 @@ int main(int argc, char **argv)
     }
     /* A signal at any stage, even while the statistics were being
      * gathered: whatever else happened, the run was cut short. */
-    if (mg_cancelled())
-        exit_code = MG_E_INTERRUPTED;
+    exit_code = cut_short(exit_code, said);
     if (o.summary_json != NULL && reps != NULL &&
         mg_summary_write(o.summary_json, reps, n, exit_code, &err) != MG_OK) {
         mg_err("%s", err.msg);

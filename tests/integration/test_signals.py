@@ -497,6 +497,9 @@ class TestAnalyzer(Base):
         self.assertEqual(code, EXIT_INTERRUPTED, res.describe())
         self.assertLess(took, BOUND, res.describe())
         self.assertIn("statistics are unavailable", res.stderr, res.describe())
+        # Every message was stored before the signal; the run still says
+        # it was cut short, and by what.
+        self.assertIn("interrupted by SIGTERM", res.stderr, res.describe())
         self.assertFalse(alive(an), "the stopped analyzer was left behind")
         self.assertComplete(out, res, want_all=True)
         with open(summary) as f:
