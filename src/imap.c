@@ -15,6 +15,7 @@
 #include "mailgrab/imapcode.h"
 #include "mailgrab/imapframe.h"
 #include "mailgrab/log.h"
+#include "mailgrab/roles.h"
 #include "mailgrab/mboxname.h"
 #include "mailgrab/oauth2.h"
 
@@ -629,27 +630,13 @@ static bool selectable(const struct mailimap_mbx_list_flags *f)
 /* SPECIAL-USE attributes (RFC 6154) and Gmail's \\Important, as roles. */
 static unsigned roles_of(const struct mailimap_mbx_list_flags *f)
 {
-    static const struct {
-        const char *name;
-        unsigned role;
-    } map[] = {{"All", MG_ROLE_ALL},
-               {"Junk", MG_ROLE_JUNK},
-               {"Trash", MG_ROLE_TRASH},
-               {"Sent", MG_ROLE_SENT},
-               {"Drafts", MG_ROLE_DRAFTS},
-               {"Flagged", MG_ROLE_FLAGGED},
-               {"Important", MG_ROLE_IMPORTANT},
-               {"Archive", MG_ROLE_ARCHIVE}};
     unsigned roles = 0;
     for (clistiter *it = f && f->mbf_oflags ? clist_begin(f->mbf_oflags) : NULL; it != NULL;
          it = clist_next(it)) {
         struct mailimap_mbx_list_oflag *of = clist_content(it);
         if (of->of_flag_ext == NULL)
             continue;
-        const char *name = of->of_flag_ext[0] == '\\' ? of->of_flag_ext + 1 : of->of_flag_ext;
-        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-            if (strcasecmp(name, map[i].name) == 0)
-                roles |= map[i].role;
+        roles |= mg_role_bit(of->of_flag_ext, strlen(of->of_flag_ext));
     }
     return roles;
 }

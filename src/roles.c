@@ -97,6 +97,18 @@ int mg_roles_save(const struct mg_roles *r, int dirfd, const char **step)
     return e;
 }
 
+unsigned mg_role_bit(const char *name, size_t len)
+{
+    if (len > 0 && name[0] == '\\') {
+        name++;
+        len--;
+    }
+    for (size_t k = 0; k < NNAMES; k++)
+        if (strlen(names[k].name + 1) == len && strncasecmp(names[k].name + 1, name, len) == 0)
+            return names[k].bit;
+    return 0;
+}
+
 /* The role bits of a space-separated list; unknown words are ignored. */
 static unsigned parse_roles(const char *s, size_t n)
 {
@@ -106,9 +118,7 @@ static unsigned parse_roles(const char *s, size_t n)
         size_t j = i;
         while (j < n && s[j] != ' ')
             j++;
-        for (size_t k = 0; k < NNAMES; k++)
-            if (strlen(names[k].name) == j - i && strncasecmp(names[k].name, s + i, j - i) == 0)
-                bits |= names[k].bit;
+        bits |= mg_role_bit(s + i, j - i);
         i = j + 1;
     }
     return bits;

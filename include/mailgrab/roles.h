@@ -51,6 +51,11 @@ int mg_roles_parse(struct mg_roles *r, const char *text, size_t len);
  * -1 on another error (errno set). */
 int mg_roles_load(struct mg_roles *r, int dirfd);
 
+/* The role bit of a SPECIAL-USE attribute or Gmail's \\Important, named
+ * with or without its backslash, in any case ("\\Sent", "sent"); 0 for a
+ * name that is no role. The one table of role names: LIST and this file. */
+unsigned mg_role_bit(const char *name, size_t len);
+
 /* The roles of the mailbox stored in directory name (or a generation of
  * it); 0 when none is known. */
 unsigned mg_roles_of(const struct mg_roles *r, const char *name);

@@ -76,11 +76,26 @@ static void test_damaged_lines(void **state)
     mg_roles_finish(&r);
 }
 
+static void test_role_names(void **state)
+{
+    (void)state;
+    assert_int_equal(mg_role_bit("\\Sent", 5), MG_ROLE_SENT);
+    assert_int_equal(mg_role_bit("Sent", 4), MG_ROLE_SENT);
+    assert_int_equal(mg_role_bit("\\IMPORTANT", 10), MG_ROLE_IMPORTANT);
+    assert_int_equal(mg_role_bit("\\All", 4), MG_ROLE_ALL);
+    assert_int_equal(mg_role_bit("\\Allx", 5), 0);
+    assert_int_equal(mg_role_bit("\\Sen", 4), 0);
+    assert_int_equal(mg_role_bit("\\", 1), 0);
+    assert_int_equal(mg_role_bit("", 0), 0);
+    assert_int_equal(mg_role_bit("\\HasNoChildren", 14), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_damaged_lines),
+        cmocka_unit_test(test_role_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
